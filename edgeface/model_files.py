@@ -1,0 +1,75 @@
+"""Where the shipped models live, and what the manifest says about them.
+
+In a checkout the models are in ``<repo>/models``; ``pip install .`` installs the same
+directory as the data package ``edgeface.models``. ``EDGEFACE_MODELS_DIR`` overrides both (for
+an installer who keeps models on a separate partition).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from edgeface.errors import ModelLoadError
+
+MODELS_DIR_ENV = "EDGEFACE_MODELS_DIR"
+
+#: Logical model names → file names (int8 is what the daemon runs; fp32 exists for comparison).
+MODEL_FILES: dict[str, str] = {
+    "pnet": "mtcnn_pnet_int8.tflite",
+    "rnet": "mtcnn_rnet_int8.tflite",
+    "onet": "mtcnn_onet_int8.tflite",
+    "embedder": "embedder_int8.tflite",
+    "pnet_fp32": "mtcnn_pnet_fp32.tflite",
+    "rnet_fp32": "mtcnn_rnet_fp32.tflite",
+    "onet_fp32": "mtcnn_onet_fp32.tflite",
+    "embedder_fp32": "embedder_fp32.tflite",
+}
+
+
+def models_dir() -> Path:
+    """Return the directory that holds the ``.tflite`` files and ``manifest.json``."""
+    override = os.environ.get(MODELS_DIR_ENV)
+    if override:
+        return Path(override)
+    checkout = Path(__file__).resolve().parent.parent / "models"
+    if (checkout / "manifest.json").exists():
+        return checkout
+    spec = importlib.util.find_spec("edgeface.models")
+    if spec is not None and spec.submodule_search_locations:
+        return Path(next(iter(spec.submodule_search_locations)))
+    raise ModelLoadError(
+        "cannot find the edgeface models directory; set EDGEFACE_MODELS_DIR or reinstall edgeface"
+    )
+
+
+def model_path(name: str) -> Path:
+    """Path of a logical model (``pnet``, ``embedder``, ``embedder_fp32`` …)."""
+    try:
+        file_name = MODEL_FILES[name]
+    except KeyError:
+        raise ModelLoadError(
+            f"unknown model {name!r}; known models: {', '.join(MODEL_FILES)}"
+        ) from None
+    return models_dir() / file_name
+
+
+@lru_cache(maxsize=4)
+def _read_manifest(directory: str) -> dict[str, Any]:
+    path = Path(directory) / "manifest.json"
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ModelLoadError(f"model manifest {path} is missing") from None
+    except json.JSONDecodeError as exc:
+        raise ModelLoadError(f"model manifest {path} is not valid JSON: {exc}") from None
+    return data
+
+
+def manifest() -> dict[str, Any]:
+    """The parsed ``models/manifest.json``."""
+    return _read_manifest(str(models_dir()))

@@ -1,0 +1,132 @@
+"""The one place that turns a ``.tflite`` file into a ready interpreter.
+
+Three packages provide the TFLite interpreter; which one a board has depends on its OS and
+Python version (see README). They are tried in this order unless ``EDGEFACE_TFLITE_RUNTIME``
+names one:
+
+* ``ai_edge_litert`` (LiteRT, the maintained successor; numpy 2; aarch64 wheels to Python 3.13)
+* ``tflite_runtime`` (2.14, numpy 1 only — the ``legacy`` extra)
+* ``tensorflow.lite`` (a full TensorFlow install; handy on a workstation, never required)
+
+Errors name the model file and the fix, because on a door controller the log is often the only
+thing an installer sees.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgeface.errors import ModelLoadError, RuntimeMissingError
+
+#: Environment variable that forces one runtime (``ai_edge_litert``, ``tflite_runtime`` or
+#: ``tensorflow``).
+RUNTIME_ENV = "EDGEFACE_TFLITE_RUNTIME"
+
+#: Import path of each runtime's ``Interpreter`` class, in order of preference.
+RUNTIME_MODULES: dict[str, str] = {
+    "ai_edge_litert": "ai_edge_litert.interpreter",
+    "tflite_runtime": "tflite_runtime.interpreter",
+    "tensorflow": "tensorflow.lite",
+}
+
+INSTALL_HINT = (
+    "install one with `pip install ai-edge-litert` (recommended), or "
+    "`pip install 'edgeface[legacy]'` for tflite-runtime 2.14 on numpy 1"
+)
+
+# The flatbuffer file identifier TFLite writes at bytes 4..8 of every model.
+_TFLITE_IDENTIFIER = b"TFL3"
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """An importable TFLite runtime: its name and its ``Interpreter`` constructor."""
+
+    name: str
+    interpreter_class: Callable[..., Any]
+
+
+_cached_runtime: Runtime | None = None
+
+
+def available_runtime(preferred: str | None = None) -> Runtime:
+    """Return the first TFLite runtime that imports.
+
+    ``preferred`` (or ``$EDGEFACE_TFLITE_RUNTIME``) restricts the search to that one runtime, so
+    a board that has two installed can be pinned to the one that was validated on it.
+    """
+    global _cached_runtime
+    choice = preferred or os.environ.get(RUNTIME_ENV) or None
+    if choice is None and _cached_runtime is not None:
+        return _cached_runtime
+    if choice is not None and choice not in RUNTIME_MODULES:
+        raise RuntimeMissingError(
+            f"unknown TFLite runtime {choice!r} (from {RUNTIME_ENV} or config); "
+            f"choose one of: {', '.join(RUNTIME_MODULES)}"
+        )
+    names = [choice] if choice else list(RUNTIME_MODULES)
+    failures: list[str] = []
+    for name in names:
+        try:
+            module = importlib.import_module(RUNTIME_MODULES[name])
+        except Exception as exc:  # ImportError, or numpy ABI errors raised as others
+            failures.append(f"{name}: {exc.__class__.__name__}: {exc}")
+            continue
+        runtime = Runtime(name=name, interpreter_class=module.Interpreter)
+        if choice is None:
+            _cached_runtime = runtime
+        return runtime
+    raise RuntimeMissingError(
+        "no TFLite runtime could be imported (" + "; ".join(failures) + "); " + INSTALL_HINT
+    )
+
+
+def check_model_file(path: Path) -> None:
+    """Fail early, with the file's name, if ``path`` cannot be a TFLite model."""
+    if not path.exists():
+        raise ModelLoadError(
+            f"model file {path} does not exist; reinstall edgeface or rebuild the models "
+            "(see models/README.md)"
+        )
+    if not path.is_file():
+        raise ModelLoadError(f"model path {path} is not a file")
+    size = path.stat().st_size
+    if size < 16:
+        raise ModelLoadError(f"model file {path} is truncated ({size} bytes)")
+    with path.open("rb") as handle:
+        header = handle.read(8)
+    if header[4:8] != _TFLITE_IDENTIFIER:
+        raise ModelLoadError(
+            f"model file {path} is not a TFLite flatbuffer (no 'TFL3' identifier); "
+            "it is corrupt or the wrong file"
+        )
+
+
+def load_interpreter(
+    path: str | os.PathLike[str],
+    num_threads: int | None = None,
+    runtime: str | None = None,
+) -> Any:
+    """Load ``path`` into an interpreter with tensors allocated, ready to ``invoke()``.
+
+    ``num_threads`` is passed to the runtime (XNNPACK uses it); ``None`` lets the runtime
+    decide. Any failure becomes a :class:`ModelLoadError` (or :class:`RuntimeMissingError`)
+    whose message names the file.
+    """
+    model_path = Path(path)
+    check_model_file(model_path)
+    rt = available_runtime(runtime)
+    try:
+        interpreter = rt.interpreter_class(model_path=str(model_path), num_threads=num_threads)
+        interpreter.allocate_tensors()
+    except Exception as exc:
+        raise ModelLoadError(
+            f"model file {model_path} could not be loaded by {rt.name}: {exc}; "
+            "the file is corrupt or was built for a newer runtime"
+        ) from exc
+    return interpreter

@@ -1,0 +1,23 @@
+"""Fixtures shared by the test modules: real photos, and the shared-data gate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from photos import SHARED_DATA, sdist_photo_dir
+
+
+@pytest.fixture(scope="session")
+def photo_dir() -> Path:
+    """The face_recognition sdist's public-domain test portraits (fetched via pip, cached)."""
+    return sdist_photo_dir()
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data``; tests that use it are skipped, saying why, when it is absent."""
+    if not (SHARED_DATA / "lfw" / "pairs.txt").exists():
+        pytest.skip(f"shared face data not found at {SHARED_DATA} (set EDGEFACE_SHARED_DATA)")
+    return SHARED_DATA
