@@ -7,6 +7,7 @@ an installer who keeps models on a separate partition).
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import os
@@ -73,3 +74,50 @@ def _read_manifest(directory: str) -> dict[str, Any]:
 def manifest() -> dict[str, Any]:
     """The parsed ``models/manifest.json``."""
     return _read_manifest(str(models_dir()))
+
+
+@lru_cache(maxsize=16)
+def _sha256(path: str, mtime_ns: int, size: int) -> str:
+    del mtime_ns, size  # part of the cache key only: a replaced file is hashed again
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_model_file(name: str) -> Path:
+    """Path of ``name`` after checking its sha256 against the manifest.
+
+    A flatbuffer with flipped bytes in its weights still loads and runs — it just recognises
+    the wrong people. Hashing ~6 MB once at start-up costs milliseconds, so it is always done.
+    """
+    path = model_path(name)
+    entry = manifest().get("models", {}).get(_manifest_key(name))
+    if entry is None:
+        raise ModelLoadError(f"models/manifest.json has no entry for {path.name}")
+    if not path.exists():
+        raise ModelLoadError(
+            f"model file {path} does not exist; reinstall edgeface or rebuild the models "
+            "(see models/README.md)"
+        )
+    stat = path.stat()
+    actual = _sha256(str(path), stat.st_mtime_ns, stat.st_size)
+    if actual != entry.get("sha256"):
+        raise ModelLoadError(
+            f"model file {path} is corrupt or was replaced: sha256 {actual[:12]}… does not match "
+            f"the manifest's {str(entry.get('sha256'))[:12]}…; reinstall edgeface"
+        )
+    return path
+
+
+def _manifest_key(name: str) -> str:
+    """Manifest entries are named after their file (``mtcnn_pnet_int8.tflite`` → ``…_int8``)."""
+    return MODEL_FILES[name].removesuffix(".tflite")
+
+
+def load_model(name: str, num_threads: int | None = None) -> Any:
+    """Verify and load one of the shipped models into a ready interpreter."""
+    from edgeface.runtime import load_interpreter
+
+    return load_interpreter(verify_model_file(name), num_threads=num_threads)

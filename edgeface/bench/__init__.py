@@ -1,0 +1,1 @@
+"""Speed measurements that print figures (never asserted in tests)."""

@@ -1,0 +1,172 @@
+"""``edgeface …`` — the command line. Thin: parse arguments, call the library, print.
+
+Every command that reports results takes ``--json`` (one JSON document on stdout; progress
+goes to stderr). Errors a user can fix print one line and exit with status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from edgeface import __version__
+from edgeface.errors import EdgefaceError
+
+
+def emit(args: argparse.Namespace, payload: Any, table: str) -> None:
+    """Print ``payload`` as JSON with ``--json``, else the human-readable ``table``."""
+    if getattr(args, "json", False):
+        json.dump(payload, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print(table)
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    """List the shipped models and check each file against its manifest sha256."""
+    from edgeface.model_files import manifest, models_dir
+    from edgeface.runtime import available_runtime
+
+    directory = models_dir()
+    import hashlib
+
+    rows = []
+    ok = True
+    for name, entry in manifest().get("models", {}).items():
+        path = directory / entry["file"]
+        actual = hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else None
+        good = actual == entry.get("sha256")
+        ok &= good
+        rows.append(
+            {
+                "name": name,
+                "file": entry["file"],
+                "bytes": entry.get("bytes"),
+                "quantization": entry.get("quantization", {}).get("type")
+                if isinstance(entry.get("quantization"), dict)
+                else entry.get("quantization"),
+                "sha256_ok": good,
+            }
+        )
+    runtime = available_runtime().name
+    lines = [f"models directory: {directory}", f"TFLite runtime: {runtime}", ""]
+    lines += [
+        f"{r['name']:<16} {r['file']:<28} {r['bytes'] or 0:>10,d} B  "
+        f"{'ok' if r['sha256_ok'] else 'SHA256 MISMATCH'}"
+        for r in rows
+    ]
+    emit(args, {"directory": str(directory), "runtime": runtime, "models": rows}, "\n".join(lines))
+    return 0 if ok else 1
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Latency of every model, fp32 vs int8, at the thread counts asked for."""
+    from edgeface.bench.model_latency import format_table, measure
+
+    threads = [int(t) for t in args.threads.split(",")]
+    rows = measure(threads=threads, repeats=args.repeat)
+    emit(args, {"models": [row.as_dict() for row in rows]}, format_table(rows))
+    return 0
+
+
+def cmd_eval_lfw(args: argparse.Namespace) -> int:
+    """LFW View-2: 10-fold accuracy and TAR@FAR for each pipeline variant."""
+    from edgeface.eval.lfw import embed_all, evaluate_pairs, read_pairs, unique_images
+    from edgeface.eval.lfw_pipelines import PIPELINES, FallbackCounter
+
+    data = Path(args.data)
+    pairs = read_pairs(data)
+    names = unique_images(pairs)
+    results: dict[str, Any] = {}
+    fallbacks: dict[str, int] = {}
+    for pipeline in args.pipelines.split(","):
+        if pipeline not in PIPELINES:
+            raise EdgefaceError(
+                f"unknown pipeline {pipeline!r}; choose from {', '.join(PIPELINES)}"
+            )
+        counter = FallbackCounter()
+        cache = Path(args.cache) / f"lfw-{pipeline}.npz" if args.cache else None
+        embed = PIPELINES[pipeline](args.threads, counter)
+        per_variant = embed_all(
+            data, names, embed, f"LFW {pipeline}", show_progress=not args.quiet, cache_file=cache
+        )
+        fallbacks[pipeline] = counter.fallbacks
+        for variant, embeddings in per_variant.items():
+            results[variant] = evaluate_pairs(pairs, embeddings, far=args.far).as_dict()
+    header = f"{'variant':<18} {'accuracy':>16} {'TAR@FAR=' + format(args.far, 'g'):>14} {'thr':>7}"
+    lines = [f"LFW View-2, {len(pairs)} pairs, {len(names)} images ({data})", header]
+    for variant, r in results.items():
+        lines.append(
+            f"{variant:<18} {100 * r['accuracy_mean']:>9.2f} ± {100 * r['accuracy_std']:.2f} %"
+            f" {100 * r['tar_at_far']:>12.2f} % {r['best_threshold']:>7.3f}"
+        )
+    lines.append(
+        "images without a detection (fallback used): "
+        + ", ".join(f"{k} {v}" for k, v in fallbacks.items())
+    )
+    emit(
+        args,
+        {"pairs": len(pairs), "images": len(names), "results": results, "fallbacks": fallbacks},
+        "\n".join(lines),
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edgeface", description="Face-recognition door access for small Linux boards."
+    )
+    parser.add_argument("--version", action="version", version=f"edgeface {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    models = commands.add_parser("models", help="list the shipped models and verify them")
+    models.add_argument("--json", action="store_true", help="print JSON")
+    models.set_defaults(func=cmd_models)
+
+    bench = commands.add_parser("bench", help="measure model latency on this machine")
+    bench.add_argument("--threads", default="1,2", help="thread counts, e.g. 1,2 (default)")
+    bench.add_argument("--repeat", type=int, default=30, help="timed runs per model")
+    bench.add_argument("--json", action="store_true", help="print JSON")
+    bench.set_defaults(func=cmd_bench)
+
+    evaluate = commands.add_parser("eval", help="accuracy protocols")
+    protocols = evaluate.add_subparsers(dest="protocol", metavar="PROTOCOL", required=True)
+    lfw = protocols.add_parser("lfw", help="LFW View-2 10-fold verification")
+    lfw.add_argument("--data", required=True, help="folder with pairs.txt and images/")
+    lfw.add_argument(
+        "--pipelines",
+        default="edgeface",
+        help="comma list: edgeface (int8+fp32 embedders), dlib (needs edgeface[bench])",
+    )
+    lfw.add_argument("--threads", type=int, default=None, help="TFLite threads")
+    lfw.add_argument("--far", type=float, default=1e-3, help="false-accept rate for TAR")
+    lfw.add_argument("--cache", default=None, help="folder to cache embeddings in")
+    lfw.add_argument("--quiet", action="store_true", help="no progress bar")
+    lfw.add_argument("--json", action="store_true", help="print JSON")
+    lfw.set_defaults(func=cmd_eval_lfw)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except EdgefaceError as exc:
+        print(f"edgeface: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("edgeface: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

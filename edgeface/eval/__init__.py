@@ -1,0 +1,1 @@
+"""Accuracy protocols (LFW verification) and their metrics."""

@@ -1,0 +1,146 @@
+"""The LFW View-2 verification protocol: ``pairs.txt``, 10 folds of 300 + 300 pairs.
+
+This module only knows the protocol (which images, which pairs, which fold); turning an image
+into an embedding is the job of a pipeline passed in, so the same protocol scores edgeface's
+int8 and fp32 embedders and dlib's own pipeline on identical pairs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgeface.errors import EdgefaceError
+from edgeface.eval.metrics import VerificationReport, verification_report
+from edgeface.progress import Progress
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One LFW pair: two image paths relative to the data directory, and the ground truth."""
+
+    first: str
+    second: str
+    same: bool
+    fold: int
+
+
+def image_name(person: str, number: int) -> str:
+    return f"images/{person}/{person}_{number:04d}.jpg"
+
+
+def read_pairs(data_dir: Path) -> list[Pair]:
+    """Parse ``pairs.txt`` (header ``folds pairs_per_class``, then per fold matched, mismatched)."""
+    path = Path(data_dir) / "pairs.txt"
+    try:
+        lines = path.read_text().split("\n")
+    except OSError as exc:
+        raise EdgefaceError(
+            f"cannot read LFW pairs file {path}: {exc.strerror}; --data must point at a folder "
+            "holding pairs.txt and images/<Name>/<Name>_NNNN.jpg"
+        ) from None
+    header = lines[0].split()
+    try:
+        folds, per_class = int(header[0]), int(header[1])
+    except (IndexError, ValueError):
+        raise EdgefaceError(f"{path}: first line must be '<folds> <pairs per class>'") from None
+    body = [line.split() for line in lines[1:] if line.strip()]
+    if len(body) != folds * per_class * 2:
+        raise EdgefaceError(
+            f"{path}: expected {folds * per_class * 2} pairs after the header, found {len(body)}"
+        )
+    pairs: list[Pair] = []
+    for index, fields in enumerate(body):
+        fold = index // (2 * per_class)
+        try:
+            if len(fields) == 3:
+                pairs.append(
+                    Pair(image_name(fields[0], int(fields[1])),
+                         image_name(fields[0], int(fields[2])), True, fold)
+                )
+            elif len(fields) == 4:
+                pairs.append(
+                    Pair(image_name(fields[0], int(fields[1])),
+                         image_name(fields[2], int(fields[3])), False, fold)
+                )
+            else:
+                raise ValueError
+        except ValueError:
+            raise EdgefaceError(
+                f"{path}: line {index + 2} is not 'name n1 n2' or 'name1 n1 name2 n2'"
+            ) from None
+    return pairs
+
+
+def unique_images(pairs: Sequence[Pair]) -> list[str]:
+    """Every image named by the pairs, each once, in first-seen order."""
+    return list(dict.fromkeys(name for pair in pairs for name in (pair.first, pair.second)))
+
+
+#: Maps an absolute image path to one L2-normalised embedding per pipeline variant, so that
+#: variants sharing a detection step (e.g. dlib's chips scored by dlib and by edgeface) see
+#: identical chips and are computed in one pass.
+EmbedFunction = Callable[[Path], dict[str, np.ndarray]]
+
+
+def embed_all(
+    data_dir: Path,
+    names: Sequence[str],
+    embed: EmbedFunction,
+    label: str,
+    show_progress: bool = True,
+    cache_file: Path | None = None,
+) -> dict[str, dict[str, np.ndarray]]:
+    """Embed each image once → ``{variant: {image name: embedding}}``.
+
+    With ``cache_file`` the result is kept in an ``.npz`` (keys ``variant/name``) so a second
+    run with the same pipeline only re-scores.
+    """
+    if cache_file is not None and cache_file.exists():
+        with np.load(cache_file) as cached:
+            restored: dict[str, dict[str, np.ndarray]] = {}
+            for key in cached.files:
+                variant, _, name = key.partition("|")
+                restored.setdefault(variant, {})[name] = cached[key]
+        if restored and all(set(v) >= set(names) for v in restored.values()):
+            return restored
+    missing = [name for name in names if not (Path(data_dir) / name).exists()]
+    if missing:
+        raise EdgefaceError(
+            f"{len(missing)} LFW images named in pairs.txt are missing under {data_dir} "
+            f"(first: {missing[0]})"
+        )
+    bar = Progress(len(names), label, enabled=show_progress)
+    result: dict[str, dict[str, np.ndarray]] = {}
+    try:
+        for name in names:
+            for variant, vector in embed(Path(data_dir) / name).items():
+                result.setdefault(variant, {})[name] = np.asarray(vector, dtype=np.float32)
+            bar.advance()
+    finally:
+        bar.close()
+    if cache_file is not None:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        flat = {f"{v}|{n}": e for v, per_name in result.items() for n, e in per_name.items()}
+        np.savez(cache_file, **flat)  # type: ignore[arg-type]
+    return result
+
+
+def pair_distances(pairs: Sequence[Pair], embeddings: dict[str, np.ndarray]) -> np.ndarray:
+    """Euclidean distance of each pair's L2-normalised embeddings."""
+    first = np.stack([embeddings[p.first] for p in pairs])
+    second = np.stack([embeddings[p.second] for p in pairs])
+    return np.asarray(np.linalg.norm(first - second, axis=1), dtype=np.float64)
+
+
+def evaluate_pairs(
+    pairs: Sequence[Pair], embeddings: dict[str, np.ndarray], far: float = 1e-3
+) -> VerificationReport:
+    """10-fold accuracy and TAR@FAR for the given embeddings."""
+    distances = pair_distances(pairs, embeddings)
+    same = np.array([p.same for p in pairs])
+    folds = np.array([p.fold for p in pairs])
+    return verification_report(distances, same, folds, far=far)

@@ -1,0 +1,63 @@
+"""Reading any photo a user may hand edgeface into the one format the models take.
+
+Every model takes 8-bit RGB. Real inputs are grey PGM/GIF scans, 16-bit PNGs, RGBA
+screenshots, truncated downloads and 0-byte files; each is either converted or refused with a
+sentence that names the file, never a traceback from deep inside OpenCV.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edgeface.errors import ImageError
+
+#: Frames larger than this many pixels are refused (a 12000×9000 photo is 108 MP: decoding it
+#: would take ~320 MB and its faces would need downscaling anyway).
+MAX_PIXELS = 50_000_000
+
+
+def to_rgb8(image: np.ndarray, source: str = "image") -> np.ndarray:
+    """Convert a decoded OpenCV array (grey, BGR, BGRA; 8 or 16 bit) to RGB uint8."""
+    if image.dtype == np.uint16:
+        image = (image >> 8).astype(np.uint8)
+    elif image.dtype in (np.float32, np.float64):
+        image = np.clip(image * (255.0 if image.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
+    elif image.dtype != np.uint8:
+        raise ImageError(f"{source}: unsupported pixel type {image.dtype}")
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    if image.ndim == 3 and image.shape[2] == 1:
+        return cv2.cvtColor(image[:, :, 0], cv2.COLOR_GRAY2RGB)
+    if image.ndim == 3 and image.shape[2] == 3:
+        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    if image.ndim == 3 and image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
+    raise ImageError(f"{source}: unsupported image layout {image.shape}")
+
+
+def read_rgb(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Read ``path`` as an RGB uint8 array, or raise :class:`ImageError` saying why not."""
+    file = Path(path)
+    if not file.exists():
+        raise ImageError(f"{file}: no such file")
+    if not file.is_file():
+        raise ImageError(f"{file}: not a file")
+    size = file.stat().st_size
+    if size == 0:
+        raise ImageError(f"{file}: file is empty (0 bytes)")
+    data = np.fromfile(str(file), dtype=np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED | cv2.IMREAD_ANYDEPTH)
+    if image is None:
+        # GIFs without an extension (the Yale faces) and some PGMs decode via the file reader.
+        image = cv2.imread(str(file), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise ImageError(f"{file}: not a readable image (unknown format, truncated or corrupt)")
+    if image.shape[0] * image.shape[1] > max_pixels:
+        raise ImageError(
+            f"{file}: {image.shape[1]}x{image.shape[0]} is larger than the "
+            f"{max_pixels // 1_000_000} MP edgeface accepts; downscale it first"
+        )
+    return to_rgb8(image, str(file))

@@ -1,0 +1,171 @@
+"""The model loader: real models load; every way a model or runtime can be missing or broken
+produces one clear error that names the file and the fix."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgeface.errors import ModelLoadError, RuntimeMissingError
+from edgeface.model_files import MODEL_FILES, load_model, model_path, models_dir
+from edgeface.runtime import available_runtime, load_interpreter
+
+
+@pytest.mark.parametrize("name", sorted(MODEL_FILES))
+def test_every_shipped_model_loads_and_runs(name: str) -> None:
+    interpreter = load_model(name, num_threads=1)
+    detail = interpreter.get_input_details()[0]
+    shape = [max(int(s), 1) for s in detail["shape"]]
+    if name.startswith("pnet"):
+        shape = [1, 48, 64, 3]
+        interpreter.resize_tensor_input(detail["index"], shape)
+        interpreter.allocate_tensors()
+    pixels = np.random.default_rng(0).integers(0, 256, size=shape).astype(detail["dtype"])
+    interpreter.set_tensor(detail["index"], pixels)
+    interpreter.invoke()
+    for output in interpreter.get_output_details():
+        assert np.all(np.isfinite(interpreter.get_tensor(output["index"])))
+
+
+def test_missing_model_file_is_named(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.tflite"
+    with pytest.raises(ModelLoadError, match=r"nope\.tflite does not exist"):
+        load_interpreter(missing)
+
+
+def test_directory_instead_of_model(tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match="is not a file"):
+        load_interpreter(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "truncated"),
+        (b"\x00" * 10, "truncated"),
+        (b"<html>not a model</html>" * 10, "not a TFLite flatbuffer"),
+    ],
+)
+def test_garbage_files_are_refused(tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "broken.tflite"
+    path.write_bytes(content)
+    with pytest.raises(ModelLoadError, match=message) as info:
+        load_interpreter(path)
+    assert "broken.tflite" in str(info.value)
+
+
+def test_truncated_real_model_is_refused_with_its_name(tmp_path: Path) -> None:
+    real = model_path("embedder").read_bytes()
+    path = tmp_path / "embedder_cut.tflite"
+    path.write_bytes(real[: len(real) // 3])
+    with pytest.raises(ModelLoadError, match="embedder_cut.tflite could not be loaded"):
+        load_interpreter(path)
+
+
+def test_corrupted_weights_are_caught_by_the_manifest_hash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    copy = tmp_path / "models"
+    shutil.copytree(models_dir(), copy, ignore=shutil.ignore_patterns("build", "__pycache__"))
+    target = copy / MODEL_FILES["embedder"]
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte inside the weights: still a valid flatbuffer
+    target.write_bytes(bytes(data))
+    monkeypatch.setenv("EDGEFACE_MODELS_DIR", str(copy))
+    load_interpreter(target)  # the runtime itself cannot tell …
+    with pytest.raises(ModelLoadError, match="corrupt or was replaced"):
+        load_model("embedder")  # … the manifest check can.
+
+
+def test_unknown_runtime_name_lists_the_choices(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EDGEFACE_TFLITE_RUNTIME", "onnx")
+    with pytest.raises(RuntimeMissingError, match="ai_edge_litert, tflite_runtime, tensorflow"):
+        available_runtime()
+
+
+def run_python(code: str, cwd: Path | None = None, env: dict[str, str] | None = None):
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        timeout=300,
+    )
+
+
+def test_no_runtime_installed_says_what_to_install() -> None:
+    # A real interpreter in which none of the three runtime packages can be imported.
+    result = run_python(
+        """
+        import sys
+        for blocked in ("ai_edge_litert", "tflite_runtime", "tensorflow"):
+            sys.modules[blocked] = None  # makes `import blocked` raise ImportError
+        from edgeface.errors import RuntimeMissingError
+        from edgeface.model_files import load_model
+        try:
+            load_model("embedder")
+        except RuntimeMissingError as exc:
+            print(exc)
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert "no TFLite runtime could be imported" in result.stdout
+    assert "pip install ai-edge-litert" in result.stdout
+
+
+def test_daemon_code_never_imports_tensorflow_or_dlib() -> None:
+    result = run_python(
+        """
+        import sys
+        import edgeface.cli, edgeface.vision.mtcnn, edgeface.vision.embedder
+        import edgeface.vision.align, edgeface.model_files
+        from edgeface.model_files import load_model
+        for name in ("pnet", "rnet", "onet", "embedder"):
+            load_model(name)
+        heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "dlib", "keras"))
+        print(heavy)
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.slow
+def test_wheel_installed_outside_the_checkout_finds_its_models(tmp_path: Path) -> None:
+    repo = Path(__file__).resolve().parent.parent
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
+         "-w", str(tmp_path / "dist"), str(repo)],
+        check=True, timeout=300,
+    )
+    wheel = next((tmp_path / "dist").glob("edgeface-*.whl"))
+    site = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site),
+         str(wheel)],
+        check=True, timeout=300,
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    result = run_python(
+        """
+        import edgeface, edgeface.model_files as m
+        print(edgeface.__file__)
+        print(m.models_dir())
+        m.load_model("embedder"); m.load_model("pnet")
+        """,
+        cwd=elsewhere,
+        env={"PYTHONPATH": str(site)},
+    )
+    assert result.returncode == 0, result.stderr
+    package_file, directory = result.stdout.split()
+    assert package_file.startswith(str(site))
+    assert directory == str(site / "edgeface" / "models")
