@@ -49,6 +49,7 @@ def _locked_manifest() -> Iterator[dict[str, Any]]:
         with os.fdopen(fd, "w") as out:
             json.dump(data, out, indent=2, sort_keys=False)
             out.write("\n")
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; the daemon's own user must read it
         os.replace(tmp, MANIFEST)
 
 

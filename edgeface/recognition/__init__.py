@@ -1,0 +1,1 @@
+"""Who is this face: the gallery of enrolled people and the open-set matcher."""

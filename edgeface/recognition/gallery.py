@@ -1,0 +1,225 @@
+"""The gallery: enrolled identities, several embeddings each, stored as one JSON document.
+
+Format (also the export/import and push format)::
+
+    {"format": "edgeface-gallery", "version": 7, "embedding_dim": 128,
+     "embedder": "<sha256 of the embedder model>",
+     "identities": {"alice": {"embeddings": ["<base64 float32 x 128>", ...],
+                              "enrolments": [{"at": "...", "source": "...", "quality": {...}}]}}}
+
+Embeddings are only comparable when made by the same model, so the embedder's hash is part of
+the gallery and a mismatch is refused. Saving is atomic (temp file, fsync, rename) and the
+previous version is kept as ``<name>.prev`` so a bad change can be rolled back.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeface.errors import EdgefaceError
+
+FORMAT = "edgeface-gallery"
+EMBEDDING_DIM = 128
+#: Tolerance for "is this embedding unit length" (int8 output is normalised in float32).
+UNIT_TOLERANCE = 1e-3
+
+
+class GalleryError(EdgefaceError):
+    """The gallery file or an edit of it is invalid."""
+
+
+def encode_embedding(vector: np.ndarray) -> str:
+    return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode("ascii")
+
+
+def decode_embedding(text: str, where: str) -> np.ndarray:
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError, TypeError):
+        raise GalleryError(f"{where}: embedding is not valid base64") from None
+    if len(raw) != EMBEDDING_DIM * 4:
+        raise GalleryError(
+            f"{where}: embedding has {len(raw) // 4} values, expected {EMBEDDING_DIM}"
+        )
+    vector = np.frombuffer(raw, dtype="<f4").astype(np.float32)
+    if not np.all(np.isfinite(vector)):
+        raise GalleryError(f"{where}: embedding contains NaN or infinity")
+    norm = float(np.linalg.norm(vector))
+    if abs(norm - 1.0) > UNIT_TOLERANCE:
+        raise GalleryError(f"{where}: embedding is not L2-normalised (norm {norm:.4f})")
+    return vector
+
+
+@dataclass
+class Identity:
+    """One enrolled person: embeddings plus how each was obtained."""
+
+    name: str
+    embeddings: list[np.ndarray] = field(default_factory=list)
+    enrolments: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Gallery:
+    """Identities and the gallery version (monotonic: every saved change increments it)."""
+
+    identities: dict[str, Identity] = field(default_factory=dict)
+    version: int = 0
+    embedder: str = ""
+
+    # ----- edits -------------------------------------------------------------------------
+    def add(
+        self, name: str, embedding: np.ndarray, source: str = "", quality: dict[str, float] | None = None
+    ) -> None:
+        name = validate_name(name)
+        vector = np.asarray(embedding, dtype=np.float32).reshape(-1)
+        if vector.shape != (EMBEDDING_DIM,):
+            raise GalleryError(f"embedding for {name!r} has shape {vector.shape}")
+        identity = self.identities.setdefault(name, Identity(name))
+        identity.embeddings.append(vector / np.linalg.norm(vector))
+        identity.enrolments.append(
+            {
+                "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "source": source,
+                "quality": {k: round(float(v), 3) for k, v in (quality or {}).items()},
+            }
+        )
+
+    def remove(self, name: str) -> None:
+        if name not in self.identities:
+            raise GalleryError(f"no identity named {name!r} in the gallery")
+        del self.identities[name]
+
+    # ----- matrix view for the matcher ----------------------------------------------------
+    def matrix(self) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """All embeddings as one (M, 128) array, the identity index of each row, and names."""
+        names = sorted(self.identities)
+        rows: list[np.ndarray] = []
+        owners: list[int] = []
+        for index, name in enumerate(names):
+            for vector in self.identities[name].embeddings:
+                rows.append(vector)
+                owners.append(index)
+        if not rows:
+            return np.empty((0, EMBEDDING_DIM), np.float32), np.empty(0, np.int64), names
+        return np.stack(rows), np.asarray(owners, dtype=np.int64), names
+
+    # ----- serialisation ------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "version": self.version,
+            "embedding_dim": EMBEDDING_DIM,
+            "embedder": self.embedder,
+            "identities": {
+                name: {
+                    "embeddings": [encode_embedding(v) for v in identity.embeddings],
+                    "enrolments": identity.enrolments,
+                }
+                for name, identity in sorted(self.identities.items())
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "gallery") -> Gallery:
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise GalleryError(f"{where}: not an edgeface gallery (format must be {FORMAT!r})")
+        version = data.get("version")
+        if not isinstance(version, int) or isinstance(version, bool) or version < 0:
+            raise GalleryError(f"{where}: version must be a non-negative integer")
+        if data.get("embedding_dim") != EMBEDDING_DIM:
+            raise GalleryError(f"{where}: embedding_dim must be {EMBEDDING_DIM}")
+        raw_identities = data.get("identities")
+        if not isinstance(raw_identities, dict):
+            raise GalleryError(f"{where}: identities must be a mapping of name → identity")
+        gallery = cls(version=version, embedder=str(data.get("embedder", "")))
+        for name, raw in raw_identities.items():
+            validate_name(name)
+            if not isinstance(raw, dict) or not isinstance(raw.get("embeddings"), list):
+                raise GalleryError(f"{where}: identity {name!r} needs a list of embeddings")
+            vectors = [
+                decode_embedding(text, f"{where}: {name!r} embedding {i}")
+                for i, text in enumerate(raw["embeddings"])
+            ]
+            enrolments = raw.get("enrolments", [])
+            if not isinstance(enrolments, list):
+                raise GalleryError(f"{where}: identity {name!r} enrolments must be a list")
+            gallery.identities[name] = Identity(name, vectors, list(enrolments))
+        return gallery
+
+
+def validate_name(name: object) -> str:
+    if not isinstance(name, str) or not name.strip() or len(name) > 64:
+        raise GalleryError(f"identity name {name!r} must be 1-64 characters")
+    if any(ch in name for ch in "/\\\x00\n\r#+"):
+        raise GalleryError(f"identity name {name!r} may not contain / \\ # + or control characters")
+    return name
+
+
+class GalleryStore:
+    """A gallery file on disk, loaded and saved atomically."""
+
+    def __init__(self, path: str | os.PathLike[str], embedder: str = "") -> None:
+        self.path = Path(path)
+        self.embedder = embedder
+
+    def load(self) -> Gallery:
+        """The stored gallery, or an empty one if the file does not exist yet."""
+        if not self.path.exists():
+            return Gallery(embedder=self.embedder)
+        try:
+            data = json.loads(self.path.read_text())
+        except json.JSONDecodeError as exc:
+            raise GalleryError(
+                f"gallery {self.path} is not valid JSON (line {exc.lineno}): {exc.msg}; "
+                f"the previous version is in {self.path.name}.prev"
+            ) from None
+        except OSError as exc:
+            raise GalleryError(f"gallery {self.path} cannot be read: {exc.strerror}") from None
+        gallery = Gallery.from_dict(data, str(self.path))
+        if self.embedder and gallery.embedder and gallery.embedder != self.embedder:
+            raise GalleryError(
+                f"gallery {self.path} was made with a different embedder model "
+                f"({gallery.embedder[:12]}…, this install has {self.embedder[:12]}…); re-enrol"
+            )
+        return gallery
+
+    def save(self, gallery: Gallery) -> int:
+        """Write ``gallery`` as the next version; returns that version number."""
+        gallery.version += 1
+        gallery.embedder = gallery.embedder or self.embedder
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        payload = json.dumps(gallery.to_dict(), indent=1).encode()
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(payload)
+                handle.flush()
+                os.fsync(handle.fileno())
+            if self.path.exists():
+                # Keep the current version as .prev through a hard link, so the live path is
+                # never absent: a reader sees the old file or the new one, nothing in between.
+                link = self.path.with_name(f".{self.path.name}.prev-link")
+                link.unlink(missing_ok=True)
+                os.link(self.path, link)
+                os.replace(link, self.path.with_name(self.path.name + ".prev"))
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        directory = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+        return gallery.version

@@ -1,0 +1,76 @@
+"""1:1 verification and 1:N open-set identification with rejection of unknowns.
+
+A door sees mostly people who are *not* in its gallery, so identification is open-set: the
+nearest identity is accepted only if it is close enough (``threshold``, Euclidean distance
+between L2-normalised embeddings) *and* clearly closer than the runner-up identity
+(``margin``), so that two similar-looking enrolled people cannot be confused with each other.
+An identity's distance is that of its nearest enrolled embedding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgeface.recognition.gallery import Gallery
+
+#: Default acceptance threshold on Euclidean distance of unit embeddings. Chosen on LFW for a
+#: false-accept rate ≤ 1e-3 per comparison with the int8 embedder and edgeface's own
+#: detection/alignment (manifest "evaluation.lfw"); stricter doors lower it (README).
+DEFAULT_THRESHOLD = 0.52
+#: Minimum gap between the best and the second-best identity.
+DEFAULT_MARGIN = 0.04
+
+
+@dataclass(frozen=True)
+class Match:
+    """The matcher's answer for one face."""
+
+    identity: str | None  # None = unknown
+    distance: float  # to the best identity (inf with an empty gallery)
+    second_distance: float  # to the runner-up identity (inf if none)
+    candidate: str | None  # best identity even when rejected (for logs, never for unlocking)
+    reason: str  # "match", "above threshold", "ambiguous", "empty gallery"
+
+
+def verify(a: np.ndarray, b: np.ndarray, threshold: float = DEFAULT_THRESHOLD) -> tuple[bool, float]:
+    """1:1 — are two embeddings the same person? Returns (same, distance)."""
+    distance = float(np.linalg.norm(np.asarray(a, np.float32) - np.asarray(b, np.float32)))
+    return distance <= threshold, distance
+
+
+class Matcher:
+    """Open-set identification against a gallery snapshot (rebuilt when the gallery changes)."""
+
+    def __init__(
+        self, gallery: Gallery, threshold: float = DEFAULT_THRESHOLD, margin: float = DEFAULT_MARGIN
+    ) -> None:
+        self.threshold = float(threshold)
+        self.margin = float(margin)
+        self.embeddings, self.owners, self.names = gallery.matrix()
+
+    def identify(self, embeddings: np.ndarray) -> list[Match]:
+        """Identify each row of ``embeddings`` (N, 128) → N matches, one matrix product."""
+        queries = np.atleast_2d(np.asarray(embeddings, dtype=np.float32))
+        if not self.names:
+            inf = float("inf")
+            return [Match(None, inf, inf, None, "empty gallery") for _ in queries]
+        # ‖q − g‖² = 2 − 2 q·g for unit vectors.
+        squared = np.maximum(2.0 - 2.0 * queries @ self.embeddings.T, 0.0)
+        per_identity = np.full((len(queries), len(self.names)), np.inf, dtype=np.float32)
+        np.minimum.at(per_identity.T, self.owners, squared.T)
+        distances = np.sqrt(per_identity)
+        matches: list[Match] = []
+        for row in distances:
+            order = np.argsort(row)
+            best = float(row[order[0]])
+            second = float(row[order[1]]) if len(order) > 1 else float("inf")
+            name = self.names[int(order[0])]
+            if best > self.threshold:
+                matches.append(Match(None, best, second, name, "above threshold"))
+            elif second - best < self.margin:
+                matches.append(Match(None, best, second, name, "ambiguous"))
+            else:
+                matches.append(Match(name, best, second, name, "match"))
+        return matches
