@@ -52,7 +52,7 @@ class Progress:
         elapsed = (now if now is not None else time.monotonic()) - self._start
         fraction = self.done / self.total if self.total else 1.0
         width = 30
-        filled = int(round(width * fraction))
+        filled = round(width * fraction)
         rate = self.done / elapsed if elapsed > 0 else 0.0
         left = (self.total - self.done) / rate if rate > 0 else 0.0
         return (

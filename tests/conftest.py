@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from photos import SHARED_DATA, sdist_photo_dir
 
 

@@ -42,8 +42,19 @@ def sdist_photo_dir() -> Path:
     archive = cache_dir() / SDIST_FILE
     if not archive.exists():
         subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-             "--no-binary", ":all:", SDIST, "-d", str(cache_dir())],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--no-deps",
+                "--no-binary",
+                ":all:",
+                SDIST,
+                "-d",
+                str(cache_dir()),
+            ],
             check=True,
         )
     tmp = target.with_name(target.name + ".partial")
@@ -51,7 +62,7 @@ def sdist_photo_dir() -> Path:
     with tarfile.open(archive) as tar:
         for member in tar.getmembers():
             if member.isfile() and member.name.startswith(SDIST_IMAGES):
-                member.name = member.name[len(SDIST_IMAGES):]
+                member.name = member.name[len(SDIST_IMAGES) :]
                 if "/" not in member.name:
                     tar.extract(member, tmp, filter="data")
     tmp.rename(target)
@@ -70,5 +81,8 @@ def face_free_photos() -> dict[str, np.ndarray]:
     """Real photographs with no human face in them (RGB uint8)."""
     import skimage.data
 
-    return {"coffee": skimage.data.coffee(), "rocket": skimage.data.rocket(),
-            "chelsea": skimage.data.chelsea()}
+    return {
+        "coffee": skimage.data.coffee(),
+        "rocket": skimage.data.rocket(),
+        "chelsea": skimage.data.chelsea(),
+    }

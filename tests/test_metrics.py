@@ -84,7 +84,7 @@ def test_read_pairs_rejects_malformed_files(tmp_path: Path, lines: list[str], me
 
 
 def test_read_pairs_missing_file_explains_the_layout(tmp_path: Path) -> None:
-    with pytest.raises(EdgefaceError, match="pairs.txt"):
+    with pytest.raises(EdgefaceError, match=r"pairs\.txt"):
         read_pairs(tmp_path)
 
 

@@ -65,7 +65,7 @@ def test_truncated_real_model_is_refused_with_its_name(tmp_path: Path) -> None:
     real = model_path("embedder").read_bytes()
     path = tmp_path / "embedder_cut.tflite"
     path.write_bytes(real[: len(real) // 3])
-    with pytest.raises(ModelLoadError, match="embedder_cut.tflite could not be loaded"):
+    with pytest.raises(ModelLoadError, match=r"embedder_cut\.tflite could not be loaded"):
         load_interpreter(path)
 
 
@@ -142,16 +142,36 @@ def test_daemon_code_never_imports_tensorflow_or_dlib() -> None:
 def test_wheel_installed_outside_the_checkout_finds_its_models(tmp_path: Path) -> None:
     repo = Path(__file__).resolve().parent.parent
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
-         "-w", str(tmp_path / "dist"), str(repo)],
-        check=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "-q",
+            "-w",
+            str(tmp_path / "dist"),
+            str(repo),
+        ],
+        check=True,
+        timeout=300,
     )
     wheel = next((tmp_path / "dist").glob("edgeface-*.whl"))
     site = tmp_path / "site"
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site),
-         str(wheel)],
-        check=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "-q",
+            "--target",
+            str(site),
+            str(wheel),
+        ],
+        check=True,
+        timeout=300,
     )
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()

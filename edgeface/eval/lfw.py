@@ -58,13 +58,21 @@ def read_pairs(data_dir: Path) -> list[Pair]:
         try:
             if len(fields) == 3:
                 pairs.append(
-                    Pair(image_name(fields[0], int(fields[1])),
-                         image_name(fields[0], int(fields[2])), True, fold)
+                    Pair(
+                        image_name(fields[0], int(fields[1])),
+                        image_name(fields[0], int(fields[2])),
+                        True,
+                        fold,
+                    )
                 )
             elif len(fields) == 4:
                 pairs.append(
-                    Pair(image_name(fields[0], int(fields[1])),
-                         image_name(fields[2], int(fields[3])), False, fold)
+                    Pair(
+                        image_name(fields[0], int(fields[1])),
+                        image_name(fields[2], int(fields[3])),
+                        False,
+                        fold,
+                    )
                 )
             else:
                 raise ValueError

@@ -102,8 +102,12 @@ def dlib_pipeline(
             "pip install 'edgeface[bench]'"
         ) from None
     detector = dlib.get_frontal_face_detector()
-    predictor = dlib.shape_predictor(face_recognition_models.pose_predictor_five_point_model_location())
-    encoder = dlib.face_recognition_model_v1(face_recognition_models.face_recognition_model_location())
+    predictor = dlib.shape_predictor(
+        face_recognition_models.pose_predictor_five_point_model_location()
+    )
+    encoder = dlib.face_recognition_model_v1(
+        face_recognition_models.face_recognition_model_location()
+    )
     embedders = {
         "dlib-chips-int8": FaceEmbedder(precision="int8", num_threads=threads),
         "dlib-chips-fp32": FaceEmbedder(precision="fp32", num_threads=threads),
@@ -118,7 +122,9 @@ def dlib_pipeline(
             centre = np.array([width / 2, height / 2])
             rect = min(
                 rects,
-                key=lambda r: float(np.linalg.norm([r.center().x - centre[0], r.center().y - centre[1]])),
+                key=lambda r: float(
+                    np.linalg.norm([r.center().x - centre[0], r.center().y - centre[1]])
+                ),
             )
         else:
             counter.fallbacks += 1

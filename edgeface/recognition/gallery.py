@@ -79,7 +79,11 @@ class Gallery:
 
     # ----- edits -------------------------------------------------------------------------
     def add(
-        self, name: str, embedding: np.ndarray, source: str = "", quality: dict[str, float] | None = None
+        self,
+        name: str,
+        embedding: np.ndarray,
+        source: str = "",
+        quality: dict[str, float] | None = None,
     ) -> None:
         name = validate_name(name)
         vector = np.asarray(embedding, dtype=np.float32).reshape(-1)

@@ -34,7 +34,9 @@ class Match:
     reason: str  # "match", "above threshold", "ambiguous", "empty gallery"
 
 
-def verify(a: np.ndarray, b: np.ndarray, threshold: float = DEFAULT_THRESHOLD) -> tuple[bool, float]:
+def verify(
+    a: np.ndarray, b: np.ndarray, threshold: float = DEFAULT_THRESHOLD
+) -> tuple[bool, float]:
     """1:1 — are two embeddings the same person? Returns (same, distance)."""
     distance = float(np.linalg.norm(np.asarray(a, np.float32) - np.asarray(b, np.float32)))
     return distance <= threshold, distance

@@ -20,7 +20,7 @@ from typing import Any, Literal
 import numpy as np
 
 from edgeface.errors import ImageError, ModelLoadError
-from edgeface.model_files import model_path
+from edgeface.model_files import verify_model_file
 from edgeface.runtime import load_interpreter
 
 #: Side of the square RGB chip the embedder takes (dlib's ``get_face_chip`` size).
@@ -67,7 +67,7 @@ class FaceEmbedder:
                 f"unknown embedder precision {precision!r}; choose 'int8' or 'fp32'"
             )
         self.precision = precision
-        self.path = Path(model) if model is not None else model_path(_MODEL_NAMES[precision])
+        self.path = Path(model) if model is not None else verify_model_file(_MODEL_NAMES[precision])
         self._interpreter: Any = load_interpreter(self.path, num_threads=num_threads)
         inp = self._interpreter.get_input_details()[0]
         out = self._interpreter.get_output_details()[0]

@@ -1,0 +1,264 @@
+"""The int8 MTCNN detector against float references, on real photos.
+
+References: the fp32 export of the same networks through the same pipeline, and the ``mtcnn``
+package's own TensorFlow pipeline (imported inside the tests that need it, since TensorFlow is a
+test-only dependency).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from photos import face_free_photos, load_rgb
+
+from edgeface.model_files import model_path
+from edgeface.runtime import load_interpreter
+from edgeface.vision.detection import Detection
+from edgeface.vision.mtcnn import MtcnnDetector, Octaves, crop_batch, nms
+
+SDIST_PHOTOS = [
+    "obama.jpg",
+    "obama2.jpg",
+    "obama3.jpg",
+    "biden.jpg",
+    "obama_partial_face.jpg",
+    "obama_partial_face2.jpg",
+    "32bit.png",
+]
+#: Order of the package's keypoint names in our landmark rows.
+PACKAGE_KEYPOINTS = ["left_eye", "right_eye", "nose", "mouth_left", "mouth_right"]
+
+
+def iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union
+
+
+#: Minimum IoU with the reference; 0.8 for a face cut by the image border, whose box extent
+#: beyond the edge is a guess that differs as much between the two float pipelines (fp32 export
+#: vs the package: IoU 0.79 on obama_partial_face2) as with int8.
+MIN_IOU, MIN_IOU_CUT_FACE = 0.9, 0.8
+
+
+def assert_same_face(
+    found: list[Detection],
+    box: tuple[float, ...],
+    marks: np.ndarray,
+    what: str,
+    image_shape: tuple[int, ...],
+) -> None:
+    """One of ``found`` overlaps ``box`` with IoU ≥ 0.9 (0.8 for a face cut by the image border)
+    and has every landmark within 5 % of the box size of ``marks``."""
+    assert found, f"{what}: no detection where the reference has a face at {box}"
+    height, width = image_shape[:2]
+    cut = box[0] <= 1 or box[1] <= 1 or box[2] >= width - 1 or box[3] >= height - 1
+    best = max(found, key=lambda d: iou(d.box, box))
+    overlap = iou(best.box, box)
+    minimum = MIN_IOU_CUT_FACE if cut else MIN_IOU
+    assert overlap >= minimum, f"{what}: best IoU {overlap:.3f} for reference box {box}"
+    size = max(box[2] - box[0], box[3] - box[1])
+    error = np.linalg.norm(best.landmarks - marks, axis=1).max() / size
+    assert error <= 0.05, f"{what}: landmark error {error:.3%} of the box size"
+
+
+@pytest.fixture(scope="module")
+def int8() -> MtcnnDetector:
+    return MtcnnDetector(min_face_size=20, num_threads=2)
+
+
+@pytest.fixture(scope="module")
+def fp32() -> MtcnnDetector:
+    return MtcnnDetector(min_face_size=20, num_threads=2, precision="fp32")
+
+
+@pytest.fixture(scope="module")
+def package_mtcnn():  # type: ignore[no-untyped-def]
+    pytest.importorskip("tensorflow")
+    mtcnn = pytest.importorskip("mtcnn")
+    return mtcnn.MTCNN()
+
+
+@pytest.mark.parametrize("name", SDIST_PHOTOS)
+def test_int8_matches_fp32_export(
+    photo_dir: Path, name: str, int8: MtcnnDetector, fp32: MtcnnDetector
+) -> None:
+    rgb = load_rgb(photo_dir / name)
+    quantized = int8.detect(rgb)
+    reference = fp32.detect(rgb)
+    confident = [d for d in reference if d.score >= 0.9]
+    assert confident, f"{name}: the fp32 detector found no face"
+    for face in confident:
+        assert_same_face(quantized, face.box, face.landmarks, f"{name} int8 vs fp32", rgb.shape)
+
+
+@pytest.mark.parametrize("name", SDIST_PHOTOS)
+def test_int8_matches_mtcnn_package(
+    photo_dir: Path, name: str, int8: MtcnnDetector, package_mtcnn: object
+) -> None:
+    rgb = load_rgb(photo_dir / name)
+    faces = package_mtcnn.detect_faces(rgb, min_face_size=20)  # type: ignore[attr-defined]
+    assert faces, f"{name}: the mtcnn package found no face"
+    # Each of these portraits shows one person, whose face is the package's best detection. Its
+    # other detections are not faces: a 0.95 "face" on the dark suit at the bottom of
+    # obama_partial_face.jpg (our fp32 export scores it 0.77, int8 drops it), while the real
+    # face in obama_partial_face2.jpg only scores 0.96, so no score cut separates them.
+    faces = [max(faces, key=lambda f: f["confidence"])]
+    found = int8.detect(rgb)
+    for face in faces:
+        x, y, w, h = face["box"]
+        marks = np.array([face["keypoints"][k] for k in PACKAGE_KEYPOINTS], np.float32)
+        box = (x, y, x + w, y + h)
+        assert_same_face(found, box, marks, f"{name} int8 vs mtcnn package", rgb.shape)
+
+
+def test_rebuilt_networks_match_package_keras(photo_dir: Path, fp32: MtcnnDetector) -> None:
+    """The fp32 TFLite files compute what the package's Keras networks compute, on a real face."""
+    pytest.importorskip("tensorflow")
+    pytest.importorskip("mtcnn")
+    from mtcnn.network.onet import ONet
+    from mtcnn.network.pnet import PNet
+    from mtcnn.network.rnet import RNet
+    from mtcnn.utils.tensorflow import load_weights
+
+    rgb = load_rgb(photo_dir / "obama.jpg")
+    face = fp32.detect(rgb)[0]
+    side = max(face.width, face.height)
+    cx, cy = (face.x1 + face.x2) / 2, (face.y1 + face.y2) / 2
+    box = np.array([[cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2]]).round()
+    octaves = Octaves(rgb)
+    pyramid_level = octaves.resized(12 / side * 1.5)[0]
+    inputs = {
+        "pnet": pyramid_level[None],
+        "rnet": crop_batch(octaves, box.astype(np.int64), 24)[0],
+        "onet": crop_batch(octaves, box.astype(np.int64), 48)[0],
+    }
+    networks = {"pnet": PNet, "rnet": RNet, "onet": ONet}
+    for name, x in inputs.items():
+        keras_net = networks[name]()
+        keras_net.build()
+        keras_net.set_weights(load_weights(f"{name}.lz4"))
+        expected = [t.numpy() for t in keras_net((x.astype(np.float32) - 127.5) / 128.0)]
+        interpreter = load_interpreter(model_path(f"{name}_fp32"))
+        detail = interpreter.get_input_details()[0]
+        interpreter.resize_tensor_input(detail["index"], x.shape)
+        interpreter.allocate_tensors()
+        interpreter.set_tensor(detail["index"], x.astype(np.float32))
+        interpreter.invoke()
+        got = {
+            int(d["shape"][-1]): interpreter.get_tensor(d["index"])
+            for d in interpreter.get_output_details()
+        }
+        logits = got[2].astype(np.float64)
+        probability = np.exp(logits) / np.exp(logits).sum(axis=-1, keepdims=True)
+        np.testing.assert_allclose(got[4], expected[0], atol=1e-4, err_msg=f"{name} box")
+        np.testing.assert_allclose(probability, expected[-1], atol=1e-4, err_msg=f"{name} prob")
+        if name == "onet":
+            np.testing.assert_allclose(got[10], expected[1], atol=1e-4, err_msg="onet landmarks")
+            assert expected[-1][0, 1] > 0.99, "the O-Net input should be a clear face"
+
+
+@pytest.mark.parametrize("name", sorted(face_free_photos()))
+def test_no_faces_in_face_free_photos(name: str, int8: MtcnnDetector) -> None:
+    rgb = face_free_photos()[name]
+    assert int8.detect(rgb) == []
+
+
+@pytest.mark.parametrize("name", ["obama.jpg", "biden.jpg"])
+def test_exactly_one_face_in_portraits(photo_dir: Path, name: str, int8: MtcnnDetector) -> None:
+    faces = int8.detect(load_rgb(photo_dir / name))
+    assert len(faces) == 1, [(d.box, d.score) for d in faces]
+    face = faces[0]
+    assert face.score > 0.99 and face.detector == "mtcnn"
+    assert face.landmarks.shape == (5, 2) and face.landmarks.dtype == np.float32
+    left_eye, right_eye, nose, mouth_left, mouth_right = face.landmarks
+    assert left_eye[0] < nose[0] < right_eye[0]
+    assert mouth_left[0] < mouth_right[0]
+    assert max(left_eye[1], right_eye[1]) < nose[1] < min(mouth_left[1], mouth_right[1])
+    assert face.x1 <= left_eye[0] and right_eye[0] <= face.x2
+
+
+def test_refine_recovers_face_from_rough_box(photo_dir: Path, int8: MtcnnDetector) -> None:
+    rgb = load_rgb(photo_dir / "obama.jpg")
+    face = int8.detect(rgb)[0]
+    shifted = np.array(face.box) + np.array([0.08, 0.05, 0.08, 0.05]) * face.width
+    refined = int8.refine(rgb, [shifted])
+    assert len(refined) == 1 and iou(refined[0].box, face.box) > 0.8
+    coffee = face_free_photos()["coffee"]
+    assert int8.refine(coffee, [[100, 100, 250, 250], [0, 0, 60, 60]]) == []
+
+
+def test_scales_skip_levels_under_twelve_pixels() -> None:
+    detector = MtcnnDetector(min_face_size=40)
+    scales = detector.scales(480, 640)
+    assert scales[0] == pytest.approx(12 / 40)
+    assert all(480 * s >= 12 for s in scales) and 480 * scales[-1] * 0.709 < 12
+
+
+def test_nms_is_greedy_by_score() -> None:
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30], [0, 0, 9, 10]], float)
+    scores = np.array([0.5, 0.9, 0.8, 0.7])
+    assert nms(boxes, scores, 0.5).tolist() == [1, 2]
+    # "min": a box inside a bigger, better one goes, whatever its IoU
+    inner = np.array([[0, 0, 100, 100], [10, 10, 40, 40]], float)
+    assert nms(inner, np.array([0.9, 0.8]), 0.7, mode="min").tolist() == [0]
+    assert nms(inner, np.array([0.9, 0.8]), 0.7, mode="union").tolist() == [0, 1]
+
+
+def _outside_delegate(interpreter: object) -> tuple[int, list[str]]:
+    """Number of XNNPACK partitions, and the ops that run outside them."""
+    ops = interpreter._get_ops_details()  # type: ignore[attr-defined]
+    delegates = [op for op in ops if op["op_name"] == "DELEGATE"]
+    into = {int(t) for op in delegates for t in op["inputs"]}
+    out_of = {int(t) for op in delegates for t in op["outputs"]}
+    outputs = {int(d["index"]) for d in interpreter.get_output_details()}  # type: ignore[attr-defined]
+    outside = []
+    for op in ops:
+        if op["op_name"] == "DELEGATE":
+            continue
+        outs, ins = set(map(int, op["outputs"])), set(map(int, op["inputs"]))
+        if outs & into or ins & out_of or (outs & outputs) - out_of:
+            outside.append(op["op_name"])
+    return len(delegates), outside
+
+
+@pytest.mark.parametrize(
+    ("name", "shape"),
+    [("pnet", [1, 144, 192, 3]), ("rnet", [16, 24, 24, 3]), ("onet", [4, 48, 48, 3])],
+)
+def test_int8_models_fully_delegated_to_xnnpack(name: str, shape: list[int]) -> None:
+    interpreter = load_interpreter(model_path(name), num_threads=1)
+    detail = interpreter.get_input_details()[0]
+    interpreter.resize_tensor_input(detail["index"], shape)
+    interpreter.allocate_tensors()
+    assert detail["dtype"] == np.uint8 and detail["quantization"] == (1.0, 0)
+    op_names = {op["op_name"] for op in interpreter._get_ops_details()}
+    assert not op_names & {"PRELU", "SOFTMAX", "SHAPE", "STRIDED_SLICE", "PACK", "TRANSPOSE"}
+    partitions, outside = _outside_delegate(interpreter)
+    # One XNNPACK partition; only the uint8 → int8 input QUANTIZE (XNNPACK has no uint8 → int8
+    # conversion) runs on the TFLite kernel, an element-wise copy in front of the graph.
+    assert partitions == 1
+    assert outside == ["QUANTIZE"]
+    rng = np.random.default_rng(0)
+    interpreter.set_tensor(detail["index"], rng.integers(0, 256, shape, dtype=np.uint8))
+    interpreter.invoke()
+
+
+def test_detector_rejects_bad_images(int8: MtcnnDetector) -> None:
+    from edgeface.errors import ImageError
+
+    with pytest.raises(ImageError):
+        int8.detect(np.zeros((40, 40), np.uint8))
+    with pytest.raises(ImageError):
+        int8.detect(np.zeros((40, 40, 3), np.float32))
+    assert int8.detect(cv2.resize(np.zeros((8, 8, 3), np.uint8), (11, 11))) == []
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(pytest.main([__file__, "-q"]))
