@@ -61,9 +61,10 @@ def unit(vector: np.ndarray) -> np.ndarray:
 
 
 def edgeface_pipeline(
-    threads: int | None, counter: FallbackCounter, min_face_size: int = 40
+    threads: int | None, counter: FallbackCounter, min_face_size: int = 40, flip: bool = True
 ) -> Callable[[Path], dict[str, np.ndarray]]:
-    """MTCNN int8 + alignment, embedded by both the int8 and the fp32 embedder."""
+    """MTCNN int8 + alignment, embedded by the int8 and the fp32 embedder, and (``flip``) by
+    the int8 embedder averaged with the mirrored chip (variant ``int8+flip``)."""
     detector = MtcnnDetector(min_face_size=min_face_size, num_threads=threads)
     aligner = FaceAligner()
     embedders = {
@@ -84,7 +85,13 @@ def edgeface_pipeline(
             raise EdgefaceError(f"{path}: no face even in the central region")
         face = central_detection(detections, width, height)
         chip = aligner.chip(rgb, face.landmarks)
-        return {name: model.embed(chip)[0] for name, model in embedders.items()}
+        out = {name: model.embed(chip)[0] for name, model in embedders.items()}
+        if flip:
+            # The chip and its mirror image in one batch; their mean embedding is what
+            # test-time flip averaging would store or compare.
+            both = embedders["int8"].embed(np.stack([chip, chip[:, ::-1]]))
+            out["int8+flip"] = unit(both.mean(axis=0))
+        return out
 
     return embed
 

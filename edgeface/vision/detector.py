@@ -1,0 +1,117 @@
+"""Which face detector runs: the policy ``mtcnn | haar | auto``.
+
+``mtcnn`` always runs the full MTCNN cascade (best recall, landmarks from O-Net). ``haar`` runs
+OpenCV's Haar cascade and hands its boxes to O-Net for landmarks — much less work per frame on a
+slow board, at some cost in recall for turned or dim faces. ``auto`` runs MTCNN and falls back
+to Haar + O-Net when MTCNN cannot be loaded at all, or when frames keep taking longer than
+``frame_budget_ms`` (then it tries MTCNN again after ``retry_after_frames``), so a loaded Pi keeps
+up with the camera instead of falling ever further behind. Each detection says which detector
+produced it (``"mtcnn"`` or ``"haar+onet"``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Literal
+
+import numpy as np
+
+from edgeface.errors import EdgefaceError
+from edgeface.vision.detection import Detection
+from edgeface.vision.haar import HaarProposer
+from edgeface.vision.mtcnn import MtcnnDetector, Precision
+
+log = logging.getLogger(__name__)
+
+Policy = Literal["mtcnn", "haar", "auto"]
+POLICIES: tuple[str, ...] = ("mtcnn", "haar", "auto")
+#: O-Net threshold for Haar proposals: the cascade already says "face", O-Net adds landmarks
+#: and removes the cascade's typical false positives (textures, ears) that score very low.
+HAAR_ONET_THRESHOLD = 0.5
+
+
+class FaceDetector:
+    """Detect faces with the configured policy.
+
+    >>> detector = FaceDetector("auto", min_face_size=40, frame_budget_ms=80)  # doctest: +SKIP
+    >>> faces = detector.detect(rgb)   # list[Detection], best first         # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        policy: Policy = "auto",
+        min_face_size: int = 40,
+        frame_budget_ms: float | None = None,
+        slow_frames_to_fallback: int = 3,
+        retry_after_frames: int = 100,
+        num_threads: int | None = None,
+        precision: Precision = "int8",
+    ) -> None:
+        if policy not in POLICIES:
+            raise EdgefaceError(f"unknown detector policy {policy!r}; choose one of {POLICIES}")
+        self.policy = policy
+        self.frame_budget_ms = frame_budget_ms
+        self.slow_frames_to_fallback = max(1, slow_frames_to_fallback)
+        self.retry_after_frames = max(1, retry_after_frames)
+        # O-Net is needed by every policy (it gives Haar boxes their landmarks), so MTCNN's
+        # models must load; for "auto" a load failure is reported and re-raised, since without
+        # landmarks no face could be aligned or recognised.
+        self.mtcnn = MtcnnDetector(
+            min_face_size=min_face_size, num_threads=num_threads, precision=precision
+        )
+        self.haar = HaarProposer(min_face_size=min_face_size) if policy != "mtcnn" else None
+        self._slow_streak = 0
+        self._haar_frames_left = 0
+        #: Why the last frame used Haar under "auto" (None while MTCNN is in use).
+        self.fallback_reason: str | None = None
+
+    @property
+    def active(self) -> str:
+        """The detector the next frame will use."""
+        if self.policy == "haar" or self._haar_frames_left > 0:
+            return "haar+onet"
+        return "mtcnn"
+
+    def detect(self, rgb: np.ndarray) -> list[Detection]:
+        if self.active == "haar+onet":
+            if self._haar_frames_left > 0:
+                self._haar_frames_left -= 1
+                if self._haar_frames_left == 0:
+                    log.info(
+                        "detector: retrying MTCNN after %d Haar frames", self.retry_after_frames
+                    )
+                    self.fallback_reason = None
+            return self.detect_haar(rgb)
+        start = time.perf_counter()
+        faces = self.mtcnn.detect(rgb)
+        elapsed_ms = (time.perf_counter() - start) * 1000.0
+        if self.policy == "auto" and self.frame_budget_ms is not None:
+            self._track_budget(elapsed_ms)
+        return faces
+
+    def detect_haar(self, rgb: np.ndarray) -> list[Detection]:
+        """Haar proposals refined by O-Net (landmarks, regressed boxes)."""
+        assert self.haar is not None
+        boxes = self.haar.propose(rgb)
+        if len(boxes) == 0:
+            return []
+        faces = self.mtcnn.refine(rgb, boxes, threshold=HAAR_ONET_THRESHOLD)
+        for face in faces:
+            face.detector = "haar+onet"
+        return faces
+
+    def _track_budget(self, elapsed_ms: float) -> None:
+        assert self.frame_budget_ms is not None
+        if elapsed_ms <= self.frame_budget_ms:
+            self._slow_streak = 0
+            return
+        self._slow_streak += 1
+        if self._slow_streak >= self.slow_frames_to_fallback:
+            self._slow_streak = 0
+            self._haar_frames_left = self.retry_after_frames
+            self.fallback_reason = (
+                f"MTCNN took {elapsed_ms:.0f} ms > budget {self.frame_budget_ms:.0f} ms "
+                f"for {self.slow_frames_to_fallback} frames"
+            )
+            log.warning("detector: falling back to Haar + O-Net: %s", self.fallback_reason)

@@ -1,0 +1,89 @@
+"""The ``edgeface`` command line, run as a user runs it (a real subprocess, real models)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def edgeface(*args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "edgeface", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+
+
+def test_models_lists_every_model_with_a_good_hash() -> None:
+    result = edgeface("models", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["runtime"] in ("ai_edge_litert", "tflite_runtime", "tensorflow")
+    files = {row["file"] for row in report["models"]}
+    assert {"mtcnn_pnet_int8.tflite", "embedder_int8.tflite", "embedder_fp32.tflite"} <= files
+    assert all(row["sha256_ok"] for row in report["models"])
+
+
+def test_bench_reports_fp32_and_int8_latency_for_every_model() -> None:
+    result = edgeface("bench", "--threads", "1", "--repeat", "2", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)["models"]
+    assert {row["model"] for row in rows} == {"pnet", "rnet", "onet", "embedder"}
+    for row in rows:
+        assert row["fp32_ms"] > 0 and row["int8_ms"] > 0
+        assert row["int8_speedup"] == pytest.approx(row["fp32_ms"] / row["int8_ms"], rel=0.02)
+
+
+def make_mini_lfw(root: Path, photo_dir: Path) -> None:
+    """An LFW-layout folder from the sdist portraits: 2 folds × (1 same + 1 different) pairs."""
+    people = {
+        "Barack_Obama": ["obama.jpg", "obama2.jpg", "obama3.jpg"],
+        "Joe_Biden": ["biden.jpg"],
+    }
+    for person, files in people.items():
+        folder = root / "images" / person
+        folder.mkdir(parents=True)
+        for number, name in enumerate(files, start=1):
+            shutil.copy(photo_dir / name, folder / f"{person}_{number:04d}.jpg")
+    (root / "pairs.txt").write_text(
+        "2 1\n"
+        "Barack_Obama 1 2\n"
+        "Barack_Obama 1 Joe_Biden 1\n"
+        "Barack_Obama 2 3\n"
+        "Barack_Obama 3 Joe_Biden 1\n"
+    )
+
+
+def test_eval_lfw_runs_the_protocol_end_to_end(tmp_path: Path, photo_dir: Path) -> None:
+    make_mini_lfw(tmp_path / "lfw", photo_dir)
+    result = edgeface("eval", "lfw", "--data", str(tmp_path / "lfw"), "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["pairs"] == 4 and report["images"] == 4
+    assert set(report["results"]) == {"int8", "fp32", "int8+flip"}
+    for variant in report["results"].values():
+        # Obama/Obama pairs and Obama/Biden pairs are separable: both folds right.
+        assert variant["accuracy_mean"] == 1.0
+    assert "LFW edgeface" in result.stderr  # the progress bar went to stderr, not stdout
+
+
+def test_eval_lfw_without_data_says_what_is_missing(tmp_path: Path) -> None:
+    result = edgeface("eval", "lfw", "--data", str(tmp_path))
+    assert result.returncode == 2
+    assert "pairs.txt" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_eval_lfw_unknown_pipeline_is_refused(tmp_path: Path, photo_dir: Path) -> None:
+    make_mini_lfw(tmp_path / "lfw", photo_dir)
+    result = edgeface("eval", "lfw", "--data", str(tmp_path / "lfw"), "--pipelines", "magic")
+    assert result.returncode == 2
+    assert "unknown pipeline 'magic'" in result.stderr

@@ -1,0 +1,41 @@
+"""LFW accuracy regression check on one fold of View-2 (needs ../shared/data/lfw).
+
+The full 10-fold figures are produced by ``edgeface eval lfw`` and recorded in
+models/manifest.json; here one fold (600 pairs, ~1,100 images, under a minute) guards against
+a change that breaks detection, alignment or the embedder without anyone noticing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgeface.eval.lfw import embed_all, pair_distances, read_pairs, unique_images
+from edgeface.eval.lfw_pipelines import FallbackCounter, edgeface_pipeline
+from edgeface.eval.metrics import best_threshold
+
+
+@pytest.mark.shared_data
+@pytest.mark.slow
+def test_one_lfw_fold_int8_and_fp32(shared_data: Path) -> None:
+    data = shared_data / "lfw"
+    pairs = [p for p in read_pairs(data) if p.fold == 0]
+    counter = FallbackCounter()
+    embeddings = embed_all(
+        data,
+        unique_images(pairs),
+        edgeface_pipeline(None, counter),
+        "LFW fold 0",
+        show_progress=False,
+    )
+    same = np.array([p.same for p in pairs])
+    accuracy = {}
+    for variant in ("int8", "fp32"):
+        _, accuracy[variant] = best_threshold(pair_distances(pairs, embeddings[variant]), same)
+    # 10-fold figures on this data: see models/manifest.json "evaluation". One fold with its
+    # own best threshold scores a little above the cross-validated mean.
+    assert accuracy["int8"] >= 0.985, accuracy
+    assert abs(accuracy["int8"] - accuracy["fp32"]) <= 0.01, accuracy
+    assert counter.fallbacks <= 0.01 * counter.images
