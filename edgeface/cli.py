@@ -124,6 +124,75 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"edgeface {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
+    from edgeface import commands as recognition
+
+    engine = argparse.ArgumentParser(add_help=False)
+    engine.add_argument(
+        "--detector",
+        choices=("mtcnn", "haar", "auto"),
+        default="auto",
+        help="face detector policy (default auto: MTCNN, Haar+O-Net when too slow)",
+    )
+    engine.add_argument("--min-face", type=int, default=40, help="smallest face in pixels")
+    engine.add_argument("--precision", choices=("int8", "fp32"), default="int8")
+    engine.add_argument("--threads", type=int, default=None, help="TFLite threads")
+    engine.add_argument("--json", action="store_true", help="print JSON")
+    gallery_option = argparse.ArgumentParser(add_help=False)
+    gallery_option.add_argument(
+        "--gallery",
+        type=Path,
+        default=recognition.default_gallery_path(),
+        help="gallery file (default $EDGEFACE_GALLERY or ~/.local/share/edgeface/gallery.json)",
+    )
+    matching = argparse.ArgumentParser(add_help=False)
+    matching.add_argument(
+        "--threshold",
+        type=float,
+        default=recognition.DEFAULTS["threshold"],
+        help="accept distance (default: LFW FAR 1e-3)",
+    )
+
+    detect = commands.add_parser("detect", parents=[engine], help="find faces in an image")
+    detect.add_argument("image")
+    detect.add_argument("--draw", metavar="OUT.jpg", help="write the image with boxes drawn")
+    detect.set_defaults(func=recognition.cmd_detect)
+
+    verify = commands.add_parser(
+        "verify", parents=[engine, matching], help="are two photos the same person?"
+    )
+    verify.add_argument("image_a")
+    verify.add_argument("image_b")
+    verify.set_defaults(func=recognition.cmd_verify)
+
+    enroll = commands.add_parser(
+        "enroll", parents=[engine, gallery_option], help="add a person to the gallery"
+    )
+    enroll.add_argument("name")
+    enroll.add_argument("images", nargs="+", metavar="IMG")
+    enroll.set_defaults(func=recognition.cmd_enroll)
+
+    identify = commands.add_parser(
+        "identify", parents=[engine, gallery_option, matching], help="who is in this photo?"
+    )
+    identify.add_argument("image")
+    identify.add_argument(
+        "--margin",
+        type=float,
+        default=recognition.DEFAULTS["margin"],
+        help="minimum distance gap between best and second identity",
+    )
+    identify.add_argument("--draw", metavar="OUT.jpg", help="write the image with names drawn")
+    identify.set_defaults(func=recognition.cmd_identify)
+
+    gallery = commands.add_parser("gallery", help="list or edit the gallery")
+    gallery_actions = gallery.add_subparsers(dest="action", metavar="ACTION", required=True)
+    listing = gallery_actions.add_parser("list", parents=[gallery_option], help="who is enrolled")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    remove = gallery_actions.add_parser("remove", parents=[gallery_option], help="remove a person")
+    remove.add_argument("name")
+    remove.add_argument("--json", action="store_true", help="print JSON")
+    gallery.set_defaults(func=recognition.cmd_gallery)
+
     models = commands.add_parser("models", help="list the shipped models and verify them")
     models.add_argument("--json", action="store_true", help="print JSON")
     models.set_defaults(func=cmd_models)

@@ -39,7 +39,9 @@ def test_bench_reports_fp32_and_int8_latency_for_every_model() -> None:
     assert {row["model"] for row in rows} == {"pnet", "rnet", "onet", "embedder"}
     for row in rows:
         assert row["fp32_ms"] > 0 and row["int8_ms"] > 0
-        assert row["int8_speedup"] == pytest.approx(row["fp32_ms"] / row["int8_ms"], rel=0.02, abs=0.006)
+        assert row["int8_speedup"] == pytest.approx(
+            row["fp32_ms"] / row["int8_ms"], rel=0.02, abs=0.006
+        )
 
 
 def make_mini_lfw(root: Path, photo_dir: Path) -> None:

@@ -38,6 +38,33 @@ def to_rgb8(image: np.ndarray, source: str = "image") -> np.ndarray:
     raise ImageError(f"{source}: unsupported image layout {image.shape}")
 
 
+def header_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a PNG or JPEG header without decoding, or None if unknown.
+
+    Lets a 12000×9000 photo be refused before OpenCV allocates 324 MB to decode it.
+    """
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if data[:2] != b"\xff\xd8":
+        return None
+    offset = 2
+    while offset + 9 < len(data):
+        if data[offset] != 0xFF:
+            return None
+        marker = data[offset + 1]
+        if marker == 0xFF:  # fill byte
+            offset += 1
+            continue
+        length = int.from_bytes(data[offset + 2 : offset + 4], "big")
+        # SOF0..SOF15 carry the frame size, except DHT (C4), JPG (C8) and DAC (CC).
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            height = int.from_bytes(data[offset + 5 : offset + 7], "big")
+            width = int.from_bytes(data[offset + 7 : offset + 9], "big")
+            return width, height
+        offset += 2 + length
+    return None
+
+
 def read_rgb(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Read ``path`` as an RGB uint8 array, or raise :class:`ImageError` saying why not."""
     file = Path(path)
@@ -49,6 +76,12 @@ def read_rgb(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     if size == 0:
         raise ImageError(f"{file}: file is empty (0 bytes)")
     data = np.fromfile(str(file), dtype=np.uint8)
+    declared = header_size(data[:65536].tobytes())
+    if declared is not None and declared[0] * declared[1] > max_pixels:
+        raise ImageError(
+            f"{file}: {declared[0]}x{declared[1]} is larger than the "
+            f"{max_pixels // 1_000_000} MP edgeface accepts; downscale it first"
+        )
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED | cv2.IMREAD_ANYDEPTH)
     if image is None:
         # GIFs without an extension (the Yale faces) and some PGMs decode via the file reader.

@@ -1,0 +1,312 @@
+"""The recognition commands behind ``edgeface detect|verify|enroll|identify|gallery``.
+
+Kept apart from ``cli.py`` (argument parsing) so each command is a plain function of parsed
+arguments that returns an exit status and prints a table or, with ``--json``, one JSON document.
+Exit status: 0 success (for ``verify``: same person), 1 a negative answer or a refusal (different
+people, no face, enrolment refused), 2 an error the user must fix (unreadable file, bad option).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from edgeface.errors import EdgefaceError
+from edgeface.model_files import MODEL_FILES, manifest
+from edgeface.pipeline import Face, FacePipeline, PipelineSettings
+from edgeface.recognition.gallery import GalleryStore
+from edgeface.recognition.matcher import DEFAULT_MARGIN, DEFAULT_THRESHOLD, Matcher, verify
+from edgeface.vision.image_io import read_rgb
+from edgeface.vision.quality import ENROLMENT, RECOGNITION
+
+GALLERY_ENV = "EDGEFACE_GALLERY"
+
+
+def default_gallery_path() -> Path:
+    """``$EDGEFACE_GALLERY``, else ``$XDG_DATA_HOME/edgeface/gallery.json``."""
+    override = os.environ.get(GALLERY_ENV)
+    if override:
+        return Path(override)
+    data_home = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share"))
+    return data_home / "edgeface" / "gallery.json"
+
+
+def emit(args: argparse.Namespace, payload: Any, text: str) -> None:
+    if getattr(args, "json", False):
+        json.dump(payload, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print(text)
+
+
+def pipeline_from(args: argparse.Namespace) -> FacePipeline:
+    return FacePipeline(
+        PipelineSettings(
+            detector=args.detector,
+            min_face_size=args.min_face,
+            precision=args.precision,
+            num_threads=args.threads,
+        )
+    )
+
+
+def embedder_fingerprint(precision: str) -> str:
+    """The embedder's sha256: embeddings from different models must never be compared."""
+    key = MODEL_FILES["embedder" if precision == "int8" else "embedder_fp32"].removesuffix(
+        ".tflite"
+    )
+    return str(manifest()["models"][key]["sha256"])
+
+
+def face_record(face: Face) -> dict[str, Any]:
+    d = face.detection
+    return {
+        "box": [round(v, 1) for v in d.box],
+        "score": round(float(d.score), 4),
+        "landmarks": np.round(d.landmarks, 1).tolist(),
+        "detector": d.detector,
+        "quality_ok": face.quality.ok,
+        "quality_reasons": list(face.quality.reasons),
+        "quality": {k: round(v, 3) for k, v in face.quality.metrics.items()},
+    }
+
+
+# ----- detect ---------------------------------------------------------------------------------
+
+
+def draw(rgb: np.ndarray, faces: list[Face], labels: list[str] | None = None) -> np.ndarray:
+    """Boxes, landmarks and labels on a BGR copy of the frame (for ``--draw``)."""
+    canvas = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    thickness = max(1, round(max(rgb.shape[:2]) / 400))
+    for i, face in enumerate(faces):
+        d = face.detection
+        colour = (0, 200, 0) if face.quality.ok else (0, 165, 255)
+        cv2.rectangle(canvas, (int(d.x1), int(d.y1)), (int(d.x2), int(d.y2)), colour, thickness)
+        for x, y in d.landmarks:
+            cv2.circle(canvas, (int(x), int(y)), thickness + 1, (255, 0, 0), -1)
+        label = labels[i] if labels else f"{d.score:.2f} {d.detector}"
+        cv2.putText(
+            canvas,
+            label,
+            (int(d.x1), max(int(d.y1) - 4, 10)),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.5 * thickness,
+            colour,
+            thickness,
+        )
+    return canvas
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    rgb = read_rgb(args.image)
+    faces = pipeline_from(args).analyse(rgb, embed=False)
+    if args.draw and not cv2.imwrite(args.draw, draw(rgb, faces)):
+        raise EdgefaceError(f"cannot write {args.draw} (unknown extension or unwritable)")
+    lines = [f"{args.image}: {len(faces)} face(s)"]
+    for i, face in enumerate(faces):
+        d = face.detection
+        verdict = "ok" if face.quality.ok else "; ".join(face.quality.reasons)
+        lines.append(
+            f"  #{i} box {d.x1:.0f},{d.y1:.0f}-{d.x2:.0f},{d.y2:.0f} score {d.score:.3f} "
+            f"{d.detector}, quality: {verdict}"
+        )
+    emit(args, {"image": args.image, "faces": [face_record(f) for f in faces]}, "\n".join(lines))
+    return 0 if faces else 1
+
+
+# ----- verify ---------------------------------------------------------------------------------
+
+
+def single_face(pipeline: FacePipeline, path: str) -> Face:
+    """The one face of an image meant to show one person (the largest, if several)."""
+    faces = pipeline.analyse(read_rgb(path), embed_rejected=True)
+    if not faces:
+        raise NoFace(f"{path}: no face found")
+    return max(faces, key=lambda f: f.detection.area)
+
+
+class NoFace(EdgefaceError):
+    """An image that must show a face shows none (exit status 1, not 2)."""
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    pipeline = pipeline_from(args)
+    try:
+        a, b = single_face(pipeline, args.image_a), single_face(pipeline, args.image_b)
+    except NoFace as exc:
+        print(f"edgeface: {exc}", file=sys.stderr)
+        return 1
+    assert a.embedding is not None and b.embedding is not None
+    same, distance = verify(a.embedding, b.embedding, args.threshold)
+    warnings = [
+        f"{p}: {r}" for p, f in ((args.image_a, a), (args.image_b, b)) for r in f.quality.reasons
+    ]
+    text = (
+        f"{'same person' if same else 'different people'} "
+        f"(distance {distance:.3f}, threshold {args.threshold:.3f})"
+    )
+    if warnings:
+        text += "\n  quality warnings: " + "; ".join(warnings)
+    emit(
+        args,
+        {
+            "same": same,
+            "distance": round(distance, 4),
+            "threshold": args.threshold,
+            "quality_warnings": warnings,
+        },
+        text,
+    )
+    return 0 if same else 1
+
+
+# ----- enroll ---------------------------------------------------------------------------------
+
+
+def cmd_enroll(args: argparse.Namespace) -> int:
+    """Enrol NAME from images: each must show exactly one face that passes the enrolment gate;
+    if any image is refused nothing is saved, so a gallery never holds half an enrolment."""
+    pipeline = pipeline_from(args)
+    store = GalleryStore(args.gallery, embedder=embedder_fingerprint(args.precision))
+    gallery = store.load()
+    accepted: list[tuple[str, Face]] = []
+    results: list[dict[str, Any]] = []
+    for path in args.images:
+        try:
+            faces = pipeline.analyse(read_rgb(path), limits=ENROLMENT)
+        except EdgefaceError as exc:
+            results.append({"image": path, "ok": False, "reason": str(exc)})
+            continue
+        if len(faces) != 1:
+            reason = "no face found" if not faces else f"{len(faces)} faces found, need exactly one"
+            results.append({"image": path, "ok": False, "reason": reason})
+        elif not faces[0].quality.ok:
+            reason = "; ".join(faces[0].quality.reasons)
+            results.append({"image": path, "ok": False, "reason": reason})
+        else:
+            accepted.append((path, faces[0]))
+            results.append({"image": path, "ok": True, "reason": ""})
+    refused = [r for r in results if not r["ok"]]
+    version = gallery.version
+    if not refused:
+        for path, face in accepted:
+            assert face.embedding is not None
+            gallery.add(
+                args.name, face.embedding, source=Path(path).name, quality=face.quality.metrics
+            )
+        version = store.save(gallery)
+    lines = [
+        f"  {'ok     ' if r['ok'] else 'REFUSED'} {r['image']}"
+        + (f": {r['reason']}" if r["reason"] else "")
+        for r in results
+    ]
+    head = (
+        f"enrolled {args.name!r} from {len(accepted)} image(s); gallery {args.gallery} "
+        f"version {version}"
+        if not refused
+        else f"not enrolled: {len(refused)} of {len(results)} image(s) refused, nothing saved"
+    )
+    emit(
+        args,
+        {"name": args.name, "enrolled": not refused, "gallery_version": version, "images": results},
+        "\n".join([head, *lines]),
+    )
+    return 0 if not refused else 1
+
+
+# ----- identify -------------------------------------------------------------------------------
+
+
+def cmd_identify(args: argparse.Namespace) -> int:
+    pipeline = pipeline_from(args)
+    store = GalleryStore(args.gallery, embedder=embedder_fingerprint(args.precision))
+    gallery = store.load()
+    if not gallery.identities:
+        raise EdgefaceError(
+            f"gallery {args.gallery} is empty; enrol people first with `edgeface enroll`"
+        )
+    matcher = Matcher(gallery, threshold=args.threshold, margin=args.margin)
+    rgb = read_rgb(args.image)
+    faces = pipeline.analyse(rgb, limits=RECOGNITION)
+    gated = [f for f in faces if f.embedding is not None]
+    vectors = [f.embedding for f in gated if f.embedding is not None]
+    matches = matcher.identify(np.stack(vectors)) if vectors else []
+    by_face = dict(zip((id(f) for f in gated), matches, strict=True))
+    records, lines, labels = [], [f"{args.image}: {len(faces)} face(s)"], []
+    for i, face in enumerate(faces):
+        match = by_face.get(id(face))
+        record = face_record(face)
+        if match is None:
+            record.update(
+                {"identity": None, "reason": "quality: " + "; ".join(face.quality.reasons)}
+            )
+            lines.append(f"  #{i} not recognised (quality: {'; '.join(face.quality.reasons)})")
+            labels.append("?")
+        else:
+            record.update(
+                {
+                    "identity": match.identity,
+                    "distance": round(match.distance, 4),
+                    "second_distance": round(match.second_distance, 4)
+                    if np.isfinite(match.second_distance)
+                    else None,
+                    "reason": match.reason,
+                }
+            )
+            who = match.identity or f"unknown ({match.reason})"
+            lines.append(f"  #{i} {who}, distance {match.distance:.3f}")
+            labels.append(match.identity or "unknown")
+        records.append(record)
+    if args.draw and not cv2.imwrite(args.draw, draw(rgb, faces, labels)):
+        raise EdgefaceError(f"cannot write {args.draw}")
+    emit(
+        args,
+        {"image": args.image, "gallery_version": gallery.version, "faces": records},
+        "\n".join(lines),
+    )
+    return 0 if any(r.get("identity") for r in records) else 1
+
+
+# ----- gallery --------------------------------------------------------------------------------
+
+
+def cmd_gallery(args: argparse.Namespace) -> int:
+    store = GalleryStore(args.gallery)
+    gallery = store.load()
+    if args.action == "remove":
+        gallery.remove(args.name)
+        version = store.save(gallery)
+        emit(
+            args,
+            {"removed": args.name, "gallery_version": version},
+            f"removed {args.name!r}; gallery version {version}",
+        )
+        return 0
+    rows = [
+        {
+            "name": name,
+            "embeddings": len(identity.embeddings),
+            "enrolled": identity.enrolments[-1]["at"] if identity.enrolments else None,
+        }
+        for name, identity in sorted(gallery.identities.items())
+    ]
+    lines = [f"gallery {args.gallery}, version {gallery.version}, {len(rows)} identities"]
+    lines += [
+        f"  {r['name']:<24} {r['embeddings']:>3} embedding(s)  last {r['enrolled']}" for r in rows
+    ]
+    emit(
+        args,
+        {"gallery": str(args.gallery), "version": gallery.version, "identities": rows},
+        "\n".join(lines),
+    )
+    return 0
+
+
+DEFAULTS = {"threshold": DEFAULT_THRESHOLD, "margin": DEFAULT_MARGIN}
