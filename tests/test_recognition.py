@@ -218,7 +218,7 @@ def test_huge_image_is_refused_before_decoding(tmp_path: Path) -> None:
     huge = tmp_path / "huge.jpg"
     # A real 12000x9000 JPEG, written in strips would be slow; a valid header is what is read
     # first, so encode a small image and patch the frame size in its SOF marker.
-    ok, buffer = cv2.imencode(".jpg", np.zeros((90, 120, 3), np.uint8))
+    _, buffer = cv2.imencode(".jpg", np.zeros((90, 120, 3), np.uint8))
     data = bytearray(buffer.tobytes())
     sof = data.index(b"\xff\xc0")
     data[sof + 5 : sof + 7] = (9000).to_bytes(2, "big")
