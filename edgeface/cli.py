@@ -65,12 +65,38 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    """Latency of every model, fp32 vs int8, at the thread counts asked for."""
+    """Model latency (fp32 vs int8), then end-to-end pipelines, optionally beside the peers."""
     from edgeface.bench.model_latency import format_table, measure
+    from edgeface.bench.pipelines import BenchPlan, format_report, plot, ratios, run_plan
 
-    threads = [int(t) for t in args.threads.split(",")]
-    rows = measure(threads=threads, repeats=args.repeat)
-    emit(args, {"models": [row.as_dict() for row in rows]}, format_table(rows))
+    payload: dict[str, Any] = {}
+    text: list[str] = []
+    if not args.skip_models:
+        threads = [int(t) for t in args.model_threads.split(",")]
+        rows = measure(threads=threads, repeats=args.repeat)
+        payload["models"] = [row.as_dict() for row in rows]
+        text += [
+            "per-model latency (median of runs; int8 x = fp32 ms / int8 ms)",
+            format_table(rows),
+            "",
+        ]
+    if args.frames > 0:
+        plan = BenchPlan(
+            input=args.input,
+            frames=args.frames,
+            min_face=args.min_face,
+            threads=args.threads,
+            peers=args.peers,
+            show_progress=not args.json,
+        )
+        reports = run_plan(plan)
+        payload["pipelines"] = reports
+        payload["ratios"] = ratios(reports)
+        text.append(format_report(reports, plan))
+        if args.plot:
+            plot(reports, args.plot)
+            text.append(f"plot written to {args.plot}")
+    emit(args, payload, "\n".join(text))
     return 0
 
 
@@ -197,8 +223,17 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--json", action="store_true", help="print JSON")
     models.set_defaults(func=cmd_models)
 
-    bench = commands.add_parser("bench", help="measure model latency on this machine")
-    bench.add_argument("--threads", default="1,2", help="thread counts, e.g. 1,2 (default)")
+    bench = commands.add_parser(
+        "bench", help="measure speed on this machine (models, pipeline, peers)"
+    )
+    bench.add_argument("--input", help="video, image or folder of frames (default: astronaut)")
+    bench.add_argument("--frames", type=int, default=60, help="frames per pipeline (0: skip)")
+    bench.add_argument("--min-face", type=int, default=40, help="smallest face in pixels")
+    bench.add_argument("--threads", type=int, default=None, help="TFLite threads in pipelines")
+    bench.add_argument("--peers", action="store_true", help="also run dlib and the mtcnn package")
+    bench.add_argument("--plot", metavar="OUT.png", help="draw per-stage latency")
+    bench.add_argument("--skip-models", action="store_true", help="no per-model table")
+    bench.add_argument("--model-threads", default="1,2", help="thread counts for the model table")
     bench.add_argument("--repeat", type=int, default=30, help="timed runs per model")
     bench.add_argument("--json", action="store_true", help="print JSON")
     bench.set_defaults(func=cmd_bench)
