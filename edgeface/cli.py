@@ -143,6 +143,48 @@ def cmd_eval_lfw(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval_identify(args: argparse.Namespace) -> int:
+    """Open-set identification on folders of identities (see edgeface.eval.openset)."""
+    from edgeface.eval.openset import evaluate_open_set, load_identities
+    from edgeface.pipeline import FacePipeline, PipelineSettings
+    from edgeface.recognition.matcher import DEFAULT_MARGIN, DEFAULT_THRESHOLD
+    from edgeface.vision.image_io import read_rgb
+
+    pipeline = FacePipeline(
+        PipelineSettings(
+            detector=args.detector,
+            min_face_size=args.min_face,
+            precision=args.precision,
+            num_threads=args.threads,
+            flip_average=args.flip,
+        )
+    )
+
+    def embed(path: Path) -> Any:
+        try:
+            faces = pipeline.analyse(read_rgb(path), embed_rejected=True)
+        except EdgefaceError:
+            return None
+        if not faces:
+            return None
+        return max(faces, key=lambda f: f.detection.area).embedding
+
+    identities = load_identities([Path(d) for d in args.data])
+    report = evaluate_open_set(
+        identities,
+        embed,
+        enrol=args.enrol,
+        unknown_fraction=args.unknown,
+        trials=args.trials,
+        threshold=DEFAULT_THRESHOLD if args.threshold is None else args.threshold,
+        margin=DEFAULT_MARGIN,
+        seed=args.seed,
+        show_progress=not args.json,
+    )
+    emit(args, report.as_dict(), report.summary(args.enrol))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edgeface", description="Face-recognition door access for small Linux boards."
@@ -253,6 +295,19 @@ def build_parser() -> argparse.ArgumentParser:
     lfw.add_argument("--quiet", action="store_true", help="no progress bar")
     lfw.add_argument("--json", action="store_true", help="print JSON")
     lfw.set_defaults(func=cmd_eval_lfw)
+    openset = protocols.add_parser(
+        "identify", parents=[engine], help="open-set identification on folders of identities"
+    )
+    openset.add_argument("--data", nargs="+", required=True, help="folders of identities")
+    openset.add_argument("--enrol", type=int, default=1, help="images enrolled per identity")
+    openset.add_argument(
+        "--unknown", type=float, default=0.3, help="fraction of identities never enrolled"
+    )
+    openset.add_argument("--trials", type=int, default=5, help="random splits to average")
+    openset.add_argument("--seed", type=int, default=0)
+    openset.add_argument("--threshold", type=float, default=None, help="default: the matcher's")
+    openset.add_argument("--flip", action="store_true", help="flip-average embeddings")
+    openset.set_defaults(func=cmd_eval_identify)
     return parser
 
 

@@ -131,7 +131,7 @@ STAGE_COLOURS = {  # BGR
 
 def plot(reports: list[dict[str, Any]], path: str) -> None:
     """Stacked horizontal bars of per-stage median milliseconds, drawn with OpenCV."""
-    width, row, left = 900, 46, 150
+    width, row, left = 900, 46, 175
     height = 70 + row * len(reports) + 40
     canvas = np.full((height, width, 3), 255, np.uint8)
     longest = max(sum(r["stages_ms"].values()) for r in reports) or 1.0

@@ -39,3 +39,27 @@ def test_one_lfw_fold_int8_and_fp32(shared_data: Path) -> None:
     assert accuracy["int8"] >= 0.985, accuracy
     assert abs(accuracy["int8"] - accuracy["fp32"]) <= 0.01, accuracy
     assert counter.fallbacks <= 0.01 * counter.images
+
+
+@pytest.mark.shared_data
+@pytest.mark.slow
+def test_open_set_identification_meets_the_door_target(shared_data: Path) -> None:
+    """AT&T + Yale + knn_examples, one enrolment image each: ≥ 95 % correct accepts at 1 % FAR."""
+    from edgeface.eval.openset import evaluate_open_set, load_identities
+    from edgeface.pipeline import FacePipeline
+    from edgeface.vision.image_io import read_rgb
+
+    pipeline = FacePipeline()
+
+    def embed(path: Path) -> np.ndarray | None:
+        faces = pipeline.analyse(read_rgb(path), embed_rejected=True)
+        return max(faces, key=lambda f: f.detection.area).embedding if faces else None
+
+    faces = shared_data / "faces"
+    identities = load_identities(
+        [faces / "att_faces", faces / "yalefaces", faces / "face_recognition/knn_examples/train"]
+    )
+    report = evaluate_open_set(identities, embed, enrol=1, trials=3, show_progress=False)
+    assert report.identities == 60
+    assert report.correct_accept_at_far["0.01"] >= 0.95, report
+    assert report.rank1 >= 0.98, report

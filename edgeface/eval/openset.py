@@ -1,0 +1,197 @@
+"""Open-set identification, the way a door meets people.
+
+Folders of identities are split, per random trial, into *enrolled* identities (K images each
+go into the gallery, the rest are genuine probes) and *never-enrolled* identities (all their
+images are impostor probes). A probe is accepted when its nearest identity is within the
+threshold; the figures are the rate of correct accepts (right person, accepted) at the threshold
+that lets a given fraction of impostor probes in (FAR 1 %, 0.1 %), plus what the shipped default
+threshold and margin do. Every image is embedded once; the trials only regroup embeddings.
+
+Data layout: ``DIR/<identity>/<images>`` (AT&T, knn_examples), or a flat folder whose file names
+start with the identity and a dot (Yale: ``subject01.glasses``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgeface.errors import EdgefaceError
+from edgeface.progress import Progress
+from edgeface.recognition.gallery import Gallery
+from edgeface.recognition.matcher import Matcher
+
+SKIPPED_NAMES = {"readme", "readme.txt", "license", "license.txt"}
+
+
+def load_identities(folders: Sequence[Path]) -> dict[str, list[Path]]:
+    """``{"<folder>/<identity>": [image paths]}`` from each folder's layout."""
+    identities: dict[str, list[Path]] = {}
+    for folder in folders:
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise EdgefaceError(f"{folder}: not a folder of identities")
+        files = [
+            p
+            for p in sorted(folder.iterdir())
+            if not p.name.startswith(".") and p.name.lower() not in SKIPPED_NAMES
+        ]
+        subfolders = [p for p in files if p.is_dir()]
+        if subfolders:
+            for sub in subfolders:
+                images = [
+                    p
+                    for p in sorted(sub.iterdir())
+                    if p.is_file()
+                    and not p.name.startswith(".")
+                    and p.name.lower() not in SKIPPED_NAMES
+                ]
+                if images:
+                    identities[f"{folder.name}/{sub.name}"] = images
+        else:
+            for path in files:
+                if path.is_file():
+                    identities.setdefault(f"{folder.name}/{path.name.split('.')[0]}", []).append(
+                        path
+                    )
+    if not identities:
+        raise EdgefaceError("no identities found in " + ", ".join(str(f) for f in folders))
+    return identities
+
+
+@dataclass(frozen=True)
+class OpenSetReport:
+    identities: int
+    images: int
+    no_face: int
+    trials: int
+    enrolled_per_trial: float
+    genuine_probes_per_trial: float
+    impostor_probes_per_trial: float
+    rank1: float
+    correct_accept_at_far: dict[str, float]
+    threshold_at_far: dict[str, float]
+    default_threshold: float
+    default_margin: float
+    default_correct_accept: float
+    default_false_accept: float
+    default_misidentified: float
+
+    def as_dict(self) -> dict[str, object]:
+        return {k: (round(v, 5) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
+
+    def summary(self, enrol: int) -> str:
+        lines = [
+            f"open-set identification: {self.identities} identities, {self.images} images "
+            f"({self.no_face} without a face), {self.trials} trials, enrol {enrol} each",
+            f"  per trial: {self.enrolled_per_trial:.0f} enrolled, "
+            f"{self.genuine_probes_per_trial:.0f} genuine probes, "
+            f"{self.impostor_probes_per_trial:.0f} impostor probes",
+            f"  rank-1 (closed set): {100 * self.rank1:.2f} %",
+        ]
+        lines += [
+            f"  correct accepts at FAR {far}: {100 * rate:.2f} % "
+            f"(threshold {self.threshold_at_far[far]:.3f})"
+            for far, rate in self.correct_accept_at_far.items()
+        ]
+        lines.append(
+            f"  at threshold {self.default_threshold} / margin {self.default_margin}: correct "
+            f"accepts {100 * self.default_correct_accept:.2f} %, false accepts "
+            f"{100 * self.default_false_accept:.2f} %, misidentified "
+            f"{100 * self.default_misidentified:.2f} %"
+        )
+        return "\n".join(lines)
+
+
+def evaluate_open_set(
+    identities: dict[str, list[Path]],
+    embed: Callable[[Path], np.ndarray | None],
+    enrol: int = 1,
+    unknown_fraction: float = 0.3,
+    trials: int = 5,
+    fars: Sequence[float] = (0.01, 0.001),
+    threshold: float = 0.41,
+    margin: float = 0.04,
+    seed: int = 0,
+    show_progress: bool = True,
+) -> OpenSetReport:
+    paths = [p for images in identities.values() for p in images]
+    bar = Progress(len(paths), "embedding", enabled=show_progress)
+    vectors: dict[Path, np.ndarray | None] = {}
+    for path in paths:
+        vectors[path] = embed(path)
+        bar.advance()
+    bar.close()
+    usable = {
+        name: [p for p in images if vectors[p] is not None] for name, images in identities.items()
+    }
+    rng = np.random.default_rng(seed)
+    names = sorted(usable)
+    genuine_d, genuine_ok, impostor_d = [], [], []
+    counts = np.zeros(3)
+    rank1_hits = rank1_total = 0
+    default_ok = default_fa = default_mis = 0
+    default_genuine_total = default_impostor_total = 0
+    for _ in range(trials):
+        order = rng.permutation(len(names))
+        n_unknown = round(unknown_fraction * len(names))
+        unknown = {names[i] for i in order[:n_unknown]}
+        gallery = Gallery()
+        genuine: list[tuple[str, np.ndarray]] = []
+        impostors: list[np.ndarray] = []
+        for name in names:
+            images = list(usable[name])
+            rng.shuffle(images)
+            if name in unknown or len(images) <= enrol:
+                impostors += [vectors[p] for p in images]  # type: ignore[misc]
+                continue
+            for path in images[:enrol]:
+                gallery.add(name.replace("/", ":"), vectors[path])  # type: ignore[arg-type]
+            genuine += [(name.replace("/", ":"), vectors[p]) for p in images[enrol:]]  # type: ignore[misc]
+        matcher = Matcher(gallery, threshold=threshold, margin=margin)
+        counts += (len(gallery.identities), len(genuine), len(impostors))
+        g_matches = matcher.identify(np.stack([v for _, v in genuine])) if genuine else []
+        i_matches = matcher.identify(np.stack(impostors)) if impostors else []
+        for (truth, _), match in zip(genuine, g_matches, strict=True):
+            right = match.candidate == truth
+            genuine_d.append(match.distance)
+            genuine_ok.append(right)
+            rank1_hits += right
+            rank1_total += 1
+            default_ok += match.identity == truth
+            default_mis += match.identity is not None and match.identity != truth
+        default_genuine_total += len(genuine)
+        for match in i_matches:
+            impostor_d.append(match.distance)
+            default_fa += match.identity is not None
+        default_impostor_total += len(impostors)
+    g = np.asarray(genuine_d)
+    ok = np.asarray(genuine_ok, dtype=bool)
+    imp = np.sort(np.asarray(impostor_d))
+    at_far: dict[str, float] = {}
+    thresholds: dict[str, float] = {}
+    for far in fars:
+        allowed = int(np.floor(far * len(imp)))
+        cut = float(imp[allowed]) if allowed < len(imp) else float("inf")
+        at_far[f"{far:g}"] = float(np.mean(ok & (g < cut))) if len(g) else 0.0
+        thresholds[f"{far:g}"] = cut
+    return OpenSetReport(
+        identities=len(identities),
+        images=len(paths),
+        no_face=sum(v is None for v in vectors.values()),
+        trials=trials,
+        enrolled_per_trial=float(counts[0] / trials),
+        genuine_probes_per_trial=float(counts[1] / trials),
+        impostor_probes_per_trial=float(counts[2] / trials),
+        rank1=rank1_hits / max(rank1_total, 1),
+        correct_accept_at_far=at_far,
+        threshold_at_far=thresholds,
+        default_threshold=threshold,
+        default_margin=margin,
+        default_correct_accept=default_ok / max(default_genuine_total, 1),
+        default_false_accept=default_fa / max(default_impostor_total, 1),
+        default_misidentified=default_mis / max(default_genuine_total, 1),
+    )
