@@ -63,3 +63,39 @@ def test_open_set_identification_meets_the_door_target(shared_data: Path) -> Non
     assert report.identities == 60
     assert report.correct_accept_at_far["0.01"] >= 0.95, report
     assert report.rank1 >= 0.98, report
+
+
+@pytest.mark.shared_data
+def test_mtcnn_finds_every_labelled_face_of_40_px_or_more(shared_data: Path) -> None:
+    """dlib's hand-labelled PASCAL photos: every face ≥ 40 px is found (IoU ≥ 0.4 with a
+    detection; labelled boxes are tighter than MTCNN's), and smaller ones are reported."""
+    import xml.etree.ElementTree as ElementTree
+
+    from edgeface.vision.image_io import read_rgb
+    from edgeface.vision.mtcnn import MtcnnDetector
+
+    folder = shared_data / "faces" / "dlib_faces"
+    detector = MtcnnDetector(min_face_size=20)
+    missed, checked = [], 0
+    for image in ElementTree.parse(folder / "testing.xml").getroot().iter("image"):
+        found = detector.detect(read_rgb(folder / image.attrib["file"]))
+        for box in image.iter("box"):
+            if box.attrib.get("ignore") == "1":
+                continue
+            x, y = float(box.attrib["left"]), float(box.attrib["top"])
+            w, h = float(box.attrib["width"]), float(box.attrib["height"])
+            if min(w, h) < 40:
+                continue
+            checked += 1
+            labelled = (x, y, x + w, y + h)
+            if not any(box_iou(d.box, labelled) >= 0.4 for d in found):
+                missed.append((image.attrib["file"], labelled))
+    assert checked >= 10
+    assert not missed, missed
+
+
+def box_iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)

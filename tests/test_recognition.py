@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -275,3 +276,27 @@ def test_draw_writes_an_annotated_image(tmp_path: Path, photo_dir: Path) -> None
     drawn, original = cv2.imread(str(out)), cv2.imread(str(photo_dir / "obama.jpg"))
     assert drawn.shape == original.shape
     assert np.abs(drawn.astype(int) - original).max() > 100  # boxes were drawn
+
+
+def test_auto_keeps_working_with_haar_when_mtcnn_cannot_load(
+    tmp_path: Path, photo_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edgeface.errors import ModelLoadError
+    from edgeface.model_files import MODEL_FILES, models_dir
+    from edgeface.vision.detector import FaceDetector
+
+    copy = tmp_path / "models"
+    shutil.copytree(models_dir(), copy, ignore=shutil.ignore_patterns("build", "__pycache__"))
+    onet = copy / MODEL_FILES["onet"]
+    onet.write_bytes(onet.read_bytes()[:1000])  # a truncated download
+    monkeypatch.setenv("EDGEFACE_MODELS_DIR", str(copy))
+
+    with pytest.raises(ModelLoadError, match=r"mtcnn_onet_int8\.tflite"):
+        FaceDetector("mtcnn")
+    detector = FaceDetector("auto")
+    assert detector.fallback_reason is not None and "mtcnn_onet_int8" in detector.fallback_reason
+    faces = detector.detect(read_rgb(photo_dir / "obama.jpg"))
+    assert len(faces) == 1 and faces[0].detector == "haar"
+    # The prior landmarks still put the eyes above the nose above the mouth, inside the box.
+    marks = faces[0].landmarks
+    assert marks[0, 1] < marks[2, 1] < marks[3, 1] and marks[0, 0] < marks[1, 0]
