@@ -7,7 +7,6 @@ goes to stderr). Errors a user can fix print one line and exit with status 2, ne
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Sequence
@@ -16,15 +15,7 @@ from typing import Any
 
 from edgeface import __version__
 from edgeface.errors import EdgefaceError
-
-
-def emit(args: argparse.Namespace, payload: Any, table: str) -> None:
-    """Print ``payload`` as JSON with ``--json``, else the human-readable ``table``."""
-    if getattr(args, "json", False):
-        json.dump(payload, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-    else:
-        print(table)
+from edgeface.output import emit
 
 
 def cmd_models(args: argparse.Namespace) -> int:

@@ -9,7 +9,6 @@ people, no face, enrolment refused), 2 an error the user must fix (unreadable fi
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -20,6 +19,7 @@ import numpy as np
 
 from edgeface.errors import EdgefaceError
 from edgeface.model_files import MODEL_FILES, manifest
+from edgeface.output import emit
 from edgeface.pipeline import Face, FacePipeline, PipelineSettings
 from edgeface.recognition.gallery import GalleryStore
 from edgeface.recognition.matcher import DEFAULT_MARGIN, DEFAULT_THRESHOLD, Matcher, verify
@@ -36,14 +36,6 @@ def default_gallery_path() -> Path:
         return Path(override)
     data_home = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share"))
     return data_home / "edgeface" / "gallery.json"
-
-
-def emit(args: argparse.Namespace, payload: Any, text: str) -> None:
-    if getattr(args, "json", False):
-        json.dump(payload, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-    else:
-        print(text)
 
 
 def pipeline_from(args: argparse.Namespace) -> FacePipeline:
