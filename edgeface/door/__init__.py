@@ -1,0 +1,1 @@
+"""The door daemon: camera, decisions, relay, MQTT, systemd. The only asyncio code."""

@@ -1,0 +1,170 @@
+"""The door strike relay, fail-secure on every path.
+
+A fail-secure strike is locked while unpowered, so "locked" means *relay not energised*. This
+class energises the relay only for a bounded pulse and de-energises it on every way out:
+
+* at start the output is driven inactive before anything else happens;
+* an unlock pulse is timed by gpiozero's own background thread (``blink``), not by the event
+  loop, so a stalled loop cannot hold the door open; its length is clamped to
+  ``max_unlock_seconds`` whatever the caller asks;
+* ``lock()`` and ``close()`` drive the output inactive explicitly — a released GPIO becomes an
+  input, and on an active-low relay board a floating input may read as "energise";
+* before energising, a marker file is written (and fsynced) in the state directory and removed
+  after locking, so if the process is killed mid-pulse (SIGKILL, power cut) the next start finds
+  the marker and reports the interrupted unlock.
+
+Wiring that keeps the door locked while nothing drives the pin: an active-high relay on GPIO 9–27
+(pulled down at boot on a Raspberry Pi). Maglocks are fail-safe by nature (unlocked without
+power): this class cannot change that — use a fail-secure strike where that matters.
+
+>>> relay = DoorRelay(17, unlock_seconds=3, state_dir=Path("/var/lib/edgeface"))  # doctest: +SKIP
+>>> relay.unlock()   # True: pulse started; False while open or cooling down  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gpiozero import DigitalOutputDevice
+
+log = logging.getLogger(__name__)
+
+MARKER_NAME = "unlock-in-progress.json"
+
+
+@dataclass(frozen=True)
+class InterruptedUnlock:
+    """An unlock pulse the previous run started and never saw end (found at start-up)."""
+
+    started_at: float  # wall-clock seconds
+    seconds: float
+    identity: str | None
+
+
+class DoorRelay:
+    """A gpiozero ``DigitalOutputDevice`` driving the strike: pulse, cooldown, hard maximum."""
+
+    def __init__(
+        self,
+        pin: int | str,
+        active_high: bool = True,
+        unlock_seconds: float = 3.0,
+        max_unlock_seconds: float = 10.0,
+        cooldown_seconds: float = 2.0,
+        state_dir: Path | None = None,
+        pin_factory: Any = None,
+    ) -> None:
+        if unlock_seconds <= 0 or max_unlock_seconds <= 0:
+            raise ValueError("unlock durations must be positive")
+        self.unlock_seconds = min(unlock_seconds, max_unlock_seconds)
+        self.max_unlock_seconds = max_unlock_seconds
+        self.cooldown_seconds = max(0.0, cooldown_seconds)
+        self.state_dir = state_dir
+        self._lock = threading.Lock()
+        self._unlocked_until = 0.0
+        self._cooldown_until = 0.0
+        self._closed = False
+        self.device = DigitalOutputDevice(
+            pin, active_high=active_high, initial_value=False, pin_factory=pin_factory
+        )
+        self.device.off()  # explicit: locked before anything else happens
+        self.interrupted = self._take_marker()
+
+    # ----- state -----------------------------------------------------------------------------
+    @property
+    def locked(self) -> bool:
+        """True while the relay is not energised."""
+        return not bool(self.device.value)
+
+    # ----- actions ---------------------------------------------------------------------------
+    def unlock(self, seconds: float | None = None, identity: str | None = None) -> bool:
+        """Energise for ``seconds`` (default ``unlock_seconds``, never above the maximum).
+
+        Returns False, doing nothing, while a pulse is running or during the cooldown after
+        one: a face held in front of the camera must not keep the door open indefinitely.
+        """
+        duration = min(self.unlock_seconds if seconds is None else seconds, self.max_unlock_seconds)
+        if duration <= 0:
+            return False
+        with self._lock:
+            now = time.monotonic()
+            if self._closed or now < self._unlocked_until or now < self._cooldown_until:
+                return False
+            self._write_marker(duration, identity)
+            self._unlocked_until = now + duration
+            self._cooldown_until = now + duration + self.cooldown_seconds
+            # gpiozero's background thread turns it off after on_time, n=1: exactly one pulse.
+            self.device.blink(on_time=duration, off_time=0.001, n=1, background=True)
+            threading.Timer(duration + 0.05, self._pulse_ended).start()
+            log.info("relay: unlocked for %.1f s (%s)", duration, identity or "no identity")
+            return True
+
+    def lock(self) -> None:
+        """De-energise now (cancels a running pulse)."""
+        with self._lock:
+            self.device.off()
+            self._unlocked_until = 0.0
+            self._remove_marker()
+
+    def close(self) -> None:
+        """Lock and release the pin; further unlocks are refused."""
+        with self._lock:
+            self._closed = True
+            self.device.off()
+            self._remove_marker()
+            self.device.close()
+
+    def __enter__(self) -> DoorRelay:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ----- the interrupted-unlock marker ------------------------------------------------------
+    def _pulse_ended(self) -> None:
+        with self._lock:
+            if time.monotonic() >= self._unlocked_until:
+                if not self._closed:
+                    self.device.off()  # belt and braces: blink has already turned it off
+                self._remove_marker()
+
+    def _marker(self) -> Path | None:
+        return self.state_dir / MARKER_NAME if self.state_dir is not None else None
+
+    def _write_marker(self, seconds: float, identity: str | None) -> None:
+        marker = self._marker()
+        if marker is None:
+            return
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        payload = json.dumps({"started_at": time.time(), "seconds": seconds, "identity": identity})
+        with open(marker, "w") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def _remove_marker(self) -> None:
+        marker = self._marker()
+        if marker is not None:
+            marker.unlink(missing_ok=True)
+
+    def _take_marker(self) -> InterruptedUnlock | None:
+        marker = self._marker()
+        if marker is None or not marker.exists():
+            return None
+        try:
+            data = json.loads(marker.read_text())
+            found = InterruptedUnlock(
+                float(data["started_at"]), float(data["seconds"]), data.get("identity")
+            )
+        except (ValueError, KeyError, TypeError, OSError):
+            found = InterruptedUnlock(marker.stat().st_mtime, 0.0, None)
+        marker.unlink(missing_ok=True)
+        log.warning("relay: the previous run was stopped during an unlock: %s", found)
+        return found

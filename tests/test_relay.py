@@ -1,0 +1,154 @@
+"""The door relay on gpiozero's own MockFactory: the pin's real level over time, fail-secure on
+every path, and an unlock interrupted by SIGKILL reported by the next start."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from gpiozero import Device
+from gpiozero.pins.mock import MockFactory
+
+from edgeface.door.relay import MARKER_NAME, DoorRelay
+
+PIN = 17
+
+
+@pytest.fixture
+def factory() -> Iterator[MockFactory]:
+    previous = Device.pin_factory
+    Device.pin_factory = MockFactory()
+    try:
+        yield Device.pin_factory
+    finally:
+        Device.pin_factory.reset()
+        Device.pin_factory = previous
+
+
+def level(factory: MockFactory) -> bool:
+    return bool(factory.pin(PIN).state)
+
+
+def wait_for(predicate, timeout: float = 3.0) -> bool:  # type: ignore[no-untyped-def]
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def test_starts_locked_and_pulses_for_the_configured_time(factory: MockFactory) -> None:
+    relay = DoorRelay(PIN, unlock_seconds=0.3, cooldown_seconds=0.0)
+    assert relay.locked and level(factory) is False  # active high: low = locked
+    start = time.monotonic()
+    assert relay.unlock()
+    assert level(factory) is True and not relay.locked
+    assert wait_for(lambda: level(factory) is False)
+    held = time.monotonic() - start
+    assert 0.25 <= held <= 0.8, held
+    relay.close()
+
+
+def test_active_low_relay_is_driven_high_to_stay_locked(factory: MockFactory) -> None:
+    relay = DoorRelay(PIN, active_high=False, unlock_seconds=0.2)
+    assert level(factory) is True and relay.locked
+    relay.unlock()
+    assert level(factory) is False  # energised = low on an active-low board
+    assert wait_for(lambda: level(factory) is True)
+    relay.close()
+
+
+def test_requested_duration_is_clamped_to_the_hard_maximum(factory: MockFactory) -> None:
+    relay = DoorRelay(PIN, unlock_seconds=0.2, max_unlock_seconds=0.3, cooldown_seconds=0)
+    start = time.monotonic()
+    assert relay.unlock(seconds=60)
+    assert wait_for(lambda: level(factory) is False, timeout=2)
+    assert time.monotonic() - start < 0.9
+    relay.close()
+
+
+def test_no_second_pulse_while_open_or_cooling_down(factory: MockFactory) -> None:
+    relay = DoorRelay(PIN, unlock_seconds=0.2, cooldown_seconds=0.4)
+    assert relay.unlock()
+    assert not relay.unlock()  # still open
+    assert wait_for(lambda: level(factory) is False)
+    assert not relay.unlock()  # cooling down
+    time.sleep(0.45)
+    assert relay.unlock()
+    relay.close()
+
+
+def test_lock_cancels_a_running_pulse(factory: MockFactory) -> None:
+    relay = DoorRelay(PIN, unlock_seconds=5)
+    relay.unlock()
+    relay.lock()
+    assert level(factory) is False and relay.locked
+    time.sleep(0.1)
+    assert level(factory) is False
+    relay.close()
+
+
+def test_close_during_a_pulse_locks_and_refuses_more(factory: MockFactory) -> None:
+    relay = DoorRelay(PIN, active_high=False, unlock_seconds=5)
+    relay.unlock()
+    pin = factory.pin(PIN)
+    relay.close()
+    # The last level driven before the pin was released was the locked one (high).
+    driven = [s.state for s in pin.states]
+    assert driven[-1] is True or pin.state is True
+    assert not relay.unlock()
+
+
+def test_unlock_killed_mid_pulse_is_reported_on_the_next_start(
+    tmp_path: Path, factory: MockFactory
+) -> None:
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
+            import time
+            from pathlib import Path
+            from gpiozero import Device
+            from gpiozero.pins.mock import MockFactory
+            from edgeface.door.relay import DoorRelay
+            Device.pin_factory = MockFactory()
+            relay = DoorRelay({PIN}, unlock_seconds=30, max_unlock_seconds=30,
+                              state_dir=Path({str(tmp_path)!r}))
+            relay.unlock(identity="alice")
+            print("unlocked", flush=True)
+            time.sleep(60)
+        """),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None
+    assert child.stdout.readline().strip() == "unlocked"
+    assert (tmp_path / MARKER_NAME).exists()
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait(timeout=10)
+
+    relay = DoorRelay(PIN, state_dir=tmp_path)
+    assert relay.locked and level(factory) is False
+    assert relay.interrupted is not None
+    assert relay.interrupted.identity == "alice" and relay.interrupted.seconds == 30
+    assert not (tmp_path / MARKER_NAME).exists()  # reported once
+    relay.close()
+    assert DoorRelay(PIN, state_dir=tmp_path).interrupted is None
+
+
+def test_a_normal_pulse_leaves_no_marker(tmp_path: Path, factory: MockFactory) -> None:
+    relay = DoorRelay(PIN, unlock_seconds=0.1, state_dir=tmp_path)
+    relay.unlock()
+    assert (tmp_path / MARKER_NAME).exists()
+    assert wait_for(lambda: not (tmp_path / MARKER_NAME).exists())
+    relay.close()
