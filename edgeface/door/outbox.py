@@ -1,0 +1,117 @@
+"""The durable event outbox: nothing the door does is lost, and order is kept.
+
+Every event is written to SQLite (WAL, ``synchronous=FULL``) *before* anyone tries to publish
+it, and deleted only when the broker has acknowledged it (MQTT QoS 1 PUBACK). A broker outage
+or a daemon restart therefore loses nothing; events go out oldest first. Each event carries a
+monotonically increasing ``seq`` in its payload so a consumer can discard the duplicate that QoS 1
+may deliver after a reconnect (published, but the acknowledgement was lost).
+
+Bounded: beyond ``max_events`` the oldest events are dropped and counted (``dropped``, kept in
+the database and reported by the daemon), so a door offline for weeks cannot fill the SD card.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    topic TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    retain INTEGER NOT NULL DEFAULT 0,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO counters VALUES ('dropped', 0);
+"""
+
+
+@dataclass(frozen=True)
+class OutboxEvent:
+    seq: int
+    topic: str
+    payload: str
+    retain: bool
+    created: float
+
+
+class Outbox:
+    """A FIFO of MQTT messages persisted in SQLite; thread-safe (one connection, one lock)."""
+
+    def __init__(self, path: Path | str, max_events: int = 100_000) -> None:
+        self.path = Path(path)
+        if str(path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.max_events = max_events
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(SCHEMA)
+
+    def add(self, topic: str, payload: dict[str, Any], retain: bool = False) -> int:
+        """Store one event; returns its sequence number (also written into the payload)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                cursor = self._db.execute(
+                    "INSERT INTO outbox (topic, payload, retain, created) VALUES (?, '', ?, ?)",
+                    (topic, int(retain), time.time()),
+                )
+                seq = int(cursor.lastrowid or 0)
+                body = json.dumps({**payload, "seq": seq}, separators=(",", ":"), default=str)
+                self._db.execute("UPDATE outbox SET payload = ? WHERE seq = ?", (body, seq))
+                self._trim()
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            return seq
+
+    def pending(self, limit: int = 100) -> list[OutboxEvent]:
+        """The oldest unacknowledged events, in order."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT seq, topic, payload, retain, created FROM outbox ORDER BY seq LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [OutboxEvent(int(r[0]), r[1], r[2], bool(r[3]), float(r[4])) for r in rows]
+
+    def acknowledge(self, seq: int) -> None:
+        """The broker has the event: forget it."""
+        with self._lock:
+            self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
+
+    def __len__(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+
+    @property
+    def dropped(self) -> int:
+        """Events discarded unpublished because the outbox was full (ever, for this file)."""
+        with self._lock:
+            row = self._db.execute("SELECT value FROM counters WHERE name='dropped'").fetchone()
+        return int(row[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _trim(self) -> None:
+        count = int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+        excess = count - self.max_events
+        if excess > 0:
+            self._db.execute(
+                "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox ORDER BY seq LIMIT ?)",
+                (excess,),
+            )
+            self._db.execute(
+                "UPDATE counters SET value = value + ? WHERE name = 'dropped'", (excess,)
+            )
