@@ -1,0 +1,259 @@
+"""The daemon's YAML configuration → typed, validated dataclasses.
+
+Every mistake names the key path and the line: ``camera.fps (line 7): expected a number, got
+'fast'``, ``unknown key 'camra' (line 3); did you mean 'camera'?``. An installer editing
+``/etc/edgeface/edgeface.yaml`` over SSH gets a sentence, not a stack trace, and a reload with a bad
+file is refused while the door keeps running on the old configuration.
+
+Secrets never need to sit in the file: any string may be ``env:NAME`` (read from the environment,
+e.g. systemd's ``Environment=``/``LoadCredential=``) or ``file:/path`` (first line of a file).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin
+
+import yaml
+
+from edgeface.errors import EdgefaceError
+
+
+class ConfigError(EdgefaceError):
+    """The configuration file is invalid; the message names the key and line."""
+
+
+@dataclass
+class CameraConfig:
+    #: V4L2 index (0), device path (/dev/video0), RTSP/HTTP URL, video file, or image folder.
+    source: str = "0"
+    width: int | None = None
+    height: int | None = None
+    #: Frames per second to process at most (the camera may deliver more; extra are skipped).
+    max_fps: float = 10.0
+    #: Video files: start again at the end (True) or stop (False).
+    loop: bool = True
+    #: Region of interest [x, y, width, height] in frame pixels; faces outside are ignored.
+    roi: list[int] | None = None
+    #: Seconds between reconnection attempts grows from this ...
+    reconnect_min_seconds: float = 1.0
+    #: ... up to this.
+    reconnect_max_seconds: float = 30.0
+
+
+@dataclass
+class DetectorConfig:
+    policy: Literal["auto", "mtcnn", "haar"] = "auto"
+    min_face_size: int = 60
+    #: auto policy: fall back to Haar + O-Net when MTCNN keeps taking longer than this.
+    frame_budget_ms: float | None = 150.0
+    precision: Literal["int8", "fp32"] = "int8"
+    threads: int | None = None
+
+
+@dataclass
+class RecognitionConfig:
+    #: Stricter than the LFW per-comparison default (0.41): a door compares every visitor with
+    #: every enrolled person (README, "Choosing a threshold").
+    threshold: float = 0.35
+    margin: float = 0.04
+    #: An identity is confirmed when it wins ``confirm_votes`` of the last ``confirm_window``
+    #: recognitions of one tracked face.
+    confirm_votes: int = 3
+    confirm_window: int = 5
+    #: One "unknown" event per track, then at most one per this many seconds for that track.
+    unknown_repeat_seconds: float = 30.0
+    gallery: str = "/var/lib/edgeface/gallery.json"
+
+
+@dataclass
+class RelayConfig:
+    pin: int = 17
+    active_high: bool = True
+    unlock_seconds: float = 3.0
+    max_unlock_seconds: float = 10.0
+    cooldown_seconds: float = 2.0
+    #: gpiozero pin factory: null = gpiozero's choice (lgpio on a Pi 5), or "mock" for tests/demo.
+    pin_factory: str | None = None
+    #: Optional door contact (reed switch) input, reported as door opened/closed.
+    door_contact_pin: int | None = None
+
+
+@dataclass
+class MqttConfig:
+    enabled: bool = False
+    host: str = "localhost"
+    port: int = 1883
+    username: str | None = None
+    password: str | None = None
+    tls: bool = False
+    ca_file: str | None = None
+    base_topic: str = "edgeface"
+    discovery: bool = True
+    discovery_prefix: str = "homeassistant"
+    #: Remote unlock over MQTT: off unless enabled *and* given a shared secret.
+    remote_unlock: bool = False
+    remote_unlock_secret: str | None = None
+    keepalive_seconds: int = 30
+
+
+@dataclass
+class Config:
+    device_id: str = "door"
+    state_dir: str = "/var/lib/edgeface"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    camera: CameraConfig = field(default_factory=CameraConfig)
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    recognition: RecognitionConfig = field(default_factory=RecognitionConfig)
+    relay: RelayConfig = field(default_factory=RelayConfig)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
+
+
+# ----- loading ---------------------------------------------------------------------------------
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read and validate a YAML file (raises :class:`ConfigError` with key and line)."""
+    file = Path(path)
+    try:
+        text = file.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read configuration {file}: {exc.strerror}") from None
+    return parse_config(text, str(file))
+
+
+def parse_config(text: str, source: str = "<config>") -> Config:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        line = exc.problem_mark.line + 1 if exc.problem_mark else "?"
+        raise ConfigError(f"{source}: invalid YAML at line {line}: {exc.problem}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: invalid YAML: {exc}") from None
+    if node is None:
+        return Config()
+    config = _build(Config, node, "", source)
+    _check_consistency(config, source)
+    return config
+
+
+def _line(node: yaml.Node) -> int:
+    return node.start_mark.line + 1
+
+
+def _build(cls: type, node: yaml.Node, prefix: str, source: str) -> Any:
+    where = prefix.rstrip(".") or "top level"
+    if not isinstance(node, yaml.MappingNode):
+        raise ConfigError(f"{source}: {where} (line {_line(node)}): expected a mapping of keys")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for key_node, value_node in node.value:
+        key = key_node.value
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), fields, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise ConfigError(
+                f"{source}: unknown key '{prefix}{key}' (line {_line(key_node)}){hint}"
+            )
+        if key in values:
+            raise ConfigError(f"{source}: key '{prefix}{key}' given twice (line {_line(key_node)})")
+        values[key] = _convert(hints[key], value_node, f"{prefix}{key}", source)
+    return cls(**values)
+
+
+def _convert(kind: Any, node: yaml.Node, name: str, source: str) -> Any:
+    where = f"{source}: {name} (line {_line(node)})"
+    if dataclasses.is_dataclass(kind):
+        return _build(typing.cast(type, kind), node, name + ".", source)
+    origin = get_origin(kind)
+    if origin in (Union, types.UnionType):
+        options = [a for a in get_args(kind) if a is not type(None)]
+        if isinstance(node, yaml.ScalarNode) and node.tag.endswith(":null"):
+            return None
+        return _convert(options[0], node, name, source)
+    if origin is Literal:
+        value = _scalar(node, where)
+        if value not in get_args(kind):
+            choices = ", ".join(repr(a) for a in get_args(kind))
+            raise ConfigError(f"{where}: {value!r} is not one of {choices}")
+        return value
+    if origin is list:
+        if not isinstance(node, yaml.SequenceNode):
+            raise ConfigError(f"{where}: expected a list")
+        (item,) = get_args(kind)
+        return [_convert(item, child, f"{name}[{i}]", source) for i, child in enumerate(node.value)]
+    value = _scalar(node, where)
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected a whole number, got {value!r}")
+        return value
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if kind is str:
+        if isinstance(value, (dict, list)) or value is None:
+            raise ConfigError(f"{where}: expected text, got {value!r}")
+        return resolve_secret(str(value), where)
+    raise ConfigError(f"{where}: unsupported setting type {kind}")
+
+
+def _scalar(node: yaml.Node, where: str) -> Any:
+    if not isinstance(node, yaml.ScalarNode):
+        raise ConfigError(f"{where}: expected a single value, not a list or mapping")
+    return yaml.SafeLoader(node.value).get_single_data() if node.style is None else node.value
+
+
+def resolve_secret(value: str, where: str) -> str:
+    """``env:NAME`` → the environment variable; ``file:/path`` → that file's first line."""
+    if value.startswith("env:"):
+        name = value[4:]
+        if name not in os.environ:
+            raise ConfigError(f"{where}: environment variable {name} is not set")
+        return os.environ[name]
+    if value.startswith("file:"):
+        try:
+            lines = Path(value[5:]).read_text().splitlines()
+        except OSError as exc:
+            raise ConfigError(
+                f"{where}: cannot read secret file {value[5:]}: {exc.strerror}"
+            ) from None
+        return lines[0].strip() if lines else ""
+    return value
+
+
+def _check_consistency(config: Config, source: str) -> None:
+    """Rules that span several keys (each message still names the keys)."""
+    r, rec, m = config.relay, config.recognition, config.mqtt
+    if not 0 < r.unlock_seconds <= r.max_unlock_seconds:
+        raise ConfigError(
+            f"{source}: relay.unlock_seconds must be > 0 and <= relay.max_unlock_seconds "
+            f"({r.unlock_seconds} vs {r.max_unlock_seconds})"
+        )
+    if not 0 < rec.threshold < 2:
+        raise ConfigError(f"{source}: recognition.threshold must be between 0 and 2")
+    if not 1 <= rec.confirm_votes <= rec.confirm_window:
+        raise ConfigError(
+            f"{source}: recognition.confirm_votes must be between 1 and recognition.confirm_window"
+        )
+    if m.remote_unlock and not m.remote_unlock_secret:
+        raise ConfigError(
+            f"{source}: mqtt.remote_unlock is on but mqtt.remote_unlock_secret is empty; "
+            "remote unlock needs a shared secret"
+        )
+    if not config.device_id.replace("-", "").replace("_", "").isalnum():
+        raise ConfigError(
+            f"{source}: device_id {config.device_id!r} may only hold letters, digits, - and _ "
+            "(it becomes part of MQTT topics)"
+        )
