@@ -1,0 +1,82 @@
+"""Frame sources on real files: a video written from real photos, a GIF, a folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edgeface.door.sources import CaptureSource, FolderSource, SourceError, open_source
+
+
+@pytest.fixture
+def clip(tmp_path: Path, photo_dir: Path) -> Path:
+    """A 12-frame 320x240 MJPEG clip of two real portraits."""
+    path = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (320, 240))
+    for name in ["obama.jpg"] * 6 + ["biden.jpg"] * 6:
+        writer.write(cv2.resize(cv2.imread(str(photo_dir / name)), (320, 240)))
+    writer.release()
+    return path
+
+
+def test_video_file_played_once_then_ends(clip: Path) -> None:
+    source = open_source(str(clip), loop=False)
+    frames = []
+    while (frame := source.read()) is not None:
+        frames.append(frame)
+    source.close()
+    assert len(frames) == 12
+    assert frames[0].shape == (240, 320, 3) and frames[0].dtype == np.uint8
+
+
+def test_video_file_loops(clip: Path) -> None:
+    source = open_source(str(clip), loop=True)
+    assert all(source.read() is not None for _ in range(30))
+    source.close()
+
+
+def test_image_folder(tmp_path: Path, photo_dir: Path) -> None:
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for name in ("obama.jpg", "biden.jpg"):
+        (folder / name).write_bytes((photo_dir / name).read_bytes())
+    (folder / "broken.jpg").write_bytes(b"not an image")
+    source = open_source(str(folder), loop=False)
+    assert isinstance(source, FolderSource)
+    frames = [source.read(), source.read(), source.read()]
+    assert [f is not None for f in frames] == [True, True, False]  # broken file skipped
+
+
+def test_gif(tmp_path: Path, shared_data: Path) -> None:
+    gif = shared_data / "faces/videos/intel/head-pose-face-detection-male.gif"
+    source = open_source(str(gif), loop=False)
+    frame = source.read()
+    assert frame is not None and frame.shape == (270, 480, 3)
+    source.close()
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("/dev/video97", "no such camera device"),
+        ("/nonexistent/clip.mp4", "no such file, folder or camera"),
+    ],
+)
+def test_missing_sources_are_named(spec: str, message: str) -> None:
+    with pytest.raises(SourceError, match=message):
+        open_source(spec)
+
+
+def test_v4l2_index_without_camera_is_a_clear_error() -> None:
+    with pytest.raises(SourceError, match="camera 7: cannot be opened"):
+        CaptureSource(7)
+
+
+def test_unreadable_video_file(tmp_path: Path) -> None:
+    bogus = tmp_path / "bogus.mp4"
+    bogus.write_bytes(b"\x00" * 100)
+    with pytest.raises(SourceError, match="cannot be opened"):
+        open_source(str(bogus))
