@@ -19,40 +19,40 @@ from edgeface.output import emit
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    """List the shipped models and check each file against its manifest sha256."""
-    from edgeface.model_files import manifest, models_dir
-    from edgeface.runtime import available_runtime
+    """List the shipped models, check each against its manifest sha256, and show whether this
+    board's runtime runs it entirely in XNNPACK."""
+    from edgeface.errors import ModelLoadError
+    from edgeface.model_files import MODEL_FILES, manifest, models_dir, verify_model_file
+    from edgeface.runtime import available_runtime, delegation_report, load_interpreter
 
     directory = models_dir()
-    import hashlib
-
+    entries = manifest().get("models", {})
     rows = []
-    ok = True
-    for name, entry in manifest().get("models", {}).items():
-        path = directory / entry["file"]
-        actual = hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else None
-        good = actual == entry.get("sha256")
-        ok &= good
-        rows.append(
-            {
-                "name": name,
-                "file": entry["file"],
-                "bytes": entry.get("bytes"),
-                "quantization": entry.get("quantization", {}).get("type")
-                if isinstance(entry.get("quantization"), dict)
-                else entry.get("quantization"),
-                "sha256_ok": good,
-            }
-        )
+    for name, file_name in MODEL_FILES.items():
+        entry = entries.get(file_name.removesuffix(".tflite"), {})
+        row: dict[str, Any] = {"name": name, "file": file_name, "bytes": entry.get("bytes")}
+        try:
+            interpreter = load_interpreter(verify_model_file(name), num_threads=1)
+            partitions, outside = delegation_report(interpreter)
+            row.update(sha256_ok=True, xnnpack_partitions=partitions, outside_xnnpack=outside)
+        except ModelLoadError as exc:
+            row.update(sha256_ok=False, error=str(exc))
+        rows.append(row)
     runtime = available_runtime().name
     lines = [f"models directory: {directory}", f"TFLite runtime: {runtime}", ""]
-    lines += [
-        f"{r['name']:<16} {r['file']:<28} {r['bytes'] or 0:>10,d} B  "
-        f"{'ok' if r['sha256_ok'] else 'SHA256 MISMATCH'}"
-        for r in rows
-    ]
+    for r in rows:
+        if not r["sha256_ok"]:
+            lines.append(f"{r['name']:<14} {r['file']:<26} BROKEN: {r['error']}")
+            continue
+        delegated = (
+            "fully in XNNPACK"
+            if r["xnnpack_partitions"] == 1 and not r["outside_xnnpack"]
+            else f"{r['xnnpack_partitions']} XNNPACK partition(s), outside: "
+            + (", ".join(r["outside_xnnpack"]) or "-")
+        )
+        lines.append(f"{r['name']:<14} {r['file']:<26} {r['bytes'] or 0:>10,d} B  ok  {delegated}")
     emit(args, {"directory": str(directory), "runtime": runtime, "models": rows}, "\n".join(lines))
-    return 0 if ok else 1
+    return 0 if all(r["sha256_ok"] for r in rows) else 1
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

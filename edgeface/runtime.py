@@ -148,3 +148,46 @@ def load_interpreter(
             "the file is corrupt or was built for a newer runtime"
         ) from exc
     return interpreter
+
+
+def pixels_as_input(pixels: Any, dtype: Any) -> Any:
+    """uint8 RGB pixels in the form a model's input tensor takes.
+
+    * int8 (the int8 models: input scale 1, zero point −128, so that the whole graph runs in
+      XNNPACK with no uint8→int8 QUANTIZE op in front): ``pixel − 128``, computed by flipping
+      the top bit and reinterpreting the bytes — exact, and one cheap pass, no float copy;
+    * float32 (the fp32 models take 0..255): a float copy;
+    * uint8: unchanged.
+    """
+    import numpy as np
+
+    kind = np.dtype(dtype)
+    if kind == np.int8:
+        return np.bitwise_xor(pixels, np.uint8(0x80)).view(np.int8)
+    if kind == pixels.dtype:
+        return pixels
+    return pixels.astype(kind)
+
+
+def delegation_report(interpreter: Any) -> tuple[int, list[str]]:
+    """(number of XNNPACK partitions, names of the ops that run outside them).
+
+    After ``allocate_tensors`` the op list holds the model's own nodes plus one ``DELEGATE``
+    node per partition the delegate took. A model node still runs on the plain TFLite kernels
+    if it feeds a partition, consumes one's output, or produces a model output no partition
+    produces. An int8 model that is not one partition with nothing outside pays for the
+    conversions between the partitions (int8 PReLU made MTCNN 2–3× slower that way).
+    """
+    ops = interpreter._get_ops_details()
+    delegates = [op for op in ops if op["op_name"] == "DELEGATE"]
+    into = {int(t) for op in delegates for t in op["inputs"]}
+    out_of = {int(t) for op in delegates for t in op["outputs"]}
+    outputs = {int(d["index"]) for d in interpreter.get_output_details()}
+    outside = []
+    for op in ops:
+        if op["op_name"] == "DELEGATE":
+            continue
+        produced, consumed = set(map(int, op["outputs"])), set(map(int, op["inputs"]))
+        if produced & into or consumed & out_of or (produced & outputs) - out_of:
+            outside.append(str(op["op_name"]))
+    return len(delegates), outside

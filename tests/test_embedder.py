@@ -166,3 +166,13 @@ def test_non_array_input_raises_clear_error(int8: FaceEmbedder) -> None:
 def test_unknown_precision_raises_clear_error() -> None:
     with pytest.raises(ModelLoadError, match="int8"):
         FaceEmbedder("fp16")  # type: ignore[arg-type]
+
+
+def test_int8_embedder_is_one_xnnpack_partition_with_nothing_outside() -> None:
+    from edgeface.model_files import model_path
+    from edgeface.runtime import delegation_report, load_interpreter
+
+    interpreter = load_interpreter(model_path("embedder"), num_threads=1)
+    detail = interpreter.get_input_details()[0]
+    assert detail["dtype"] == np.int8 and detail["quantization"] == (1.0, -128)
+    assert delegation_report(interpreter) == (1, [])

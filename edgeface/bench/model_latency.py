@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from edgeface.model_files import model_path
-from edgeface.runtime import load_interpreter
+from edgeface.runtime import load_interpreter, pixels_as_input
 
 #: (logical model, input shape it is timed at, why that shape)
 BENCH_SHAPES: tuple[tuple[str, tuple[int, ...], str], ...] = (
@@ -61,7 +61,7 @@ def prepare(interpreter: Any, shape: tuple[int, ...]) -> None:
         detail = interpreter.get_input_details()[0]
     rng = np.random.default_rng(0)
     pixels = rng.integers(0, 256, size=shape, dtype=np.uint8)
-    interpreter.set_tensor(detail["index"], pixels.astype(detail["dtype"]))
+    interpreter.set_tensor(detail["index"], pixels_as_input(pixels, detail["dtype"]))
 
 
 def median_ms(interpreter: Any, repeats: int, warmup: int = 3) -> float:

@@ -21,7 +21,7 @@ import numpy as np
 
 from edgeface.errors import ImageError, ModelLoadError
 from edgeface.model_files import verify_model_file
-from edgeface.runtime import load_interpreter
+from edgeface.runtime import load_interpreter, pixels_as_input
 
 #: Side of the square RGB chip the embedder takes (dlib's ``get_face_chip`` size).
 CHIP_SIZE = 150
@@ -89,13 +89,17 @@ class FaceEmbedder:
             raise ModelLoadError(
                 f"embedder {self.path} gives {list(out['shape'])}, expected [N, {EMBEDDING_SIZE}]"
             )
-        if self._input_dtype == np.uint8:
-            # The int8 model is fed raw chips: that only works with an identity quantization.
+        expected_quantization = {np.dtype(np.uint8): (1.0, 0), np.dtype(np.int8): (1.0, -128)}
+        if self._input_dtype in expected_quantization:
+            # Quantized models are fed raw pixels (int8: pixel - 128), which is only right when
+            # the input quantization is exactly that identity mapping.
             scale, zero_point = inp["quantization"]
-            if (scale, zero_point) != (1.0, 0):
+            want = expected_quantization[self._input_dtype]
+            if (scale, zero_point) != want:
                 raise ModelLoadError(
                     f"embedder {self.path} has input quantization scale {scale} / zero point "
-                    f"{zero_point}; expected 1 / 0 (rebuild with models/build/build_embedder.py)"
+                    f"{zero_point}; expected {want[0]:g} / {want[1]} "
+                    "(rebuild with models/build/build_embedder.py)"
                 )
         elif self._input_dtype != np.float32:
             raise ModelLoadError(f"embedder {self.path} has unsupported input {self._input_dtype}")
@@ -142,7 +146,7 @@ class FaceEmbedder:
             self._interpreter.allocate_tensors()
             self._batch = len(batch)
         self._interpreter.set_tensor(
-            self._input_index, np.ascontiguousarray(batch, dtype=self._input_dtype)
+            self._input_index, pixels_as_input(np.ascontiguousarray(batch), self._input_dtype)
         )
         self._interpreter.invoke()
         return np.array(self._interpreter.get_tensor(self._output_index), dtype=np.float32)

@@ -27,7 +27,7 @@ import numpy as np
 
 from edgeface.errors import ImageError, ModelLoadError
 from edgeface.model_files import MODEL_FILES, verify_model_file
-from edgeface.runtime import load_interpreter
+from edgeface.runtime import load_interpreter, pixels_as_input
 from edgeface.vision.detection import Detection
 
 #: P-Net looks at 12×12 windows with a stride of 2 pixels (one 2×2 max-pool).
@@ -225,8 +225,7 @@ class _Net:
             self.interpreter.resize_tensor_input(self.input_index, batch.shape)
             self.interpreter.allocate_tensors()
             self.batch = len(batch)
-        if batch.dtype != self.input_dtype:
-            batch = batch.astype(self.input_dtype)
+        batch = pixels_as_input(batch, self.input_dtype)
         self.interpreter.set_tensor(self.input_index, batch)
         self.interpreter.invoke()
         return {k: self.interpreter.get_tensor(i) for k, i in self.outputs.items()}

@@ -14,7 +14,8 @@ Build-time only (TensorFlow, dlib-bin, face-recognition-models, ../shared/data).
 3. Check the graph against dlib itself on real 150×150 chips (dlib HOG detector + 5-point
    landmarks + ``get_face_chip(padding=0.25)``): it must match to float precision.
 4. Export a SavedModel (dynamic batch) and convert it: fp32, and full-integer int8 with a uint8
-   input whose quantization is scale 1 / zero point 0 (raw chips go in untouched) and a float32
+   input whose quantization is scale 1 / zero point -128 (chips go in as pixel - 128, a bit flip,
+   so XNNPACK takes the whole graph with no QUANTIZE op in front) and a float32
    output, calibrated on a few hundred real non-LFW face chips covering dark, bright and profile
    faces.
 5. Measure parity (held-out chips) and latency with the runtime the daemon uses, check XNNPACK
@@ -41,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import dlib_resnet
-from common import MODELS_DIR, SHARED_DATA, file_facts, merge_model_entry
+from common import MODELS_DIR, SHARED_DATA, file_facts, merge_model_entry, write_model
 
 CHIP_SIZE = 150
 CHIP_PADDING = 0.25
@@ -193,7 +194,7 @@ def photometric_variants(chip: np.ndarray, rng: np.random.Generator) -> list[np.
 
 
 def full_range(chip: np.ndarray) -> np.ndarray:
-    """The chip contrast-stretched to exactly 0..255 (pins the uint8 input scale to 1)."""
+    """The chip contrast-stretched to exactly 0..255 (pins the input scale to 1)."""
     x = chip.astype(np.float32)
     lo, hi = float(x.min()), float(x.max())
     return np.round((x - lo) * (255.0 / max(hi - lo, 1.0))).astype(np.uint8)
@@ -383,13 +384,15 @@ def convert(saved_model: Path, calibration: np.ndarray | None) -> bytes:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = representative
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.uint8
+        converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.float32
     return bytes(converter.convert())
 
 
 def tflite_embed(interpreter: Any, chips: np.ndarray, batch: int = 16) -> np.ndarray:
     """Raw 128-d outputs of a TFLite embedder (chips uint8, fed as the model's input dtype)."""
+    from edgeface.runtime import pixels_as_input
+
     inp = interpreter.get_input_details()[0]
     out_index = interpreter.get_output_details()[0]["index"]
     results = []
@@ -400,7 +403,7 @@ def tflite_embed(interpreter: Any, chips: np.ndarray, batch: int = 16) -> np.nda
             interpreter.resize_tensor_input(inp["index"], [len(part), CHIP_SIZE, CHIP_SIZE, 3])
             interpreter.allocate_tensors()
             current = len(part)
-        interpreter.set_tensor(inp["index"], part.astype(inp["dtype"]))
+        interpreter.set_tensor(inp["index"], pixels_as_input(part, inp["dtype"]))
         interpreter.invoke()
         results.append(interpreter.get_tensor(out_index).copy())
     return np.concatenate(results)
@@ -455,6 +458,14 @@ def delegation(path: Path, threads: int) -> dict[str, Any]:
     }
 
 
+def delegation_checked(path: Path) -> dict[str, Any]:
+    """delegation(), refusing to ship a graph XNNPACK does not take whole."""
+    found = delegation(path, 1)
+    if not found["xnnpack_fully_delegated"]:
+        sys.exit(f"{path.name} is not fully delegated to XNNPACK: {found}")
+    return found
+
+
 def latency(
     path: Path, chips: np.ndarray, threads: int, batch: int, runs: int = 30, rounds: int = 3
 ) -> float:
@@ -469,7 +480,9 @@ def latency(
     inp = interpreter.get_input_details()[0]
     interpreter.resize_tensor_input(inp["index"], [batch, CHIP_SIZE, CHIP_SIZE, 3])
     interpreter.allocate_tensors()
-    data = chips[:batch].astype(inp["dtype"])
+    from edgeface.runtime import pixels_as_input
+
+    data = pixels_as_input(np.ascontiguousarray(chips[:batch]), inp["dtype"])
     interpreter.set_tensor(inp["index"], data)
     for _ in range(5):
         interpreter.invoke()
@@ -530,7 +543,7 @@ def main() -> None:
     calib_pool = chips[~held]
     held_chips = chips[held]
     # Calibration: real chips, their darker/brighter/mirrored variants, and a few stretched to
-    # exactly 0..255 so the uint8 input gets scale 1 / zero point 0.
+    # exactly 0..255 so the int8 input gets scale 1 / zero point -128.
     picks = rng.permutation(len(calib_pool))
     n_plain = min(len(calib_pool), args.calibration // 2)
     calibration = [calib_pool[i] for i in picks[:n_plain]]
@@ -568,8 +581,8 @@ def main() -> None:
         int8_bytes = convert(saved, calibration_arr)
     fp32_path = MODELS_DIR / "embedder_fp32.tflite"
     int8_path = MODELS_DIR / "embedder_int8.tflite"
-    fp32_path.write_bytes(fp32_bytes)
-    int8_path.write_bytes(int8_bytes)
+    write_model(fp32_path, fp32_bytes)
+    write_model(int8_path, int8_bytes)
 
     from edgeface.runtime import load_interpreter
 
@@ -579,8 +592,8 @@ def main() -> None:
         inp = interpreter.get_input_details()[0]
         out = interpreter.get_output_details()[0]
         scale, zero = inp["quantization"]
-        if name == "embedder_int8" and (inp["dtype"] != np.uint8 or (scale, zero) != (1.0, 0)):
-            sys.exit(f"int8 input is {inp['dtype']} scale {scale} zero {zero}, wanted uint8 1/0")
+        if name == "embedder_int8" and (inp["dtype"] != np.int8 or (scale, zero) != (1.0, -128)):
+            sys.exit(f"int8 input is {inp['dtype']} scale {scale} zero {zero}, wanted int8 1/-128")
         ours = tflite_embed(interpreter, check)
         result = {
             "input": {
@@ -600,7 +613,7 @@ def main() -> None:
                 "meaning": "raw dlib 128-d descriptor (not normalised; FaceEmbedder L2-normalises)",
             },
             "parity_vs_dlib": parity(ours, ref),
-            "delegation": delegation(path, 1),
+            "delegation": delegation_checked(path),
             "latency_ms_per_face": {
                 **{
                     f"{threads}_thread{'s' if threads > 1 else ''}_batch{batch}": latency(
@@ -654,8 +667,8 @@ def main() -> None:
             **common_fields,
             **results["embedder_int8"],
             "quantization": (
-                "full integer: int8 weights (per-channel) and activations, uint8 input "
-                "(scale 1, zero point 0), float32 output"
+                "full integer: int8 weights (per-channel) and activations, int8 input "
+                "(scale 1, zero point -128: feed pixel - 128), float32 output"
             ),
             "calibration": (
                 f"{len(calibration_arr)} samples: real non-LFW dlib chips (../shared/data/faces: "

@@ -8,7 +8,8 @@ photos. What the graphs look like and why (see also ``models/README.md``):
 
 * Input is RGB 0..255. MTCNN's ``(x - 127.5) / 128`` is folded into the first convolution
   (exact: that convolution has 'valid' padding, so every tap sees a real pixel). The int8 models
-  take uint8 directly (input scale 1.0, zero point 0); the fp32 models take float32.
+  take int8 pixel - 128 (input scale 1.0, zero point -128, so no QUANTIZE op sits outside XNNPACK);
+  the fp32 models take float32.
 * PReLU is rewritten with ops XNNPACK delegates in int8 (int8 PRELU is not delegated and made
   int8 MTCNN 2-3× slower). After a convolution: ``prelu(y) = y + (1 - a)·relu(-y)``, as a
   depthwise 1×1 conv with weight -1 and fused ReLU, a depthwise 1×1 conv with weights
@@ -51,6 +52,7 @@ from common import (
     SHARED_DATA,
     file_facts,
     update_model_entry,
+    write_model,
 )
 
 COMMAND = "python models/build/build_mtcnn.py"
@@ -404,7 +406,7 @@ def convert(spec: Spec, calibration: Callable[[], Iterator[list[np.ndarray]]] | 
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = calibration
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.uint8
+        converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.float32
     model = bytes(converter.convert())
     if spec.input_size is None:
@@ -438,7 +440,12 @@ def run_tflite(interp: Any, x: np.ndarray) -> dict[int, np.ndarray]:
     if list(detail["shape"]) != list(x.shape):
         interp.resize_tensor_input(detail["index"], x.shape)
         interp.allocate_tensors()
-    interp.set_tensor(detail["index"], x.astype(detail["dtype"]))
+    from edgeface.runtime import pixels_as_input
+
+    if x.dtype == np.uint8:
+        interp.set_tensor(detail["index"], pixels_as_input(x, detail["dtype"]))
+    else:
+        interp.set_tensor(detail["index"], x.astype(detail["dtype"]))
     interp.invoke()
     return {int(d["shape"][-1]): interp.get_tensor(d["index"]) for d in interp.get_output_details()}
 
@@ -500,7 +507,9 @@ def median_ms(fn: Callable[[], Any], runs: int = 60) -> float:
 def time_network(path: Path, shape: list[int], threads: int, rng: np.random.Generator) -> float:
     interp = interpreter(path, threads, shape)
     detail = interp.get_input_details()[0]
-    x = rng.integers(0, 256, shape).astype(detail["dtype"])
+    from edgeface.runtime import pixels_as_input
+
+    x = pixels_as_input(rng.integers(0, 256, shape).astype(np.uint8), detail["dtype"])
     interp.set_tensor(detail["index"], x)
     return median_ms(interp.invoke)
 
@@ -582,7 +591,7 @@ def main() -> None:
     paths = {}
     for name, spec in specs.items():
         path = MODELS_DIR / f"mtcnn_{name}_fp32.tflite"
-        path.write_bytes(convert(spec, None))
+        write_model(path, convert(spec, None))
         paths[(name, "fp32")] = path
         tfl = run_tflite(interpreter(path, 2), inputs[name])
         ref = {k: v.numpy() for k, v in tf_function(spec)(tf.constant(inputs[name])).items()}
@@ -608,7 +617,7 @@ def main() -> None:
             yield [lv[None].astype(np.float32)]
 
     path = MODELS_DIR / "mtcnn_pnet_int8.tflite"
-    path.write_bytes(convert(specs["pnet"], pnet_data))
+    write_model(path, convert(specs["pnet"], pnet_data))
     paths[("pnet", "int8")] = path
 
     # 4. R-Net / O-Net int8, calibrated on the crops the pipeline actually feeds them.
@@ -641,7 +650,7 @@ def main() -> None:
 
     for name, crops in (("rnet", rnet_all), ("onet", onet_all)):
         path = MODELS_DIR / f"mtcnn_{name}_int8.tflite"
-        path.write_bytes(convert(specs[name], batches(crops)))
+        write_model(path, convert(specs[name], batches(crops)))
         paths[(name, "int8")] = path
 
     # 5. Verify int8: input quantisation, delegation, agreement with fp32, speed.
@@ -653,7 +662,9 @@ def main() -> None:
         info: dict[str, Any] = {"delegation": delegation(interp)}
         if precision == "int8":
             scale, zero = detail["quantization"]
-            assert detail["dtype"] == np.uint8 and scale == 1.0 and zero == 0, (scale, zero)
+            assert detail["dtype"] == np.int8 and scale == 1.0 and zero == -128, (scale, zero)
+            outside = info["delegation"]["outside_delegate"]
+            assert not outside, f"{path.name}: ops outside XNNPACK: {outside}"
             info["input_quantization"] = {"scale": scale, "zero_point": zero}
         info["latency_ms"] = {
             f"{threads}_thread{'s' if threads > 1 else ''}": round(
@@ -731,7 +742,7 @@ def main() -> None:
                 "shape": [1, -1, -1, 3]
                 if spec.input_size is None
                 else [-1, spec.input_size, spec.input_size, 3],
-                "dtype": "uint8" if precision == "int8" else "float32",
+                "dtype": "int8 (feed pixel - 128)" if precision == "int8" else "float32",
                 "range": "RGB 0..255, normalisation folded into the first conv",
                 "resize": "resize_tensor_input per pyramid level (H, W)"
                 if name == "pnet"
@@ -748,7 +759,7 @@ def main() -> None:
             },
             "quantization": (
                 "full-integer int8 post-training quantisation (per-channel weights, int8 "
-                "activations), uint8 input scale 1.0 zero point 0, float32 outputs; calibrated "
+                "activations), int8 input scale 1.0 zero point -128 (pixel - 128), float32 outputs; calibrated "
                 + (
                     "on pyramid levels of real photos with and without faces"
                     if name == "pnet"

@@ -69,3 +69,13 @@ def update_section(key: str, value: Any) -> None:
     """Replace a top-level manifest section other than ``models`` (e.g. ``evaluation``)."""
     with _locked_manifest() as data:
         data[key] = value
+
+
+def write_model(path: Path, data: bytes) -> None:
+    """Replace a model file atomically (temp file + rename): a process that has the old file
+    memory-mapped (TFLite maps models) keeps a valid old copy instead of a truncated one."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)

@@ -22,6 +22,7 @@ VARIANT_DESCRIPTIONS = {
     "int8": "edgeface MTCNN int8 detection + 5-point alignment, int8 embedder",
     "fp32": "edgeface MTCNN int8 detection + 5-point alignment, fp32 embedder",
     "int8+flip": "as int8, embedding averaged with that of the mirrored chip",
+    "int8+flip+jitter": "as int8, mean of 10 embeddings: 5 alignments (\u00b14 % scale, \u00b12 % shift) and their mirror images",
     "dlib": "dlib's own pipeline: HOG detector, 5-point shape predictor, get_face_chip, dlib ResNet",
     "dlib-chips-int8": "dlib's HOG + 5-point chips, edgeface int8 embedder",
     "dlib-chips-fp32": "dlib's HOG + 5-point chips, edgeface fp32 embedder",
