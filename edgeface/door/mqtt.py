@@ -1,0 +1,278 @@
+"""MQTT for home automation: events from the durable outbox, retained state, availability and
+Home Assistant discovery (paho-mqtt 2 API).
+
+Topics, with ``<base> = <base_topic>/<device_id>``:
+
+* ``<base>/availability`` — ``online`` / ``offline`` (retained; ``offline`` is also the last
+  will, so a crashed or unplugged door shows as unavailable);
+* ``<base>/event`` — one JSON document per event (``event_type`` recognised, unknown, unlocked,
+  locked, door_opened, door_closed, camera_lost, camera_restored, error …, with ``timestamp``
+  and ``seq``), QoS 1, drained from the SQLite outbox in order and deleted only on PUBACK;
+* ``<base>/state/<name>`` — retained current state (``lock`` LOCKED/UNLOCKED, ``last_person``,
+  ``fps``, ``gallery_version`` …), republished on every reconnect;
+* ``<discovery_prefix>/<component>/<node>/<object>/config`` — Home Assistant discovery,
+  retained, republished whenever Home Assistant announces ``online`` on
+  ``<discovery_prefix>/status``.
+
+One event is in flight at a time: the next is published after the broker acknowledged the
+previous one, which keeps order across reconnects. After an outage the unacknowledged event is
+sent again (QoS 1 is at-least-once); its ``seq`` lets a consumer drop the repeat.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import paho.mqtt.client as mqtt
+
+from edgeface import __version__
+from edgeface.config import MqttConfig
+from edgeface.door.outbox import Outbox
+
+log = logging.getLogger(__name__)
+
+EVENT_TYPES = (
+    "recognised",
+    "unknown",
+    "unlocked",
+    "locked",
+    "unlock_interrupted",
+    "door_opened",
+    "door_closed",
+    "camera_lost",
+    "camera_restored",
+    "gallery_updated",
+    "config_reloaded",
+    "error",
+)
+
+
+class DoorMqtt:
+    """The daemon's MQTT connection (paho runs its network loop in its own thread)."""
+
+    def __init__(
+        self,
+        config: MqttConfig,
+        device_id: str,
+        outbox: Outbox,
+        on_command: Callable[[str, bytes], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.device_id = device_id
+        self.outbox = outbox
+        self.on_command = on_command
+        self.base = f"{config.base_topic}/{device_id}"
+        self.connected = threading.Event()
+        self._states: dict[str, str] = {}
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._acked = threading.Event()
+        self._inflight_mid: int | None = None
+        self._lock = threading.Lock()
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=f"edgeface-{device_id}",
+            protocol=mqtt.MQTTv311,
+        )
+        if config.username:
+            self.client.username_pw_set(config.username, config.password)
+        if config.tls:
+            self.client.tls_set(ca_certs=config.ca_file, cert_reqs=ssl.CERT_REQUIRED)
+        self.client.will_set(self.topic("availability"), "offline", qos=1, retain=True)
+        self.client.reconnect_delay_set(min_delay=1, max_delay=30)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_publish = self._on_publish
+        self.client.on_message = self._on_message
+        self._drainer = threading.Thread(target=self._drain, name="mqtt-outbox", daemon=True)
+
+    def topic(self, *parts: str) -> str:
+        return "/".join([self.base, *parts])
+
+    # ----- life cycle ------------------------------------------------------------------------
+    def start(self) -> None:
+        """Connect in the background; a broker that is down now is retried forever."""
+        self.client.connect_async(self.config.host, self.config.port, self.config.keepalive_seconds)
+        self.client.loop_start()
+        self._drainer.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Flush what can be flushed, say ``offline``, disconnect."""
+        deadline = time.monotonic() + timeout
+        while self.connected.is_set() and len(self.outbox) and time.monotonic() < deadline:
+            self._wake.set()
+            time.sleep(0.05)
+        self._stop.set()
+        self._wake.set()
+        if self.connected.is_set():
+            info = self.client.publish(self.topic("availability"), "offline", qos=1, retain=True)
+            info.wait_for_publish(timeout=2)
+        self.client.disconnect()
+        self.client.loop_stop()
+        self._drainer.join(timeout=2)
+
+    # ----- what the daemon calls -------------------------------------------------------------
+    def event(self, event_type: str, **fields: Any) -> int:
+        """Store an event durably (published as soon as the broker takes it); returns seq."""
+        payload = {
+            "event_type": event_type,
+            "timestamp": time.time(),
+            "device_id": self.device_id,
+            **fields,
+        }
+        seq = self.outbox.add(self.topic("event"), payload)
+        self._wake.set()
+        return seq
+
+    def state(self, name: str, value: Any) -> None:
+        """Set a retained state value (sent now if connected, and on every reconnect)."""
+        text = value if isinstance(value, str) else json.dumps(value)
+        with self._lock:
+            changed = self._states.get(name) != text
+            self._states[name] = text
+        if changed and self.connected.is_set():
+            self.client.publish(self.topic("state", name), text, qos=1, retain=True)
+
+    # ----- paho callbacks (paho's thread) -----------------------------------------------------
+    def _on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any
+    ) -> None:
+        if reason.is_failure:
+            log.error("mqtt: broker refused the connection: %s", reason)
+            return
+        log.info("mqtt: connected to %s:%d", self.config.host, self.config.port)
+        client.publish(self.topic("availability"), "online", qos=1, retain=True)
+        with self._lock:
+            states = dict(self._states)
+        for name, text in states.items():
+            client.publish(self.topic("state", name), text, qos=1, retain=True)
+        if self.config.discovery:
+            client.subscribe(f"{self.config.discovery_prefix}/status", qos=1)
+            self.publish_discovery()
+        if self.config.remote_unlock:
+            client.subscribe(self.topic("command", "#"), qos=1)
+        self._inflight_mid = None
+        self.connected.set()
+        self._wake.set()
+
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any
+    ) -> None:
+        if self.connected.is_set():
+            log.warning("mqtt: disconnected (%s); events are kept in the outbox", reason)
+        self.connected.clear()
+        self._acked.set()  # release a drain waiting for a PUBACK that will not come
+
+    def _on_publish(
+        self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, properties: Any
+    ) -> None:
+        if mid == self._inflight_mid:
+            self._acked.set()
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        if message.topic == f"{self.config.discovery_prefix}/status":
+            if message.payload == b"online":
+                self.publish_discovery()
+            return
+        if self.on_command and message.topic.startswith(self.topic("command")):
+            self.on_command(message.topic[len(self.topic("command")) + 1 :], bytes(message.payload))
+
+    # ----- the outbox drain -------------------------------------------------------------------
+    def _drain(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(timeout=1.0)
+            self._wake.clear()
+            while self.connected.is_set() and not self._stop.is_set():
+                pending = self.outbox.pending(limit=1)
+                if not pending:
+                    break
+                event = pending[0]
+                self._acked.clear()
+                info = self.client.publish(event.topic, event.payload, qos=1, retain=event.retain)
+                self._inflight_mid = info.mid
+                if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                    break  # not connected after all; wait for on_connect
+                if not self._acked.wait(timeout=10.0) or not self.connected.is_set():
+                    break  # no PUBACK: the event stays and is sent again after reconnecting
+                self.outbox.acknowledge(event.seq)
+
+    # ----- Home Assistant discovery -----------------------------------------------------------
+    def discovery_messages(self) -> dict[str, dict[str, Any]]:
+        """Discovery topic → config payload for this door's entities."""
+        prefix, node = self.config.discovery_prefix, f"edgeface_{self.device_id}"
+        device = {
+            "identifiers": [node],
+            "name": f"edgeface {self.device_id}",
+            "manufacturer": "edgeface",
+            "model": "face-recognition door controller",
+            "sw_version": __version__,
+        }
+        common = {
+            "availability_topic": self.topic("availability"),
+            "payload_available": "online",
+            "payload_not_available": "offline",
+            "device": device,
+        }
+        lock: dict[str, Any] = {
+            **common,
+            "name": "Door",
+            "unique_id": f"{node}_lock",
+            "state_topic": self.topic("state", "lock"),
+            "state_locked": "LOCKED",
+            "state_unlocked": "UNLOCKED",
+        }
+        messages: dict[str, dict[str, Any]] = {}
+        if self.config.remote_unlock:
+            lock.update(
+                command_topic=self.topic("command", "lock"),
+                payload_lock="LOCK",
+                payload_unlock="UNLOCK",
+            )
+            messages[f"{prefix}/lock/{node}/door/config"] = lock
+        else:
+            # Without a remote command, a read-only lock sensor (HA's lock entity needs one).
+            lock.update(device_class="lock", payload_on="UNLOCKED", payload_off="LOCKED")
+            for key in ("state_locked", "state_unlocked"):
+                lock.pop(key)
+            messages[f"{prefix}/binary_sensor/{node}/door_lock/config"] = lock
+        messages[f"{prefix}/event/{node}/recognition/config"] = {
+            **common,
+            "name": "Face event",
+            "unique_id": f"{node}_event",
+            "state_topic": self.topic("event"),
+            "event_types": list(EVENT_TYPES),
+        }
+        for name, label, unit in (
+            ("last_person", "Last person", None),
+            ("fps", "Frames per second", "fps"),
+            ("gallery_version", "Gallery version", None),
+        ):
+            sensor: dict[str, Any] = {
+                **common,
+                "name": label,
+                "unique_id": f"{node}_{name}",
+                "state_topic": self.topic("state", name),
+            }
+            if unit:
+                sensor["unit_of_measurement"] = unit
+            messages[f"{prefix}/sensor/{node}/{name}/config"] = sensor
+        messages[f"{prefix}/binary_sensor/{node}/camera/config"] = {
+            **common,
+            "name": "Camera",
+            "unique_id": f"{node}_camera",
+            "device_class": "connectivity",
+            "state_topic": self.topic("state", "camera"),
+            "payload_on": "online",
+            "payload_off": "offline",
+        }
+        return messages
+
+    def publish_discovery(self) -> None:
+        for topic, payload in self.discovery_messages().items():
+            self.client.publish(topic, json.dumps(payload), qos=1, retain=True)

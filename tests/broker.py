@@ -1,0 +1,86 @@
+"""A real mosquitto broker for the tests, on a free loopback port.
+
+Started from the Debian package's binary (``.ci/run`` installs it); tests that need it skip with
+a clear reason when it is not installed. Persistence is on, as on a real installation, so a
+restarted broker still holds retained messages and sessions.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Broker:
+    """One mosquitto process; ``stop``/``start`` keep the port and the persistence file."""
+
+    def __init__(self, workdir: Path, users: dict[str, str] | None = None) -> None:
+        if not Path(MOSQUITTO).exists():
+            pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
+        self.workdir = workdir
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+        lines = [
+            f"listener {self.port} 127.0.0.1",
+            "persistence true",
+            f"persistence_location {workdir}/",
+            "log_type error",
+        ]
+        if os.geteuid() == 0:
+            # Started as root, mosquitto drops to the 'mosquitto' user, which cannot read
+            # pytest's private temporary directory (persistence, password file).
+            lines.append("user root")
+        if users:
+            password_file = workdir / "passwords"
+            password_file.write_text("")
+            for user, password in users.items():
+                subprocess.run(
+                    ["mosquitto_passwd", "-b", str(password_file), user, password], check=True
+                )
+            lines += ["allow_anonymous false", f"password_file {password_file}"]
+        else:
+            lines.append("allow_anonymous true")
+        self.config = workdir / "mosquitto.conf"
+        self.config.write_text("\n".join(lines) + "\n")
+
+    def start(self) -> Broker:
+        self.process = subprocess.Popen(
+            [MOSQUITTO, "-c", str(self.config)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return self
+            except OSError:
+                if self.process.poll() is not None:
+                    error = self.process.stderr.read() if self.process.stderr else b""
+                    raise RuntimeError(f"mosquitto exited: {error!r}") from None
+                time.sleep(0.05)
+        raise RuntimeError("mosquitto did not start listening")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+    def kill(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
