@@ -141,6 +141,25 @@ def test_daemon_code_never_imports_tensorflow_or_dlib() -> None:
 @pytest.mark.slow
 def test_wheel_installed_outside_the_checkout_finds_its_models(tmp_path: Path) -> None:
     repo = Path(__file__).resolve().parent.parent
+    # Build from a clean copy, as a fresh clone would: a stale build/ directory of an earlier
+    # in-tree build would otherwise slip files into the wheel that the package list omits.
+    source = tmp_path / "source"
+    shutil.copytree(
+        repo,
+        source,
+        ignore=shutil.ignore_patterns(
+            "build",
+            "dist",
+            ".venv",
+            ".git",
+            ".bench",
+            "*.egg-info",
+            "__pycache__",
+            ".mypy_cache",
+            ".ruff_cache",
+            ".pytest_cache",
+        ),
+    )
     subprocess.run(
         [
             sys.executable,
@@ -151,12 +170,19 @@ def test_wheel_installed_outside_the_checkout_finds_its_models(tmp_path: Path) -
             "-q",
             "-w",
             str(tmp_path / "dist"),
-            str(repo),
+            str(source),
         ],
         check=True,
         timeout=300,
     )
     wheel = next((tmp_path / "dist").glob("edgeface-*.whl"))
+    # Every package of the source tree is in the wheel (an explicit package list in
+    # pyproject.toml is easy to forget when a subpackage is added).
+    import zipfile
+
+    shipped = set(zipfile.ZipFile(wheel).namelist())
+    for init in (repo / "edgeface").rglob("__init__.py"):
+        assert init.relative_to(repo).as_posix() in shipped, f"{init} missing from the wheel"
     site = tmp_path / "site"
     subprocess.run(
         [
