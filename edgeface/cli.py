@@ -176,6 +176,18 @@ def cmd_eval_identify(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    """The door daemon (what systemd starts)."""
+    from edgeface.door.service import run_service
+
+    return run_service(
+        Path(args.config),
+        source=args.source,
+        pin_factory=args.pin_factory,
+        print_events=args.print_events,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edgeface", description="Face-recognition door access for small Linux boards."
@@ -251,6 +263,13 @@ def build_parser() -> argparse.ArgumentParser:
     remove.add_argument("name")
     remove.add_argument("--json", action="store_true", help="print JSON")
     gallery.set_defaults(func=recognition.cmd_gallery)
+
+    run = commands.add_parser("run", help="run the door daemon")
+    run.add_argument("--config", required=True, help="YAML configuration file")
+    run.add_argument("--source", help="override camera.source (a file, folder, URL or index)")
+    run.add_argument("--pin-factory", help="override relay.pin_factory (e.g. mock)")
+    run.add_argument("--print-events", action="store_true", help="print events as JSON lines")
+    run.set_defaults(func=cmd_run)
 
     models = commands.add_parser("models", help="list the shipped models and verify them")
     models.add_argument("--json", action="store_true", help="print JSON")

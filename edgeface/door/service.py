@@ -1,0 +1,390 @@
+"""The door daemon: capture → recognise → decide → act / publish, as asyncio tasks.
+
+Blocking work (OpenCV reads, TFLite invokes) runs in worker threads; the event loop only moves
+results around, so it never stalls and the systemd watchdog is fed while a frame is analysed.
+Only the newest frame is kept (a slow board skips frames instead of queueing them), so memory
+stays bounded and decisions are made on what the camera sees now.
+
+The relay is locked before anything else starts and on every way out (end of input, SIGTERM,
+SIGINT, an exception); a SIGHUP reloads the configuration file and the gallery, and an invalid
+file is refused while the door keeps running on what it had.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeface.config import Config, ConfigError, load_config
+from edgeface.door.mqtt import DoorMqtt
+from edgeface.door.outbox import Outbox
+from edgeface.door.relay import DoorRelay
+from edgeface.door.sources import FrameSource, SourceError, open_source
+from edgeface.door.systemd import SystemdNotifier, watchdog_interval
+from edgeface.door.tracker import FaceTracker
+from edgeface.errors import EdgefaceError
+from edgeface.pipeline import FacePipeline, PipelineSettings
+from edgeface.recognition.gallery import GalleryError, GalleryStore
+from edgeface.recognition.matcher import Matcher
+
+log = logging.getLogger("edgeface.door")
+
+
+class FrameSlot:
+    """The newest frame only: the capture thread overwrites, the recogniser takes."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._frame: tuple[int, float, np.ndarray] | None = None
+        self._counter = 0
+        self.ended = False
+
+    def put(self, frame: np.ndarray) -> None:
+        with self._lock:
+            self._counter += 1
+            self._frame = (self._counter, time.monotonic(), frame)
+
+    def take(self) -> tuple[int, float, np.ndarray] | None:
+        with self._lock:
+            frame, self._frame = self._frame, None
+            return frame
+
+
+def make_pin_factory(name: str | None) -> Any:
+    if name in (None, ""):
+        return None
+    if name == "mock":
+        from gpiozero.pins.mock import MockFactory
+
+        return MockFactory()
+    raise ConfigError(f"relay.pin_factory {name!r}: use null (gpiozero's choice) or 'mock'")
+
+
+class DoorService:
+    """One door: camera, recognition, relay, events. ``await run()`` until stopped."""
+
+    def __init__(
+        self,
+        config: Config,
+        config_path: Path | None = None,
+        pin_factory: Any = None,
+        on_event: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.on_event = on_event
+        self.state_dir = Path(config.state_dir)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.notifier = SystemdNotifier()
+        factory = (
+            pin_factory if pin_factory is not None else make_pin_factory(config.relay.pin_factory)
+        )
+        r = config.relay
+        # The relay first: whatever fails below, the door is already driven locked.
+        self.relay = DoorRelay(
+            r.pin,
+            active_high=r.active_high,
+            unlock_seconds=r.unlock_seconds,
+            max_unlock_seconds=r.max_unlock_seconds,
+            cooldown_seconds=r.cooldown_seconds,
+            state_dir=self.state_dir,
+            pin_factory=factory,
+        )
+        self.mqtt: DoorMqtt | None = None
+        if config.mqtt.enabled:
+            self.mqtt = DoorMqtt(
+                config.mqtt, config.device_id, Outbox(self.state_dir / "outbox.db")
+            )
+        self.pipeline = FacePipeline(
+            PipelineSettings(
+                detector=config.detector.policy,
+                min_face_size=config.detector.min_face_size,
+                frame_budget_ms=config.detector.frame_budget_ms,
+                precision=config.detector.precision,
+                num_threads=config.detector.threads,
+            )
+        )
+        self.matcher = self._load_matcher(config)
+        self.tracker = FaceTracker(window=config.recognition.confirm_window)
+        self.slot = FrameSlot()
+        self.stop_requested = asyncio.Event()
+        self.frames_done = 0
+        self._fps = 0.0
+
+    # ----- events ----------------------------------------------------------------------------
+    def emit(self, event_type: str, **fields: Any) -> None:
+        """Log, hand to the caller (demo: print), and store for MQTT (durable, in order)."""
+        record = {"event_type": event_type, "timestamp": round(time.time(), 3), **fields}
+        log.info("event %s", json.dumps(record, default=str))
+        if self.on_event:
+            self.on_event(record)
+        if self.mqtt:
+            self.mqtt.event(event_type, **fields)
+
+    def _load_matcher(self, config: Config) -> Matcher:
+        store = GalleryStore(config.recognition.gallery)
+        try:
+            gallery = store.load()
+        except GalleryError as exc:
+            log.error("gallery: %s; nobody will be recognised until it is fixed", exc)
+            from edgeface.recognition.gallery import Gallery
+
+            gallery = Gallery()
+        if not gallery.identities:
+            log.warning("gallery %s is empty: the door will not open for anyone", store.path)
+        if self.mqtt:
+            self.mqtt.state("gallery_version", gallery.version)
+        return Matcher(gallery, config.recognition.threshold, config.recognition.margin)
+
+    # ----- tasks -----------------------------------------------------------------------------
+    def _capture(self, loop: asyncio.AbstractEventLoop, wake: asyncio.Event) -> None:
+        """Worker thread: open the camera (retrying with backoff), keep the newest frame."""
+        c = self.config.camera
+        delay = c.reconnect_min_seconds
+        lost_reported = False
+        interval = 1.0 / c.max_fps if c.max_fps > 0 else 0.0
+        while not self.stop_requested.is_set():
+            try:
+                source: FrameSource = open_source(c.source, c.width, c.height, loop=c.loop)
+            except SourceError as exc:
+                if not lost_reported:
+                    loop.call_soon_threadsafe(self._camera_event, "camera_lost", str(exc))
+                    lost_reported = True
+                time.sleep(delay)
+                delay = min(delay * 2, c.reconnect_max_seconds)
+                continue
+            if lost_reported:
+                loop.call_soon_threadsafe(self._camera_event, "camera_restored", source.description)
+                lost_reported = False
+            delay = c.reconnect_min_seconds
+            loop.call_soon_threadsafe(self._camera_state, "online")
+            next_at = time.monotonic()
+            try:
+                while not self.stop_requested.is_set():
+                    frame = source.read()
+                    if frame is None:
+                        break
+                    self.slot.put(frame)
+                    loop.call_soon_threadsafe(wake.set)
+                    next_at += interval
+                    pause = next_at - time.monotonic()
+                    if pause > 0:
+                        time.sleep(pause)
+                    else:
+                        next_at = time.monotonic()
+            finally:
+                source.close()
+            if Path(c.source).is_file() and not c.loop:
+                self.slot.ended = True  # a file played once: the run is over
+                loop.call_soon_threadsafe(wake.set)
+                return
+            loop.call_soon_threadsafe(
+                self._camera_event, "camera_lost", "the camera stopped sending frames"
+            )
+            lost_reported = True
+
+    def _camera_event(self, event_type: str, detail: str) -> None:
+        self.emit(event_type, detail=detail)
+        self._camera_state("online" if event_type == "camera_restored" else "offline")
+
+    def _camera_state(self, state: str) -> None:
+        if self.mqtt:
+            self.mqtt.state("camera", state)
+
+    async def _recognise(self, wake: asyncio.Event) -> None:
+        rec = self.config.recognition
+        roi = self.config.camera.roi
+        started = time.monotonic()
+        while not self.stop_requested.is_set():
+            await wake.wait()
+            wake.clear()
+            taken = self.slot.take()
+            if taken is None:
+                if self.slot.ended:
+                    return
+                continue
+            _, captured_at, frame = taken
+            faces = await asyncio.to_thread(self.pipeline.analyse, frame)
+            if roi:
+                x, y, w, h = roi
+                faces = [
+                    f
+                    for f in faces
+                    if x <= (f.detection.x1 + f.detection.x2) / 2 <= x + w
+                    and y <= (f.detection.y1 + f.detection.y2) / 2 <= y + h
+                ]
+            now = time.monotonic()
+            tracks = self.tracker.update([f.detection for f in faces], now)
+            scored = [(f, t) for f, t in zip(faces, tracks, strict=True) if f.embedding is not None]
+            matches = (
+                self.matcher.identify(np.stack([f.embedding for f, _ in scored]))  # type: ignore[misc]
+                if scored
+                else []
+            )
+            for (face, track), match in zip(scored, matches, strict=True):
+                confirmed = track.vote(match.identity, rec.confirm_votes)
+                if confirmed:
+                    self._recognised(
+                        track.id,
+                        confirmed,
+                        match.distance,
+                        face.detection.detector,
+                        now - captured_at,
+                    )
+                elif track.unknown_streak() and (
+                    track.unknown_reported_at is None
+                    or now - track.unknown_reported_at >= rec.unknown_repeat_seconds
+                ):
+                    track.unknown_reported_at = now
+                    self.emit(
+                        "unknown",
+                        track=track.id,
+                        distance=round(match.distance, 4),
+                        nearest=match.candidate,
+                        detector=face.detection.detector,
+                    )
+            self.frames_done += 1
+            self._fps = self.frames_done / max(now - started, 1e-6)
+
+    def _recognised(
+        self, track: int, identity: str, distance: float, detector: str, latency: float
+    ) -> None:
+        self.emit(
+            "recognised",
+            track=track,
+            identity=identity,
+            distance=round(distance, 4),
+            detector=detector,
+        )
+        if self.mqtt:
+            self.mqtt.state("last_person", identity)
+        if self.relay.unlock(identity=identity):
+            self.emit(
+                "unlocked",
+                track=track,
+                identity=identity,
+                seconds=self.relay.unlock_seconds,
+                frame_to_unlock_ms=round(latency * 1000, 1),
+            )
+
+    async def _watch_relay(self) -> None:
+        """Report lock-state changes (the pulse ends in gpiozero's thread)."""
+        was_locked = self.relay.locked
+        last_status = 0.0
+        while not self.stop_requested.is_set():
+            locked = self.relay.locked
+            if locked != was_locked:
+                if locked:
+                    self.emit("locked")
+                was_locked = locked
+            if self.mqtt:
+                self.mqtt.state("lock", "LOCKED" if locked else "UNLOCKED")
+            now = time.monotonic()
+            if now - last_status > 5:
+                last_status = now
+                if self.mqtt:
+                    self.mqtt.state("fps", round(self._fps, 1))
+                self.notifier.status(f"{'locked' if locked else 'UNLOCKED'}, {self._fps:.1f} fps")
+            await asyncio.sleep(0.05)
+
+    async def _watchdog(self, interval: float) -> None:
+        while not self.stop_requested.is_set():
+            self.notifier.watchdog()
+            await asyncio.sleep(interval)
+
+    def reload(self) -> None:
+        """SIGHUP: re-read configuration (recognition settings) and gallery; keep going on error."""
+        try:
+            if self.config_path is not None:
+                fresh = load_config(self.config_path)
+                self.config = replace(self.config, recognition=fresh.recognition)
+            self.matcher = self._load_matcher(self.config)
+            self.emit("config_reloaded", gallery_identities=len(self.matcher.names))
+        except EdgefaceError as exc:
+            self.emit("error", detail=f"reload refused, keeping the running configuration: {exc}")
+
+    # ----- life cycle ------------------------------------------------------------------------
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop_requested.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        if self.relay.interrupted:
+            i = self.relay.interrupted
+            self.emit(
+                "unlock_interrupted",
+                identity=i.identity,
+                started_at=i.started_at,
+                seconds=i.seconds,
+            )
+        if self.mqtt:
+            self.mqtt.state("lock", "LOCKED")
+            self.mqtt.start()
+        wake = asyncio.Event()
+        capture = loop.run_in_executor(None, self._capture, loop, wake)
+        tasks = [
+            asyncio.create_task(self._recognise(wake), name="recognise"),
+            asyncio.create_task(self._watch_relay(), name="relay"),
+        ]
+        interval = watchdog_interval()
+        if interval:
+            tasks.append(asyncio.create_task(self._watchdog(interval), name="watchdog"))
+        self.notifier.ready("door locked")
+        status = 0
+        try:
+            stop = asyncio.create_task(self.stop_requested.wait())
+            done, _ = await asyncio.wait([tasks[0], stop], return_when=asyncio.FIRST_COMPLETED)
+            if tasks[0] in done and tasks[0].exception():
+                raise tasks[0].exception()  # type: ignore[misc]
+            # End of a file source: let a running unlock pulse finish and be reported.
+            while not self.relay.locked and not self.stop_requested.is_set():
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.1)
+        except Exception as exc:
+            log.exception("door service failed")
+            self.emit("error", detail=f"{exc.__class__.__name__}: {exc}")
+            status = 1
+        finally:
+            self.notifier.stopping()
+            self.stop_requested.set()
+            self.relay.close()  # fail-secure: driven locked, then released
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.wait([capture], timeout=2.0)  # the camera thread sees the stop flag
+            if self.mqtt:
+                await asyncio.to_thread(self.mqtt.stop)
+        return status
+
+
+def run_service(
+    config_path: Path,
+    source: str | None = None,
+    pin_factory: str | None = None,
+    print_events: bool = False,
+) -> int:
+    """``edgeface run``: load and validate the configuration, then run until stopped."""
+    config = load_config(config_path)
+    if source is not None:
+        config = replace(config, camera=replace(config.camera, source=source))
+    if pin_factory is not None:
+        config = replace(config, relay=replace(config.relay, pin_factory=pin_factory))
+    logging.basicConfig(
+        level=config.log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    printer = (lambda e: print(json.dumps(e, default=str), flush=True)) if print_events else None
+    service = DoorService(config, config_path, on_event=printer)
+    return asyncio.run(service.run())

@@ -1,0 +1,135 @@
+"""The door daemon end to end, with real parts: a video built from real photos, the real
+recognition pipeline, gpiozero's MockFactory (the pin's level is asserted), a real mosquitto."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from broker import Broker, Listener
+from gpiozero import Device
+from gpiozero.pins.mock import MockFactory
+
+from edgeface.bench.frames import letterbox
+from edgeface.config import CameraConfig, Config, MqttConfig, RecognitionConfig, RelayConfig
+from edgeface.door.service import DoorService
+from edgeface.pipeline import FacePipeline
+from edgeface.recognition.gallery import Gallery, GalleryStore
+from edgeface.vision.image_io import read_rgb
+
+PIN = 17
+
+
+def make_clip(path: Path, photo_dir: Path, plan: list[tuple[str, int]]) -> None:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (640, 480))
+    for name, count in plan:
+        frame = cv2.cvtColor(letterbox(read_rgb(photo_dir / name), (640, 480)), cv2.COLOR_RGB2BGR)
+        for _ in range(count):
+            writer.write(frame)
+    writer.release()
+
+
+def enrol(gallery_path: Path, photo_dir: Path, name: str, photo: str) -> None:
+    faces = FacePipeline().analyse(read_rgb(photo_dir / photo))
+    gallery = Gallery()
+    gallery.add(name, faces[0].embedding, source=photo)  # type: ignore[arg-type]
+    GalleryStore(gallery_path).save(gallery)
+
+
+@pytest.fixture
+def factory() -> MockFactory:
+    previous = Device.pin_factory
+    factory = MockFactory()
+    yield factory
+    factory.reset()
+    Device.pin_factory = previous
+
+
+def run(service: DoorService) -> int:
+    return asyncio.run(asyncio.wait_for(service.run(), timeout=120))
+
+
+def test_enrolled_person_unlocks_stranger_does_not(
+    tmp_path: Path, photo_dir: Path, factory: MockFactory
+) -> None:
+    (tmp_path / "broker").mkdir()
+    broker = Broker(tmp_path / "broker").start()
+    listener = Listener(broker.port)
+    clip = tmp_path / "door.avi"
+    # A stranger (biden) for 1.5 s, then the enrolled person (a different photo of obama).
+    make_clip(clip, photo_dir, [("biden.jpg", 15), ("obama2.jpg", 15)])
+    gallery = tmp_path / "gallery.json"
+    enrol(gallery, photo_dir, "obama", "obama.jpg")
+    config = Config(
+        device_id="front",
+        state_dir=str(tmp_path / "state"),
+        camera=CameraConfig(source=str(clip), loop=False, max_fps=10),
+        recognition=RecognitionConfig(gallery=str(gallery)),
+        relay=RelayConfig(pin=PIN, unlock_seconds=0.5, cooldown_seconds=0.5),
+        mqtt=MqttConfig(enabled=True, host="127.0.0.1", port=broker.port),
+    )
+    events: list[dict[str, object]] = []
+    service = DoorService(config, pin_factory=factory, on_event=events.append)
+    pin = factory.pin(PIN)
+    assert pin.state is False  # locked from the first moment
+
+    assert run(service) == 0
+
+    kinds = [e["event_type"] for e in events]
+    assert kinds.count("unlocked") == 1, kinds
+    unlocked = next(e for e in events if e["event_type"] == "unlocked")
+    assert unlocked["identity"] == "obama"
+    recognised = [e for e in events if e["event_type"] == "recognised"]
+    assert {e["identity"] for e in recognised} == {"obama"}  # nobody else
+    unknown = [e for e in events if e["event_type"] == "unknown"]
+    assert len(unknown) == 1  # the stranger: one event for the track, not one per frame
+    assert kinds.index("unknown") < kinds.index("unlocked") < kinds.index("locked")
+
+    # The pin really went high (energised) once, for about unlock_seconds, and ended low.
+    levels = [(s.timestamp, s.state) for s in pin.states]
+    highs = [i for i, (_, state) in enumerate(levels) if state]
+    assert len(highs) == 1 and levels[-1][1] is False
+    # MockPin time-stamps each change with the delay since the previous one.
+    high_for = levels[highs[0] + 1][0]
+    assert 0.4 <= high_for <= 1.0, high_for
+
+    topic = "edgeface/front/event"
+    assert listener.wait(
+        lambda: (
+            {"recognised", "unlocked", "locked", "unknown"}
+            <= {json.loads(p)["event_type"] for p in listener.payloads(topic)}
+        )
+    )
+    assert listener.payloads("edgeface/front/availability")[-1] == b"offline"  # clean stop
+    assert any(t.startswith("homeassistant/") for t, _, _ in listener.messages)
+    listener.close()
+    broker.kill()
+
+
+def test_missing_camera_keeps_the_door_locked_and_reports_it(
+    tmp_path: Path, factory: MockFactory
+) -> None:
+    config = Config(
+        state_dir=str(tmp_path / "state"),
+        camera=CameraConfig(
+            source="/dev/video97", reconnect_min_seconds=0.1, reconnect_max_seconds=0.2
+        ),
+        recognition=RecognitionConfig(gallery=str(tmp_path / "none.json")),
+        relay=RelayConfig(pin=PIN),
+    )
+    events: list[dict[str, object]] = []
+    service = DoorService(config, pin_factory=factory, on_event=events.append)
+
+    async def stop_soon() -> int:
+        asyncio.get_running_loop().call_later(1.0, service.stop_requested.set)
+        return await service.run()
+
+    assert asyncio.run(stop_soon()) == 0
+    lost = [e for e in events if e["event_type"] == "camera_lost"]
+    assert len(lost) == 1 and "no such camera device" in str(lost[0]["detail"])
+    assert all(s.state is False for s in factory.pin(PIN).states)
+    assert np.isfinite(service._fps)
