@@ -188,6 +188,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Check config, runtime, models, gallery, camera, GPIO and broker."""
+    from edgeface.door.doctor import run_checks
+
+    checks = run_checks(Path(args.config))
+    lines = [f"{'ok  ' if c.ok else 'FAIL'} {c.name:<8} {c.detail}" for c in checks]
+    emit(args, [c.__dict__ for c in checks], "\n".join(lines))
+    return 0 if all(c.ok for c in checks) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edgeface", description="Face-recognition door access for small Linux boards."
@@ -270,6 +280,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--pin-factory", help="override relay.pin_factory (e.g. mock)")
     run.add_argument("--print-events", action="store_true", help="print events as JSON lines")
     run.set_defaults(func=cmd_run)
+
+    doctor = commands.add_parser("doctor", help="check everything the daemon needs")
+    doctor.add_argument("--config", required=True, help="YAML configuration file")
+    doctor.add_argument("--json", action="store_true", help="print JSON")
+    doctor.set_defaults(func=cmd_doctor)
 
     models = commands.add_parser("models", help="list the shipped models and verify them")
     models.add_argument("--json", action="store_true", help="print JSON")

@@ -48,3 +48,109 @@ def test_watchdog_interval_is_half_the_timeout(monkeypatch: pytest.MonkeyPatch) 
     assert watchdog_interval() is None
     monkeypatch.delenv("WATCHDOG_USEC")
     assert watchdog_interval() is None
+
+
+def test_unit_file_passes_systemd_analyze_verify(tmp_path: Path) -> None:
+    """systemd/edgeface.service as shipped, with only ExecStart pointed at this environment's
+    edgeface (the unit names the path systemd/install.sh creates, /opt/edgeface/venv)."""
+    import shutil
+    import subprocess
+    import sys
+
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed")
+    executable = Path(sys.executable).parent / "edgeface"
+    if not executable.exists():
+        pytest.skip(f"no edgeface console script next to {sys.executable}")
+    unit = Path(__file__).resolve().parent.parent / "systemd" / "edgeface.service"
+    text = unit.read_text()
+    assert (
+        "ExecStart=/opt/edgeface/venv/bin/edgeface run --config /etc/edgeface/edgeface.yaml" in text
+    )
+    for directive in (
+        "Type=notify",
+        "WatchdogSec=",
+        "Restart=on-failure",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "PrivateTmp=yes",
+        "StateDirectory=edgeface",
+        "ConfigurationDirectory=edgeface",
+        "SupplementaryGroups=video gpio",
+    ):
+        assert directive in text
+    copy = tmp_path / "edgeface.service"
+    copy.write_text(text.replace("/opt/edgeface/venv/bin/edgeface", str(executable)))
+    result = subprocess.run(
+        [analyze, "verify", "--man=no", str(copy)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "edgeface.service" not in result.stdout + result.stderr
+
+
+def test_doctor_names_each_problem(tmp_path: Path, photo_dir: Path) -> None:
+    """`edgeface doctor` on a config with a missing camera, an unreachable broker and an empty
+    gallery: each named, exit 1; with a video file, a gallery and the mock pins: all ok."""
+    import json
+    import subprocess
+    import sys
+
+    from edgeface.pipeline import FacePipeline
+    from edgeface.recognition.gallery import Gallery, GalleryStore
+    from edgeface.vision.image_io import read_rgb
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        f"state_dir: {tmp_path}/state\ncamera:\n  source: /dev/video97\n"
+        f"recognition:\n  gallery: {tmp_path}/none.json\nrelay:\n  pin_factory: mock\n"
+        "mqtt:\n  enabled: true\n  host: 127.0.0.1\n  port: 1\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "edgeface", "doctor", "--config", str(bad), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    checks = {c["name"]: c for c in json.loads(result.stdout)}
+    assert checks["config"]["ok"] and checks["models"]["ok"] and checks["gpio"]["ok"]
+    assert "no such camera device" in checks["camera"]["detail"]
+    assert "cannot reach broker 127.0.0.1:1" in checks["mqtt"]["detail"]
+    assert "empty" in checks["gallery"]["detail"]
+
+    gallery = tmp_path / "gallery.json"
+    faces = FacePipeline().analyse(read_rgb(photo_dir / "obama.jpg"))
+    g = Gallery()
+    g.add("obama", faces[0].embedding)  # type: ignore[arg-type]
+    GalleryStore(gallery).save(g)
+    good = tmp_path / "good.yaml"
+    good.write_text(
+        f"state_dir: {tmp_path}/state\ncamera:\n  source: {photo_dir}\n"
+        f"recognition:\n  gallery: {gallery}\nrelay:\n  pin_factory: mock\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "edgeface", "doctor", "--config", str(good)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "FAIL" not in result.stdout
+
+
+def test_run_with_invalid_config_exits_with_the_reason(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    config = tmp_path / "edgeface.yaml"
+    config.write_text("relay:\n  pin: seventeen\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "edgeface", "run", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "relay.pin (line 2): expected a whole number" in result.stderr
+    assert "Traceback" not in result.stderr

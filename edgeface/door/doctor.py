@@ -1,0 +1,138 @@
+"""``edgeface doctor``: check everything the daemon needs and say exactly what is wrong.
+
+Each check returns a line an installer can act on. Nothing here moves the door: the relay is
+only ever driven to its locked level, then released.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgeface.config import Config, load_config
+from edgeface.errors import EdgefaceError
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+def check_config(path: Path) -> tuple[Check, Config | None]:
+    try:
+        config = load_config(path)
+    except EdgefaceError as exc:
+        return Check("config", False, str(exc)), None
+    return Check("config", True, f"{path} is valid"), config
+
+
+def check_runtime() -> Check:
+    from edgeface.runtime import available_runtime, default_threads
+
+    try:
+        runtime = available_runtime()
+    except EdgefaceError as exc:
+        return Check("runtime", False, str(exc))
+    return Check("runtime", True, f"{runtime.name}, {default_threads()} thread(s)")
+
+
+def check_models(config: Config) -> Check:
+    from edgeface.model_files import load_model
+    from edgeface.runtime import delegation_report
+
+    suffix = "" if config.detector.precision == "int8" else "_fp32"
+    notes = []
+    try:
+        for name in ("pnet", "rnet", "onet", "embedder"):
+            partitions, outside = delegation_report(load_model(name + suffix, num_threads=1))
+            if partitions != 1 or outside:
+                notes.append(f"{name} not fully in XNNPACK ({partitions} partitions, {outside})")
+    except EdgefaceError as exc:
+        return Check("models", False, str(exc))
+    return Check("models", True, "; ".join(notes) or f"{config.detector.precision} models verified")
+
+
+def check_gallery(config: Config) -> Check:
+    from edgeface.recognition.gallery import GalleryStore
+
+    try:
+        gallery = GalleryStore(config.recognition.gallery).load()
+    except EdgefaceError as exc:
+        return Check("gallery", False, str(exc))
+    if not gallery.identities:
+        return Check(
+            "gallery",
+            False,
+            f"{config.recognition.gallery} is empty: nobody can enter "
+            "(edgeface enroll NAME photo.jpg --gallery ...)",
+        )
+    return Check("gallery", True, f"{len(gallery.identities)} people, version {gallery.version}")
+
+
+def check_camera(config: Config) -> Check:
+    from edgeface.door.sources import open_source
+
+    c = config.camera
+    try:
+        source = open_source(c.source, c.width, c.height, loop=False)
+    except EdgefaceError as exc:
+        return Check("camera", False, str(exc))
+    try:
+        frame = source.read()
+    finally:
+        source.close()
+    if frame is None:
+        return Check("camera", False, f"{c.source} opened but gave no frame")
+    return Check("camera", True, f"{c.source}: {frame.shape[1]}x{frame.shape[0]} frames")
+
+
+def check_gpio(config: Config) -> Check:
+    from edgeface.door.relay import DoorRelay
+    from edgeface.door.service import make_pin_factory
+
+    r = config.relay
+    try:
+        relay = DoorRelay(
+            r.pin, active_high=r.active_high, pin_factory=make_pin_factory(r.pin_factory)
+        )
+    except Exception as exc:  # gpiozero raises many kinds (BadPinFactory, PinInvalidPin, ...)
+        return Check("gpio", False, f"relay pin {r.pin}: {exc.__class__.__name__}: {exc}")
+    relay.close()
+    wiring = (
+        ""
+        if r.active_high and r.pin >= 9
+        else (" (fail-secure wiring wants an active-high relay on GPIO 9-27, pulled down at boot)")
+    )
+    return Check("gpio", True, f"relay on GPIO {r.pin} driven locked{wiring}")
+
+
+def check_broker(config: Config) -> Check:
+    m = config.mqtt
+    if not m.enabled:
+        return Check("mqtt", True, "disabled")
+    try:
+        with socket.create_connection((m.host, m.port), timeout=3):
+            pass
+    except OSError as exc:
+        return Check("mqtt", False, f"cannot reach broker {m.host}:{m.port}: {exc.strerror or exc}")
+    return Check("mqtt", True, f"broker {m.host}:{m.port} reachable")
+
+
+def run_checks(path: Path) -> list[Check]:
+    config_check, config = check_config(path)
+    checks = [config_check, check_runtime()]
+    if config is None:
+        return checks
+    steps: list[Callable[[Config], Check]] = [
+        check_models,
+        check_gallery,
+        check_camera,
+        check_gpio,
+        check_broker,
+    ]
+    checks += [step(config) for step in steps]
+    return checks
