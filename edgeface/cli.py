@@ -198,6 +198,13 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 0 if all(c.ok for c in checks) else 1
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The real daemon on a clip of public-domain portraits, with mock GPIO."""
+    from edgeface.door.demo import run_demo
+
+    return run_demo(broker=args.broker)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edgeface", description="Face-recognition door access for small Linux boards."
@@ -280,6 +287,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--pin-factory", help="override relay.pin_factory (e.g. mock)")
     run.add_argument("--print-events", action="store_true", help="print events as JSON lines")
     run.set_defaults(func=cmd_run)
+
+    demo = commands.add_parser("demo", help="run the daemon on a demo clip (no camera or Pi)")
+    demo.add_argument("--broker", help="also publish to this MQTT broker, HOST:PORT")
+    demo.set_defaults(func=cmd_demo)
 
     doctor = commands.add_parser("doctor", help="check everything the daemon needs")
     doctor.add_argument("--config", required=True, help="YAML configuration file")

@@ -25,7 +25,7 @@ PIN = 17
 
 
 def make_clip(path: Path, photo_dir: Path, plan: list[tuple[str, int]]) -> None:
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (640, 480))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), 10, (640, 480))
     for name, count in plan:
         frame = cv2.cvtColor(letterbox(read_rgb(photo_dir / name), (640, 480)), cv2.COLOR_RGB2BGR)
         for _ in range(count):

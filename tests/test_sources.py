@@ -15,7 +15,7 @@ from edgeface.door.sources import CaptureSource, FolderSource, SourceError, open
 def clip(tmp_path: Path, photo_dir: Path) -> Path:
     """A 12-frame 320x240 MJPEG clip of two real portraits."""
     path = tmp_path / "clip.avi"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (320, 240))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), 10, (320, 240))
     for name in ["obama.jpg"] * 6 + ["biden.jpg"] * 6:
         writer.write(cv2.resize(cv2.imread(str(photo_dir / name)), (320, 240)))
     writer.release()

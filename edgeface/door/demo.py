@@ -1,0 +1,163 @@
+"""``edgeface demo``: the real daemon on a short clip, on a machine with no camera, Pi or broker.
+
+The clip is built from public-domain portraits (US government photographs) that ship in the
+``face_recognition`` 1.3.0 source package on PyPI: a stranger (Joe Biden) walks up first, then
+the enrolled person (Barack Obama, enrolled from a *different* photo than the one in the clip).
+The door is gpiozero's MockFactory pin; events are printed live and published to an MQTT broker
+when one is given. ``edgeface run --config`` on a Pi runs the same DoorService with a real
+camera, pin factory and broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from edgeface.bench.frames import letterbox
+from edgeface.config import CameraConfig, Config, MqttConfig, RecognitionConfig, RelayConfig
+from edgeface.errors import EdgefaceError
+from edgeface.vision.image_io import read_rgb
+
+SDIST = "face_recognition==1.3.0"
+MEMBERS = {"obama.jpg", "obama2.jpg", "biden.jpg"}
+DEMO_PIN = 17
+
+
+def demo_photos(cache: Path) -> Path:
+    """The three portraits, fetched once with pip (from PyPI, like edgeface itself)."""
+    folder = cache / "portraits"
+    if all((folder / name).exists() for name in MEMBERS):
+        return folder
+    cache.mkdir(parents=True, exist_ok=True)
+    archive = cache / "face_recognition-1.3.0.tar.gz"
+    if not archive.exists():
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--no-deps",
+                "--no-binary",
+                ":all:",
+                SDIST,
+                "-d",
+                str(cache),
+            ],
+            capture_output=True,
+            text=True,
+        )
+        if result.returncode != 0 or not archive.exists():
+            raise EdgefaceError(
+                f"could not fetch the demo portraits ({SDIST} from PyPI): "
+                + (result.stderr.strip().splitlines() or ["no output"])[-1]
+            )
+    folder.mkdir(exist_ok=True)
+    with tarfile.open(archive) as tar:
+        for member in tar.getmembers():
+            name = member.name.rsplit("/", 1)[-1]
+            if "/tests/test_images/" in member.name and name in MEMBERS:
+                source = tar.extractfile(member)
+                if source is not None:
+                    (folder / name).write_bytes(source.read())
+    return folder
+
+
+def build_clip(
+    path: Path, photos: Path, plan: list[tuple[str | None, float]], fps: int = 10
+) -> None:
+    """An MJPEG clip: each (photo, seconds) shown with a slow zoom, None = an empty doorway."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), fps, (640, 480))
+    if not writer.isOpened():
+        raise EdgefaceError(f"cannot write the demo clip {path}")
+    try:
+        for name, seconds in plan:
+            count = max(1, round(seconds * fps))
+            base = (
+                letterbox(read_rgb(photos / name), (640, 480))
+                if name
+                else np.full((480, 640, 3), 90, np.uint8)
+            )
+            for i in range(count):
+                zoom = 1.0 + 0.08 * i / count  # walking towards the camera
+                frame = cv2.resize(base, None, fx=zoom, fy=zoom)
+                top, left = (frame.shape[0] - 480) // 2, (frame.shape[1] - 640) // 2
+                crop = np.ascontiguousarray(frame[top : top + 480, left : left + 640])
+                writer.write(cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+    finally:
+        writer.release()
+
+
+def enrol(gallery_path: Path, photo: Path, name: str) -> None:
+    from edgeface.pipeline import FacePipeline
+    from edgeface.recognition.gallery import Gallery, GalleryStore
+    from edgeface.vision.quality import ENROLMENT
+
+    faces = FacePipeline().analyse(read_rgb(photo), limits=ENROLMENT)
+    if len(faces) != 1 or faces[0].embedding is None:
+        raise EdgefaceError(f"demo enrolment photo {photo} did not give exactly one good face")
+    gallery = Gallery()
+    gallery.add(name, faces[0].embedding, source=photo.name, quality=faces[0].quality.metrics)
+    GalleryStore(gallery_path).save(gallery)
+
+
+def run_demo(broker: str | None = None, workdir: Path | None = None) -> int:
+    """Build the clip, enrol, run the daemon on it, print events and the relay's history."""
+    from gpiozero.pins.mock import MockFactory
+
+    from edgeface.door.service import DoorService
+
+    cache = Path(
+        os.environ.get("EDGEFACE_DEMO_CACHE", Path.home() / ".cache" / "edgeface" / "demo")
+    )
+    photos = demo_photos(cache)
+    with tempfile.TemporaryDirectory(prefix="edgeface-demo-") as tmp:
+        root = Path(workdir) if workdir else Path(tmp)
+        root.mkdir(parents=True, exist_ok=True)
+        clip = root / "doorway.avi"
+        build_clip(
+            clip, photos, [(None, 0.5), ("biden.jpg", 2.0), (None, 0.5), ("obama2.jpg", 2.5)]
+        )
+        gallery = root / "gallery.json"
+        enrol(gallery, photos / "obama.jpg", "Barack Obama")
+        mqtt = MqttConfig()
+        if broker:
+            host, _, port = broker.rpartition(":")
+            mqtt = MqttConfig(enabled=True, host=host or "localhost", port=int(port or 1883))
+        config = Config(
+            device_id="demo",
+            state_dir=str(root / "state"),
+            camera=CameraConfig(source=str(clip), loop=False, max_fps=10),
+            recognition=RecognitionConfig(gallery=str(gallery)),
+            relay=RelayConfig(pin=DEMO_PIN, unlock_seconds=1.0, cooldown_seconds=1.0),
+            mqtt=mqtt,
+        )
+        factory = MockFactory()
+        print(
+            f"edgeface demo: {clip.name}, 5.5 s at 10 fps — a stranger, then the enrolled "
+            f"person (Barack Obama, enrolled from a different photo); relay = mock GPIO{DEMO_PIN}"
+            + (f"; publishing to {broker}" if broker else "")
+        )
+
+        def show(event: dict[str, Any]) -> None:
+            fields = {k: v for k, v in event.items() if k not in ("event_type", "timestamp")}
+            print(f"  {event['event_type']:<18} {json.dumps(fields, default=str)}", flush=True)
+
+        service = DoorService(config, pin_factory=factory, on_event=show)
+        status = asyncio.run(service.run())
+        pin = factory.pin(DEMO_PIN)
+        pulses = [s.state for s in pin.states].count(True)
+        print(f"relay: energised {pulses} time(s); now {'LOCKED' if not pin.state else 'UNLOCKED'}")
+        factory.reset()
+    return status

@@ -1,0 +1,44 @@
+"""`edgeface demo` as a new user runs it: the real daemon on the public-domain clip."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from broker import Broker, Listener
+from photos import cache_dir, sdist_photo_dir
+
+
+def test_demo_unlocks_for_the_enrolled_person_only_and_publishes(tmp_path: Path) -> None:
+    sdist_photo_dir()  # the sdist tarball the demo uses is already in the test cache
+    (tmp_path / "broker").mkdir()
+    broker = Broker(tmp_path / "broker").start()
+    listener = Listener(broker.port)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "edgeface", "demo", "--broker", f"127.0.0.1:{broker.port}"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, "EDGEFACE_DEMO_CACHE": str(cache_dir())},
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        lines = result.stdout.splitlines()
+        kinds = [line.split()[0] for line in lines if line.startswith("  ")]
+        assert kinds.count("unknown") == 1 and kinds.count("unlocked") == 1
+        assert kinds.index("unknown") < kinds.index("recognised") < kinds.index("unlocked")
+        assert "Barack Obama" in next(line for line in lines if "unlocked" in line)
+        assert lines[-1] == "relay: energised 1 time(s); now LOCKED"
+
+        def events() -> set[str]:
+            return {json.loads(p)["event_type"] for p in listener.payloads("edgeface/demo/event")}
+
+        assert listener.wait(
+            lambda: {"unknown", "recognised", "unlocked", "locked"} <= set(events())
+        )
+    finally:
+        listener.close()
+        broker.kill()
