@@ -133,3 +133,47 @@ def test_missing_camera_keeps_the_door_locked_and_reports_it(
     assert len(lost) == 1 and "no such camera device" in str(lost[0]["detail"])
     assert all(s.state is False for s in factory.pin(PIN).states)
     assert np.isfinite(service._fps)
+
+
+def test_daemon_killed_during_an_unlock_reports_it_after_restart(
+    tmp_path: Path, photo_dir: Path
+) -> None:
+    """`edgeface run` (a real process, mock GPIO) is SIGKILLed while the door is open; the next
+    start drives the relay locked and reports the interrupted unlock."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    clip = tmp_path / "door.avi"
+    make_clip(clip, photo_dir, [("obama2.jpg", 600)])  # a minute of the enrolled person
+    gallery = tmp_path / "gallery.json"
+    enrol(gallery, photo_dir, "obama", "obama.jpg")
+    config = tmp_path / "edgeface.yaml"
+    config.write_text(
+        f"device_id: front\nstate_dir: {tmp_path}/state\n"
+        f"camera:\n  source: {clip}\n  loop: false\n"
+        f"recognition:\n  gallery: {gallery}\n"
+        "relay:\n  pin_factory: mock\n  unlock_seconds: 10\n  max_unlock_seconds: 10\n"
+    )
+    command = [sys.executable, "-m", "edgeface", "run", "--config", str(config), "--print-events"]
+    daemon = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert daemon.stdout is not None
+    for line in daemon.stdout:
+        if json.loads(line)["event_type"] == "unlocked":
+            break
+    os.kill(daemon.pid, signal.SIGKILL)  # mid-pulse: the 10 s unlock never ends normally
+    daemon.wait(timeout=10)
+    assert (tmp_path / "state" / "unlock-in-progress.json").exists()
+
+    config.write_text(config.read_text().replace(str(clip), str(tmp_path / "nothing.avi")))
+    restarted = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
+    assert restarted.stdout is not None
+    first = json.loads(restarted.stdout.readline())
+    restarted.send_signal(signal.SIGTERM)
+    assert restarted.wait(timeout=20) == 0
+    assert first["event_type"] == "unlock_interrupted"
+    assert first["identity"] == "obama" and first["seconds"] == 10.0
+    assert not (tmp_path / "state" / "unlock-in-progress.json").exists()
