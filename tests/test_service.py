@@ -177,3 +177,57 @@ def test_daemon_killed_during_an_unlock_reports_it_after_restart(
     assert first["event_type"] == "unlock_interrupted"
     assert first["identity"] == "obama" and first["seconds"] == 10.0
     assert not (tmp_path / "state" / "unlock-in-progress.json").exists()
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_remote_unlock_needs_the_shared_secret(
+    tmp_path: Path, factory: MockFactory, enabled: bool
+) -> None:
+    (tmp_path / "broker").mkdir()
+    broker = Broker(tmp_path / "broker").start()
+    listener = Listener(broker.port)
+    mqtt_config = MqttConfig(
+        enabled=True,
+        host="127.0.0.1",
+        port=broker.port,
+        remote_unlock=enabled,
+        remote_unlock_secret="s3cret" if enabled else None,
+    )
+    config = Config(
+        device_id="front",
+        state_dir=str(tmp_path / "state"),
+        camera=CameraConfig(source="/dev/video97", reconnect_min_seconds=0.2),
+        recognition=RecognitionConfig(gallery=str(tmp_path / "none.json")),
+        relay=RelayConfig(pin=PIN, unlock_seconds=0.5),
+        mqtt=mqtt_config,
+    )
+    events: list[dict[str, object]] = []
+    service = DoorService(config, pin_factory=factory, on_event=events.append)
+    topic = "edgeface/front/command/lock"
+
+    async def scenario() -> int:
+        task = asyncio.create_task(service.run())
+        assert service.mqtt is not None
+        await asyncio.to_thread(service.mqtt.connected.wait, 10)
+        await asyncio.sleep(0.3)  # subscriptions in place
+        listener.client.publish(topic, json.dumps({"action": "UNLOCK", "code": "guess"}), qos=1)
+        await asyncio.sleep(0.5)
+        listener.client.publish(topic, json.dumps({"action": "UNLOCK", "code": "s3cret"}), qos=1)
+        await asyncio.sleep(0.3)
+        high_now = factory.pin(PIN).state
+        await asyncio.sleep(0.6)
+        service.stop_requested.set()
+        status = await task
+        assert high_now is enabled
+        return status
+
+    assert asyncio.run(scenario()) == 0
+    kinds = [e["event_type"] for e in events]
+    if enabled:
+        assert kinds.count("remote_unlock_refused") == 1 and kinds.count("unlocked") == 1
+        assert "locked" in kinds[kinds.index("unlocked") :]
+    else:
+        assert "unlocked" not in kinds and "remote_unlock_refused" not in kinds
+        assert all(s.state is False for s in factory.pin(PIN).states)
+    listener.close()
+    broker.kill()

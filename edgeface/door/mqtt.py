@@ -49,6 +49,7 @@ EVENT_TYPES = (
     "camera_restored",
     "gallery_updated",
     "config_reloaded",
+    "remote_unlock_refused",
     "error",
 )
 
@@ -229,10 +230,14 @@ class DoorMqtt:
         }
         messages: dict[str, dict[str, Any]] = {}
         if self.config.remote_unlock:
+            # Home Assistant asks the user for a code and sends it with the command; the
+            # daemon accepts it only if it equals the shared secret (remote_unlock_secret).
             lock.update(
                 command_topic=self.topic("command", "lock"),
                 payload_lock="LOCK",
                 payload_unlock="UNLOCK",
+                code_format=".+",
+                command_template='{"action": "{{ value }}", "code": "{{ code }}"}',
             )
             messages[f"{prefix}/lock/{node}/door/config"] = lock
         else:

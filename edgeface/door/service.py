@@ -13,6 +13,7 @@ file is refused while the door keeps running on what it had.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
 import signal
@@ -104,7 +105,10 @@ class DoorService:
         self.mqtt: DoorMqtt | None = None
         if config.mqtt.enabled:
             self.mqtt = DoorMqtt(
-                config.mqtt, config.device_id, Outbox(self.state_dir / "outbox.db")
+                config.mqtt,
+                config.device_id,
+                Outbox(self.state_dir / "outbox.db"),
+                on_command=self._command_from_thread,
             )
         self.pipeline = FacePipeline(
             PipelineSettings(
@@ -121,6 +125,7 @@ class DoorService:
         self.stop_requested = asyncio.Event()
         self.frames_done = 0
         self._fps = 0.0
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # ----- events ----------------------------------------------------------------------------
     def emit(self, event_type: str, **fields: Any) -> None:
@@ -146,6 +151,41 @@ class DoorService:
         if self.mqtt:
             self.mqtt.state("gallery_version", gallery.version)
         return Matcher(gallery, config.recognition.threshold, config.recognition.margin)
+
+    # ----- remote commands (MQTT) ----------------------------------------------------------
+    def _command_from_thread(self, name: str, payload: bytes) -> None:
+        """Called on paho's thread: hand over to the event loop."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self.command, name, payload)
+
+    def command(self, name: str, payload: bytes) -> None:
+        """``<base>/command/lock`` with ``{"action": "UNLOCK"|"LOCK", "code": SECRET}``.
+
+        Only when ``mqtt.remote_unlock`` is on (then a secret is mandatory, see config). A wrong
+        or missing code is refused and reported; the comparison takes constant time.
+        """
+        m = self.config.mqtt
+        if name != "lock" or not m.remote_unlock or not m.remote_unlock_secret:
+            self.emit("error", detail=f"ignored command {name!r}: remote commands are disabled")
+            return
+        try:
+            request = json.loads(payload)
+            action, code = str(request["action"]).upper(), str(request.get("code", ""))
+        except (ValueError, KeyError, TypeError):
+            self.emit("error", detail='refused remote command: not {"action", "code"} JSON')
+            return
+        if not hmac.compare_digest(code.encode(), m.remote_unlock_secret.encode()):
+            self.emit("remote_unlock_refused", reason="wrong code")
+            return
+        if action == "LOCK":
+            self.relay.lock()
+        elif action == "UNLOCK":
+            if self.relay.unlock(identity="remote"):
+                self.emit("unlocked", identity=None, remote=True, seconds=self.relay.unlock_seconds)
+            else:
+                self.emit("remote_unlock_refused", reason="already open or cooling down")
+        else:
+            self.emit("error", detail=f"refused remote command: unknown action {action!r}")
 
     # ----- tasks -----------------------------------------------------------------------------
     def _capture(self, loop: asyncio.AbstractEventLoop, wake: asyncio.Event) -> None:
@@ -317,6 +357,7 @@ class DoorService:
     # ----- life cycle ------------------------------------------------------------------------
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
+        self._loop = loop
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop_requested.set)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
