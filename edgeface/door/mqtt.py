@@ -63,11 +63,13 @@ class DoorMqtt:
         device_id: str,
         outbox: Outbox,
         on_command: Callable[[str, bytes], None] | None = None,
+        door_contact: bool = False,
     ) -> None:
         self.config = config
         self.device_id = device_id
         self.outbox = outbox
         self.on_command = on_command
+        self.door_contact = door_contact
         self.base = f"{config.base_topic}/{device_id}"
         self.connected = threading.Event()
         self._states: dict[str, str] = {}
@@ -267,6 +269,16 @@ class DoorMqtt:
             if unit:
                 sensor["unit_of_measurement"] = unit
             messages[f"{prefix}/sensor/{node}/{name}/config"] = sensor
+        if self.door_contact:
+            messages[f"{prefix}/binary_sensor/{node}/door/config"] = {
+                **common,
+                "name": "Door contact",
+                "unique_id": f"{node}_door",
+                "device_class": "door",
+                "state_topic": self.topic("state", "door"),
+                "payload_on": "open",
+                "payload_off": "closed",
+            }
         messages[f"{prefix}/binary_sensor/{node}/camera/config"] = {
             **common,
             "name": "Camera",

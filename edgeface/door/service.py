@@ -102,6 +102,14 @@ class DoorService:
             state_dir=self.state_dir,
             pin_factory=factory,
         )
+        # Optional door contact: a reed switch to ground, closed (pin low) while the door is shut.
+        self.contact: Any = None
+        if r.door_contact_pin is not None:
+            from gpiozero import Button
+
+            self.contact = Button(
+                r.door_contact_pin, pull_up=True, bounce_time=0.05, pin_factory=factory
+            )
         self.mqtt: DoorMqtt | None = None
         if config.mqtt.enabled:
             self.mqtt = DoorMqtt(
@@ -109,6 +117,7 @@ class DoorService:
                 config.device_id,
                 Outbox(self.state_dir / "outbox.db"),
                 on_command=self._command_from_thread,
+                door_contact=r.door_contact_pin is not None,
             )
         self.pipeline = FacePipeline(
             PipelineSettings(
@@ -151,6 +160,12 @@ class DoorService:
         if self.mqtt:
             self.mqtt.state("gallery_version", gallery.version)
         return Matcher(gallery, config.recognition.threshold, config.recognition.margin)
+
+    def _door_state(self, closed: bool, report: bool = True) -> None:
+        if report:
+            self.emit("door_closed" if closed else "door_opened")
+        if self.mqtt:
+            self.mqtt.state("door", "closed" if closed else "open")
 
     # ----- remote commands (MQTT) ----------------------------------------------------------
     def _command_from_thread(self, name: str, payload: bytes) -> None:
@@ -372,6 +387,10 @@ class DoorService:
         if self.mqtt:
             self.mqtt.state("lock", "LOCKED")
             self.mqtt.start()
+        if self.contact is not None:
+            self._door_state(bool(self.contact.is_pressed), report=False)
+            self.contact.when_pressed = lambda: loop.call_soon_threadsafe(self._door_state, True)
+            self.contact.when_released = lambda: loop.call_soon_threadsafe(self._door_state, False)
         wake = asyncio.Event()
         capture = loop.run_in_executor(None, self._capture, loop, wake)
         tasks = [
@@ -400,6 +419,8 @@ class DoorService:
             self.notifier.stopping()
             self.stop_requested.set()
             self.relay.close()  # fail-secure: driven locked, then released
+            if self.contact is not None:
+                self.contact.close()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
