@@ -7,6 +7,7 @@ goes to stderr). Errors a user can fix print one line and exit with status 2, ne
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Sequence
@@ -71,6 +72,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
             format_table(rows),
             "",
         ]
+    if args.door:
+        text.append(door_benchmark(args, payload))
     if args.frames > 0:
         plan = BenchPlan(
             input=args.input,
@@ -89,6 +92,36 @@ def cmd_bench(args: argparse.Namespace) -> int:
             text.append(f"plot written to {args.plot}")
     emit(args, payload, "\n".join(text))
     return 0
+
+
+def door_benchmark(args: argparse.Namespace, payload: dict[str, Any]) -> str:
+    """Run edgeface.bench.door in its own process (its memory is the daemon's, not ours)."""
+    import subprocess
+
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edgeface.bench.door",
+            str(args.door_trials),
+            str(args.door_seconds),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise EdgefaceError("the door benchmark failed (see the messages above)")
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    payload["door"] = report
+    unlock, steady = report["unlock_latency_ms"], report["steady_10fps"]
+    return (
+        f"door: first frame with the enrolled face -> relay on: median {unlock['median']} ms, "
+        f"p95 {unlock['p95']} ms ({unlock['unlocked']}/{unlock['runs']} runs unlocked)\n"
+        f"door at 10 fps for {steady['seconds']} s: {steady['frames_per_second']} frames/s, "
+        f"CPU {steady['cpu_percent_of_one_core']} % of one core, peak RSS "
+        f"{steady['peak_rss_mb']} MB\n"
+    )
 
 
 def cmd_eval_lfw(args: argparse.Namespace) -> int:
@@ -313,6 +346,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--skip-models", action="store_true", help="no per-model table")
     bench.add_argument("--model-threads", default="1,2", help="thread counts for the model table")
     bench.add_argument("--repeat", type=int, default=30, help="timed runs per model")
+    bench.add_argument(
+        "--door", action="store_true", help="also the daemon: unlock latency, CPU, RSS"
+    )
+    bench.add_argument("--door-trials", type=int, default=5, help="unlock runs for --door")
+    bench.add_argument("--door-seconds", type=float, default=20.0, help="steady-load seconds")
     bench.add_argument("--json", action="store_true", help="print JSON")
     bench.set_defaults(func=cmd_bench)
 

@@ -42,3 +42,33 @@ def test_demo_unlocks_for_the_enrolled_person_only_and_publishes(tmp_path: Path)
     finally:
         listener.close()
         broker.kill()
+
+
+def test_bench_door_reports_unlock_latency_and_load() -> None:
+    sdist_photo_dir()
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edgeface",
+            "bench",
+            "--door",
+            "--door-trials",
+            "2",
+            "--door-seconds",
+            "3",
+            "--skip-models",
+            "--frames",
+            "0",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "EDGEFACE_DEMO_CACHE": str(cache_dir())},
+    )
+    assert result.returncode == 0, result.stderr
+    door = json.loads(result.stdout)["door"]
+    assert door["unlock_latency_ms"]["unlocked"] == 2
+    assert door["unlock_latency_ms"]["median"] > 0
+    assert door["steady_10fps"]["frames_per_second"] > 0 and door["steady_10fps"]["peak_rss_mb"] > 0

@@ -20,6 +20,7 @@ import signal
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -50,11 +51,14 @@ class FrameSlot:
         self._frame: tuple[int, float, np.ndarray] | None = None
         self._counter = 0
         self.ended = False
+        #: Wall-clock capture time of recent frames by number (for latency measurements).
+        self.captured_at: deque[tuple[int, float]] = deque(maxlen=512)
 
     def put(self, frame: np.ndarray) -> None:
         with self._lock:
             self._counter += 1
             self._frame = (self._counter, time.monotonic(), frame)
+            self.captured_at.append((self._counter, time.time()))
 
     def take(self) -> tuple[int, float, np.ndarray] | None:
         with self._lock:
