@@ -12,17 +12,12 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import tarfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-SDIST = "face_recognition==1.3.0"
-SDIST_FILE = "face_recognition-1.3.0.tar.gz"
-SDIST_IMAGES = "face_recognition-1.3.0/tests/test_images/"
+from edgeface.sample_photos import fetch_portraits
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("EDGEFACE_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
@@ -36,37 +31,7 @@ def cache_dir() -> Path:
 
 def sdist_photo_dir() -> Path:
     """Directory with the sdist's test images, downloading the sdist through pip if needed."""
-    target = cache_dir() / "face_recognition_test_images"
-    if (target / "obama.jpg").exists():
-        return target
-    archive = cache_dir() / SDIST_FILE
-    if not archive.exists():
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "download",
-                "--quiet",
-                "--no-deps",
-                "--no-binary",
-                ":all:",
-                SDIST,
-                "-d",
-                str(cache_dir()),
-            ],
-            check=True,
-        )
-    tmp = target.with_name(target.name + ".partial")
-    tmp.mkdir(exist_ok=True)
-    with tarfile.open(archive) as tar:
-        for member in tar.getmembers():
-            if member.isfile() and member.name.startswith(SDIST_IMAGES):
-                member.name = member.name[len(SDIST_IMAGES) :]
-                if "/" not in member.name:
-                    tar.extract(member, tmp, filter="data")
-    tmp.rename(target)
-    return target
+    return fetch_portraits(cache_dir(), cache_dir() / "face_recognition_test_images")
 
 
 def load_rgb(path: Path) -> np.ndarray:

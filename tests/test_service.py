@@ -16,9 +16,8 @@ from gpiozero.pins.mock import MockFactory
 
 from edgeface.bench.frames import letterbox
 from edgeface.config import CameraConfig, Config, MqttConfig, RecognitionConfig, RelayConfig
+from edgeface.door.demo import enrol
 from edgeface.door.service import DoorService
-from edgeface.pipeline import FacePipeline
-from edgeface.recognition.gallery import Gallery, GalleryStore
 from edgeface.vision.image_io import read_rgb
 
 PIN = 17
@@ -31,13 +30,6 @@ def make_clip(path: Path, photo_dir: Path, plan: list[tuple[str, int]]) -> None:
         for _ in range(count):
             writer.write(frame)
     writer.release()
-
-
-def enrol(gallery_path: Path, photo_dir: Path, name: str, photo: str) -> None:
-    faces = FacePipeline().analyse(read_rgb(photo_dir / photo))
-    gallery = Gallery()
-    gallery.add(name, faces[0].embedding, source=photo)  # type: ignore[arg-type]
-    GalleryStore(gallery_path).save(gallery)
 
 
 @pytest.fixture
@@ -63,7 +55,7 @@ def test_enrolled_person_unlocks_stranger_does_not(
     # A stranger (biden) for 1.5 s, then the enrolled person (a different photo of obama).
     make_clip(clip, photo_dir, [("biden.jpg", 15), ("obama2.jpg", 15)])
     gallery = tmp_path / "gallery.json"
-    enrol(gallery, photo_dir, "obama", "obama.jpg")
+    enrol(gallery, photo_dir / "obama.jpg", "obama")
     config = Config(
         device_id="front",
         state_dir=str(tmp_path / "state"),
@@ -148,7 +140,7 @@ def test_daemon_killed_during_an_unlock_reports_it_after_restart(
     clip = tmp_path / "door.avi"
     make_clip(clip, photo_dir, [("obama2.jpg", 600)])  # a minute of the enrolled person
     gallery = tmp_path / "gallery.json"
-    enrol(gallery, photo_dir, "obama", "obama.jpg")
+    enrol(gallery, photo_dir / "obama.jpg", "obama")
     config = tmp_path / "edgeface.yaml"
     config.write_text(
         f"device_id: front\nstate_dir: {tmp_path}/state\n"

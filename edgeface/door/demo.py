@@ -13,9 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
-import sys
-import tarfile
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -26,52 +23,16 @@ import numpy as np
 from edgeface.bench.frames import letterbox
 from edgeface.config import CameraConfig, Config, MqttConfig, RecognitionConfig, RelayConfig
 from edgeface.errors import EdgefaceError
+from edgeface.sample_photos import fetch_portraits
 from edgeface.vision.image_io import read_rgb
 
-SDIST = "face_recognition==1.3.0"
 MEMBERS = {"obama.jpg", "obama2.jpg", "biden.jpg"}
 DEMO_PIN = 17
 
 
 def demo_photos(cache: Path) -> Path:
     """The three portraits, fetched once with pip (from PyPI, like edgeface itself)."""
-    folder = cache / "portraits"
-    if all((folder / name).exists() for name in MEMBERS):
-        return folder
-    cache.mkdir(parents=True, exist_ok=True)
-    archive = cache / "face_recognition-1.3.0.tar.gz"
-    if not archive.exists():
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "download",
-                "--quiet",
-                "--no-deps",
-                "--no-binary",
-                ":all:",
-                SDIST,
-                "-d",
-                str(cache),
-            ],
-            capture_output=True,
-            text=True,
-        )
-        if result.returncode != 0 or not archive.exists():
-            raise EdgefaceError(
-                f"could not fetch the demo portraits ({SDIST} from PyPI): "
-                + (result.stderr.strip().splitlines() or ["no output"])[-1]
-            )
-    folder.mkdir(exist_ok=True)
-    with tarfile.open(archive) as tar:
-        for member in tar.getmembers():
-            name = member.name.rsplit("/", 1)[-1]
-            if "/tests/test_images/" in member.name and name in MEMBERS:
-                source = tar.extractfile(member)
-                if source is not None:
-                    (folder / name).write_bytes(source.read())
-    return folder
+    return fetch_portraits(cache, cache / "portraits", MEMBERS)
 
 
 def build_clip(
