@@ -154,3 +154,54 @@ def test_run_with_invalid_config_exits_with_the_reason(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "relay.pin (line 2): expected a whole number" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_sighup_with_a_broken_config_keeps_the_daemon_running(tmp_path: Path) -> None:
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    config = tmp_path / "edgeface.yaml"
+    config.write_text(
+        f"state_dir: {tmp_path}/state\ncamera:\n  source: /dev/video97\n"
+        f"recognition:\n  gallery: {tmp_path}/none.json\nrelay:\n  pin_factory: mock\n"
+    )
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "edgeface", "run", "--config", str(config), "--print-events"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert daemon.stdout is not None
+    assert json.loads(daemon.stdout.readline())["event_type"] == "camera_lost"
+    config.write_text("recognition:\n  threshold: strict\n")  # an installer's typo
+    daemon.send_signal(signal.SIGHUP)
+    refused = json.loads(daemon.stdout.readline())
+    assert refused["event_type"] == "error"
+    assert "reload refused" in refused["detail"]
+    assert "recognition.threshold (line 2)" in refused["detail"]
+    assert daemon.poll() is None  # still running on the old configuration
+    daemon.send_signal(signal.SIGTERM)
+    assert daemon.wait(timeout=20) == 0
+
+
+def test_run_with_a_missing_model_names_the_file(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    config = tmp_path / "edgeface.yaml"
+    config.write_text(f"state_dir: {tmp_path}/state\nrelay:\n  pin_factory: mock\n")
+    empty = tmp_path / "models"
+    empty.mkdir()
+    result = subprocess.run(
+        [sys.executable, "-m", "edgeface", "run", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "EDGEFACE_MODELS_DIR": str(empty)},
+    )
+    assert result.returncode == 2
+    assert "manifest" in result.stderr or ".tflite" in result.stderr
+    assert "Traceback" not in result.stderr

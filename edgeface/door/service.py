@@ -106,6 +106,16 @@ class DoorService:
             state_dir=self.state_dir,
             pin_factory=factory,
         )
+        try:
+            self._set_up(config, factory)
+        except BaseException:
+            self.relay.close()  # whatever failed, the door is left driven locked
+            raise
+
+    def _set_up(self, config: Config, factory: Any) -> None:
+        """Everything after the relay (contact, MQTT, models, gallery), so that a failure here
+        (a missing model, an unreadable gallery) still closes the relay."""
+        r = config.relay
         # Optional door contact: a reed switch to ground, closed (pin low) while the door is shut.
         self.contact: Any = None
         if r.door_contact_pin is not None:
