@@ -451,29 +451,15 @@ def run_tflite(interp: Any, x: np.ndarray) -> dict[int, np.ndarray]:
 
 
 def delegation(interp: Any) -> dict[str, Any]:
-    """How the graph was split: DELEGATE nodes and ops left on the TFLite kernels.
+    """How the graph was split (edgeface.runtime.delegation_report), plus the op kinds."""
+    from edgeface.runtime import delegation_report
 
-    After ``allocate_tensors`` the op list holds the original nodes plus one DELEGATE node per
-    XNNPACK partition; an original node whose output feeds a DELEGATE, consumes a DELEGATE's
-    output or is a graph output not produced by a DELEGATE runs outside XNNPACK.
-    """
+    partitions, outside = delegation_report(interp)
     ops = interp._get_ops_details()
-    delegates = [op for op in ops if op["op_name"] == "DELEGATE"]
-    into = {int(t) for op in delegates for t in op["inputs"]}
-    out_of = {int(t) for op in delegates for t in op["outputs"]}
-    graph_outputs = {int(d["index"]) for d in interp.get_output_details()}
-    outside = []
-    for op in ops:
-        if op["op_name"] == "DELEGATE":
-            continue
-        outs = {int(t) for t in op["outputs"]}
-        ins = {int(t) for t in op["inputs"]}
-        if outs & into or ins & out_of or (outs & graph_outputs) - out_of:
-            outside.append(op["op_name"])
-    if not delegates:
+    if not partitions:
         outside = [op["op_name"] for op in ops]
     return {
-        "partitions": len(delegates),
+        "partitions": partitions,
         "ops": sorted({op["op_name"] for op in ops if op["op_name"] != "DELEGATE"}),
         "outside_delegate": outside,
     }
