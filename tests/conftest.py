@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from broker import Broker
 from photos import SHARED_DATA, sdist_photo_dir
 
 
@@ -20,3 +22,15 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "lfw" / "pairs.txt").exists():
         pytest.skip(f"shared face data not found at {SHARED_DATA} (set EDGEFACE_SHARED_DATA)")
     return SHARED_DATA
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    """A real mosquitto on a free loopback port, always stopped afterwards."""
+    folder = tmp_path / "broker"
+    folder.mkdir()
+    server = Broker(folder).start()
+    try:
+        yield server
+    finally:
+        server.kill()

@@ -6,16 +6,13 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 from broker import Broker, Listener
 from photos import cache_dir, sdist_photo_dir
 
 
-def test_demo_unlocks_for_the_enrolled_person_only_and_publishes(tmp_path: Path) -> None:
+def test_demo_unlocks_for_the_enrolled_person_only_and_publishes(broker: Broker) -> None:
     sdist_photo_dir()  # the sdist tarball the demo uses is already in the test cache
-    (tmp_path / "broker").mkdir()
-    broker = Broker(tmp_path / "broker").start()
     listener = Listener(broker.port)
     try:
         result = subprocess.run(
@@ -41,7 +38,6 @@ def test_demo_unlocks_for_the_enrolled_person_only_and_publishes(tmp_path: Path)
         )
     finally:
         listener.close()
-        broker.kill()
 
 
 def test_bench_door_reports_unlock_latency_and_load() -> None:

@@ -10,22 +10,13 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from broker import Broker, Listener
 
 from edgeface.config import MqttConfig
 from edgeface.door.mqtt import DoorMqtt
 from edgeface.door.outbox import Outbox
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Broker]:
-    server = Broker(tmp_path).start()
-    yield server
-    server.kill()
 
 
 def door(port: int, tmp_path: Path, **extra: object) -> DoorMqtt:

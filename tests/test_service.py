@@ -46,10 +46,8 @@ def run(service: DoorService) -> int:
 
 
 def test_enrolled_person_unlocks_stranger_does_not(
-    tmp_path: Path, photo_dir: Path, factory: MockFactory
+    tmp_path: Path, photo_dir: Path, factory: MockFactory, broker: Broker
 ) -> None:
-    (tmp_path / "broker").mkdir()
-    broker = Broker(tmp_path / "broker").start()
     listener = Listener(broker.port)
     clip = tmp_path / "door.avi"
     # A stranger (biden) for 1.5 s, then the enrolled person (a different photo of obama).
@@ -99,7 +97,6 @@ def test_enrolled_person_unlocks_stranger_does_not(
     assert listener.payloads("edgeface/front/availability")[-1] == b"offline"  # clean stop
     assert any(t.startswith("homeassistant/") for t, _, _ in listener.messages)
     listener.close()
-    broker.kill()
 
 
 def test_missing_camera_keeps_the_door_locked_and_reports_it(
@@ -173,10 +170,8 @@ def test_daemon_killed_during_an_unlock_reports_it_after_restart(
 
 @pytest.mark.parametrize("enabled", [True, False])
 def test_remote_unlock_needs_the_shared_secret(
-    tmp_path: Path, factory: MockFactory, enabled: bool
+    tmp_path: Path, factory: MockFactory, enabled: bool, broker: Broker
 ) -> None:
-    (tmp_path / "broker").mkdir()
-    broker = Broker(tmp_path / "broker").start()
     listener = Listener(broker.port)
     mqtt_config = MqttConfig(
         enabled=True,
@@ -222,7 +217,6 @@ def test_remote_unlock_needs_the_shared_secret(
         assert "unlocked" not in kinds and "remote_unlock_refused" not in kinds
         assert all(s.state is False for s in factory.pin(PIN).states)
     listener.close()
-    broker.kill()
 
 
 def test_door_contact_is_reported(tmp_path: Path, factory: MockFactory) -> None:
