@@ -76,7 +76,8 @@ class DoorMqtt:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._acked = threading.Event()
-        self._inflight_mid: int | None = None
+        self._acks_lock = threading.Lock()
+        self._acked_mids: set[int] = set()
         self._lock = threading.Lock()
         self.client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
@@ -160,7 +161,6 @@ class DoorMqtt:
             self.publish_discovery()
         if self.config.remote_unlock:
             client.subscribe(self.topic("command", "#"), qos=1)
-        self._inflight_mid = None
         self.connected.set()
         self._wake.set()
 
@@ -170,12 +170,12 @@ class DoorMqtt:
         if self.connected.is_set():
             log.warning("mqtt: disconnected (%s); events are kept in the outbox", reason)
         self.connected.clear()
-        self._acked.set()  # release a drain waiting for a PUBACK that will not come
 
     def _on_publish(
         self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, properties: Any
     ) -> None:
-        if mid == self._inflight_mid:
+        with self._acks_lock:
+            self._acked_mids.add(mid)
             self._acked.set()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
@@ -188,6 +188,13 @@ class DoorMqtt:
 
     # ----- the outbox drain -------------------------------------------------------------------
     def _drain(self) -> None:
+        """Publish the oldest stored event, wait for its PUBACK, forget it, repeat.
+
+        Once handed to paho, an event is never published again by this loop: paho keeps an
+        unacknowledged QoS 1 message and re-sends it itself after a reconnect, so publishing it
+        a second time would deliver it twice. Only a restart of the daemon sends it anew (from
+        the outbox) — the one case in which a consumer may see a repeat, recognisable by ``seq``.
+        """
         while not self._stop.is_set():
             self._wake.wait(timeout=1.0)
             self._wake.clear()
@@ -196,14 +203,23 @@ class DoorMqtt:
                 if not pending:
                     break
                 event = pending[0]
-                self._acked.clear()
+                with self._acks_lock:  # never held across a paho call (paho holds its own
+                    self._acked_mids.clear()  # locks while it runs on_publish)
+                    self._acked.clear()
                 info = self.client.publish(event.topic, event.payload, qos=1, retain=event.retain)
-                self._inflight_mid = info.mid
-                if info.rc != mqtt.MQTT_ERR_SUCCESS:
-                    break  # not connected after all; wait for on_connect
-                if not self._acked.wait(timeout=10.0) or not self.connected.is_set():
-                    break  # no PUBACK: the event stays and is sent again after reconnecting
+                if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+                    log.error("mqtt: publish failed (%s); will retry", mqtt.error_string(info.rc))
+                    break
+                while not self._is_acked(info.mid):
+                    self._acked.wait(timeout=0.5)
+                    if self._stop.is_set():
+                        return  # still in the outbox: sent again after the next start
                 self.outbox.acknowledge(event.seq)
+
+    def _is_acked(self, mid: int) -> bool:
+        with self._acks_lock:
+            self._acked.clear()
+            return mid in self._acked_mids
 
     # ----- Home Assistant discovery -----------------------------------------------------------
     def discovery_messages(self) -> dict[str, dict[str, Any]]:
