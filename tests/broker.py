@@ -28,10 +28,69 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def make_certificates(folder: Path) -> Path:
+    """A throwaway CA and a server certificate for 127.0.0.1 (openssl CLI); returns the CA."""
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+    ca_key, ca = folder / "ca.key", folder / "ca.crt"
+    openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        str(ca_key),
+        "-out",
+        str(ca),
+        "-days",
+        "2",
+        "-subj",
+        "/CN=edgeface test CA",
+    )
+    key, csr, cert = folder / "server.key", folder / "server.csr", folder / "server.crt"
+    openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        str(key),
+        "-out",
+        str(csr),
+        "-subj",
+        "/CN=127.0.0.1",
+    )
+    extensions = folder / "san.cnf"
+    extensions.write_text("subjectAltName=IP:127.0.0.1\n")
+    openssl(
+        "x509",
+        "-req",
+        "-in",
+        str(csr),
+        "-CA",
+        str(ca),
+        "-CAkey",
+        str(ca_key),
+        "-CAcreateserial",
+        "-out",
+        str(cert),
+        "-days",
+        "2",
+        "-extfile",
+        str(extensions),
+    )
+    return ca
+
+
 class Broker:
     """One mosquitto process; ``stop``/``start`` keep the port and the persistence file."""
 
-    def __init__(self, workdir: Path, users: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, workdir: Path, users: dict[str, str] | None = None, tls: bool = False
+    ) -> None:
         if not Path(MOSQUITTO).exists():
             pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
         self.workdir = workdir
@@ -47,6 +106,13 @@ class Broker:
             # Started as root, mosquitto drops to the 'mosquitto' user, which cannot read
             # pytest's private temporary directory (persistence, password file).
             lines.append("user root")
+        if tls:
+            self.ca_file = make_certificates(workdir)
+            lines += [
+                f"cafile {workdir / 'ca.crt'}",
+                f"certfile {workdir / 'server.crt'}",
+                f"keyfile {workdir / 'server.key'}",
+            ]
         if users:
             password_file = workdir / "passwords"
             password_file.write_text("")

@@ -170,3 +170,27 @@ def test_password_protected_broker(tmp_path: Path) -> None:
         listener.close()
     finally:
         broker.kill()
+
+
+def test_tls_broker_with_a_private_ca(tmp_path: Path) -> None:
+    broker = Broker(tmp_path, tls=True).start()
+    try:
+        client = door(broker.port, tmp_path / "ok", tls=True, ca_file=str(broker.ca_file))
+        client.start()
+        assert client.connected.wait(10), "TLS connection with the private CA failed"
+        client.event("locked")
+        deadline = time.monotonic() + 10
+        while len(client.outbox) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(client.outbox) == 0  # the broker acknowledged it over TLS
+        client.stop()
+
+        # Without the CA the broker's certificate is not trusted: no connection, event kept.
+        untrusted = door(broker.port, tmp_path / "untrusted", tls=True)
+        untrusted.start()
+        untrusted.event("locked")
+        time.sleep(1.5)
+        assert not untrusted.connected.is_set() and len(untrusted.outbox) == 1
+        untrusted.stop(timeout=0.5)
+    finally:
+        broker.kill()
