@@ -70,6 +70,8 @@ class RecognitionConfig:
     #: One "unknown" event per track, then at most one per this many seconds for that track.
     unknown_repeat_seconds: float = 30.0
     gallery: str = "/var/lib/edgeface/gallery.json"
+    #: Per-identity access windows (edgeface.door.schedules); people not listed: any time.
+    schedules: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -184,6 +186,16 @@ def _convert(kind: Any, node: yaml.Node, name: str, source: str) -> Any:
             choices = ", ".join(repr(a) for a in get_args(kind))
             raise ConfigError(f"{where}: {value!r} is not one of {choices}")
         return value
+    if origin is dict:
+        if not isinstance(node, yaml.MappingNode):
+            raise ConfigError(f"{where}: expected a mapping")
+        _, value_kind = get_args(kind)
+        return {
+            str(key.value): _convert(value_kind, value, f"{name}.{key.value}", source)
+            for key, value in node.value
+        }
+    if kind is Any:
+        return yaml.safe_load(yaml.serialize(node))
     if origin is list:
         if not isinstance(node, yaml.SequenceNode):
             raise ConfigError(f"{where}: expected a list")
@@ -247,6 +259,12 @@ def _check_consistency(config: Config, source: str) -> None:
         raise ConfigError(
             f"{source}: recognition.confirm_votes must be between 1 and recognition.confirm_window"
         )
+    try:
+        from edgeface.door.schedules import AccessSchedule
+
+        AccessSchedule.from_config(rec.schedules)
+    except ValueError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
     if m.remote_unlock and not m.remote_unlock_secret:
         raise ConfigError(
             f"{source}: mqtt.remote_unlock is on but mqtt.remote_unlock_secret is empty; "

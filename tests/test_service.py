@@ -244,3 +244,32 @@ def test_door_contact_is_reported(tmp_path: Path, factory: MockFactory) -> None:
     assert asyncio.run(scenario()) == 0
     door = [e["event_type"] for e in events if str(e["event_type"]).startswith("door_")]
     assert door == ["door_closed", "door_opened"]
+
+
+def test_recognised_person_outside_their_schedule_is_denied(
+    tmp_path: Path, photo_dir: Path, factory: MockFactory
+) -> None:
+    import datetime
+
+    clip = tmp_path / "door.avi"
+    make_clip(clip, photo_dir, [("obama2.jpg", 15)])
+    gallery = tmp_path / "gallery.json"
+    enrol(gallery, photo_dir / "obama.jpg", "obama")
+    # A window that is certainly not now: one minute, on a day that is not today.
+    other_day = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"][
+        (datetime.datetime.now().weekday() + 3) % 7
+    ]
+    config = Config(
+        state_dir=str(tmp_path / "state"),
+        camera=CameraConfig(source=str(clip), loop=False, max_fps=10),
+        recognition=RecognitionConfig(
+            gallery=str(gallery),
+            schedules={"obama": [{"days": [other_day], "from": "03:00", "to": "03:01"}]},
+        ),
+        relay=RelayConfig(pin=PIN, unlock_seconds=0.3),
+    )
+    events: list[dict[str, object]] = []
+    assert run(DoorService(config, pin_factory=factory, on_event=events.append)) == 0
+    kinds = [e["event_type"] for e in events]
+    assert "recognised" in kinds and "denied" in kinds and "unlocked" not in kinds
+    assert all(s.state is False for s in factory.pin(PIN).states)

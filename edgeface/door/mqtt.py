@@ -50,6 +50,7 @@ EVENT_TYPES = (
     "gallery_updated",
     "config_reloaded",
     "remote_unlock_refused",
+    "denied",
     "error",
 )
 

@@ -32,6 +32,7 @@ from edgeface.config import Config, ConfigError, load_config
 from edgeface.door.mqtt import DoorMqtt
 from edgeface.door.outbox import Outbox
 from edgeface.door.relay import DoorRelay
+from edgeface.door.schedules import AccessSchedule
 from edgeface.door.sources import FrameSource, SourceError, open_source
 from edgeface.door.systemd import SystemdNotifier, watchdog_interval
 from edgeface.door.tracker import FaceTracker
@@ -143,6 +144,7 @@ class DoorService:
             )
         )
         self.matcher = self._load_matcher(config)
+        self.schedule = AccessSchedule.from_config(config.recognition.schedules)
         self.tracker = FaceTracker(window=config.recognition.confirm_window)
         self.slot = FrameSlot()
         self.stop_requested = asyncio.Event()
@@ -338,6 +340,9 @@ class DoorService:
         )
         if self.mqtt:
             self.mqtt.state("last_person", identity)
+        if not self.schedule.allows(identity):
+            self.emit("denied", track=track, identity=identity, reason="outside schedule")
+            return
         if self.relay.unlock(identity=identity):
             self.emit(
                 "unlocked",
@@ -378,6 +383,7 @@ class DoorService:
             if self.config_path is not None:
                 fresh = load_config(self.config_path)
                 self.config = replace(self.config, recognition=fresh.recognition)
+                self.schedule = AccessSchedule.from_config(fresh.recognition.schedules)
             self.matcher = self._load_matcher(self.config)
             self.emit("config_reloaded", gallery_identities=len(self.matcher.names))
         except EdgefaceError as exc:
