@@ -106,6 +106,16 @@ class MqttConfig:
 
 
 @dataclass
+class SnapshotConfig:
+    #: Store the aligned face chip of recognised / unknown / denied events (privacy: off).
+    enabled: bool = False
+    #: Folder for the JPEGs (null = <state_dir>/snapshots).
+    folder: str | None = None
+    #: Delete snapshots older than this many days.
+    retention_days: float = 7.0
+
+
+@dataclass
 class Config:
     device_id: str = "door"
     state_dir: str = "/var/lib/edgeface"
@@ -115,6 +125,7 @@ class Config:
     recognition: RecognitionConfig = field(default_factory=RecognitionConfig)
     relay: RelayConfig = field(default_factory=RelayConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
+    snapshots: SnapshotConfig = field(default_factory=SnapshotConfig)
 
 
 # ----- loading ---------------------------------------------------------------------------------
@@ -265,6 +276,8 @@ def _check_consistency(config: Config, source: str) -> None:
         AccessSchedule.from_config(rec.schedules)
     except ValueError as exc:
         raise ConfigError(f"{source}: {exc}") from None
+    if config.snapshots.retention_days <= 0:
+        raise ConfigError(f"{source}: snapshots.retention_days must be positive")
     if m.remote_unlock and not m.remote_unlock_secret:
         raise ConfigError(
             f"{source}: mqtt.remote_unlock is on but mqtt.remote_unlock_secret is empty; "

@@ -273,3 +273,41 @@ def test_recognised_person_outside_their_schedule_is_denied(
     kinds = [e["event_type"] for e in events]
     assert "recognised" in kinds and "denied" in kinds and "unlocked" not in kinds
     assert all(s.state is False for s in factory.pin(PIN).states)
+
+
+@pytest.mark.parametrize("enabled", [False, True])
+def test_face_snapshots_only_when_configured_and_pruned(
+    tmp_path: Path, photo_dir: Path, factory: MockFactory, enabled: bool
+) -> None:
+    import os
+    import time
+
+    from edgeface.config import SnapshotConfig
+
+    clip = tmp_path / "door.avi"
+    make_clip(clip, photo_dir, [("biden.jpg", 10), ("obama2.jpg", 10)])
+    gallery = tmp_path / "gallery.json"
+    enrol(gallery, photo_dir / "obama.jpg", "obama")
+    folder = tmp_path / "state" / "snapshots"
+    folder.mkdir(parents=True)
+    stale = folder / "20200101T000000-unknown-track1.jpg"
+    stale.write_bytes(b"old")
+    eight_days_ago = time.time() - 8 * 86400
+    os.utime(stale, (eight_days_ago, eight_days_ago))
+    config = Config(
+        state_dir=str(tmp_path / "state"),
+        camera=CameraConfig(source=str(clip), loop=False, max_fps=10),
+        recognition=RecognitionConfig(gallery=str(gallery)),
+        relay=RelayConfig(pin=PIN, unlock_seconds=0.2),
+        snapshots=SnapshotConfig(enabled=enabled, retention_days=7),
+    )
+    assert run(DoorService(config, pin_factory=factory)) == 0
+    images = sorted(p.name for p in (tmp_path / "state").rglob("*.jpg"))
+    if not enabled:
+        assert images == [stale.name]  # nothing new written (and nothing deleted either)
+    else:
+        assert stale.name not in images  # past retention: pruned at start-up
+        kinds = {name.split("-")[1] for name in images}
+        assert kinds == {"unknown", "recognised"}
+        chip = cv2.imread(str(folder / images[0]))
+        assert chip.shape == (150, 150, 3)  # the aligned face, not the frame

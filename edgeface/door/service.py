@@ -33,6 +33,7 @@ from edgeface.door.mqtt import DoorMqtt
 from edgeface.door.outbox import Outbox
 from edgeface.door.relay import DoorRelay
 from edgeface.door.schedules import AccessSchedule
+from edgeface.door.snapshots import SnapshotStore
 from edgeface.door.sources import FrameSource, SourceError, open_source
 from edgeface.door.systemd import SystemdNotifier, watchdog_interval
 from edgeface.door.tracker import FaceTracker
@@ -145,6 +146,10 @@ class DoorService:
         )
         self.matcher = self._load_matcher(config)
         self.schedule = AccessSchedule.from_config(config.recognition.schedules)
+        self.snapshots: SnapshotStore | None = None
+        if config.snapshots.enabled:
+            folder = config.snapshots.folder or str(self.state_dir / "snapshots")
+            self.snapshots = SnapshotStore(Path(folder), config.snapshots.retention_days)
         self.tracker = FaceTracker(window=config.recognition.confirm_window)
         self.slot = FrameSlot()
         self.stop_requested = asyncio.Event()
@@ -306,6 +311,7 @@ class DoorService:
             for (face, track), match in zip(scored, matches, strict=True):
                 confirmed = track.vote(match.identity, rec.confirm_votes)
                 if confirmed:
+                    self._snapshot(face.chip, "recognised", track.id)
                     self._recognised(
                         track.id,
                         confirmed,
@@ -318,6 +324,7 @@ class DoorService:
                     or now - track.unknown_reported_at >= rec.unknown_repeat_seconds
                 ):
                     track.unknown_reported_at = now
+                    self._snapshot(face.chip, "unknown", track.id)
                     self.emit(
                         "unknown",
                         track=track.id,
@@ -327,6 +334,10 @@ class DoorService:
                     )
             self.frames_done += 1
             self._fps = self.frames_done / max(now - started, 1e-6)
+
+    def _snapshot(self, chip: np.ndarray, event_type: str, track: int) -> None:
+        if self.snapshots is not None:
+            self.snapshots.save(chip, event_type, track)
 
     def _recognised(
         self, track: int, identity: str, distance: float, detector: str, latency: float
