@@ -312,7 +312,28 @@ def build_parser() -> argparse.ArgumentParser:
     remove = gallery_actions.add_parser("remove", parents=[gallery_option], help="remove a person")
     remove.add_argument("name")
     remove.add_argument("--json", action="store_true", help="print JSON")
+    export = gallery_actions.add_parser("export", parents=[gallery_option], help="write it out")
+    export.add_argument("--out", default="-", help="file (default: standard output)")
+    importer = gallery_actions.add_parser(
+        "import", parents=[gallery_option], help="merge a gallery file in (validated, atomic)"
+    )
+    importer.add_argument("file")
+    importer.add_argument("--json", action="store_true", help="print JSON")
+    differ = gallery_actions.add_parser(
+        "diff", parents=[gallery_option], help="compare with a file"
+    )
+    differ.add_argument("other")
+    differ.add_argument("--json", action="store_true", help="print JSON")
     gallery.set_defaults(func=recognition.cmd_gallery)
+
+    keys = commands.add_parser("keys", help="signing keys for gallery pushes")
+    key_actions = keys.add_subparsers(dest="action", metavar="ACTION", required=True)
+    generate = key_actions.add_parser("generate", help="write a new shared HMAC key")
+    generate.add_argument("--out", required=True, help="key file (written with mode 0600)")
+    generate.add_argument("--id", default="k1", help="key id the pushes will name")
+    generate.add_argument("--force", action="store_true", help="replace an existing file")
+    generate.add_argument("--json", action="store_true", help="print JSON")
+    keys.set_defaults(func=recognition.cmd_keys)
 
     run = commands.add_parser("run", help="run the door daemon")
     run.add_argument("--config", required=True, help="YAML configuration file")

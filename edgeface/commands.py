@@ -9,6 +9,7 @@ people, no face, enrolment refused), 2 an error the user must fix (unreadable fi
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -21,7 +22,7 @@ from edgeface.errors import EdgefaceError
 from edgeface.model_files import MODEL_FILES, manifest
 from edgeface.output import emit
 from edgeface.pipeline import Face, FacePipeline, PipelineSettings
-from edgeface.recognition.gallery import GalleryStore
+from edgeface.recognition.gallery import Gallery, GalleryStore
 from edgeface.recognition.matcher import DEFAULT_MARGIN, DEFAULT_THRESHOLD, Matcher, verify
 from edgeface.vision.image_io import read_rgb
 from edgeface.vision.quality import ENROLMENT, RECOGNITION
@@ -269,9 +270,81 @@ def cmd_identify(args: argparse.Namespace) -> int:
 # ----- gallery --------------------------------------------------------------------------------
 
 
+def load_gallery_file(path: Path) -> Gallery:
+    """A gallery document from a file (export format), validated."""
+    try:
+        data = json.loads(path.read_text())
+    except OSError as exc:
+        raise EdgefaceError(f"cannot read {path}: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise EdgefaceError(f"{path} is not valid JSON (line {exc.lineno}): {exc.msg}") from None
+    return Gallery.from_dict(data, str(path))
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    """``edgeface keys generate``: a new shared key for signing gallery pushes (HMAC-SHA256)."""
+    from edgeface.recognition.push import generate_key
+
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise EdgefaceError(f"{out} exists; use --force to replace it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(generate_key() + "\n")
+    os.chmod(out, 0o600)
+    emit(
+        args,
+        {"key_id": args.id, "file": str(out)},
+        f"key {args.id!r} written to {out} (mode 0600); give the same file to every door "
+        "that should accept pushes signed with it",
+    )
+    return 0
+
+
 def cmd_gallery(args: argparse.Namespace) -> int:
     store = GalleryStore(args.gallery)
     gallery = store.load()
+    if args.action == "export":
+        text = json.dumps(gallery.to_dict(), indent=1)
+        if args.out == "-":
+            sys.stdout.write(text + "\n")
+        else:
+            Path(args.out).write_text(text + "\n")
+            print(f"exported {len(gallery.identities)} identities, version {gallery.version}")
+        return 0
+    if args.action == "import":
+        incoming = load_gallery_file(Path(args.file))
+        for name, identity in incoming.identities.items():
+            gallery.identities[name] = identity
+        version = store.save(gallery)
+        emit(
+            args,
+            {"imported": sorted(incoming.identities), "gallery_version": version},
+            f"imported {len(incoming.identities)} identities; gallery version {version}",
+        )
+        return 0
+    if args.action == "diff":
+        other = load_gallery_file(Path(args.other))
+        added = sorted(set(other.identities) - set(gallery.identities))
+        removed = sorted(set(gallery.identities) - set(other.identities))
+        changed = sorted(
+            n
+            for n in set(gallery.identities) & set(other.identities)
+            if [e.tobytes() for e in gallery.identities[n].embeddings]
+            != [e.tobytes() for e in other.identities[n].embeddings]
+        )
+        emit(
+            args,
+            {"added": added, "removed": removed, "changed": changed},
+            "\n".join(
+                [f"+ {n}" for n in added]
+                + [f"- {n}" for n in removed]
+                + [f"~ {n}" for n in changed]
+            )
+            or "no differences",
+        )
+        return 0 if not (added or removed or changed) else 1
     if args.action == "remove":
         gallery.remove(args.name)
         version = store.save(gallery)

@@ -198,9 +198,11 @@ class GalleryStore:
             )
         return gallery
 
-    def save(self, gallery: Gallery) -> int:
-        """Write ``gallery`` as the next version; returns that version number."""
-        gallery.version += 1
+    def save(self, gallery: Gallery, bump: bool = True) -> int:
+        """Write ``gallery`` (as the next version, or with its own version when ``bump`` is
+        False — a push carries the version it was signed with); returns that version."""
+        if bump:
+            gallery.version += 1
         gallery.embedder = gallery.embedder or self.embedder
         self.path.parent.mkdir(parents=True, exist_ok=True)
         payload = json.dumps(gallery.to_dict(), indent=1).encode()

@@ -8,10 +8,13 @@ two-core board: in a profiled prototype that glue was half of the frame time, so
 whole-frame float copies, does one ``cv2.resize`` per crop and never builds all-pairs matrices
 larger than a few hundred boxes.
 
-Model conventions (see ``models/README.md``): inputs are RGB pixel values 0..255 (uint8 for the
-int8 models, float32 for the fp32 ones, the ``(x - 127.5) / 128`` normalisation is inside the
-graph); outputs are float32 box offsets, landmark offsets and the two class logits (no softmax
-in the graph, because int8 SOFTMAX is not delegated to XNNPACK).
+Model conventions (see ``models/README.md``): inputs are RGB pixel values — int8 ``pixel - 128``
+for the int8 models (input scale 1, zero point -128, so the whole graph runs in XNNPACK with no
+QUANTIZE op in front), float32 0..255 for the fp32 ones; the ``(x - 127.5) / 128``
+normalisation is inside the graph. Callers always pass uint8 RGB: ``_Net`` writes the pixels
+straight into the interpreter's input tensor, flipping the top bit on the way for int8 (exact,
+one pass, no temporary array). Outputs are float32 box offsets, landmark offsets and the two
+class logits (no softmax in the graph, because int8 SOFTMAX is not delegated to XNNPACK).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import numpy as np
 
 from edgeface.errors import ImageError, ModelLoadError
 from edgeface.model_files import MODEL_FILES, verify_model_file
-from edgeface.runtime import load_interpreter, pixels_as_input
+from edgeface.runtime import load_interpreter
 from edgeface.vision.detection import Detection
 
 #: P-Net looks at 12×12 windows with a stride of 2 pixels (one 2×2 max-pool).
@@ -160,15 +163,21 @@ class Octaves:
         k = math.floor(math.log2(1.0 / scale) + 1e-9) if scale < 1.0 else 0
         return min(max(k, 0), len(self.levels) - 1)
 
-    def resized(self, scale: float) -> tuple[np.ndarray, float, float]:
-        """The frame scaled by ``scale``, and the exact x and y scales the result has."""
+    def plan(self, scale: float) -> tuple[np.ndarray, int, int, float, float]:
+        """How :meth:`resized` makes the frame scaled by ``scale``: the octave to resize, the
+        target width and height, and the exact x and y scales the result has."""
         frame = self.levels[0]
         h = math.ceil(frame.shape[0] * scale)
         w = math.ceil(frame.shape[1] * scale)
         k = self.pick(scale)
         source = self.levels[k]
+        return source, w, h, w / (source.shape[1] << k), h / (source.shape[0] << k)
+
+    def resized(self, scale: float) -> tuple[np.ndarray, float, float]:
+        """The frame scaled by ``scale``, and the exact x and y scales the result has."""
+        source, w, h, sx, sy = self.plan(scale)
         image = cv2.resize(source, (w, h), interpolation=cv2.INTER_LINEAR)
-        return image, w / (source.shape[1] << k), h / (source.shape[0] << k)
+        return image, sx, sy
 
 
 def crop_batch(octaves: Octaves, boxes: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -220,13 +229,43 @@ class _Net:
         }
 
     def run(self, batch: np.ndarray) -> dict[int, np.ndarray]:
-        """Invoke on ``batch`` (uint8 pixels); returns outputs keyed by last dimension."""
+        """Invoke on ``batch`` (uint8 RGB pixels); returns outputs keyed by last dimension.
+
+        The pixels go straight into the interpreter's input tensor: for int8 models as
+        ``pixel - 128`` (top bit flipped while copying: exact, one pass, no temporary array),
+        for fp32 models converted to float while copying.
+        """
         if len(batch) != self.batch:
             self.interpreter.resize_tensor_input(self.input_index, batch.shape)
             self.interpreter.allocate_tensors()
             self.batch = len(batch)
-        batch = pixels_as_input(batch, self.input_dtype)
-        self.interpreter.set_tensor(self.input_index, batch)
+        tensor = self.interpreter.tensor(self.input_index)()
+        if self.input_dtype == np.int8:
+            np.bitwise_xor(batch, np.uint8(0x80), out=tensor.view(np.uint8))
+        else:
+            np.copyto(tensor, batch, casting="safe")
+        del tensor  # the interpreter refuses to run while a view of its memory is alive
+        return self._invoke()
+
+    def run_resized(self, source: np.ndarray, width: int, height: int) -> dict[int, np.ndarray]:
+        """Invoke on ``source`` (uint8 RGB) bilinearly resized to ``width × height``.
+
+        For the int8 models the resize writes into the input tensor itself and the top bit is
+        flipped there, so a pyramid level costs no array of its own and no extra copy. The
+        interpreter must already have the ``[1, height, width, 3]`` input shape.
+        """
+        if self.input_dtype != np.int8:
+            image = cv2.resize(source, (width, height), interpolation=cv2.INTER_LINEAR)
+            return self.run(image[None])
+        pixels = self.interpreter.tensor(self.input_index)()[0].view(np.uint8)
+        if pixels.shape != (height, width, 3):  # cv2 would silently resize into a new array
+            raise ValueError(f"P-Net input is {pixels.shape}, not {(height, width, 3)}")
+        cv2.resize(source, (width, height), dst=pixels, interpolation=cv2.INTER_LINEAR)
+        np.bitwise_xor(pixels, np.uint8(0x80), out=pixels)
+        del pixels
+        return self._invoke()
+
+    def _invoke(self) -> dict[int, np.ndarray]:
         self.interpreter.invoke()
         return {k: self.interpreter.get_tensor(i) for k, i in self.outputs.items()}
 
@@ -338,8 +377,8 @@ class MtcnnDetector:
         scores: list[np.ndarray] = []
         offsets: list[np.ndarray] = []
         for scale in self.scales(*octaves.levels[0].shape[:2]):
-            level, sx, sy = octaves.resized(scale)
-            out = self._pnet_for(*level.shape[:2]).run(level[None])
+            source, w, h, sx, sy = octaves.plan(scale)
+            out = self._pnet_for(h, w).run_resized(source, w, h)
             logits, reg = out[2][0], out[4][0]
             diff = logits[..., 1] - logits[..., 0]
             ys, xs = np.nonzero(diff > self._pnet_logit)

@@ -1,0 +1,226 @@
+"""Signed gallery pushes: accepted only when signed, targeted, new and well-formed; everything
+else rejected with a reason and the current gallery untouched (including fuzzed payloads)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from edgeface.recognition.gallery import Gallery, encode_embedding
+from edgeface.recognition.push import (
+    PushRejected,
+    apply_push,
+    full_push,
+    generate_key,
+    sign,
+    verify_push,
+)
+
+KEY = generate_key()
+KEYS = {"k1": KEY}
+
+
+def unit(seed: int) -> np.ndarray:
+    vector = np.random.default_rng(seed).normal(size=128)
+    return (vector / np.linalg.norm(vector)).astype(np.float32)
+
+
+def gallery_of(*names: str) -> Gallery:
+    gallery = Gallery(version=3, embedder="abc")
+    for i, name in enumerate(names):
+        gallery.add(name, unit(i))
+    return gallery
+
+
+def signed(document: dict[str, object], key: str = KEY, key_id: str = "k1") -> bytes:
+    return json.dumps(sign(document, key, key_id)).encode()
+
+
+def verify(raw: bytes, current: int = 3, device: str = "front", groups=("office",)):  # type: ignore[no-untyped-def]
+    return verify_push(raw, KEYS, device, tuple(groups), current)
+
+
+def test_full_push_round_trip() -> None:
+    new = gallery_of("alice", "bob")
+    raw = signed(full_push(new, 4, {"device": "front"}, time.time()))
+    document = verify(raw)
+    result = apply_push(gallery_of("carol"), document)
+    assert sorted(result.identities) == ["alice", "bob"] and result.version == 4
+    assert np.allclose(result.identities["alice"].embeddings[0], unit(0))
+
+
+def test_group_push_and_delta() -> None:
+    current = gallery_of("alice", "bob")
+    delta = {
+        "format": "edgeface-gallery-push",
+        "kind": "delta",
+        "version": 9,
+        "target": {"group": "office"},
+        "issued_at": time.time(),
+        "add": {"carol": {"embeddings": [encode_embedding(unit(7))]}},
+        "remove": ["bob"],
+    }
+    result = apply_push(current, verify(signed(delta)))
+    assert sorted(result.identities) == ["alice", "carol"] and result.version == 9
+    assert sorted(current.identities) == ["alice", "bob"]  # the current gallery is untouched
+
+
+def base_document(version: int = 4) -> dict[str, object]:
+    return full_push(gallery_of("alice"), version, {"device": "front"}, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        (lambda: json.dumps(base_document()).encode(), "unsigned push"),
+        (lambda: signed(base_document(), key=generate_key()), "bad signature"),
+        (lambda: signed(base_document(), key_id="k9"), "unknown signing key"),
+        (lambda: signed(base_document(version=3)), "stale or replayed"),
+        (lambda: signed(base_document(version=2)), "stale or replayed"),
+        (lambda: signed({**base_document(), "target": {"device": "back"}}), "not device"),
+        (lambda: signed({**base_document(), "target": {"group": "lab"}}), "not device"),
+        (lambda: b"{not json", "not valid JSON"),
+        (lambda: b"x" * (4 * 1024 * 1024 + 1), "too large"),
+        (lambda: signed({**base_document(), "version": "5"}), "version must be an integer"),
+        (lambda: signed({**base_document(), "format": "other"}), "not an edgeface-gallery-push"),
+    ],
+)
+def test_rejections_say_why(make, reason: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(PushRejected, match=reason):
+        verify(make())
+
+
+def test_tampering_after_signing_is_detected() -> None:
+    document = sign(base_document(), KEY, "k1")
+    document["gallery"]["identities"]["mallory"] = document["gallery"]["identities"]["alice"]  # type: ignore[index]
+    with pytest.raises(PushRejected, match="bad signature"):
+        verify(json.dumps(document).encode())
+
+
+@pytest.mark.parametrize(
+    ("embedding", "reason"),
+    [
+        (base64.b64encode(np.ones(64, "<f4").tobytes()).decode(), "64 values, expected 128"),
+        (base64.b64encode(np.ones(128, "<f4").tobytes()).decode(), "not L2-normalised"),
+        ("@@not-base64@@", "not valid base64"),
+    ],
+)
+def test_signed_but_invalid_embeddings_are_refused(embedding: str, reason: str) -> None:
+    document = base_document()
+    document["gallery"]["identities"]["alice"]["embeddings"] = [embedding]  # type: ignore[index]
+    with pytest.raises(PushRejected, match=reason):
+        apply_push(gallery_of("carol"), verify(signed(document)))
+
+
+def test_a_replayed_push_is_refused_after_it_was_applied() -> None:
+    raw = signed(base_document(version=5))
+    applied = apply_push(gallery_of("carol"), verify(raw))
+    with pytest.raises(PushRejected, match="stale or replayed"):
+        verify(raw, current=applied.version)
+
+
+VALID = signed(base_document())
+
+
+def check_never_crashes(raw: bytes) -> None:
+    current = gallery_of("carol")
+    before = json.dumps(current.to_dict(), sort_keys=True)
+    try:
+        result = apply_push(current, verify(raw))
+    except PushRejected as exc:
+        assert exc.reason
+    else:
+        assert all(len(i.embeddings) for i in result.identities.values())
+    assert json.dumps(current.to_dict(), sort_keys=True) == before
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_fuzzed_bytes_of_a_signed_push(data: st.DataObject) -> None:
+    raw = bytearray(VALID)
+    for _ in range(data.draw(st.integers(1, 6))):
+        position = data.draw(st.integers(0, len(raw) - 1))
+        raw[position] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(0, len(raw)))
+    check_never_crashes(bytes(raw[:cut]) if data.draw(st.booleans()) else bytes(raw))
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    kind=st.sampled_from(["full", "delta", "other"]),
+    version=st.integers(-2, 10) | st.text(max_size=3),
+    gallery=json_values,
+    add=json_values,
+    remove=json_values,
+)
+def test_correctly_signed_garbage_never_crashes(kind, version, gallery, add, remove) -> None:  # type: ignore[no-untyped-def]
+    document = {
+        "format": "edgeface-gallery-push",
+        "kind": kind,
+        "version": version,
+        "target": {"device": "front"},
+        "issued_at": 0,
+        "gallery": gallery,
+        "add": add,
+        "remove": remove,
+    }
+    check_never_crashes(signed(document))
+
+
+def test_cli_keys_export_import_diff(tmp_path, photo_dir) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import stat
+    import subprocess
+    import sys
+
+    def edgeface(*args: str, gallery: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "edgeface", *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "EDGEFACE_GALLERY": gallery},
+        )
+
+    key = tmp_path / "keys" / "k1.key"
+    assert edgeface("keys", "generate", "--out", str(key), gallery="-").returncode == 0
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600 and len(key.read_text().strip()) == 64
+    assert (
+        edgeface("keys", "generate", "--out", str(key), gallery="-").returncode == 2
+    )  # no clobber
+
+    first, second = str(tmp_path / "a.json"), str(tmp_path / "b.json")
+    assert edgeface("enroll", "obama", str(photo_dir / "obama.jpg"), gallery=first).returncode == 0
+    exported = tmp_path / "export.json"
+    assert edgeface("gallery", "export", "--out", str(exported), gallery=first).returncode == 0
+    assert edgeface("gallery", "import", str(exported), gallery=second).returncode == 0
+    same = edgeface("gallery", "diff", first, "--json", gallery=second)
+    assert same.returncode == 0 and json.loads(same.stdout) == {
+        "added": [],
+        "removed": [],
+        "changed": [],
+    }
+    assert edgeface("enroll", "biden", str(photo_dir / "biden.jpg"), gallery=second).returncode == 0
+    differs = edgeface("gallery", "diff", second, "--json", gallery=first)
+    assert differs.returncode == 1 and json.loads(differs.stdout)["added"] == ["biden"]
+    broken = tmp_path / "broken.json"
+    broken.write_text(
+        '{"format": "edgeface-gallery", "version": 1, "embedding_dim": 128,\n "identities": 5}'
+    )
+    refused = edgeface("gallery", "import", str(broken), gallery=second)
+    assert refused.returncode == 2 and "identities must be a mapping" in refused.stderr
