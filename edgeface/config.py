@@ -106,6 +106,17 @@ class MqttConfig:
 
 
 @dataclass
+class PushConfig:
+    """Gallery updates pushed over MQTT (signed; see edgeface.recognition.push)."""
+
+    enabled: bool = False
+    #: key id → shared key (hex); use "file:/etc/edgeface/k1.key" rather than the key itself.
+    keys: dict[str, str] = field(default_factory=dict)
+    #: Fleet groups this door belongs to: it also accepts edgeface/fleet/<group>/gallery/set.
+    groups: list[str] = field(default_factory=list)
+
+
+@dataclass
 class SnapshotConfig:
     #: Store the aligned face chip of recognised / unknown / denied events (privacy: off).
     enabled: bool = False
@@ -126,6 +137,7 @@ class Config:
     relay: RelayConfig = field(default_factory=RelayConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     snapshots: SnapshotConfig = field(default_factory=SnapshotConfig)
+    push: PushConfig = field(default_factory=PushConfig)
 
 
 # ----- loading ---------------------------------------------------------------------------------
@@ -276,6 +288,20 @@ def _check_consistency(config: Config, source: str) -> None:
         AccessSchedule.from_config(rec.schedules)
     except ValueError as exc:
         raise ConfigError(f"{source}: {exc}") from None
+    if config.push.enabled:
+        if not config.mqtt.enabled:
+            raise ConfigError(f"{source}: push.enabled needs mqtt.enabled")
+        if not config.push.keys:
+            raise ConfigError(f"{source}: push.enabled needs at least one key in push.keys")
+        for key_id, key in config.push.keys.items():
+            try:
+                if len(bytes.fromhex(key)) < 16:
+                    raise ValueError
+            except ValueError:
+                raise ConfigError(
+                    f"{source}: push.keys.{key_id} must be a hex key of at least 16 bytes "
+                    "(edgeface keys generate)"
+                ) from None
     if config.snapshots.retention_days <= 0:
         raise ConfigError(f"{source}: snapshots.retention_days must be positive")
     if m.remote_unlock and not m.remote_unlock_secret:

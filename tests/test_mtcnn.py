@@ -18,7 +18,7 @@ from photos import face_free_photos, load_rgb
 from edgeface.model_files import model_path
 from edgeface.runtime import delegation_report, load_interpreter, pixels_as_input
 from edgeface.vision.detection import Detection
-from edgeface.vision.mtcnn import MtcnnDetector, Octaves, crop_batch, nms
+from edgeface.vision.mtcnn import MtcnnDetector, Octaves, _Net, crop_batch, nms
 
 SDIST_PHOTOS = [
     "obama.jpg",
@@ -232,6 +232,51 @@ def test_int8_models_fully_delegated_to_xnnpack(name: str, shape: list[int]) -> 
     pixels = rng.integers(0, 256, shape, dtype=np.uint8)
     interpreter.set_tensor(detail["index"], pixels_as_input(pixels, detail["dtype"]))
     interpreter.invoke()
+
+
+def test_int8_input_is_pixel_minus_128_exactly() -> None:
+    every = np.arange(256, dtype=np.uint8)
+    flipped = pixels_as_input(every, np.int8)
+    assert flipped.dtype == np.int8
+    np.testing.assert_array_equal(flipped.astype(np.int16), every.astype(np.int16) - 128)
+
+
+@pytest.mark.parametrize("precision", ["int8", "fp32"])
+def test_pixels_written_into_input_tensor_match_set_tensor(precision: str) -> None:
+    """``_Net.run``/``run_resized`` fill the input tensor in place (int8: top bit flipped there);
+    the outputs must equal the plain ``set_tensor`` route, for P-Net levels and crop batches."""
+    suffix = "" if precision == "int8" else "_fp32"
+    rng = np.random.default_rng(1)
+    source = rng.integers(0, 256, (97, 131, 3), dtype=np.uint8)
+    crops = rng.integers(0, 256, (5, 24, 24, 3), dtype=np.uint8)
+
+    def reference(name: str, x: np.ndarray) -> dict[int, np.ndarray]:
+        interpreter = load_interpreter(model_path(name + suffix), num_threads=1)
+        detail = interpreter.get_input_details()[0]
+        interpreter.resize_tensor_input(detail["index"], x.shape)
+        interpreter.allocate_tensors()
+        interpreter.set_tensor(detail["index"], pixels_as_input(x, detail["dtype"]))
+        interpreter.invoke()
+        return {
+            int(d["shape"][-1]): interpreter.get_tensor(d["index"])
+            for d in interpreter.get_output_details()
+        }
+
+    source_before = source.copy()
+    pnet = _Net(load_interpreter(model_path("pnet" + suffix), num_threads=1))
+    pnet.interpreter.resize_tensor_input(pnet.input_index, [1, 61, 83, 3])
+    pnet.interpreter.allocate_tensors()
+    got = pnet.run_resized(source, 83, 61)
+    level = cv2.resize(source, (83, 61), interpolation=cv2.INTER_LINEAR)
+    for key, value in reference("pnet", level[None]).items():
+        np.testing.assert_array_equal(got[key], value)
+    rnet = _Net(load_interpreter(model_path("rnet" + suffix), num_threads=1))
+    crops_before = crops.copy()
+    got = rnet.run(crops)
+    np.testing.assert_array_equal(crops, crops_before)  # the caller's pixels are untouched
+    np.testing.assert_array_equal(source, source_before)
+    for key, value in reference("rnet", crops).items():
+        np.testing.assert_array_equal(got[key], value)
 
 
 def test_detector_rejects_bad_images(int8: MtcnnDetector) -> None:

@@ -311,3 +311,77 @@ def test_face_snapshots_only_when_configured_and_pruned(
         assert kinds == {"unknown", "recognised"}
         chip = cv2.imread(str(folder / images[0]))
         assert chip.shape == (150, 150, 3)  # the aligned face, not the frame
+
+
+def test_fleet_gallery_push_applied_and_caught_up_from_retained(
+    tmp_path: Path, photo_dir: Path, factory: MockFactory, broker: Broker
+) -> None:
+    """Two doors of group 'office' on one broker: a retained, signed group push is applied by the
+    running door and, when it starts later, by the second; unsigned and replayed pushes are
+    rejected with reasons on <base>/gallery/state; the gallery file holds the pushed version."""
+    import time
+
+    from edgeface.config import PushConfig
+    from edgeface.pipeline import FacePipeline
+    from edgeface.recognition.gallery import Gallery
+    from edgeface.recognition.push import full_push, generate_key, sign
+    from edgeface.vision.image_io import read_rgb as read
+
+    key = generate_key()
+    listener = Listener(broker.port)
+
+    def door(name: str, pin: int) -> DoorService:
+        config = Config(
+            device_id=name,
+            state_dir=str(tmp_path / name),
+            camera=CameraConfig(source="/dev/video97", reconnect_min_seconds=0.5),
+            recognition=RecognitionConfig(gallery=str(tmp_path / name / "gallery.json")),
+            relay=RelayConfig(pin=pin),
+            mqtt=MqttConfig(enabled=True, host="127.0.0.1", port=broker.port),
+            push=PushConfig(enabled=True, keys={"k1": key}, groups=["office"]),
+        )
+        return DoorService(config, pin_factory=factory)
+
+    people = Gallery()
+    people.add("obama", FacePipeline().analyse(read(photo_dir / "obama.jpg"))[0].embedding)  # type: ignore[arg-type]
+    push = json.dumps(sign(full_push(people, 5, {"group": "office"}, time.time()), key, "k1"))
+
+    def state(name: str) -> dict[str, object] | None:
+        payloads = listener.payloads(f"edgeface/{name}/gallery/state")
+        return json.loads(payloads[-1]) if payloads else None
+
+    async def scenario() -> None:
+        front = door("front", 17)
+        running = asyncio.create_task(front.run())
+        assert front.mqtt is not None
+        await asyncio.to_thread(front.mqtt.connected.wait, 10)
+        await asyncio.sleep(0.3)
+        listener.client.publish(
+            "edgeface/front/gallery/set", '{"format": "edgeface-gallery-push"}', qos=1
+        )
+        await asyncio.to_thread(
+            listener.wait, lambda: (state("front") or {}).get("status") == "rejected"
+        )
+        assert "unsigned" in str(state("front")["reason"])  # type: ignore[index]
+        listener.client.publish("edgeface/fleet/office/gallery/set", push, qos=1, retain=True)
+        await asyncio.to_thread(listener.wait, lambda: (state("front") or {}).get("version") == 5)
+        assert front.matcher.names == ["obama"]
+
+        back = door("back", 18)  # was offline: catches up from the retained push
+        late = asyncio.create_task(back.run())
+        await asyncio.to_thread(listener.wait, lambda: (state("back") or {}).get("version") == 5)
+        listener.client.publish("edgeface/front/gallery/set", push, qos=1)  # a replay
+        await asyncio.to_thread(
+            listener.wait, lambda: "stale" in str((state("front") or {}).get("reason"))
+        )
+        for service in (front, back):
+            service.stop_requested.set()
+        await asyncio.gather(running, late)
+
+    asyncio.run(scenario())
+    for name in ("front", "back"):
+        assert state(name)["version"] == 5  # type: ignore[index]
+        saved = json.loads((tmp_path / name / "gallery.json").read_text())
+        assert saved["version"] == 5 and list(saved["identities"]) == ["obama"]
+    assert state("front")["status"] == "rejected"  # type: ignore[index]  # the replay, last
+    listener.close()

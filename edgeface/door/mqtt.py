@@ -50,6 +50,7 @@ EVENT_TYPES = (
     "gallery_updated",
     "config_reloaded",
     "remote_unlock_refused",
+    "gallery_rejected",
     "denied",
     "error",
 )
@@ -65,13 +66,20 @@ class DoorMqtt:
         outbox: Outbox,
         on_command: Callable[[str, bytes], None] | None = None,
         door_contact: bool = False,
+        gallery_groups: list[str] | None = None,
+        on_gallery: Callable[[bytes], None] | None = None,
     ) -> None:
         self.config = config
         self.device_id = device_id
         self.outbox = outbox
         self.on_command = on_command
         self.door_contact = door_contact
+        self.on_gallery = on_gallery
         self.base = f"{config.base_topic}/{device_id}"
+        #: Where signed gallery pushes arrive: this door's topic and its fleet groups' topics.
+        self.gallery_topics = [self.topic("gallery", "set")] + [
+            f"{config.base_topic}/fleet/{group}/gallery/set" for group in (gallery_groups or [])
+        ]
         self.connected = threading.Event()
         self._states: dict[str, str] = {}
         self._wake = threading.Event()
@@ -136,13 +144,17 @@ class DoorMqtt:
         return seq
 
     def state(self, name: str, value: Any) -> None:
-        """Set a retained state value (sent now if connected, and on every reconnect)."""
+        """Set a retained state value under ``<base>/state/<name>``."""
+        self.retained(self.topic("state", name), value)
+
+    def retained(self, topic: str, value: Any) -> None:
+        """Publish a retained value now if connected, and again on every reconnect."""
         text = value if isinstance(value, str) else json.dumps(value)
         with self._lock:
-            changed = self._states.get(name) != text
-            self._states[name] = text
+            changed = self._states.get(topic) != text
+            self._states[topic] = text
         if changed and self.connected.is_set():
-            self.client.publish(self.topic("state", name), text, qos=1, retain=True)
+            self.client.publish(topic, text, qos=1, retain=True)
 
     # ----- paho callbacks (paho's thread) -----------------------------------------------------
     def _on_connect(
@@ -155,13 +167,16 @@ class DoorMqtt:
         client.publish(self.topic("availability"), "online", qos=1, retain=True)
         with self._lock:
             states = dict(self._states)
-        for name, text in states.items():
-            client.publish(self.topic("state", name), text, qos=1, retain=True)
+        for topic, text in states.items():
+            client.publish(topic, text, qos=1, retain=True)
         if self.config.discovery:
             client.subscribe(f"{self.config.discovery_prefix}/status", qos=1)
             self.publish_discovery()
         if self.config.remote_unlock:
             client.subscribe(self.topic("command", "#"), qos=1)
+        if self.on_gallery is not None:
+            for topic in self.gallery_topics:
+                client.subscribe(topic, qos=1)
         self.connected.set()
         self._wake.set()
 
@@ -183,6 +198,9 @@ class DoorMqtt:
         if message.topic == f"{self.config.discovery_prefix}/status":
             if message.payload == b"online":
                 self.publish_discovery()
+            return
+        if self.on_gallery is not None and message.topic in self.gallery_topics:
+            self.on_gallery(bytes(message.payload))
             return
         if self.on_command and message.topic.startswith(self.topic("command")):
             self.on_command(message.topic[len(self.topic("command")) + 1 :], bytes(message.payload))

@@ -41,6 +41,7 @@ from edgeface.errors import EdgefaceError
 from edgeface.pipeline import FacePipeline, PipelineSettings
 from edgeface.recognition.gallery import GalleryError, GalleryStore
 from edgeface.recognition.matcher import Matcher
+from edgeface.recognition.push import PushRejected, apply_push, verify_push
 
 log = logging.getLogger("edgeface.door")
 
@@ -134,6 +135,8 @@ class DoorService:
                 Outbox(self.state_dir / "outbox.db"),
                 on_command=self._command_from_thread,
                 door_contact=r.door_contact_pin is not None,
+                gallery_groups=config.push.groups,
+                on_gallery=self._gallery_from_thread if config.push.enabled else None,
             )
         self.pipeline = FacePipeline(
             PipelineSettings(
@@ -178,6 +181,7 @@ class DoorService:
             gallery = Gallery()
         if not gallery.identities:
             log.warning("gallery %s is empty: the door will not open for anyone", store.path)
+        self.gallery = gallery
         if self.mqtt:
             self.mqtt.state("gallery_version", gallery.version)
         return Matcher(gallery, config.recognition.threshold, config.recognition.margin)
@@ -187,6 +191,57 @@ class DoorService:
             self.emit("door_closed" if closed else "door_opened")
         if self.mqtt:
             self.mqtt.state("door", "closed" if closed else "open")
+
+    # ----- gallery pushes (MQTT) ------------------------------------------------------------
+    def _gallery_from_thread(self, payload: bytes) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self.apply_gallery_push, payload)
+
+    def apply_gallery_push(self, payload: bytes) -> None:
+        """Verify, apply and store a signed push, then report on ``<base>/gallery/state``.
+
+        The new gallery is written atomically at the pushed version before the matcher is
+        swapped; on any rejection nothing changes. The door keeps working throughout: the relay
+        is not touched, and recognition simply uses the new matcher from the next frame.
+        """
+        p = self.config.push
+        try:
+            document = verify_push(
+                payload, p.keys, self.config.device_id, tuple(p.groups), self.gallery.version
+            )
+            updated = apply_push(self.gallery, document)
+            GalleryStore(self.config.recognition.gallery).save(updated, bump=False)
+        except PushRejected as exc:
+            self.emit("gallery_rejected", reason=exc.reason, gallery_version=self.gallery.version)
+            self._gallery_state("rejected", exc.reason)
+            return
+        except (OSError, EdgefaceError) as exc:
+            self.emit("error", detail=f"gallery push could not be stored: {exc}")
+            self._gallery_state("rejected", f"could not be stored: {exc}")
+            return
+        self.gallery = updated
+        self.matcher = Matcher(
+            updated, self.config.recognition.threshold, self.config.recognition.margin
+        )
+        self.emit(
+            "gallery_updated",
+            gallery_version=updated.version,
+            identities=len(updated.identities),
+            key_id=document["signature"]["key_id"],
+        )
+        self._gallery_state("applied", "")
+        if self.mqtt:
+            self.mqtt.state("gallery_version", updated.version)
+
+    def _gallery_state(self, status: str, reason: str) -> None:
+        if self.mqtt:
+            state = {
+                "status": status,
+                "version": self.gallery.version,
+                "reason": reason,
+                "timestamp": round(time.time(), 3),
+            }
+            self.mqtt.retained(self.mqtt.topic("gallery", "state"), state)
 
     # ----- remote commands (MQTT) ----------------------------------------------------------
     def _command_from_thread(self, name: str, payload: bytes) -> None:
