@@ -224,3 +224,42 @@ def test_cli_keys_export_import_diff(tmp_path, photo_dir) -> None:  # type: igno
     )
     refused = edgeface("gallery", "import", str(broken), gallery=second)
     assert refused.returncode == 2 and "identities must be a mapping" in refused.stderr
+
+
+def test_power_cut_during_gallery_writes_leaves_old_or_new_never_a_mix(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A writer saving ever-larger galleries is SIGKILLed at random moments; every time, the
+    file on disk loads and is one complete version (identity count = version)."""
+    import os
+    import random
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+
+    from edgeface.recognition.gallery import GalleryStore
+
+    path = tmp_path / "gallery.json"
+    writer = textwrap.dedent(f"""
+        import numpy as np
+        from edgeface.recognition.gallery import Gallery, GalleryStore
+        store = GalleryStore({str(path)!r})
+        rng = np.random.default_rng()
+        while True:
+            gallery = store.load()
+            gallery.add(f"person{{len(gallery.identities)}}", rng.normal(size=128))
+            store.save(gallery)          # version n holds n identities
+            print(gallery.version, flush=True)
+    """)
+    chooser = random.Random(0)
+    last_seen = 0
+    for _ in range(12):
+        child = subprocess.Popen([sys.executable, "-c", writer], stdout=subprocess.PIPE, text=True)
+        assert child.stdout is not None
+        child.stdout.readline()  # at least one save of this run completed
+        time.sleep(chooser.uniform(0.0, 0.15))
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(timeout=10)
+        gallery = GalleryStore(path).load()  # raises if the file were a mix or truncated
+        assert len(gallery.identities) == gallery.version >= last_seen
+        last_seen = gallery.version
+    assert last_seen > 12
