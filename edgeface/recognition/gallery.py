@@ -148,18 +148,23 @@ class Gallery:
             raise GalleryError(f"{where}: identities must be a mapping of name → identity")
         gallery = cls(version=version, embedder=str(data.get("embedder", "")))
         for name, raw in raw_identities.items():
-            validate_name(name)
-            if not isinstance(raw, dict) or not isinstance(raw.get("embeddings"), list):
-                raise GalleryError(f"{where}: identity {name!r} needs a list of embeddings")
-            vectors = [
-                decode_embedding(text, f"{where}: {name!r} embedding {i}")
-                for i, text in enumerate(raw["embeddings"])
-            ]
-            enrolments = raw.get("enrolments", [])
-            if not isinstance(enrolments, list):
-                raise GalleryError(f"{where}: identity {name!r} enrolments must be a list")
-            gallery.identities[name] = Identity(name, vectors, list(enrolments))
+            gallery.identities[name] = parse_identity(name, raw, where)
         return gallery
+
+
+def parse_identity(name: object, raw: object, where: str) -> Identity:
+    """One identity of the gallery/push format, fully validated (name, embeddings, enrolments)."""
+    valid = validate_name(name)
+    if not isinstance(raw, dict) or not isinstance(raw.get("embeddings"), list):
+        raise GalleryError(f"{where}: identity {valid!r} needs a list of embeddings")
+    vectors = [
+        decode_embedding(text, f"{where}: {valid!r} embedding {i}")
+        for i, text in enumerate(raw["embeddings"])
+    ]
+    enrolments = raw.get("enrolments", [])
+    if not isinstance(enrolments, list):
+        raise GalleryError(f"{where}: identity {valid!r} enrolments must be a list")
+    return Identity(valid, vectors, list(enrolments))
 
 
 def validate_name(name: object) -> str:

@@ -31,7 +31,7 @@ from edgeface.recognition.gallery import (
     Gallery,
     GalleryError,
     Identity,
-    decode_embedding,
+    parse_identity,
     validate_name,
 )
 
@@ -159,16 +159,10 @@ def apply_push(current: Gallery, document: dict[str, Any]) -> Gallery:
         for name in removals:
             result.identities.pop(validate_name(name), None)
         for name, entry in additions.items():
-            validate_name(name)
-            if not isinstance(entry, dict) or not isinstance(entry.get("embeddings"), list):
-                raise PushRejected(f"added identity {name!r} needs a list of embeddings")
-            vectors = [
-                decode_embedding(text, f"push: {name!r} embedding {i}")
-                for i, text in enumerate(entry["embeddings"])
-            ]
-            if not vectors:
+            identity = parse_identity(name, entry, "push")
+            if not identity.embeddings:
                 raise PushRejected(f"added identity {name!r} has no embeddings")
-            result.identities[name] = Identity(name, vectors, list(entry.get("enrolments", [])))
+            result.identities[identity.name] = identity
         return result
     except GalleryError as exc:
         raise PushRejected(str(exc)) from None
