@@ -176,3 +176,36 @@ def test_int8_embedder_is_one_xnnpack_partition_with_nothing_outside() -> None:
     detail = interpreter.get_input_details()[0]
     assert detail["dtype"] == np.int8 and detail["quantization"] == (1.0, -128)
     assert delegation_report(interpreter) == (1, [])
+    # Independently of that report: the single DELEGATE node reads the model input and writes
+    # the model output itself, so no op (a QUANTIZE in front, a DEQUANTIZE behind) runs outside.
+    ops = interpreter._get_ops_details()
+    delegates = [op for op in ops if op["op_name"] == "DELEGATE"]
+    assert len(delegates) == 1
+    assert int(detail["index"]) in {int(t) for t in delegates[0]["inputs"]}
+    output = int(interpreter.get_output_details()[0]["index"])
+    assert output in {int(t) for t in delegates[0]["outputs"]}
+
+
+def test_int8_embedder_is_fed_pixel_minus_128() -> None:
+    """The int8 model's input is pixel - 128 (scale 1, zero point -128): the top-bit flip the
+    embedder feeds must be exactly that for all 256 values, and the model must see it so."""
+    from edgeface.runtime import pixels_as_input
+
+    pixels = np.arange(256, dtype=np.uint8)
+    fed = pixels_as_input(pixels, np.int8)
+    assert fed.dtype == np.int8
+    np.testing.assert_array_equal(fed.astype(np.int16), pixels.astype(np.int16) - 128)
+    # A chip embedded by FaceEmbedder equals the same chip fed by hand as int8 pixel - 128.
+    from edgeface.model_files import model_path
+    from edgeface.runtime import load_interpreter
+
+    chip = np.random.default_rng(0).integers(0, 256, (CHIP_SIZE, CHIP_SIZE, 3), dtype=np.uint8)
+    interpreter = load_interpreter(model_path("embedder"), num_threads=1)
+    index = interpreter.get_input_details()[0]["index"]
+    interpreter.resize_tensor_input(index, [1, CHIP_SIZE, CHIP_SIZE, 3])
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(index, (chip.astype(np.int16) - 128).astype(np.int8)[None])
+    interpreter.invoke()
+    raw = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])[0]
+    embedder = FaceEmbedder("int8", num_threads=1)
+    np.testing.assert_allclose(embedder.embed(chip)[0], raw / np.linalg.norm(raw), atol=1e-6)

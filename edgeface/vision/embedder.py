@@ -2,9 +2,12 @@
 
 The network is dlib's ``dlib_face_recognition_resnet_model_v1`` rebuilt and exported by
 ``models/build/build_embedder.py``: ``int8`` (full-integer, what the daemon runs: about a quarter
-of the size) or ``fp32`` (the float reference, identical to dlib to ~1e-6). Both take RGB chips
-with pixel values 0..255 as cut by dlib's ``get_face_chip`` (or :mod:`edgeface.vision.align`),
-and neither needs TensorFlow or dlib at run time.
+of the size) or ``fp32`` (the float reference, identical to dlib to ~1e-6). Callers pass uint8
+RGB chips, 0..255, as cut by dlib's ``get_face_chip`` (or :mod:`edgeface.vision.align`); the fp32
+model gets them as float32, the int8 model as int8 ``pixel - 128`` (its input is quantized with
+scale 1 / zero point -128, so the whole graph runs in XNNPACK with no QUANTIZE op in front; the
+conversion is a top-bit flip, see :func:`edgeface.runtime.pixels_as_input`). Neither needs
+TensorFlow or dlib at run time.
 
 The model outputs dlib's raw descriptor, whose length varies from face to face (about 1.3-1.5);
 :class:`FaceEmbedder` scales it to unit length so that distances mean the same everywhere
