@@ -61,13 +61,9 @@ class DoorRelay:
         state_dir: Path | None = None,
         pin_factory: Any = None,
     ) -> None:
-        if unlock_seconds <= 0 or max_unlock_seconds <= 0:
-            raise ValueError("unlock durations must be positive")
-        self.unlock_seconds = min(unlock_seconds, max_unlock_seconds)
-        self.max_unlock_seconds = max_unlock_seconds
-        self.cooldown_seconds = max(0.0, cooldown_seconds)
-        self.state_dir = state_dir
         self._lock = threading.Lock()
+        self.set_timing(unlock_seconds, max_unlock_seconds, cooldown_seconds)
+        self.state_dir = state_dir
         self._unlocked_until = 0.0
         self._cooldown_until = 0.0
         self._closed = False
@@ -76,6 +72,17 @@ class DoorRelay:
         )
         self.device.off()  # explicit: locked before anything else happens
         self.interrupted = self._take_marker()
+
+    def set_timing(
+        self, unlock_seconds: float, max_unlock_seconds: float, cooldown_seconds: float
+    ) -> None:
+        """Pulse and cooldown lengths (at start and on reload); a running pulse keeps its end."""
+        if unlock_seconds <= 0 or max_unlock_seconds <= 0:
+            raise ValueError("unlock durations must be positive")
+        with self._lock:
+            self.unlock_seconds = min(unlock_seconds, max_unlock_seconds)
+            self.max_unlock_seconds = max_unlock_seconds
+            self.cooldown_seconds = max(0.0, cooldown_seconds)
 
     # ----- state -----------------------------------------------------------------------------
     @property

@@ -28,10 +28,18 @@ from typing import Any
 
 import numpy as np
 
-from edgeface.config import Config, ConfigError, load_config
+from edgeface.config import (
+    Config,
+    ConfigError,
+    DetectorConfig,
+    RelayConfig,
+    SnapshotConfig,
+    load_config,
+)
 from edgeface.door.mqtt import DoorMqtt
 from edgeface.door.outbox import Outbox
 from edgeface.door.relay import DoorRelay
+from edgeface.door.reload import ReloadPlan, plan_reload
 from edgeface.door.schedules import AccessSchedule
 from edgeface.door.snapshots import SnapshotStore
 from edgeface.door.sources import FrameSource, SourceError, open_source
@@ -39,7 +47,7 @@ from edgeface.door.systemd import SystemdNotifier, watchdog_interval
 from edgeface.door.tracker import FaceTracker
 from edgeface.errors import EdgefaceError
 from edgeface.pipeline import FacePipeline, PipelineSettings
-from edgeface.recognition.gallery import GalleryError, GalleryStore
+from edgeface.recognition.gallery import Gallery, GalleryError, GalleryStore
 from edgeface.recognition.matcher import Matcher
 from edgeface.recognition.push import PushRejected, apply_push, verify_push
 
@@ -67,6 +75,19 @@ class FrameSlot:
         with self._lock:
             frame, self._frame = self._frame, None
             return frame
+
+
+def make_pipeline(d: DetectorConfig) -> FacePipeline:
+    """The recognition pipeline for the detector settings (loads the models: blocking)."""
+    return FacePipeline(
+        PipelineSettings(
+            detector=d.policy,
+            min_face_size=d.min_face_size,
+            frame_budget_ms=d.frame_budget_ms,
+            precision=d.precision,
+            num_threads=d.threads,
+        )
+    )
 
 
 def make_pin_factory(name: str | None) -> Any:
@@ -98,35 +119,39 @@ class DoorService:
         factory = (
             pin_factory if pin_factory is not None else make_pin_factory(config.relay.pin_factory)
         )
-        r = config.relay
+        self._pin_factory = factory
         # The relay first: whatever fails below, the door is already driven locked.
-        self.relay = DoorRelay(
-            r.pin,
-            active_high=r.active_high,
-            unlock_seconds=r.unlock_seconds,
-            max_unlock_seconds=r.max_unlock_seconds,
-            cooldown_seconds=r.cooldown_seconds,
-            state_dir=self.state_dir,
-            pin_factory=factory,
-        )
+        self.relay = self._make_relay(config.relay)
         try:
             self._set_up(config, factory)
         except BaseException:
             self.relay.close()  # whatever failed, the door is left driven locked
             raise
 
+    def _make_relay(self, r: RelayConfig) -> DoorRelay:
+        return DoorRelay(
+            r.pin,
+            active_high=r.active_high,
+            unlock_seconds=r.unlock_seconds,
+            max_unlock_seconds=r.max_unlock_seconds,
+            cooldown_seconds=r.cooldown_seconds,
+            state_dir=self.state_dir,
+            pin_factory=self._pin_factory,
+        )
+
+    def _make_contact(self, pin: int | None) -> Any:
+        """Optional door contact: a reed switch to ground, closed (pin low) while shut."""
+        if pin is None:
+            return None
+        from gpiozero import Button
+
+        return Button(pin, pull_up=True, bounce_time=0.05, pin_factory=self._pin_factory)
+
     def _set_up(self, config: Config, factory: Any) -> None:
         """Everything after the relay (contact, MQTT, models, gallery), so that a failure here
         (a missing model, an unreadable gallery) still closes the relay."""
         r = config.relay
-        # Optional door contact: a reed switch to ground, closed (pin low) while the door is shut.
-        self.contact: Any = None
-        if r.door_contact_pin is not None:
-            from gpiozero import Button
-
-            self.contact = Button(
-                r.door_contact_pin, pull_up=True, bounce_time=0.05, pin_factory=factory
-            )
+        self.contact: Any = self._make_contact(r.door_contact_pin)
         self.mqtt: DoorMqtt | None = None
         if config.mqtt.enabled:
             self.mqtt = DoorMqtt(
@@ -138,23 +163,16 @@ class DoorService:
                 gallery_groups=config.push.groups,
                 on_gallery=self._gallery_from_thread if config.push.enabled else None,
             )
-        self.pipeline = FacePipeline(
-            PipelineSettings(
-                detector=config.detector.policy,
-                min_face_size=config.detector.min_face_size,
-                frame_budget_ms=config.detector.frame_budget_ms,
-                precision=config.detector.precision,
-                num_threads=config.detector.threads,
-            )
-        )
-        self.matcher = self._load_matcher(config)
+        self.pipeline = make_pipeline(config.detector)
+        self._use_gallery(self._read_gallery(config))
         self.schedule = AccessSchedule.from_config(config.recognition.schedules)
-        self.snapshots: SnapshotStore | None = None
-        if config.snapshots.enabled:
-            folder = config.snapshots.folder or str(self.state_dir / "snapshots")
-            self.snapshots = SnapshotStore(Path(folder), config.snapshots.retention_days)
+        self.snapshots = self._make_snapshots(config.snapshots)
         self.tracker = FaceTracker(window=config.recognition.confirm_window)
         self.slot = FrameSlot()
+        #: Set by a reload that changed the camera settings (read by the capture thread).
+        self.camera_changed = threading.Event()
+        self._reload_lock = asyncio.Lock()
+        self._reload_task: asyncio.Task[None] | None = None
         self.stop_requested = asyncio.Event()
         self.frames_done = 0
         self._fps = 0.0
@@ -170,21 +188,34 @@ class DoorService:
         if self.mqtt:
             self.mqtt.event(event_type, **fields)
 
-    def _load_matcher(self, config: Config) -> Matcher:
+    def _make_snapshots(self, s: SnapshotConfig) -> SnapshotStore | None:
+        if not s.enabled:
+            return None
+        return SnapshotStore(Path(s.folder or self.state_dir / "snapshots"), s.retention_days)
+
+    def _read_gallery(self, config: Config, strict: bool = False) -> Gallery:
+        """The configured gallery file. At start an unreadable gallery means an empty one (the
+        door runs, locked for everyone); on reload (``strict``) it is an error, so a broken
+        file refuses the reload instead of locking everyone out."""
         store = GalleryStore(config.recognition.gallery)
         try:
             gallery = store.load()
         except GalleryError as exc:
+            if strict:
+                raise
             log.error("gallery: %s; nobody will be recognised until it is fixed", exc)
-            from edgeface.recognition.gallery import Gallery
-
             gallery = Gallery()
         if not gallery.identities:
             log.warning("gallery %s is empty: the door will not open for anyone", store.path)
+        return gallery
+
+    def _use_gallery(self, gallery: Gallery) -> None:
+        """Recognise against ``gallery`` from the next frame on, and report its version."""
+        r = self.config.recognition
         self.gallery = gallery
+        self.matcher = Matcher(gallery, r.threshold, r.margin)
         if self.mqtt:
             self.mqtt.state("gallery_version", gallery.version)
-        return Matcher(gallery, config.recognition.threshold, config.recognition.margin)
 
     def _door_state(self, closed: bool, report: bool = True) -> None:
         if report:
@@ -280,19 +311,24 @@ class DoorService:
 
     # ----- tasks -----------------------------------------------------------------------------
     def _capture(self, loop: asyncio.AbstractEventLoop, wake: asyncio.Event) -> None:
-        """Worker thread: open the camera (retrying with backoff), keep the newest frame."""
-        c = self.config.camera
-        delay = c.reconnect_min_seconds
+        """Worker thread: open the camera (retrying with backoff), keep the newest frame.
+
+        The camera settings are read again at every (re)open, and a reload that changed them
+        sets ``camera_changed`` to make this loop close the source and open the new one.
+        """
+        delay = self.config.camera.reconnect_min_seconds
         lost_reported = False
-        interval = 1.0 / c.max_fps if c.max_fps > 0 else 0.0
         while not self.stop_requested.is_set():
+            c = self.config.camera
+            self.camera_changed.clear()
+            interval = 1.0 / c.max_fps if c.max_fps > 0 else 0.0
             try:
                 source: FrameSource = open_source(c.source, c.width, c.height, loop=c.loop)
             except SourceError as exc:
                 if not lost_reported:
                     loop.call_soon_threadsafe(self._camera_event, "camera_lost", str(exc))
                     lost_reported = True
-                time.sleep(delay)
+                self.camera_changed.wait(delay)  # a reload with a fixed source retries at once
                 delay = min(delay * 2, c.reconnect_max_seconds)
                 continue
             if lost_reported:
@@ -302,7 +338,7 @@ class DoorService:
             loop.call_soon_threadsafe(self._camera_state, "online")
             next_at = time.monotonic()
             try:
-                while not self.stop_requested.is_set():
+                while not self.stop_requested.is_set() and not self.camera_changed.is_set():
                     frame = source.read()
                     if frame is None:
                         break
@@ -316,6 +352,8 @@ class DoorService:
                         next_at = time.monotonic()
             finally:
                 source.close()
+            if self.camera_changed.is_set():
+                continue  # a reload changed the camera: open the new one
             if Path(c.source).is_file() and not c.loop:
                 self.slot.ended = True  # a file played once: the run is over
                 loop.call_soon_threadsafe(wake.set)
@@ -334,12 +372,12 @@ class DoorService:
             self.mqtt.state("camera", state)
 
     async def _recognise(self, wake: asyncio.Event) -> None:
-        rec = self.config.recognition
-        roi = self.config.camera.roi
         started = time.monotonic()
         while not self.stop_requested.is_set():
             await wake.wait()
             wake.clear()
+            rec = self.config.recognition  # read per frame: a reload may have changed them
+            roi = self.config.camera.roi
             taken = self.slot.take()
             if taken is None:
                 if self.slot.ended:
@@ -444,16 +482,95 @@ class DoorService:
             await asyncio.sleep(interval)
 
     def reload(self) -> None:
-        """SIGHUP: re-read configuration (recognition settings) and gallery; keep going on error."""
-        try:
-            if self.config_path is not None:
-                fresh = load_config(self.config_path)
-                self.config = replace(self.config, recognition=fresh.recognition)
-                self.schedule = AccessSchedule.from_config(fresh.recognition.schedules)
-            self.matcher = self._load_matcher(self.config)
-            self.emit("config_reloaded", gallery_identities=len(self.matcher.names))
-        except EdgefaceError as exc:
-            self.emit("error", detail=f"reload refused, keeping the running configuration: {exc}")
+        """SIGHUP (called on the event loop): re-read the configuration file and the gallery."""
+        if self._loop is not None:
+            self._reload_task = self._loop.create_task(self.apply_reload())
+
+    async def apply_reload(self) -> None:
+        """Apply a re-read configuration: everything that can fail is prepared first (file,
+        gallery, models for a changed detector); only then is it swapped in, so a bad file or
+        a corrupt model leaves the door running exactly as before. Settings that need a
+        restart (see :mod:`edgeface.door.reload`) keep their running values and are reported."""
+        async with self._reload_lock:
+            try:
+                fresh = load_config(self.config_path) if self.config_path else self.config
+                plan = plan_reload(self.config, fresh)
+                gallery = self._read_gallery(plan.config, strict=True)
+                pipeline = None
+                if plan.touches("detector."):
+                    pipeline = await asyncio.to_thread(make_pipeline, plan.config.detector)
+            except EdgefaceError as exc:
+                self.emit(
+                    "error", detail=f"reload refused, keeping the running configuration: {exc}"
+                )
+                return
+            running = self.config
+            self.config = plan.config
+            self._use_gallery(gallery)
+            self.schedule = AccessSchedule.from_config(plan.config.recognition.schedules)
+            if pipeline is not None:
+                self.pipeline = pipeline
+            if plan.touches("recognition.confirm_window"):
+                self.tracker = FaceTracker(window=plan.config.recognition.confirm_window)
+            if plan.touches("snapshots."):
+                self.snapshots = self._make_snapshots(plan.config.snapshots)
+            if plan.touches("log_level"):
+                logging.getLogger().setLevel(plan.config.log_level.upper())
+            self._reconfigure_gpio(running.relay, plan)
+            if plan.touches("camera."):
+                self.camera_changed.set()
+            self.emit(
+                "config_reloaded",
+                gallery_identities=len(self.matcher.names),
+                applied=list(plan.applied),
+                restart_required=list(plan.restart_required),
+            )
+            if plan.restart_required:
+                log.warning(
+                    "reload: %s changed but only take effect after a restart",
+                    ", ".join(plan.restart_required),
+                )
+
+    def _reconfigure_gpio(self, old: RelayConfig, plan: ReloadPlan) -> None:
+        """New relay pin/polarity, timings or door contact, never leaving the door unlocked.
+
+        The old output is driven locked and released before the new pin is claimed; if the new
+        pin cannot be claimed the old one is claimed again, and if even that fails the door
+        stays locked (a released output on a fail-secure strike is locked) and it is reported.
+        """
+        new = plan.config.relay
+        if plan.touches("relay.pin") or plan.touches("relay.active_high"):
+            self.relay.close()
+            try:
+                self.relay = self._make_relay(new)
+            except Exception as exc:  # gpiozero raises many kinds (PinInvalidPin, GPIOPinInUse…)
+                self.config = replace(self.config, relay=old)
+                detail = f"relay pin {new.pin} could not be claimed ({exc}); kept pin {old.pin}"
+                try:
+                    self.relay = self._make_relay(old)
+                except Exception as again:
+                    detail = f"{detail}, which failed too ({again}): the door stays locked"
+                self.emit("error", detail=detail)
+        elif plan.touches("relay."):
+            self.relay.set_timing(new.unlock_seconds, new.max_unlock_seconds, new.cooldown_seconds)
+        if plan.touches("relay.door_contact_pin"):
+            if self.contact is not None:
+                self.contact.close()
+            self.contact = None
+            try:
+                self.contact = self._make_contact(new.door_contact_pin)
+            except Exception as exc:
+                self.emit("error", detail=f"door contact pin {new.door_contact_pin}: {exc}")
+            self._watch_contact()
+
+    def _watch_contact(self) -> None:
+        """Report the door contact's changes (gpiozero's thread → the event loop)."""
+        loop = self._loop
+        if self.contact is None or loop is None:
+            return
+        self._door_state(bool(self.contact.is_pressed), report=False)
+        self.contact.when_pressed = lambda: loop.call_soon_threadsafe(self._door_state, True)
+        self.contact.when_released = lambda: loop.call_soon_threadsafe(self._door_state, False)
 
     # ----- life cycle ------------------------------------------------------------------------
     async def run(self) -> int:
@@ -473,10 +590,7 @@ class DoorService:
         if self.mqtt:
             self.mqtt.state("lock", "LOCKED")
             self.mqtt.start()
-        if self.contact is not None:
-            self._door_state(bool(self.contact.is_pressed), report=False)
-            self.contact.when_pressed = lambda: loop.call_soon_threadsafe(self._door_state, True)
-            self.contact.when_released = lambda: loop.call_soon_threadsafe(self._door_state, False)
+        self._watch_contact()
         wake = asyncio.Event()
         capture = loop.run_in_executor(None, self._capture, loop, wake)
         tasks = [

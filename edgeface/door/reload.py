@@ -1,0 +1,95 @@
+"""What a SIGHUP may change while the door runs, and what needs a restart.
+
+A reload must never leave the door in an unsafe or half-configured state. Settings fall in two
+kinds:
+
+* **live** — the camera (the capture thread reopens it), the detector (a new pipeline is built
+  off the event loop and swapped in), recognition thresholds, schedules and gallery path, relay
+  timings, the relay and door-contact pins (the old output is driven locked and released before
+  the new one is claimed), push keys (so a leaked key can be revoked with a reload), snapshots
+  and the log level;
+* **restart-only** — everything that names the daemon or its connections: ``device_id``,
+  ``state_dir``, the whole ``mqtt`` section, push groups and on/off (they decide which topics
+  are subscribed), the GPIO pin factory, and any section not listed below. Those keep their
+  running values and the reload reports them, so an installer is told to restart instead of
+  believing the change took effect.
+
+:func:`plan_reload` is pure (two configs in, a plan out) so the rules are tested without a door.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from edgeface.config import Config
+
+#: Dotted key prefixes a running door applies on reload (anything else needs a restart).
+LIVE_PREFIXES = (
+    "camera.",
+    "detector.",
+    "recognition.",
+    "relay.pin",
+    "relay.active_high",
+    "relay.unlock_seconds",
+    "relay.max_unlock_seconds",
+    "relay.cooldown_seconds",
+    "relay.door_contact_pin",
+    "push.keys",
+    "push.public_keys",
+    "push.max_bytes",
+    "snapshots.",
+    "log_level",
+)
+
+
+@dataclass(frozen=True)
+class ReloadPlan:
+    """The configuration to run with, and which changed keys it applies or keeps as they were."""
+
+    config: Config
+    applied: tuple[str, ...]
+    restart_required: tuple[str, ...]
+
+    def touches(self, prefix: str) -> bool:
+        """Whether any applied change lies under ``prefix`` (e.g. ``"camera."``)."""
+        return any(key == prefix.rstrip(".") or key.startswith(prefix) for key in self.applied)
+
+
+def changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Dotted paths of the leaves that differ between two configs (dataclasses nest)."""
+    if dataclasses.is_dataclass(old) and type(old) is type(new):
+        keys: list[str] = []
+        for f in dataclasses.fields(old):
+            keys += changed_keys(getattr(old, f.name), getattr(new, f.name), f"{prefix}{f.name}.")
+        return keys
+    return [] if old == new else [prefix.rstrip(".")]
+
+
+def is_live(key: str) -> bool:
+    # "relay.pin" must not also match "relay.pin_factory": compare whole path components.
+    for live in LIVE_PREFIXES:
+        if live.endswith("."):
+            if key.startswith(live):
+                return True
+        elif key == live or key.startswith(live + "."):
+            return True
+    return False
+
+
+def plan_reload(running: Config, fresh: Config) -> ReloadPlan:
+    """``fresh`` with every restart-only change put back to its ``running`` value."""
+    changes = changed_keys(running, fresh)
+    applied = tuple(k for k in changes if is_live(k))
+    kept = tuple(k for k in changes if not is_live(k))
+    merged = copy.deepcopy(fresh)
+    for key in kept:
+        *parents, leaf = key.split(".")
+        target_new: Any = merged
+        source_old: Any = running
+        for part in parents:
+            target_new, source_old = getattr(target_new, part), getattr(source_old, part)
+        setattr(target_new, leaf, copy.deepcopy(getattr(source_old, leaf)))
+    return ReloadPlan(merged, applied, kept)

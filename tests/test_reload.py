@@ -1,0 +1,172 @@
+"""SIGHUP reloads: what changes live, what waits for a restart, and that the door stays safe.
+
+The daemon-level test moves the relay to another pin and the camera to another clip while
+the door runs (real pipeline, gpiozero's MockFactory, a real signal), then checks the pins'
+recorded levels: the old pin never energised, the new one pulsed for the new length."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+
+from gpiozero.pins.mock import MockFactory
+from test_service import factory, make_clip  # noqa: F401  (factory is a fixture)
+
+from edgeface.config import Config, MqttConfig, RelayConfig, parse_config
+from edgeface.door.demo import enrol
+from edgeface.door.reload import changed_keys, plan_reload
+from edgeface.door.service import DoorService
+
+
+def test_plan_applies_live_keys_and_keeps_restart_only_ones() -> None:
+    running = Config(device_id="front", mqtt=MqttConfig(host="old"), relay=RelayConfig(pin=17))
+    fresh = Config(
+        device_id="back",
+        mqtt=MqttConfig(host="new"),
+        relay=RelayConfig(pin=27, unlock_seconds=1.5, pin_factory="mock"),
+    )
+    fresh.recognition.threshold = 0.3
+    plan = plan_reload(running, fresh)
+    assert set(plan.applied) == {"relay.pin", "relay.unlock_seconds", "recognition.threshold"}
+    assert set(plan.restart_required) == {"device_id", "mqtt.host", "relay.pin_factory"}
+    # The running values of restart-only keys are kept; the live ones are the new values.
+    assert plan.config.device_id == "front" and plan.config.mqtt.host == "old"
+    assert plan.config.relay.pin_factory is None
+    assert plan.config.relay.pin == 27 and plan.config.recognition.threshold == 0.3
+    assert plan.touches("relay.pin") and not plan.touches("camera.")
+    assert fresh.device_id == "back"  # the inputs are not modified
+    assert changed_keys(plan.config, running) == [
+        "recognition.threshold",
+        "relay.pin",
+        "relay.unlock_seconds",
+    ]
+
+
+def test_unchanged_file_changes_nothing() -> None:
+    text = "device_id: x\nrelay:\n  pin: 5\n"
+    plan = plan_reload(parse_config(text), parse_config(text))
+    assert plan.applied == () and plan.restart_required == ()
+
+
+def _config_text(tmp_path: Path, clip: Path, pin: int, unlock: float, host: str) -> str:
+    return (
+        f"device_id: hall\nstate_dir: {tmp_path}/state\n"
+        f"camera:\n  source: {clip}\n  loop: true\n  max_fps: 10\n"
+        f"recognition:\n  gallery: {tmp_path}/gallery.json\n"
+        f"relay:\n  pin: {pin}\n  unlock_seconds: {unlock}\n  cooldown_seconds: 5\n"
+        f"mqtt:\n  enabled: false\n  host: {host}\n"
+    )
+
+
+def test_sighup_moves_relay_pin_and_camera_without_unlocking_the_old_pin(
+    tmp_path: Path,
+    photo_dir: Path,
+    factory: MockFactory,  # noqa: F811
+) -> None:
+    stranger, known = tmp_path / "stranger.avi", tmp_path / "known.avi"
+    make_clip(stranger, photo_dir, [("biden.jpg", 10)])
+    make_clip(known, photo_dir, [("obama2.jpg", 10)])
+    enrol(tmp_path / "gallery.json", photo_dir / "obama.jpg", "obama")
+    config_file = tmp_path / "edgeface.yaml"
+    config_file.write_text(_config_text(tmp_path, stranger, 17, 0.4, "old-broker"))
+    events: list[dict[str, object]] = []
+    service = DoorService(
+        parse_config(config_file.read_text()), config_file, factory, events.append
+    )
+
+    async def scenario() -> int:
+        loop = asyncio.get_running_loop()
+        runner = asyncio.create_task(service.run())
+
+        async def seen(kind: str, timeout: float) -> dict[str, object]:
+            deadline = loop.time() + timeout
+            while loop.time() < deadline:
+                found = [e for e in events if e["event_type"] == kind]
+                if found:
+                    return found[-1]
+                await asyncio.sleep(0.05)
+            raise AssertionError(f"no {kind} event in {timeout} s: {events}")
+
+        await seen("unknown", 30)  # the stranger is seen and refused on pin 17
+        config_file.write_text(_config_text(tmp_path, known, 27, 0.8, "new-broker"))
+        os.kill(os.getpid(), signal.SIGHUP)
+        reloaded = await seen("config_reloaded", 30)
+        unlocked = await seen("unlocked", 30)  # the known person on the new camera clip
+        await asyncio.sleep(1.2)  # let the pulse end and be reported
+        service.stop_requested.set()
+        assert set(reloaded["applied"]) == {  # type: ignore[arg-type]
+            "camera.source",
+            "relay.pin",
+            "relay.unlock_seconds",
+        }
+        assert reloaded["restart_required"] == ["mqtt.host"]
+        assert unlocked["identity"] == "obama" and unlocked["seconds"] == 0.8
+        return await runner
+
+    assert asyncio.run(asyncio.wait_for(scenario(), timeout=120)) == 0
+    assert all(s.state is False for s in factory.pin(17).states)  # never energised
+    levels = [(s.timestamp, s.state) for s in factory.pin(27).states]
+    highs = [i for i, (_, state) in enumerate(levels) if state]
+    assert len(highs) == 1 and levels[-1][1] is False
+    assert 0.7 <= levels[highs[0] + 1][0] <= 1.3  # the new pulse length (MockPin deltas)
+    assert service.config.mqtt.host == "old-broker"  # restart-only: kept
+
+
+def test_reload_with_a_corrupt_gallery_keeps_the_running_one(
+    tmp_path: Path,
+    photo_dir: Path,
+    factory: MockFactory,  # noqa: F811
+) -> None:
+    clip = tmp_path / "known.avi"
+    make_clip(clip, photo_dir, [("obama2.jpg", 5)])
+    gallery = tmp_path / "gallery.json"
+    enrol(gallery, photo_dir / "obama.jpg", "obama")
+    config_file = tmp_path / "edgeface.yaml"
+    config_file.write_text(_config_text(tmp_path, clip, 17, 0.4, "x"))
+    events: list[dict[str, object]] = []
+    service = DoorService(
+        parse_config(config_file.read_text()), config_file, factory, events.append
+    )
+    gallery.write_text('{"format": "edgeface-gallery", "identities": {"obama": ')  # torn
+
+    async def scenario() -> None:
+        service._loop = asyncio.get_running_loop()
+        await service.apply_reload()
+
+    asyncio.run(scenario())
+    refused = [e for e in events if e["event_type"] == "error"]
+    assert refused and "reload refused" in str(refused[0]["detail"])
+    assert service.matcher.names == ["obama"]  # still recognised
+    service.relay.close()
+
+
+def test_relay_pin_that_cannot_be_claimed_keeps_the_old_one_locked(
+    tmp_path: Path,
+    photo_dir: Path,
+    factory: MockFactory,  # noqa: F811
+) -> None:
+    """A reload naming a pin the board does not have: the old pin is claimed again, locked."""
+    clip = tmp_path / "clip.avi"
+    make_clip(clip, photo_dir, [("biden.jpg", 3)])
+    config_file = tmp_path / "edgeface.yaml"
+    config_file.write_text(_config_text(tmp_path, clip, 17, 0.4, "x"))
+    events: list[dict[str, object]] = []
+    service = DoorService(
+        parse_config(config_file.read_text()), config_file, factory, events.append
+    )
+    config_file.write_text(_config_text(tmp_path, clip, 99, 0.4, "x"))
+
+    async def scenario() -> None:
+        service._loop = asyncio.get_running_loop()
+        await service.apply_reload()
+
+    asyncio.run(scenario())
+    errors = [str(e.get("detail")) for e in events if e["event_type"] == "error"]
+    assert len(errors) == 1 and "relay pin 99 could not be claimed" in errors[0], events
+    assert service.config.relay.pin == 17 and service.relay.locked
+    assert service.relay.unlock(identity="test")  # the old pin works again ...
+    assert factory.pin(17).state is True
+    service.relay.close()  # ... and is locked on the way out
+    assert factory.pin(17).state is False
