@@ -1,0 +1,106 @@
+"""Gallery pushes delivered as files (Ansible, Salt, scp) into a watched folder.
+
+A configuration-management run drops a signed push document (the same JSON as over MQTT, see
+:mod:`edgeface.recognition.push`) into ``push.folder``, e.g. ``/etc/edgeface/gallery.d/``.
+The daemon looks at the folder every few seconds and on SIGHUP, and hands each new or changed
+``*.json`` file to the same verification and atomic apply as an MQTT push.
+
+Two details keep this safe with real tools:
+
+* a file is handed over only once it has settled — unchanged size and modification time
+  between two looks, or last modified more than a second ago — so a file being copied in place
+  (``cp``, not Ansible's write-then-rename) is not read half-written;
+* the SHA-256 of each file handled is remembered in the state directory, so a restart does not
+  re-apply (or re-report as stale) files that were dealt with before — a file is handled again
+  only when its content changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PushFile:
+    """One file ready to be verified and applied."""
+
+    path: Path
+    payload: bytes
+    digest: str
+
+
+class PushFolder:
+    """New or changed ``*.json`` files of a folder, each content handed over once."""
+
+    def __init__(self, folder: Path, record: Path, settle_seconds: float = 1.0) -> None:
+        self.folder = folder
+        self.record = record
+        self.settle_seconds = settle_seconds
+        self._seen: dict[str, tuple[int, int]] = {}  # name → (size, mtime_ns) at the last look
+        self._handled: dict[str, str] = self._read_record()  # name → digest of what was handled
+
+    def _read_record(self) -> dict[str, str]:
+        try:
+            data = json.loads(self.record.read_text())
+            return {str(name): str(digest) for name, digest in data["handled"].items()}
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            # Worst case every file is handled again: each is re-verified (a stale one is
+            # rejected as stale), so a lost record costs reports, never a wrong gallery.
+            log.warning("push folder: unreadable record %s (%s); starting afresh", self.record, exc)
+            return {}
+
+    def ready(self) -> list[PushFile]:
+        """Settled files whose content has not been handled yet, in name order (so
+        ``10-base.json`` is applied before ``20-site.json``)."""
+        try:
+            entries = sorted(p for p in self.folder.iterdir() if p.suffix == ".json")
+        except OSError:
+            return []  # no folder (yet): nothing pushed
+        now = time.time_ns()
+        ready: list[PushFile] = []
+        current: dict[str, tuple[int, int]] = {}
+        for path in entries:
+            try:
+                stat = path.stat()
+            except FileNotFoundError:
+                continue  # removed between listing and looking
+            current[path.name] = (stat.st_size, stat.st_mtime_ns)
+            settled = (
+                self._seen.get(path.name) == current[path.name]
+                or now - stat.st_mtime_ns > self.settle_seconds * 1e9
+            )
+            if not settled:
+                continue  # new and still changing: look again next time
+            try:
+                payload = path.read_bytes()
+            except OSError as exc:
+                log.warning("push folder: cannot read %s: %s", path, exc)
+                continue
+            digest = hashlib.sha256(payload).hexdigest()
+            if self._handled.get(path.name) != digest:
+                ready.append(PushFile(path, payload, digest))
+        self._seen = current
+        return ready
+
+    def handled(self, item: PushFile) -> None:
+        """Remember that ``item`` was verified (applied or rejected), forgetting files that
+        are gone; written atomically, so a power cut leaves the old record or the new one."""
+        self._handled = {n: d for n, d in self._handled.items() if n in self._seen}
+        self._handled[item.path.name] = item.digest
+        self.record.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.record.with_suffix(".tmp")
+        with open(temporary, "w") as handle:
+            json.dump({"handled": self._handled}, handle, sort_keys=True)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, self.record)
