@@ -41,6 +41,9 @@ class CameraConfig:
     loop: bool = True
     #: Region of interest [x, y, width, height] in frame pixels; faces outside are ignored.
     roi: list[int] | None = None
+    #: Network streams (RTSP/HTTP): give up opening after this long, and treat a stream that
+    #: sends nothing for this long as lost (reported, then reconnected) instead of waiting forever.
+    stream_timeout_seconds: float = 10.0
     #: Seconds between reconnection attempts grows from this ...
     reconnect_min_seconds: float = 1.0
     #: ... up to this.

@@ -80,3 +80,52 @@ def test_unreadable_video_file(tmp_path: Path) -> None:
     bogus.write_bytes(b"\x00" * 100)
     with pytest.raises(SourceError, match="cannot be opened"):
         open_source(str(bogus))
+
+
+def test_stalled_http_stream_is_reported_lost_not_waited_for(clip: Path) -> None:
+    """A network camera that stops sending mid-stream (the TCP connection stays open): read()
+    must give up after the stream timeout so the daemon reports the camera lost and reconnects,
+    instead of the camera thread hanging for ever."""
+    import http.server
+    import threading
+    import time
+
+    data = clip.read_bytes()
+    release = threading.Event()
+
+    class Stalling(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "video/x-msvideo")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data[: len(data) // 2])  # half the clip, then silence
+            self.wfile.flush()
+            release.wait(30)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Stalling)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/door.avi"
+    outcome: list[object] = []
+
+    def read_until_lost() -> None:
+        source = open_source(url, stream_timeout=1.0)
+        frames = 0
+        while source.read() is not None:
+            frames += 1
+        outcome.append(frames)
+        outcome.append(time.monotonic())
+        source.close()
+
+    try:
+        reader = threading.Thread(target=read_until_lost, daemon=True)
+        reader.start()
+        reader.join(timeout=20)
+        assert not reader.is_alive(), "read() blocked on a stalled stream"
+        assert isinstance(outcome[0], int) and outcome[0] > 0  # it did stream before stalling
+    finally:
+        release.set()
+        server.shutdown()

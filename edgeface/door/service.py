@@ -323,7 +323,13 @@ class DoorService:
             self.camera_changed.clear()
             interval = 1.0 / c.max_fps if c.max_fps > 0 else 0.0
             try:
-                source: FrameSource = open_source(c.source, c.width, c.height, loop=c.loop)
+                source: FrameSource = open_source(
+                    c.source,
+                    c.width,
+                    c.height,
+                    loop=c.loop,
+                    stream_timeout=c.stream_timeout_seconds,
+                )
             except SourceError as exc:
                 if not lost_reported:
                     loop.call_soon_threadsafe(self._camera_event, "camera_lost", str(exc))

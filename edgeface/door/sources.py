@@ -43,6 +43,7 @@ class CaptureSource:
         width: int | None = None,
         height: int | None = None,
         loop: bool = False,
+        stream_timeout: float = 10.0,
     ) -> None:
         self.description = f"camera {target}" if isinstance(target, int) else str(target)
         self.target = target
@@ -50,6 +51,20 @@ class CaptureSource:
         self.is_file = isinstance(target, str) and Path(target).is_file()
         if isinstance(target, int):
             self.capture = cv2.VideoCapture(target, cv2.CAP_V4L2)
+        elif is_stream(target):
+            # Without these a stalled RTSP/HTTP stream blocks read() for ever: the camera
+            # thread would hang silently instead of reporting the camera lost and reconnecting.
+            milliseconds = int(stream_timeout * 1000)
+            self.capture = cv2.VideoCapture(
+                target,
+                cv2.CAP_FFMPEG,
+                [
+                    cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+                    milliseconds,
+                    cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+                    milliseconds,
+                ],
+            )
         else:
             self.capture = cv2.VideoCapture(target)
         if not self.capture.isOpened():
@@ -103,15 +118,24 @@ class FolderSource:
         self.files = []
 
 
+def is_stream(target: int | str) -> bool:
+    """A URL (rtsp://, http://, …) rather than a device index, path or file."""
+    return isinstance(target, str) and bool(re.match(r"^[a-z][a-z0-9+.-]*://", target, re.I))
+
+
 def open_source(
-    spec: str, width: int | None = None, height: int | None = None, loop: bool = True
+    spec: str,
+    width: int | None = None,
+    height: int | None = None,
+    loop: bool = True,
+    stream_timeout: float = 10.0,
 ) -> FrameSource:
     """Open the source named by the configuration's ``camera.source``."""
     text = spec.strip()
     if re.fullmatch(r"\d+", text):
         return CaptureSource(int(text), width, height)
-    if re.match(r"^[a-z][a-z0-9+.-]*://", text, re.IGNORECASE):
-        return CaptureSource(text, width, height)
+    if is_stream(text):
+        return CaptureSource(text, width, height, stream_timeout=stream_timeout)
     path = Path(text)
     if path.is_dir():
         return FolderSource(path, loop=loop)
