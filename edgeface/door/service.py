@@ -17,7 +17,6 @@ import hmac
 import json
 import logging
 import signal
-import sys
 import threading
 import time
 from collections import deque
@@ -46,6 +45,7 @@ from edgeface.door.sources import FrameSource, SourceError, open_source
 from edgeface.door.systemd import SystemdNotifier, watchdog_interval
 from edgeface.door.tracker import FaceTracker
 from edgeface.errors import EdgefaceError
+from edgeface.logs import configure_logging
 from edgeface.pipeline import FacePipeline, PipelineSettings
 from edgeface.recognition.gallery import Gallery, GalleryError, GalleryStore
 from edgeface.recognition.matcher import Matcher
@@ -648,11 +648,7 @@ def run_service(
         config = replace(config, camera=replace(config.camera, source=source))
     if pin_factory is not None:
         config = replace(config, relay=replace(config.relay, pin_factory=pin_factory))
-    logging.basicConfig(
-        level=config.log_level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(config.log_level)
     printer = (lambda e: print(json.dumps(e, default=str), flush=True)) if print_events else None
     service = DoorService(config, config_path, on_event=printer)
     return asyncio.run(service.run())
