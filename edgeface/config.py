@@ -117,6 +117,10 @@ class PushConfig:
     keys: dict[str, str] = field(default_factory=dict)
     #: Fleet groups this door belongs to: it also accepts edgeface/fleet/<group>/gallery/set.
     groups: list[str] = field(default_factory=list)
+    #: Also accept push documents dropped as *.json files into this folder (Ansible & co.).
+    folder: str | None = None
+    #: How often the folder is looked at (a SIGHUP looks at once).
+    folder_poll_seconds: float = 2.0
 
 
 @dataclass
@@ -292,8 +296,10 @@ def _check_consistency(config: Config, source: str) -> None:
     except ValueError as exc:
         raise ConfigError(f"{source}: {exc}") from None
     if config.push.enabled:
-        if not config.mqtt.enabled:
-            raise ConfigError(f"{source}: push.enabled needs mqtt.enabled")
+        if not config.mqtt.enabled and not config.push.folder:
+            raise ConfigError(f"{source}: push.enabled needs mqtt.enabled or a push.folder")
+        if config.push.folder_poll_seconds <= 0:
+            raise ConfigError(f"{source}: push.folder_poll_seconds must be positive")
         if not config.push.keys:
             raise ConfigError(f"{source}: push.enabled needs at least one key in push.keys")
         for key_id, key in config.push.keys.items():

@@ -78,3 +78,96 @@ def test_unreadable_record_means_starting_afresh(tmp_path: Path) -> None:
     (folder / "p.json").write_text("{}")
     _age(folder / "p.json", 5)
     assert [f.path.name for f in PushFolder(folder, record).ready()] == ["p.json"]
+
+
+def test_daemon_applies_signed_files_once_and_rejects_bad_ones(
+    tmp_path: Path, photo_dir: Path
+) -> None:
+    """The real daemon (no broker: file pushes work without MQTT) picks up a signed push file,
+    rejects a wrongly signed one with the reason, applies a later file on SIGHUP without waiting
+    for the poll, and after a restart handles none of them again."""
+    import asyncio
+    import json
+    import signal
+
+    from gpiozero.pins.mock import MockFactory
+
+    from edgeface.config import CameraConfig, Config, PushConfig, RecognitionConfig
+    from edgeface.door.demo import enrol
+    from edgeface.door.service import DoorService
+    from edgeface.recognition.gallery import GalleryStore
+    from edgeface.recognition.push import full_push, generate_key, sign
+
+    key = generate_key()
+    people = tmp_path / "people.json"
+    enrol(people, photo_dir / "obama.jpg", "obama")
+    gallery = GalleryStore(people).load()
+    folder = tmp_path / "gallery.d"
+    folder.mkdir()
+    gallery_file = tmp_path / "state" / "gallery.json"
+
+    def door(poll: float) -> tuple[DoorService, list[dict[str, object]]]:
+        config = Config(
+            device_id="front",
+            state_dir=str(tmp_path / "state"),
+            camera=CameraConfig(source="/dev/video97", reconnect_min_seconds=5),
+            recognition=RecognitionConfig(gallery=str(gallery_file)),
+            push=PushConfig(
+                enabled=True, keys={"k1": key}, folder=str(folder), folder_poll_seconds=poll
+            ),
+        )
+        events: list[dict[str, object]] = []
+        return DoorService(config, pin_factory=MockFactory(), on_event=events.append), events
+
+    def push_file(name: str, version: int, signing_key: str) -> None:
+        document = full_push(gallery, version, {"device": "front"}, time.time())
+        (folder / name).write_text(json.dumps(sign(document, signing_key, "k1")))
+        _age(folder / name, 5)
+
+    def gallery_events(events: list[dict[str, object]]) -> list[tuple[object, ...]]:
+        return [
+            (e["event_type"], e["origin"], e.get("gallery_version"), e.get("reason"))
+            for e in events
+            if str(e["event_type"]).startswith("gallery_")
+        ]
+
+    async def until(condition, timeout: float = 20) -> None:  # type: ignore[no-untyped-def]
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not condition():
+            assert asyncio.get_running_loop().time() < deadline, "timed out"
+            await asyncio.sleep(0.05)
+
+    push_file("10-people.json", 5, key)
+    push_file("20-forged.json", 6, generate_key())
+    service, events = door(poll=0.1)
+
+    async def first_run() -> int:
+        runner = asyncio.create_task(service.run())
+        await until(lambda: len(gallery_events(events)) == 2)
+        service.stop_requested.set()
+        return await runner
+
+    assert asyncio.run(first_run()) == 0
+    assert gallery_events(events) == [
+        ("gallery_updated", "file:10-people.json", 5, None),
+        ("gallery_rejected", "file:20-forged.json", 5, "bad signature"),
+    ]
+    assert GalleryStore(gallery_file).load().version == 5
+    assert service.matcher.names == ["obama"]
+    assert all(s.state is False for s in service.relay.device.pin_factory.pin(17).states)
+
+    service, events = door(poll=3600)  # restart; the poll alone would not look again for an hour
+
+    async def second_run() -> int:
+        runner = asyncio.create_task(service.run())
+        await asyncio.sleep(0.5)
+        assert gallery_events(events) == []  # nothing handled twice after the restart
+        push_file("30-update.json", 7, key)
+        os.kill(os.getpid(), signal.SIGHUP)
+        await until(lambda: len(gallery_events(events)) == 1)
+        service.stop_requested.set()
+        return await runner
+
+    assert asyncio.run(second_run()) == 0
+    assert gallery_events(events) == [("gallery_updated", "file:30-update.json", 7, None)]
+    assert GalleryStore(gallery_file).load().version == 7

@@ -6,8 +6,8 @@ kinds:
 * **live** — the camera (the capture thread reopens it), the detector (a new pipeline is built
   off the event loop and swapped in), recognition thresholds, schedules and gallery path, relay
   timings, the relay and door-contact pins (the old output is driven locked and released before
-  the new one is claimed), push keys (so a leaked key can be revoked with a reload), snapshots
-  and the log level;
+  the new one is claimed), push keys (so a leaked key can be revoked with a reload) and the
+  push folder, snapshots and the log level;
 * **restart-only** — everything that names the daemon or its connections: ``device_id``,
   ``state_dir``, the whole ``mqtt`` section, push groups and on/off (they decide which topics
   are subscribed), the GPIO pin factory, and any section not listed below. Those keep their
@@ -40,6 +40,7 @@ LIVE_PREFIXES = (
     "push.keys",
     "push.public_keys",
     "push.max_bytes",
+    "push.folder",
     "snapshots.",
     "log_level",
 )

@@ -37,6 +37,7 @@ from edgeface.config import (
 )
 from edgeface.door.mqtt import DoorMqtt
 from edgeface.door.outbox import Outbox
+from edgeface.door.push_folder import PushFolder
 from edgeface.door.relay import DoorRelay
 from edgeface.door.reload import ReloadPlan, plan_reload
 from edgeface.door.schedules import AccessSchedule
@@ -167,6 +168,7 @@ class DoorService:
         self._use_gallery(self._read_gallery(config))
         self.schedule = AccessSchedule.from_config(config.recognition.schedules)
         self.snapshots = self._make_snapshots(config.snapshots)
+        self.push_folder = self._make_push_folder(config)
         self.tracker = FaceTracker(window=config.recognition.confirm_window)
         self.slot = FrameSlot()
         #: Set by a reload that changed the camera settings (read by the capture thread).
@@ -187,6 +189,12 @@ class DoorService:
             self.on_event(record)
         if self.mqtt:
             self.mqtt.event(event_type, **fields)
+
+    def _make_push_folder(self, config: Config) -> PushFolder | None:
+        p = config.push
+        if not p.enabled or not p.folder:
+            return None
+        return PushFolder(Path(p.folder), self.state_dir / "push-files.json")
 
     def _make_snapshots(self, s: SnapshotConfig) -> SnapshotStore | None:
         if not s.enabled:
@@ -228,12 +236,13 @@ class DoorService:
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self.apply_gallery_push, payload)
 
-    def apply_gallery_push(self, payload: bytes) -> None:
+    def apply_gallery_push(self, payload: bytes, origin: str = "mqtt") -> None:
         """Verify, apply and store a signed push, then report on ``<base>/gallery/state``.
 
         The new gallery is written atomically at the pushed version before the matcher is
         swapped; on any rejection nothing changes. The door keeps working throughout: the relay
         is not touched, and recognition simply uses the new matcher from the next frame.
+        ``origin`` says where it came from (``mqtt`` or ``file:<name>``) in events and state.
         """
         p = self.config.push
         try:
@@ -243,7 +252,12 @@ class DoorService:
             updated = apply_push(self.gallery, document)
             GalleryStore(self.config.recognition.gallery).save(updated, bump=False)
         except PushRejected as exc:
-            self.emit("gallery_rejected", reason=exc.reason, gallery_version=self.gallery.version)
+            self.emit(
+                "gallery_rejected",
+                reason=exc.reason,
+                gallery_version=self.gallery.version,
+                origin=origin,
+            )
             self._gallery_state("rejected", exc.reason)
             return
         except (OSError, EdgefaceError) as exc:
@@ -259,10 +273,28 @@ class DoorService:
             gallery_version=updated.version,
             identities=len(updated.identities),
             key_id=document["signature"]["key_id"],
+            origin=origin,
         )
         self._gallery_state("applied", "")
         if self.mqtt:
             self.mqtt.state("gallery_version", updated.version)
+
+    async def _watch_push_folder(self) -> None:
+        """Look at ``push.folder`` every ``folder_poll_seconds`` (and on SIGHUP, see reload)."""
+        while not self.stop_requested.is_set():
+            self.apply_push_files()
+            await asyncio.sleep(self.config.push.folder_poll_seconds)
+
+    def apply_push_files(self) -> None:
+        """Verify and apply every settled, not yet handled file of the push folder."""
+        if self.push_folder is None:
+            return
+        for item in self.push_folder.ready():
+            self.apply_gallery_push(item.payload, origin=f"file:{item.path.name}")
+            try:
+                self.push_folder.handled(item)
+            except OSError as exc:  # it will be verified again (and be stale): no harm done
+                log.error("push folder: cannot record %s as handled: %s", item.path, exc)
 
     def _gallery_state(self, status: str, reason: str) -> None:
         if self.mqtt:
@@ -490,7 +522,11 @@ class DoorService:
     def reload(self) -> None:
         """SIGHUP (called on the event loop): re-read the configuration file and the gallery."""
         if self._loop is not None:
-            self._reload_task = self._loop.create_task(self.apply_reload())
+            self._reload_task = self._loop.create_task(self._on_sighup())
+
+    async def _on_sighup(self) -> None:
+        await self.apply_reload()
+        self.apply_push_files()  # a pushed file is looked at now, whatever the reload's outcome
 
     async def apply_reload(self) -> None:
         """Apply a re-read configuration: everything that can fail is prepared first (file,
@@ -525,6 +561,8 @@ class DoorService:
             self._reconfigure_gpio(running.relay, plan)
             if plan.touches("camera."):
                 self.camera_changed.set()
+            if plan.touches("push.folder"):
+                self.push_folder = self._make_push_folder(plan.config)
             self.emit(
                 "config_reloaded",
                 gallery_identities=len(self.matcher.names),
@@ -602,6 +640,7 @@ class DoorService:
         tasks = [
             asyncio.create_task(self._recognise(wake), name="recognise"),
             asyncio.create_task(self._watch_relay(), name="relay"),
+            asyncio.create_task(self._watch_push_folder(), name="push-folder"),
         ]
         interval = watchdog_interval()
         if interval:
