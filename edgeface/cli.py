@@ -238,6 +238,41 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(broker=args.broker)
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    """``edgeface audit verify``: is the hash chain of the audit trail intact?"""
+    from edgeface.door.audit import verify
+
+    if args.log:
+        path = Path(args.log)
+    elif args.config:
+        from edgeface.config import load_config
+
+        config = load_config(args.config)
+        a = config.audit
+        path = Path(a.path) if a.path else Path(config.state_dir) / "audit.log"
+    else:
+        raise EdgefaceError("give --config FILE or --log PATH")
+    head = None
+    if args.head:
+        seq, _, digest = args.head.partition(":")
+        if not seq.isdigit() or len(digest) != 64:
+            raise EdgefaceError("--head must be SEQ:HASH as published on <base>/audit/head")
+        head = (int(seq), digest)
+    if not path.exists() and not any(path.parent.glob(path.name + ".*")):
+        raise EdgefaceError(f"{path}: no audit log there")
+    report = verify(path, head)
+    if report.ok:
+        text = (
+            f"intact: {report.entries} entries ({report.first_seq}..{report.last_seq}) in "
+            f"{len(report.files)} file(s); head {report.last_seq}:{report.head}"
+        )
+    else:
+        text = f"TAMPERED: {report.problem}"
+    text += "".join(f"\nwarning: {w}" for w in report.warnings)
+    emit(args, {**report.__dict__, "ok": report.ok}, text)
+    return 0 if report.ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edgeface", description="Face-recognition door access for small Linux boards."
@@ -334,6 +369,15 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--force", action="store_true", help="replace an existing file")
     generate.add_argument("--json", action="store_true", help="print JSON")
     keys.set_defaults(func=recognition.cmd_keys)
+
+    audit = commands.add_parser("audit", help="check the audit trail")
+    audit_actions = audit.add_subparsers(dest="action", metavar="ACTION", required=True)
+    checker = audit_actions.add_parser("verify", help="check the hash chain (exit 1 if broken)")
+    checker.add_argument("--config", help="daemon configuration (finds the log from it)")
+    checker.add_argument("--log", help="the audit log file itself")
+    checker.add_argument("--head", help="SEQ:HASH published on <base>/audit/head to compare")
+    checker.add_argument("--json", action="store_true", help="print JSON")
+    audit.set_defaults(func=cmd_audit)
 
     run = commands.add_parser("run", help="run the door daemon")
     run.add_argument("--config", required=True, help="YAML configuration file")

@@ -134,6 +134,20 @@ class SnapshotConfig:
 
 
 @dataclass
+class AuditConfig:
+    """The hash-chained audit trail of unlocks, denials, unknown faces, gallery changes and
+    reloads (edgeface.door.audit); ``edgeface audit verify`` checks it."""
+
+    enabled: bool = True
+    #: null = <state_dir>/audit.log
+    path: str | None = None
+    #: Rotate when the file would grow past this many bytes ...
+    max_bytes: int = 1_048_576
+    #: ... keeping this many files in all (the current one included).
+    keep: int = 5
+
+
+@dataclass
 class Config:
     device_id: str = "door"
     state_dir: str = "/var/lib/edgeface"
@@ -145,6 +159,7 @@ class Config:
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     snapshots: SnapshotConfig = field(default_factory=SnapshotConfig)
     push: PushConfig = field(default_factory=PushConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
 
 
 # ----- loading ---------------------------------------------------------------------------------
@@ -311,6 +326,8 @@ def _check_consistency(config: Config, source: str) -> None:
                     f"{source}: push.keys.{key_id} must be a hex key of at least 16 bytes "
                     "(edgeface keys generate)"
                 ) from None
+    if config.audit.max_bytes < 4096 or config.audit.keep < 1:
+        raise ConfigError(f"{source}: audit.max_bytes must be at least 4096 and audit.keep >= 1")
     if config.snapshots.retention_days <= 0:
         raise ConfigError(f"{source}: snapshots.retention_days must be positive")
     if m.remote_unlock and not m.remote_unlock_secret:

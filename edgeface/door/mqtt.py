@@ -143,6 +143,14 @@ class DoorMqtt:
         self._wake.set()
         return seq
 
+    def audit(self, entry: dict[str, Any]) -> None:
+        """An audit entry, durably and in order on ``<base>/audit`` (the outside copy that
+        ``edgeface audit verify --head`` checks against), and the newest as the retained
+        ``<base>/audit/head``."""
+        self.outbox.add(self.topic("audit"), entry, stamp=False)
+        self._wake.set()
+        self.retained(self.topic("audit", "head"), {"seq": entry["seq"], "hash": entry["hash"]})
+
     def state(self, name: str, value: Any) -> None:
         """Set a retained state value under ``<base>/state/<name>``."""
         self.retained(self.topic("state", name), value)

@@ -56,8 +56,11 @@ class Outbox:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(SCHEMA)
 
-    def add(self, topic: str, payload: dict[str, Any], retain: bool = False) -> int:
-        """Store one event; returns its sequence number (also written into the payload)."""
+    def add(
+        self, topic: str, payload: dict[str, Any], retain: bool = False, stamp: bool = True
+    ) -> int:
+        """Store one event; returns its sequence number, also written into the payload as
+        ``seq`` unless ``stamp`` is False (an audit entry is published exactly as written)."""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -66,7 +69,8 @@ class Outbox:
                     (topic, int(retain), time.time()),
                 )
                 seq = int(cursor.lastrowid or 0)
-                body = json.dumps({**payload, "seq": seq}, separators=(",", ":"), default=str)
+                stamped = {**payload, "seq": seq} if stamp else payload
+                body = json.dumps(stamped, separators=(",", ":"), default=str)
                 self._db.execute("UPDATE outbox SET payload = ? WHERE seq = ?", (body, seq))
                 self._trim()
                 self._db.execute("COMMIT")

@@ -16,6 +16,7 @@ import asyncio
 import hmac
 import json
 import logging
+import os
 import signal
 import threading
 import time
@@ -35,6 +36,7 @@ from edgeface.config import (
     SnapshotConfig,
     load_config,
 )
+from edgeface.door.audit import AuditError, AuditLog
 from edgeface.door.mqtt import DoorMqtt
 from edgeface.door.outbox import Outbox
 from edgeface.door.push_folder import PushFolder
@@ -53,6 +55,22 @@ from edgeface.recognition.matcher import Matcher
 from edgeface.recognition.push import PushRejected, apply_push, verify_push
 
 log = logging.getLogger("edgeface.door")
+
+#: Events recorded in the audit trail: decisions at the door and changes to who may enter.
+AUDITED = frozenset(
+    {
+        "daemon_started",
+        "daemon_stopped",
+        "unlocked",
+        "denied",
+        "unknown",
+        "remote_unlock_refused",
+        "unlock_interrupted",
+        "gallery_updated",
+        "gallery_rejected",
+        "config_reloaded",
+    }
+)
 
 
 class FrameSlot:
@@ -152,6 +170,7 @@ class DoorService:
         """Everything after the relay (contact, MQTT, models, gallery), so that a failure here
         (a missing model, an unreadable gallery) still closes the relay."""
         r = config.relay
+        self.audit: AuditLog | None = None  # set below, once MQTT exists to copy it
         self.contact: Any = self._make_contact(r.door_contact_pin)
         self.mqtt: DoorMqtt | None = None
         if config.mqtt.enabled:
@@ -164,6 +183,7 @@ class DoorService:
                 gallery_groups=config.push.groups,
                 on_gallery=self._gallery_from_thread if config.push.enabled else None,
             )
+        self.audit = self._open_audit(config)
         self.pipeline = make_pipeline(config.detector)
         self._use_gallery(self._read_gallery(config))
         self.schedule = AccessSchedule.from_config(config.recognition.schedules)
@@ -182,13 +202,39 @@ class DoorService:
 
     # ----- events ----------------------------------------------------------------------------
     def emit(self, event_type: str, **fields: Any) -> None:
-        """Log, hand to the caller (demo: print), and store for MQTT (durable, in order)."""
+        """Log, hand to the caller (demo: print), store for MQTT (durable, in order), and add
+        the decisions and changes that matter afterwards to the audit trail."""
         record = {"event_type": event_type, "timestamp": round(time.time(), 3), **fields}
         log.info("event %s", json.dumps(record, default=str))
         if self.on_event:
             self.on_event(record)
         if self.mqtt:
             self.mqtt.event(event_type, **fields)
+        if self.audit is not None and event_type in AUDITED:
+            try:
+                entry = self.audit.append(event_type, **fields)
+            except OSError as exc:  # a full disk must not stop the door (it stays fail-secure)
+                self.emit("error", detail=f"audit log {self.audit.path} not written: {exc}")
+                return
+            if self.mqtt:
+                self.mqtt.audit(entry)
+
+    def _open_audit(self, config: Config) -> AuditLog | None:
+        """The audit trail; a log damaged before its last line is moved aside (and reported)
+        and a new chain started, so the door keeps running and recording."""
+        a = config.audit
+        if not a.enabled:
+            return None
+        path = Path(a.path) if a.path else self.state_dir / "audit.log"
+        try:
+            return AuditLog(path, a.max_bytes, a.keep)
+        except AuditError as exc:
+            aside = path.with_name(f"{path.name}.damaged-{int(time.time())}")
+            os.replace(path, aside)
+            log.error("audit: %s; moved to %s and starting a new chain", exc, aside)
+            audit = AuditLog(path, a.max_bytes, a.keep)
+            audit.append("audit_restarted", reason=str(exc), damaged_file=aside.name)
+            return audit
 
     def _make_push_folder(self, config: Config) -> PushFolder | None:
         p = config.push
@@ -646,6 +692,12 @@ class DoorService:
         if interval:
             tasks.append(asyncio.create_task(self._watchdog(interval), name="watchdog"))
         self.notifier.ready("door locked")
+        self.emit(
+            "daemon_started",
+            device_id=self.config.device_id,
+            gallery_version=self.gallery.version,
+            identities=len(self.gallery.identities),
+        )
         status = 0
         try:
             stop = asyncio.create_task(self.stop_requested.wait())
@@ -664,6 +716,7 @@ class DoorService:
             self.notifier.stopping()
             self.stop_requested.set()
             self.relay.close()  # fail-secure: driven locked, then released
+            self.emit("daemon_stopped", status=status, door="locked")
             if self.contact is not None:
                 self.contact.close()
             for task in tasks:
