@@ -363,8 +363,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     keys = commands.add_parser("keys", help="signing keys for gallery pushes")
     key_actions = keys.add_subparsers(dest="action", metavar="ACTION", required=True)
-    generate = key_actions.add_parser("generate", help="write a new shared HMAC key")
+    generate = key_actions.add_parser("generate", help="write a new signing key")
     generate.add_argument("--out", required=True, help="key file (written with mode 0600)")
+    generate.add_argument(
+        "--type",
+        choices=["hmac", "ed25519"],
+        default="hmac",
+        help="hmac: shared secret (default); ed25519: private key + <out>.pub for the doors",
+    )
     generate.add_argument("--id", default="k1", help="key id the pushes will name")
     generate.add_argument("--force", action="store_true", help="replace an existing file")
     generate.add_argument("--json", action="store_true", help="print JSON")

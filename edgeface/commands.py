@@ -282,24 +282,46 @@ def load_gallery_file(path: Path) -> Gallery:
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
-    """``edgeface keys generate``: a new shared key for signing gallery pushes (HMAC-SHA256)."""
-    from edgeface.recognition.push import generate_key
+    """``edgeface keys generate``: a new key for signing gallery pushes.
+
+    ``--type hmac`` (default) writes a shared secret that the pushing side and every door hold;
+    ``--type ed25519`` writes the private key (PKCS#8 PEM, for the pushing side only) and
+    ``<out>.pub`` with the public key the doors list under ``push.public_keys``."""
+    from edgeface.recognition.push import generate_ed25519, generate_key
 
     out = Path(args.out)
     if out.exists() and not args.force:
         raise EdgefaceError(f"{out} exists; use --force to replace it")
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(generate_key() + "\n")
-    os.chmod(out, 0o600)
+    if args.type == "ed25519":
+        pem, public = generate_ed25519()
+        _write_private(out, pem)
+        pub = out.with_suffix(".pub")
+        pub.write_text(public + "\n")
+        emit(
+            args,
+            {"key_id": args.id, "type": "ed25519", "file": str(out), "public_file": str(pub)},
+            f"Ed25519 key {args.id!r}: private key {out} (mode 0600, keep it where pushes are "
+            f"made), public key {pub}. On each door:\n  push:\n    public_keys:\n"
+            f'      {args.id}: "{public}"',
+        )
+        return 0
+    _write_private(out, (generate_key() + "\n").encode())
     emit(
         args,
-        {"key_id": args.id, "file": str(out)},
+        {"key_id": args.id, "type": "hmac", "file": str(out)},
         f"key {args.id!r} written to {out} (mode 0600); give the same file to every door "
         "that should accept pushes signed with it",
     )
     return 0
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Create ``path`` readable by its owner only, from the first byte on."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    os.chmod(path, 0o600)
 
 
 def cmd_gallery(args: argparse.Namespace) -> int:

@@ -115,6 +115,9 @@ class PushConfig:
     enabled: bool = False
     #: key id → shared key (hex); use "file:/etc/edgeface/k1.key" rather than the key itself.
     keys: dict[str, str] = field(default_factory=dict)
+    #: key id → Ed25519 public key (base64 of 32 bytes, or "file:/etc/edgeface/k2.pub"): the
+    #: door can check pushes signed with the private key but cannot sign any itself.
+    public_keys: dict[str, str] = field(default_factory=dict)
     #: Fleet groups this door belongs to: it also accepts edgeface/fleet/<group>/gallery/set.
     groups: list[str] = field(default_factory=list)
     #: Also accept push documents dropped as *.json files into this folder (Ansible & co.).
@@ -315,8 +318,25 @@ def _check_consistency(config: Config, source: str) -> None:
             raise ConfigError(f"{source}: push.enabled needs mqtt.enabled or a push.folder")
         if config.push.folder_poll_seconds <= 0:
             raise ConfigError(f"{source}: push.folder_poll_seconds must be positive")
-        if not config.push.keys:
-            raise ConfigError(f"{source}: push.enabled needs at least one key in push.keys")
+        if not config.push.keys and not config.push.public_keys:
+            raise ConfigError(
+                f"{source}: push.enabled needs at least one key in push.keys or push.public_keys"
+            )
+        from edgeface.recognition.push import parse_public_key
+
+        for key_id, text in config.push.public_keys.items():
+            if key_id in config.push.keys:
+                raise ConfigError(
+                    f"{source}: key id {key_id!r} is in both push.keys and push.public_keys; "
+                    "a key id must name one key"
+                )
+            try:
+                parse_public_key(text)
+            except ValueError as exc:
+                raise ConfigError(
+                    f"{source}: push.public_keys.{key_id} is not an Ed25519 public key ({exc}); "
+                    "use the base64 line of the .pub file from edgeface keys generate"
+                ) from None
         for key_id, key in config.push.keys.items():
             try:
                 if len(bytes.fromhex(key)) < 16:

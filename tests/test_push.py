@@ -263,3 +263,83 @@ def test_power_cut_during_gallery_writes_leaves_old_or_new_never_a_mix(tmp_path)
         assert len(gallery.identities) == gallery.version >= last_seen
         last_seen = gallery.version
     assert last_seen > 12
+
+
+# ----- Ed25519 ---------------------------------------------------------------------------------
+
+
+def ed25519_door(tmp_path):  # type: ignore[no-untyped-def]
+    """A key pair made by the real CLI; the door holds only the public half."""
+    from edgeface.cli import main
+
+    pem = tmp_path / "k2.pem"
+    assert main(["keys", "generate", "--type", "ed25519", "--id", "k2", "--out", str(pem)]) == 0
+    assert pem.stat().st_mode & 0o777 == 0o600
+    public = (tmp_path / "k2.pub").read_text().strip()
+    return pem, {"k2": public}
+
+
+def test_ed25519_push_verified_with_the_public_key_only(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from edgeface.recognition.push import load_signing_key
+
+    pem, public_keys = ed25519_door(tmp_path)
+    key = load_signing_key(pem)
+    assert key.algorithm == "Ed25519"
+    raw = json.dumps(key.sign(base_document(), "k2")).encode()
+    document = verify_push(raw, {}, "front", ("office",), 3, public_keys)
+    assert list(apply_push(gallery_of("bob"), document).identities) == ["alice"]
+    # The HMAC key file still loads as an HMAC key.
+    hmac_file = tmp_path / "k1.key"
+    hmac_file.write_text(KEY + "\n")
+    assert load_signing_key(hmac_file).algorithm == "HMAC-SHA256"
+
+
+def test_ed25519_rejections_say_why(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from edgeface.recognition.push import generate_ed25519, load_signing_key, sign_ed25519
+
+    pem, public_keys = ed25519_door(tmp_path)
+    key = load_signing_key(pem)
+
+    def check(raw: bytes, reason: str, keys: dict[str, str] = KEYS) -> None:
+        with pytest.raises(PushRejected, match=reason):
+            verify_push(raw, keys, "front", ("office",), 3, public_keys)
+
+    good = key.sign(base_document(), "k2")
+    tampered = {**good, "version": 9}
+    check(json.dumps(tampered).encode(), "bad signature")
+    other_pem, _ = generate_ed25519()
+    (tmp_path / "other.pem").write_bytes(other_pem)
+    forged = load_signing_key(tmp_path / "other.pem").sign(base_document(), "k2")
+    check(json.dumps(forged).encode(), "bad signature")  # someone else's private key
+    # Algorithm confusion: an HMAC signature naming the Ed25519 key id — e.g. made with the
+    # public key text as the "secret" — and an Ed25519 claim naming the HMAC key.
+    confused = sign(base_document(), public_keys["k2"].encode().hex(), "k2")
+    check(json.dumps(confused).encode(), "key 'k2' is an Ed25519 key; the push claims HMAC")
+    private = load_signing_key(tmp_path / "other.pem").secret
+    claims_ed = sign_ed25519(base_document(), private, "k1")  # type: ignore[arg-type]
+    check(json.dumps(claims_ed).encode(), "key 'k1' is an HMAC-SHA256 key; the push claims Ed")
+    bad_value = {**good, "signature": {**good["signature"], "value": "!!"}}
+    check(json.dumps(bad_value).encode(), "not base64")
+    short = {**good, "signature": {**good["signature"], "value": "AAAA"}}
+    check(json.dumps(short).encode(), "bad signature")
+
+
+def test_key_files_and_config_errors_are_clear(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from edgeface.config import ConfigError, parse_config
+    from edgeface.errors import EdgefaceError
+    from edgeface.recognition.push import load_signing_key
+
+    junk = tmp_path / "junk.key"
+    junk.write_text("hello")
+    with pytest.raises(EdgefaceError, match="neither a hex HMAC key nor an Ed25519"):
+        load_signing_key(junk)
+    with pytest.raises(EdgefaceError, match="cannot read key file"):
+        load_signing_key(tmp_path / "missing.key")
+    base = "mqtt:\n  enabled: true\npush:\n  enabled: true\n"
+    with pytest.raises(ConfigError, match=r"push\.public_keys\.k2 is not an Ed25519 public key"):
+        parse_config(base + "  public_keys:\n    k2: c2hvcnQ=\n")
+    with pytest.raises(ConfigError, match=r"in both push\.keys and push\.public_keys"):
+        parse_config(base + f"  keys:\n    k2: {KEY}\n  public_keys:\n    k2: {'A' * 43}=\n")
+    _, public_keys = ed25519_door(tmp_path)
+    config = parse_config(base + f'  public_keys:\n    k2: "{public_keys["k2"]}"\n')
+    assert config.push.public_keys == public_keys and config.push.keys == {}

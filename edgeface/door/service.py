@@ -293,7 +293,12 @@ class DoorService:
         p = self.config.push
         try:
             document = verify_push(
-                payload, p.keys, self.config.device_id, tuple(p.groups), self.gallery.version
+                payload,
+                p.keys,
+                self.config.device_id,
+                tuple(p.groups),
+                self.gallery.version,
+                p.public_keys,
             )
             updated = apply_push(self.gallery, document)
             GalleryStore(self.config.recognition.gallery).save(updated, bump=False)

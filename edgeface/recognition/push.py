@@ -6,10 +6,21 @@ A push is a JSON document::
      "target": {"device": "front"} | {"group": "office"}, "issued_at": 1795340000.0,
      "gallery": {...edgeface-gallery...}                       # kind "full"
      "add": {"alice": {"embeddings": ["<b64>", ...]}}, "remove": ["bob"],   # kind "delta"
-     "signature": {"alg": "HMAC-SHA256", "key_id": "k1", "value": "<b64>"}}
+     "signature": {"alg": "HMAC-SHA256" | "Ed25519", "key_id": "k1", "value": "<b64>"}}
 
 The signature covers the canonical JSON of everything but ``signature`` (sorted keys, no spaces,
-UTF-8). A door accepts a push only if it is signed with a key it holds, aimed at it (its device
+UTF-8). Two kinds of keys:
+
+* **HMAC-SHA256** with a shared secret: simple, but every door holding the key could also sign;
+* **Ed25519**: the doors hold only the public key (``push.public_keys``), so a door that is
+  stolen or opened up cannot be used to forge pushes for the rest of the fleet. The private key
+  is a standard PKCS#8 PEM file (``edgeface keys generate --type ed25519`` or
+  ``openssl genpkey -algorithm ed25519``) kept where the pushes are made.
+
+A key id names exactly one key of one kind: a push whose ``alg`` does not match the kind of the
+key it names is refused, so one kind of key can never be passed off as the other.
+
+A door accepts a push only if it is signed with a key it holds, aimed at it (its device
 id or one of its groups), newer than its gallery (so a captured push cannot be replayed and an
 old one cannot roll the gallery back), no larger than ``MAX_PUSH_BYTES``, and every embedding is
 128 finite values of unit length. Anything else is rejected with a reason and the gallery is left
@@ -24,7 +35,16 @@ import hashlib
 import hmac
 import json
 import secrets
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
 
 from edgeface.errors import EdgefaceError
 from edgeface.recognition.gallery import (
@@ -38,6 +58,7 @@ from edgeface.recognition.gallery import (
 PUSH_FORMAT = "edgeface-gallery-push"
 MAX_PUSH_BYTES = 4 * 1024 * 1024
 ALGORITHM = "HMAC-SHA256"
+ED25519 = "Ed25519"
 
 
 class PushRejected(EdgefaceError):
@@ -71,6 +92,84 @@ def sign(document: dict[str, Any], key: str, key_id: str) -> dict[str, Any]:
     }
 
 
+def sign_ed25519(
+    document: dict[str, Any], private_key: Ed25519PrivateKey, key_id: str
+) -> dict[str, Any]:
+    """A copy of ``document`` with an Ed25519 signature."""
+    value = private_key.sign(canonical(document))
+    return {
+        **document,
+        "signature": {
+            "alg": ED25519,
+            "key_id": key_id,
+            "value": base64.b64encode(value).decode("ascii"),
+        },
+    }
+
+
+def generate_ed25519() -> tuple[bytes, str]:
+    """A new key pair: (private key as PKCS#8 PEM, public key as base64 of its 32 raw bytes)."""
+    private_key = Ed25519PrivateKey.generate()
+    pem = private_key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return pem, public_key_text(private_key.public_key())
+
+
+def public_key_text(public_key: Ed25519PublicKey) -> str:
+    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return base64.b64encode(raw).decode("ascii")
+
+
+def parse_public_key(text: str) -> Ed25519PublicKey:
+    """A public key from its base64 text (raises ValueError with the reason)."""
+    try:
+        raw = base64.b64decode(text.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("not base64") from None
+    if len(raw) != 32:
+        raise ValueError(f"an Ed25519 public key has 32 bytes, this one {len(raw)}")
+    return Ed25519PublicKey.from_public_bytes(raw)
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    """A key file as the pushing side holds it: an HMAC secret or an Ed25519 private key."""
+
+    algorithm: str
+    secret: str | Ed25519PrivateKey
+
+    def sign(self, document: dict[str, Any], key_id: str) -> dict[str, Any]:
+        if isinstance(self.secret, Ed25519PrivateKey):
+            return sign_ed25519(document, self.secret, key_id)
+        return sign(document, self.secret, key_id)
+
+
+def load_signing_key(path: Path) -> SigningKey:
+    """Read a key file written by ``edgeface keys generate`` (either kind) or by openssl."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise EdgefaceError(f"cannot read key file {path}: {exc.strerror}") from None
+    if data.lstrip().startswith(b"-----BEGIN"):
+        try:
+            key = serialization.load_pem_private_key(data, password=None)
+        except (ValueError, TypeError) as exc:
+            raise EdgefaceError(f"{path}: not a readable private key ({exc})") from None
+        if not isinstance(key, Ed25519PrivateKey):
+            raise EdgefaceError(f"{path}: a private key, but not an Ed25519 one")
+        return SigningKey(ED25519, key)
+    text = data.decode("ascii", "replace").strip()
+    try:
+        if len(bytes.fromhex(text)) >= 16:
+            return SigningKey(ALGORITHM, text)
+    except ValueError:
+        pass
+    raise EdgefaceError(f"{path}: neither a hex HMAC key nor an Ed25519 PEM private key")
+
+
 def full_push(
     gallery: Gallery, version: int, target: dict[str, str], issued_at: float
 ) -> dict[str, Any]:
@@ -90,8 +189,12 @@ def verify_push(
     device_id: str,
     groups: tuple[str, ...],
     current_version: int,
+    public_keys: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The parsed push if it may be applied, else :class:`PushRejected` with the reason."""
+    """The parsed push if it may be applied, else :class:`PushRejected` with the reason.
+
+    ``keys`` are the HMAC secrets (hex) and ``public_keys`` the Ed25519 public keys (base64)
+    this door accepts, each by key id."""
     if len(raw) > MAX_PUSH_BYTES:
         raise PushRejected(f"payload too large ({len(raw)} bytes > {MAX_PUSH_BYTES})")
     try:
@@ -103,18 +206,7 @@ def verify_push(
     signature = document.get("signature")
     if not isinstance(signature, dict):
         raise PushRejected("unsigned push")
-    if signature.get("alg") != ALGORITHM:
-        raise PushRejected(f"unsupported signature algorithm {signature.get('alg')!r}")
-    key = keys.get(str(signature.get("key_id")))
-    if key is None:
-        raise PushRejected(f"unknown signing key {signature.get('key_id')!r}")
-    try:
-        claimed = base64.b64decode(str(signature.get("value", "")), validate=True)
-    except (binascii.Error, ValueError):
-        raise PushRejected("signature is not base64") from None
-    expected = hmac.new(bytes.fromhex(key), canonical(document), hashlib.sha256).digest()
-    if not hmac.compare_digest(claimed, expected):
-        raise PushRejected("bad signature")
+    _check_signature(document, signature, keys, public_keys or {})
     # Signed by a holder of the key: now check it is meant for this door, and is new.
     target = document.get("target")
     if not isinstance(target, dict) or not (
@@ -131,6 +223,35 @@ def verify_push(
     if document.get("kind") not in ("full", "delta"):
         raise PushRejected("kind must be 'full' or 'delta'")
     return document
+
+
+def _check_signature(
+    document: dict[str, Any],
+    signature: dict[str, Any],
+    keys: dict[str, str],
+    public_keys: dict[str, str],
+) -> None:
+    alg, key_id = signature.get("alg"), str(signature.get("key_id"))
+    if alg not in (ALGORITHM, ED25519):
+        raise PushRejected(f"unsupported signature algorithm {alg!r}")
+    if key_id not in keys and key_id not in public_keys:
+        raise PushRejected(f"unknown signing key {signature.get('key_id')!r}")
+    if (alg == ALGORITHM) != (key_id in keys):
+        kind = "an HMAC-SHA256" if key_id in keys else "an Ed25519"
+        raise PushRejected(f"key {key_id!r} is {kind} key; the push claims {alg}")
+    try:
+        claimed = base64.b64decode(str(signature.get("value", "")), validate=True)
+    except (binascii.Error, ValueError):
+        raise PushRejected("signature is not base64") from None
+    if alg == ALGORITHM:
+        expected = hmac.new(bytes.fromhex(keys[key_id]), canonical(document), hashlib.sha256)
+        if not hmac.compare_digest(claimed, expected.digest()):
+            raise PushRejected("bad signature")
+        return
+    try:
+        parse_public_key(public_keys[key_id]).verify(claimed, canonical(document))
+    except (InvalidSignature, ValueError):
+        raise PushRejected("bad signature") from None
 
 
 def apply_push(current: Gallery, document: dict[str, Any]) -> Gallery:
