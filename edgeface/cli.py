@@ -359,6 +359,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     differ.add_argument("other")
     differ.add_argument("--json", action="store_true", help="print JSON")
+    pusher = gallery_actions.add_parser(
+        "push",
+        parents=[gallery_option],
+        help="sign and publish it to a door or fleet group; wait for their acknowledgements",
+    )
+    where = pusher.add_mutually_exclusive_group(required=True)
+    where.add_argument("--device", help="one door's device_id")
+    where.add_argument("--group", help="a fleet group (the doors' push.groups)")
+    pusher.add_argument("--key", required=True, help="signing key file (HMAC or Ed25519 PEM)")
+    pusher.add_argument("--key-id", required=True, help="the id the doors know the key by")
+    pusher.add_argument("--broker", required=True, help="HOST[:PORT] of the MQTT broker")
+    pusher.add_argument("--username")
+    pusher.add_argument("--password-file", help="file whose first line is the password")
+    pusher.add_argument("--tls-ca", help="CA certificate: connect with TLS")
+    pusher.add_argument("--base-topic", default="edgeface")
+    pusher.add_argument("--version", type=int, help="default: newer than every door's version")
+    pusher.add_argument("--expect", help="comma-separated device ids to wait for")
+    pusher.add_argument("--timeout", type=float, default=30.0, help="seconds to wait (30)")
+    pusher.add_argument(
+        "--survey-seconds", type=float, default=1.5, help="time to read the doors' state (1.5)"
+    )
+    pusher.add_argument("--json", action="store_true", help="print JSON")
+    pusher.set_defaults(func=recognition.cmd_gallery_push)
     gallery.set_defaults(func=recognition.cmd_gallery)
 
     keys = commands.add_parser("keys", help="signing keys for gallery pushes")

@@ -324,6 +324,84 @@ def _write_private(path: Path, data: bytes) -> None:
     os.chmod(path, 0o600)
 
 
+def cmd_gallery_push(args: argparse.Namespace) -> int:
+    """``edgeface gallery push``: sign the gallery, publish it (retained) to a door or a fleet
+    group, and wait for every door's acknowledgement on its ``gallery/state``."""
+    import time
+
+    from edgeface.recognition.push import full_push, load_signing_key
+    from edgeface.recognition.push_client import DoorReport, PushClient
+
+    gallery = GalleryStore(args.gallery).load()
+    if not gallery.identities:
+        raise EdgefaceError(f"{args.gallery}: the gallery is empty; nothing to push")
+    key = load_signing_key(Path(args.key))
+    host, _, port = args.broker.partition(":")
+    password = None
+    if args.password_file:
+        password = Path(args.password_file).read_text().strip()
+    client = PushClient(
+        host, int(port or 1883), args.base_topic, args.username, password, args.tls_ca
+    )
+    try:
+        client.survey(args.survey_seconds)
+        if args.expect:
+            doors = {d for d in args.expect.split(",") if d}
+        elif args.device:
+            doors = {args.device}
+        else:
+            doors = client.group_members(args.group)
+            if not doors:
+                raise EdgefaceError(
+                    f"no door has announced group {args.group!r} on {client.address} "
+                    "(is push.groups set on the doors?); name them with --expect"
+                )
+        version = args.version or max(client.highest_version(), gallery.version) + 1
+        target = {"device": args.device} if args.device else {"group": args.group}
+        if args.device:
+            topic = f"{args.base_topic}/{args.device}/gallery/set"
+        else:
+            topic = f"{args.base_topic}/fleet/{args.group}/gallery/set"
+        document = key.sign(full_push(gallery, version, target, time.time()), args.key_id)
+        client.publish(topic, document)
+
+        def progress(reports: dict[str, DoorReport]) -> None:
+            done = [d for d, r in reports.items() if r.status != "silent"]
+            waiting = sorted(set(reports) - set(done))
+            tail = f"; waiting for {', '.join(waiting)}" if waiting else ""
+            print(
+                f"version {version}: {len(done)}/{len(reports)} doors answered{tail}",
+                file=sys.stderr,
+                flush=True,
+            )
+
+        reports = client.wait_for(doors, version, args.timeout, progress)
+    finally:
+        client.close()
+    lines = []
+    for report in reports.values():
+        if report.status == "applied":
+            lines.append(f"{report.device}: applied version {version}")
+        elif report.status == "rejected":
+            lines.append(f"{report.device}: REJECTED: {report.reason}")
+        elif report.online is False:
+            lines.append(f"{report.device}: offline; will apply the retained push when back")
+        else:
+            lines.append(f"{report.device}: no answer within {args.timeout:g} s")
+    ok = all(r.status == "applied" for r in reports.values())
+    emit(
+        args,
+        {
+            "version": version,
+            "topic": topic,
+            "ok": ok,
+            "doors": [r.__dict__ for r in reports.values()],
+        },
+        "\n".join(lines),
+    )
+    return 0 if ok else 1
+
+
 def cmd_gallery(args: argparse.Namespace) -> int:
     store = GalleryStore(args.gallery)
     gallery = store.load()

@@ -349,10 +349,13 @@ class DoorService:
 
     def _gallery_state(self, status: str, reason: str) -> None:
         if self.mqtt:
+            # device and groups let `edgeface gallery push` find a group's doors (retained).
             state = {
                 "status": status,
                 "version": self.gallery.version,
                 "reason": reason,
+                "device": self.config.device_id,
+                "groups": list(self.config.push.groups) if self.config.push.enabled else [],
                 "timestamp": round(time.time(), 3),
             }
             self.mqtt.retained(self.mqtt.topic("gallery", "state"), state)
@@ -684,6 +687,7 @@ class DoorService:
             )
         if self.mqtt:
             self.mqtt.state("lock", "LOCKED")
+            self._gallery_state("ready", "")  # its version and groups, before any push arrives
             self.mqtt.start()
         self._watch_contact()
         wake = asyncio.Event()

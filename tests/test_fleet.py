@@ -1,0 +1,214 @@
+"""A fleet of real daemons (separate `edgeface run` processes) on one real mosquitto, managed with
+the real `edgeface gallery push`: one Ed25519-signed group push, every door acknowledges the same
+version; a door that was off during the push catches up from the retained message; a door that
+never answers is named and the push reported incomplete."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from broker import Broker, Listener
+
+from edgeface.door.demo import enrol
+from edgeface.recognition.gallery import GalleryStore
+
+EDGEFACE = [sys.executable, "-m", "edgeface"]
+
+
+class Fleet:
+    def __init__(self, tmp_path: Path, broker: Broker, public_key: str) -> None:
+        self.tmp_path, self.broker, self.public_key = tmp_path, broker, public_key
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, device: str) -> None:
+        state = self.tmp_path / device
+        config = self.tmp_path / f"{device}.yaml"
+        config.write_text(
+            f"device_id: {device}\nstate_dir: {state}\n"
+            "camera:\n  source: /dev/video97\n  reconnect_min_seconds: 5\n"
+            "detector:\n  policy: haar\n  threads: 1\n"
+            f"recognition:\n  gallery: {state}/gallery.json\n"
+            "relay:\n  pin_factory: mock\n"
+            f"mqtt:\n  enabled: true\n  host: 127.0.0.1\n  port: {self.broker.port}\n"
+            f'push:\n  enabled: true\n  public_keys:\n    fleet: "{self.public_key}"\n'
+            "  groups: [office]\n"
+        )
+        self.processes[device] = subprocess.Popen(
+            [*EDGEFACE, "run", "--config", str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def stop(self) -> dict[str, int | None]:
+        codes: dict[str, int | None] = {}
+        for device, process in self.processes.items():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+            try:
+                codes[device] = process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                codes[device] = None
+        return codes
+
+
+@pytest.fixture
+def fleet(tmp_path: Path, broker: Broker) -> Iterator[tuple[Fleet, Path]]:
+    pem = tmp_path / "fleet.pem"
+    subprocess.run(
+        [*EDGEFACE, "keys", "generate", "--type", "ed25519", "--id", "fleet", "--out", str(pem)],
+        check=True,
+        capture_output=True,
+    )
+    doors = Fleet(tmp_path, broker, (tmp_path / "fleet.pub").read_text().strip())
+    try:
+        yield doors, pem
+    finally:
+        doors.stop()
+
+
+def push(pem: Path, broker: Broker, gallery: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            *EDGEFACE,
+            "gallery",
+            "push",
+            "--gallery",
+            str(gallery),
+            "--key",
+            str(pem),
+            "--key-id",
+            "fleet",
+            "--broker",
+            f"127.0.0.1:{broker.port}",
+            "--json",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_group_push_reaches_every_door_and_a_late_door_catches_up(
+    tmp_path: Path, photo_dir: Path, broker: Broker, fleet: tuple[Fleet, Path]
+) -> None:
+    doors, pem = fleet
+    listener = Listener(broker.port, "edgeface/+/gallery/state")
+    people = tmp_path / "people.json"
+    enrol(people, photo_dir / "obama.jpg", "obama")
+    try:
+        for device in ("a", "b", "c"):
+            doors.start(device)
+
+        def states() -> dict[str, dict[str, object]]:
+            found = {}
+            for topic, payload, _ in list(listener.messages):
+                found[topic.split("/")[1]] = json.loads(payload)
+            return found
+
+        # Every door announces itself (retained): ready, version 0, group office.
+        assert listener.wait(lambda: set(states()) >= {"a", "b", "c"}, timeout=60), states()
+        assert all(s["groups"] == ["office"] for s in states().values())
+
+        result = push(pem, broker, people, "--group", "office")
+        assert result.returncode == 0, result.stdout + result.stderr
+        summary = json.loads(result.stdout)
+        version = summary["version"]
+        # Newer than every door's version (0) and the file's own (1 after one enrolment).
+        assert version == GalleryStore(people).load().version + 1 == 2
+        assert {d["device"]: d["status"] for d in summary["doors"]} == dict.fromkeys(
+            "abc", "applied"
+        )
+        assert "3/3 doors answered" in result.stderr  # the progress display
+        for device in ("a", "b", "c"):
+            stored = GalleryStore(tmp_path / device / "gallery.json").load()
+            assert stored.version == version and list(stored.identities) == ["obama"]
+
+        doors.start("d")  # was not running during the push: the retained push catches it up
+        assert listener.wait(
+            lambda: (
+                states().get("d", {}).get("status") == "applied"
+                and states()["d"].get("version") == version
+            ),
+            timeout=60,
+        ), states().get("d")
+        assert GalleryStore(tmp_path / "d" / "gallery.json").load().version == version
+
+        # A second push: the version is chosen above what the doors have now.
+        result = push(
+            pem, broker, people, "--group", "office", "--expect", "a,zzz", "--timeout", "5"
+        )
+        assert result.returncode == 1
+        summary = json.loads(result.stdout)
+        assert summary["version"] == version + 1
+        answers = {d["device"]: d["status"] for d in summary["doors"]}
+        assert answers == {"a": "applied", "zzz": "silent"}
+    finally:
+        listener.close()
+        codes = doors.stop()
+    assert codes == dict.fromkeys("abcd", 0)  # every door shut down cleanly (relay locked)
+
+
+def test_push_with_a_wrong_key_is_rejected_by_the_door_with_the_reason(
+    tmp_path: Path, photo_dir: Path, broker: Broker, fleet: tuple[Fleet, Path]
+) -> None:
+    doors, _ = fleet
+    intruder = tmp_path / "intruder.pem"
+    subprocess.run(
+        [*EDGEFACE, "keys", "generate", "--type", "ed25519", "--id", "x", "--out", str(intruder)],
+        check=True,
+        capture_output=True,
+    )
+    people = tmp_path / "people.json"
+    enrol(people, photo_dir / "obama.jpg", "obama")
+    doors.start("a")
+    listener = Listener(broker.port, "edgeface/a/gallery/state")
+    try:
+        assert listener.wait(lambda: bool(listener.payloads("edgeface/a/gallery/state")), 60)
+        time.sleep(0.5)
+        result = push(intruder, broker, people, "--device", "a", "--timeout", "20")
+        assert result.returncode == 1
+        (door,) = json.loads(result.stdout)["doors"]
+        assert door["status"] == "rejected" and door["reason"] == "bad signature"
+        assert GalleryStore(tmp_path / "a" / "gallery.json").path.exists() is False
+    finally:
+        listener.close()
+    assert doors.stop() == {"a": 0}
+
+
+def test_unreachable_broker_is_one_clear_error(tmp_path: Path, photo_dir: Path) -> None:
+    from broker import free_port
+
+    people = tmp_path / "people.json"
+    enrol(people, photo_dir / "obama.jpg", "obama")
+    key = tmp_path / "k.key"
+    subprocess.run([*EDGEFACE, "keys", "generate", "--out", str(key)], check=True)
+    result = subprocess.run(
+        [
+            *EDGEFACE,
+            "gallery",
+            "push",
+            "--gallery",
+            str(people),
+            "--key",
+            str(key),
+            "--key-id",
+            "k1",
+            "--broker",
+            f"127.0.0.1:{free_port()}",
+            "--device",
+            "a",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert "cannot reach the MQTT broker" in result.stderr and "Traceback" not in result.stderr
