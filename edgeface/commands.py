@@ -22,10 +22,11 @@ from edgeface.errors import EdgefaceError
 from edgeface.model_files import MODEL_FILES, manifest
 from edgeface.output import emit
 from edgeface.pipeline import Face, FacePipeline, PipelineSettings
+from edgeface.recognition.enrolment import enrolment_face
 from edgeface.recognition.gallery import Gallery, GalleryStore
 from edgeface.recognition.matcher import DEFAULT_MARGIN, DEFAULT_THRESHOLD, Matcher, verify
 from edgeface.vision.image_io import read_rgb
-from edgeface.vision.quality import ENROLMENT, RECOGNITION
+from edgeface.vision.quality import RECOGNITION
 
 GALLERY_ENV = "EDGEFACE_GALLERY"
 
@@ -173,19 +174,12 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     results: list[dict[str, Any]] = []
     for path in args.images:
         try:
-            faces = pipeline.analyse(read_rgb(path), limits=ENROLMENT)
+            face = enrolment_face(pipeline, read_rgb(path))
         except EdgefaceError as exc:
             results.append({"image": path, "ok": False, "reason": str(exc)})
             continue
-        if len(faces) != 1:
-            reason = "no face found" if not faces else f"{len(faces)} faces found, need exactly one"
-            results.append({"image": path, "ok": False, "reason": reason})
-        elif not faces[0].quality.ok:
-            reason = "; ".join(faces[0].quality.reasons)
-            results.append({"image": path, "ok": False, "reason": reason})
-        else:
-            accepted.append((path, faces[0]))
-            results.append({"image": path, "ok": True, "reason": ""})
+        accepted.append((path, face))
+        results.append({"image": path, "ok": True, "reason": ""})
     refused = [r for r in results if not r["ok"]]
     version = gallery.version
     if not refused:

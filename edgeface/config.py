@@ -120,6 +120,8 @@ class PushConfig:
     public_keys: dict[str, str] = field(default_factory=dict)
     #: Fleet groups this door belongs to: it also accepts edgeface/fleet/<group>/gallery/set.
     groups: list[str] = field(default_factory=list)
+    #: Largest push accepted (pushes with images are bigger than embeddings-only ones).
+    max_bytes: int = 8 * 1024 * 1024
     #: Also accept push documents dropped as *.json files into this folder (Ansible & co.).
     folder: str | None = None
     #: How often the folder is looked at (a SIGHUP looks at once).

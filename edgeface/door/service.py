@@ -50,6 +50,7 @@ from edgeface.door.tracker import FaceTracker
 from edgeface.errors import EdgefaceError
 from edgeface.logs import configure_logging
 from edgeface.pipeline import FacePipeline, PipelineSettings
+from edgeface.recognition.enrolment import ImageEnroller
 from edgeface.recognition.gallery import Gallery, GalleryError, GalleryStore
 from edgeface.recognition.matcher import Matcher
 from edgeface.recognition.push import PushRejected, apply_push, verify_push
@@ -194,6 +195,8 @@ class DoorService:
         #: Set by a reload that changed the camera settings (read by the capture thread).
         self.camera_changed = threading.Event()
         self._reload_lock = asyncio.Lock()
+        self._push_lock = asyncio.Lock()
+        self._push_tasks: set[asyncio.Task[None]] = set()
         self._reload_task: asyncio.Task[None] | None = None
         self.stop_requested = asyncio.Event()
         self.frames_done = 0
@@ -280,74 +283,93 @@ class DoorService:
     # ----- gallery pushes (MQTT) ------------------------------------------------------------
     def _gallery_from_thread(self, payload: bytes) -> None:
         if self._loop is not None:
-            self._loop.call_soon_threadsafe(self.apply_gallery_push, payload)
+            self._loop.call_soon_threadsafe(self._start_push, payload, "mqtt")
 
-    def apply_gallery_push(self, payload: bytes, origin: str = "mqtt") -> None:
+    def _start_push(self, payload: bytes, origin: str) -> None:
+        task = asyncio.create_task(self.apply_gallery_push(payload, origin))
+        self._push_tasks.add(task)  # keep a reference until done
+        task.add_done_callback(self._push_tasks.discard)
+
+    def _prepare_push(self, payload: bytes, enroller: ImageEnroller) -> tuple[dict, Gallery]:
+        """Worker thread: verify, apply (enrolling pushed images) and store; nothing is swapped."""
+        p = self.config.push
+        document = verify_push(
+            payload,
+            p.keys,
+            self.config.device_id,
+            tuple(p.groups),
+            self.gallery.version,
+            p.public_keys,
+            max_bytes=p.max_bytes,
+        )
+        updated = apply_push(self.gallery, document, enrol_images=enroller)
+        GalleryStore(self.config.recognition.gallery).save(updated, bump=False)
+        return document, updated
+
+    async def apply_gallery_push(self, payload: bytes, origin: str = "mqtt") -> None:
         """Verify, apply and store a signed push, then report on ``<base>/gallery/state``.
 
         The new gallery is written atomically at the pushed version before the matcher is
-        swapped; on any rejection nothing changes. The door keeps working throughout: the relay
-        is not touched, and recognition simply uses the new matcher from the next frame.
-        ``origin`` says where it came from (``mqtt`` or ``file:<name>``) in events and state.
+        swapped; on any rejection nothing changes. The door keeps working throughout: the work
+        (including enrolling pushed images) runs in a worker thread, the relay is not touched,
+        and recognition simply uses the new matcher from the next frame. Pushes are handled one
+        at a time, in arrival order. ``origin`` (``mqtt`` or ``file:<name>``) is reported.
         """
-        p = self.config.push
-        try:
-            document = verify_push(
-                payload,
-                p.keys,
-                self.config.device_id,
-                tuple(p.groups),
-                self.gallery.version,
-                p.public_keys,
+        async with self._push_lock:
+            d = self.config.detector
+            enroller = ImageEnroller(
+                lambda: FacePipeline(
+                    PipelineSettings(detector="mtcnn", precision=d.precision, num_threads=d.threads)
+                ),
+                origin,
             )
-            updated = apply_push(self.gallery, document)
-            GalleryStore(self.config.recognition.gallery).save(updated, bump=False)
-        except PushRejected as exc:
+            try:
+                document, updated = await asyncio.to_thread(self._prepare_push, payload, enroller)
+            except PushRejected as exc:
+                self.emit(
+                    "gallery_rejected",
+                    reason=exc.reason,
+                    gallery_version=self.gallery.version,
+                    origin=origin,
+                    images=enroller.results,
+                )
+                self._gallery_state("rejected", exc.reason, enroller.results)
+                return
+            except (OSError, EdgefaceError) as exc:
+                self.emit("error", detail=f"gallery push could not be stored: {exc}")
+                self._gallery_state("rejected", f"could not be stored: {exc}")
+                return
+            self._use_gallery(updated)
             self.emit(
-                "gallery_rejected",
-                reason=exc.reason,
-                gallery_version=self.gallery.version,
+                "gallery_updated",
+                gallery_version=updated.version,
+                identities=len(updated.identities),
+                key_id=document["signature"]["key_id"],
                 origin=origin,
+                images=enroller.results,
             )
-            self._gallery_state("rejected", exc.reason)
-            return
-        except (OSError, EdgefaceError) as exc:
-            self.emit("error", detail=f"gallery push could not be stored: {exc}")
-            self._gallery_state("rejected", f"could not be stored: {exc}")
-            return
-        self.gallery = updated
-        self.matcher = Matcher(
-            updated, self.config.recognition.threshold, self.config.recognition.margin
-        )
-        self.emit(
-            "gallery_updated",
-            gallery_version=updated.version,
-            identities=len(updated.identities),
-            key_id=document["signature"]["key_id"],
-            origin=origin,
-        )
-        self._gallery_state("applied", "")
-        if self.mqtt:
-            self.mqtt.state("gallery_version", updated.version)
+            self._gallery_state("applied", "", enroller.results)
 
     async def _watch_push_folder(self) -> None:
         """Look at ``push.folder`` every ``folder_poll_seconds`` (and on SIGHUP, see reload)."""
         while not self.stop_requested.is_set():
-            self.apply_push_files()
+            await self.apply_push_files()
             await asyncio.sleep(self.config.push.folder_poll_seconds)
 
-    def apply_push_files(self) -> None:
+    async def apply_push_files(self) -> None:
         """Verify and apply every settled, not yet handled file of the push folder."""
         if self.push_folder is None:
             return
         for item in self.push_folder.ready():
-            self.apply_gallery_push(item.payload, origin=f"file:{item.path.name}")
+            await self.apply_gallery_push(item.payload, origin=f"file:{item.path.name}")
             try:
                 self.push_folder.handled(item)
             except OSError as exc:  # it will be verified again (and be stale): no harm done
                 log.error("push folder: cannot record %s as handled: %s", item.path, exc)
 
-    def _gallery_state(self, status: str, reason: str) -> None:
+    def _gallery_state(
+        self, status: str, reason: str, images: list[dict[str, Any]] | None = None
+    ) -> None:
         if self.mqtt:
             # device and groups let `edgeface gallery push` find a group's doors (retained).
             state = {
@@ -358,6 +380,8 @@ class DoorService:
                 "groups": list(self.config.push.groups) if self.config.push.enabled else [],
                 "timestamp": round(time.time(), 3),
             }
+            if images:
+                state["images"] = images  # per pushed image: enrolled, or rejected and why
             self.mqtt.retained(self.mqtt.topic("gallery", "state"), state)
 
     # ----- remote commands (MQTT) ----------------------------------------------------------
@@ -580,7 +604,7 @@ class DoorService:
 
     async def _on_sighup(self) -> None:
         await self.apply_reload()
-        self.apply_push_files()  # a pushed file is looked at now, whatever the reload's outcome
+        await self.apply_push_files()  # a pushed file is looked at now, whatever the reload did
 
     async def apply_reload(self) -> None:
         """Apply a re-read configuration: everything that can fail is prepared first (file,

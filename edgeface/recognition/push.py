@@ -6,6 +6,7 @@ A push is a JSON document::
      "target": {"device": "front"} | {"group": "office"}, "issued_at": 1795340000.0,
      "gallery": {...edgeface-gallery...}                       # kind "full"
      "add": {"alice": {"embeddings": ["<b64>", ...]}}, "remove": ["bob"],   # kind "delta"
+     "add": {"carol": {"images": ["<b64 JPEG>", ...]}}     # delta: the door enrols the photos
      "signature": {"alg": "HMAC-SHA256" | "Ed25519", "key_id": "k1", "value": "<b64>"}}
 
 The signature covers the canonical JSON of everything but ``signature`` (sorted keys, no spaces,
@@ -35,6 +36,7 @@ import hashlib
 import hmac
 import json
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -190,13 +192,14 @@ def verify_push(
     groups: tuple[str, ...],
     current_version: int,
     public_keys: dict[str, str] | None = None,
+    max_bytes: int = MAX_PUSH_BYTES,
 ) -> dict[str, Any]:
     """The parsed push if it may be applied, else :class:`PushRejected` with the reason.
 
     ``keys`` are the HMAC secrets (hex) and ``public_keys`` the Ed25519 public keys (base64)
     this door accepts, each by key id."""
-    if len(raw) > MAX_PUSH_BYTES:
-        raise PushRejected(f"payload too large ({len(raw)} bytes > {MAX_PUSH_BYTES})")
+    if len(raw) > max_bytes:
+        raise PushRejected(f"payload too large ({len(raw)} bytes > {max_bytes})")
     try:
         document = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
@@ -254,8 +257,17 @@ def _check_signature(
         raise PushRejected("bad signature") from None
 
 
-def apply_push(current: Gallery, document: dict[str, Any]) -> Gallery:
-    """The gallery after ``document`` (already verified); ``current`` is never modified."""
+def apply_push(
+    current: Gallery,
+    document: dict[str, Any],
+    enrol_images: Callable[[str, object], Identity | None] | None = None,
+) -> Gallery:
+    """The gallery after ``document`` (already verified); ``current`` is never modified.
+
+    A delta's added identity may carry ``"images"`` (base64 JPEG/PNG) instead of embeddings;
+    ``enrol_images(name, images)`` — the door's enroller, which needs the vision pipeline this
+    module does not import — turns them into an identity, or None if no image was good enough,
+    which rejects the whole push (a person must not silently end up half-enrolled)."""
     version = int(document["version"])
     try:
         if document["kind"] == "full":
@@ -280,6 +292,14 @@ def apply_push(current: Gallery, document: dict[str, Any]) -> Gallery:
         for name in removals:
             result.identities.pop(validate_name(name), None)
         for name, entry in additions.items():
+            if isinstance(entry, dict) and "images" in entry:
+                if enrol_images is None:
+                    raise PushRejected("this door cannot enrol images; push embeddings")
+                enrolled = enrol_images(validate_name(name), entry["images"])
+                if enrolled is None:
+                    raise PushRejected(f"no image of {name!r} could be enrolled")
+                result.identities[enrolled.name] = enrolled
+                continue
             identity = parse_identity(name, entry, "push")
             if not identity.embeddings:
                 raise PushRejected(f"added identity {name!r} has no embeddings")

@@ -75,22 +75,35 @@ def read_rgb(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     size = file.stat().st_size
     if size == 0:
         raise ImageError(f"{file}: file is empty (0 bytes)")
-    data = np.fromfile(str(file), dtype=np.uint8)
-    declared = header_size(data[:65536].tobytes())
+    return decode_rgb(np.fromfile(str(file), dtype=np.uint8), str(file), max_pixels, file)
+
+
+def decode_rgb(
+    data: np.ndarray | bytes,
+    source: str = "image",
+    max_pixels: int = MAX_PIXELS,
+    file: Path | None = None,
+) -> np.ndarray:
+    """Encoded image bytes (JPEG, PNG, ...) → RGB uint8, with the same checks as a file: the
+    declared size is refused before decoding, so a pushed 100-megapixel image costs nothing."""
+    buffer = np.frombuffer(data, dtype=np.uint8) if isinstance(data, bytes) else data
+    if buffer.size == 0:
+        raise ImageError(f"{source}: empty (0 bytes)")
+    declared = header_size(buffer[:65536].tobytes())
     if declared is not None and declared[0] * declared[1] > max_pixels:
         raise ImageError(
-            f"{file}: {declared[0]}x{declared[1]} is larger than the "
+            f"{source}: {declared[0]}x{declared[1]} is larger than the "
             f"{max_pixels // 1_000_000} MP edgeface accepts; downscale it first"
         )
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED | cv2.IMREAD_ANYDEPTH)
-    if image is None:
+    image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED | cv2.IMREAD_ANYDEPTH)
+    if image is None and file is not None:
         # GIFs without an extension (the Yale faces) and some PGMs decode via the file reader.
         image = cv2.imread(str(file), cv2.IMREAD_UNCHANGED)
     if image is None:
-        raise ImageError(f"{file}: not a readable image (unknown format, truncated or corrupt)")
+        raise ImageError(f"{source}: not a readable image (unknown format, truncated or corrupt)")
     if image.shape[0] * image.shape[1] > max_pixels:
         raise ImageError(
-            f"{file}: {image.shape[1]}x{image.shape[0]} is larger than the "
+            f"{source}: {image.shape[1]}x{image.shape[0]} is larger than the "
             f"{max_pixels // 1_000_000} MP edgeface accepts; downscale it first"
         )
-    return to_rgb8(image, str(file))
+    return to_rgb8(image, source)

@@ -1,0 +1,178 @@
+"""Pushes that carry photos instead of embeddings: the door enrols each with the enrolment gate
+(real models, real portraits) and reports every image; a person is never half-enrolled."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from broker import Broker, Listener
+from photos import face_free_photos
+
+from edgeface.pipeline import FacePipeline
+from edgeface.recognition.enrolment import ImageEnroller
+from edgeface.recognition.gallery import Gallery
+from edgeface.recognition.matcher import Matcher
+from edgeface.recognition.push import (
+    PushRejected,
+    apply_push,
+    generate_key,
+    sign,
+    verify_push,
+)
+from edgeface.vision.image_io import read_rgb
+
+KEY = generate_key()
+
+
+def jpeg(rgb: np.ndarray) -> str:
+    ok, data = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    assert ok
+    return base64.b64encode(data.tobytes()).decode("ascii")
+
+
+def photo(photo_dir: Path, name: str) -> str:
+    return base64.b64encode((photo_dir / name).read_bytes()).decode("ascii")
+
+
+def two_faces(photo_dir: Path) -> str:
+    left = cv2.resize(read_rgb(photo_dir / "obama.jpg"), (400, 500))
+    right = cv2.resize(read_rgb(photo_dir / "biden.jpg"), (400, 500))
+    return jpeg(np.hstack([left, right]))
+
+
+def delta(add: dict[str, object], version: int = 2) -> bytes:
+    document = {
+        "format": "edgeface-gallery-push",
+        "kind": "delta",
+        "version": version,
+        "target": {"device": "front"},
+        "issued_at": time.time(),
+        "add": add,
+        "remove": [],
+    }
+    return json.dumps(sign(document, KEY, "k1")).encode()
+
+
+@pytest.fixture(scope="module")
+def pipeline() -> FacePipeline:
+    return FacePipeline()
+
+
+def apply(raw: bytes, enroller: ImageEnroller | None) -> Gallery:
+    document = verify_push(raw, {"k1": KEY}, "front", (), 1)
+    return apply_push(Gallery(version=1), document, enrol_images=enroller)
+
+
+def test_good_photos_enrol_bad_ones_are_reported(photo_dir: Path, pipeline: FacePipeline) -> None:
+    enroller = ImageEnroller(lambda: pipeline)
+    images = [
+        photo(photo_dir, "obama.jpg"),
+        "not base64!",
+        jpeg(face_free_photos()["coffee"]),
+        two_faces(photo_dir),
+        base64.b64encode(b"\xff\xd8\xff\xe0 truncated jpeg").decode(),
+    ]
+    gallery = apply(delta({"obama": {"images": images}}), enroller)
+    statuses = [(r["index"], r["status"]) for r in enroller.results]
+    assert statuses == [
+        (0, "enrolled"),
+        (1, "rejected"),
+        (2, "rejected"),
+        (3, "rejected"),
+        (4, "rejected"),
+    ]
+    reasons = [r["reason"] for r in enroller.results]
+    assert "not valid base64" in reasons[1]
+    assert "no face found" in reasons[2]
+    assert "2 faces found, need exactly one" in reasons[3]
+    assert "not a readable image" in reasons[4]
+    identity = gallery.identities["obama"]
+    assert len(identity.embeddings) == 1
+    assert identity.enrolments[0]["source"] == "push image 0"
+    # The pushed photo really enrolled him: another photo of him is recognised, biden is not.
+    matcher = Matcher(gallery, threshold=0.35)
+    probe = [
+        pipeline.analyse(read_rgb(photo_dir / n))[0].embedding for n in ("obama2.jpg", "biden.jpg")
+    ]
+    him, stranger = matcher.identify(np.stack(probe))  # type: ignore[arg-type]
+    assert him.identity == "obama" and stranger.identity is None
+
+
+def test_no_good_photo_rejects_the_whole_push(photo_dir: Path, pipeline: FacePipeline) -> None:
+    enroller = ImageEnroller(lambda: pipeline)
+    raw = delta(
+        {
+            "biden": {"images": [photo(photo_dir, "biden.jpg")]},
+            "nobody": {"images": [jpeg(face_free_photos()["rocket"])]},
+        }
+    )
+    with pytest.raises(PushRejected, match="no image of 'nobody' could be enrolled"):
+        apply(raw, enroller)
+    assert [r["status"] for r in enroller.results] == ["enrolled", "rejected"]
+
+
+def test_image_push_limits_and_a_door_without_an_enroller(pipeline: FacePipeline) -> None:
+    with pytest.raises(PushRejected, match="cannot enrol images"):
+        apply(delta({"x": {"images": ["AAAA"]}}), None)
+    with pytest.raises(PushRejected, match="non-empty list"):
+        apply(delta({"x": {"images": []}}), ImageEnroller(lambda: pipeline))
+    with pytest.raises(PushRejected, match="at most 10"):
+        apply(delta({"x": {"images": ["AAAA"] * 11}}), ImageEnroller(lambda: pipeline))
+
+
+def test_daemon_enrols_pushed_photos_and_reports_each_on_gallery_state(
+    tmp_path: Path, photo_dir: Path, broker: Broker
+) -> None:
+    """Over the real broker, while the daemon runs its camera loop: the push is enrolled off the
+    event loop and the per-image results are on the retained gallery/state."""
+    from gpiozero.pins.mock import MockFactory
+
+    from edgeface.config import CameraConfig, Config, MqttConfig, PushConfig, RecognitionConfig
+    from edgeface.door.service import DoorService
+
+    listener = Listener(broker.port, "edgeface/front/gallery/state")
+    config = Config(
+        device_id="front",
+        state_dir=str(tmp_path / "state"),
+        camera=CameraConfig(source="/dev/video97", reconnect_min_seconds=5),
+        recognition=RecognitionConfig(gallery=str(tmp_path / "gallery.json")),
+        mqtt=MqttConfig(enabled=True, host="127.0.0.1", port=broker.port),
+        push=PushConfig(enabled=True, keys={"k1": KEY}),
+    )
+    service = DoorService(config, pin_factory=MockFactory())
+    images = [photo(photo_dir, "obama.jpg"), photo(photo_dir, "obama2.jpg"), two_faces(photo_dir)]
+
+    def state() -> dict[str, object]:
+        payloads = listener.payloads("edgeface/front/gallery/state")
+        return json.loads(payloads[-1]) if payloads else {}
+
+    async def scenario() -> int:
+        runner = asyncio.create_task(service.run())
+        assert service.mqtt is not None
+        await asyncio.to_thread(service.mqtt.connected.wait, 10)
+        await asyncio.to_thread(listener.wait, lambda: state().get("status") == "ready")
+        listener.client.publish("edgeface/front/gallery/set", delta({"obama": {"images": images}}))
+        await asyncio.to_thread(listener.wait, lambda: state().get("status") == "applied", 60)
+        service.stop_requested.set()
+        return await runner
+
+    try:
+        assert asyncio.run(asyncio.wait_for(scenario(), timeout=120)) == 0
+    finally:
+        listener.close()
+    report = state()
+    assert report["version"] == 2
+    assert [(i["index"], i["status"]) for i in report["images"]] == [  # type: ignore[union-attr]
+        (0, "enrolled"),
+        (1, "enrolled"),
+        (2, "rejected"),
+    ]
+    assert len(service.gallery.identities["obama"].embeddings) == 2
+    assert all(s.state is False for s in service.relay.device.pin_factory.pin(17).states)
