@@ -347,6 +347,10 @@ def build_parser() -> argparse.ArgumentParser:
     remove = gallery_actions.add_parser("remove", parents=[gallery_option], help="remove a person")
     remove.add_argument("name")
     remove.add_argument("--json", action="store_true", help="print JSON")
+    rollback = gallery_actions.add_parser(
+        "rollback", parents=[gallery_option], help="restore the version before the last change"
+    )
+    rollback.add_argument("--json", action="store_true", help="print JSON")
     export = gallery_actions.add_parser("export", parents=[gallery_option], help="write it out")
     export.add_argument("--out", default="-", help="file (default: standard output)")
     importer = gallery_actions.add_parser(

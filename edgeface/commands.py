@@ -23,7 +23,7 @@ from edgeface.model_files import MODEL_FILES, manifest
 from edgeface.output import emit
 from edgeface.pipeline import Face, FacePipeline, PipelineSettings
 from edgeface.recognition.enrolment import enrolment_face
-from edgeface.recognition.gallery import Gallery, GalleryStore
+from edgeface.recognition.gallery import Gallery, GalleryError, GalleryStore
 from edgeface.recognition.matcher import DEFAULT_MARGIN, DEFAULT_THRESHOLD, Matcher, verify
 from edgeface.vision.image_io import read_rgb
 from edgeface.vision.quality import RECOGNITION
@@ -396,8 +396,40 @@ def cmd_gallery_push(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def cmd_gallery_rollback(store: GalleryStore, args: argparse.Namespace) -> int:
+    """Bring back the version before the last change (kept as ``<file>.prev`` by every save).
+
+    It is saved as a *new* version, newer than both, so versions stay monotonic (a door never
+    goes back to a version number it has seen, and a replayed old push stays stale); rolling
+    back twice therefore undoes the rollback. It works when the current file is corrupt."""
+    previous_file = store.path.with_name(store.path.name + ".prev")
+    if not previous_file.exists():
+        raise EdgefaceError(f"no previous version to roll back to ({previous_file} is missing)")
+    previous = load_gallery_file(previous_file)
+    try:
+        current_version = store.load().version
+    except GalleryError:
+        # The current file is unreadable (that is why): keep it for inspection, out of the way,
+        # so the save below does not make it the new ".prev".
+        current_version = previous.version
+        os.replace(store.path, store.path.with_name(store.path.name + ".corrupt"))
+    restored_from = previous.version
+    previous.version = max(current_version, previous.version)
+    version = store.save(previous)
+    emit(
+        args,
+        {"restored_from_version": restored_from, "gallery_version": version},
+        f"rolled back to the content of version {restored_from} "
+        f"({len(previous.identities)} identities), saved as version {version}; "
+        "send SIGHUP to a running daemon (systemctl reload edgeface)",
+    )
+    return 0
+
+
 def cmd_gallery(args: argparse.Namespace) -> int:
     store = GalleryStore(args.gallery)
+    if args.action == "rollback":
+        return cmd_gallery_rollback(store, args)
     gallery = store.load()
     if args.action == "export":
         text = json.dumps(gallery.to_dict(), indent=1)

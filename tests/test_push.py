@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -224,6 +225,26 @@ def test_cli_keys_export_import_diff(tmp_path, photo_dir) -> None:  # type: igno
     )
     refused = edgeface("gallery", "import", str(broken), gallery=second)
     assert refused.returncode == 2 and "identities must be a mapping" in refused.stderr
+
+    # Rollback: the gallery before biden's enrolment comes back, as a newer version, even
+    # after the current file was destroyed (kept aside as .corrupt).
+    versions = json.loads(Path(second).read_text())["version"]
+    Path(second).write_text('{"format": "edgeface-gallery", "vers')  # torn by something
+    rolled = edgeface("gallery", "rollback", "--json", gallery=second)
+    assert rolled.returncode == 0, rolled.stderr
+    report = json.loads(rolled.stdout)
+    assert report == {"restored_from_version": versions - 1, "gallery_version": versions}
+    listed = edgeface("gallery", "list", "--json", gallery=second)
+    assert [r["name"] for r in json.loads(listed.stdout)["identities"]] == ["obama"]
+    assert Path(second + ".corrupt").read_text().endswith('"vers')
+    # With a readable current file, rolling back twice undoes the rollback.
+    edgeface("enroll", "biden", str(photo_dir / "biden.jpg"), gallery=second)
+    edgeface("gallery", "rollback", gallery=second)
+    edgeface("gallery", "rollback", gallery=second)
+    listed = edgeface("gallery", "list", "--json", gallery=second)
+    assert [r["name"] for r in json.loads(listed.stdout)["identities"]] == ["biden", "obama"]
+    assert json.loads(listed.stdout)["version"] == versions + 3
+    assert edgeface("gallery", "rollback", gallery=str(tmp_path / "new.json")).returncode == 2
 
 
 def test_power_cut_during_gallery_writes_leaves_old_or_new_never_a_mix(tmp_path) -> None:  # type: ignore[no-untyped-def]
