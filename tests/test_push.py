@@ -18,8 +18,10 @@ from edgeface.recognition.push import (
     PushRejected,
     apply_push,
     full_push,
+    generate_ed25519,
     generate_key,
     sign,
+    sign_ed25519,
     verify_push,
 )
 
@@ -181,6 +183,55 @@ def test_correctly_signed_garbage_never_crashes(kind, version, gallery, add, rem
         "remove": remove,
     }
     check_never_crashes(signed(document))
+
+
+@settings(max_examples=800, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    images=json_values
+    | st.lists(st.binary(max_size=64).map(lambda b: base64.b64encode(b).decode()), max_size=4)
+)
+def test_correctly_signed_garbage_images_never_crash(images) -> None:  # type: ignore[no-untyped-def]
+    """Photo pushes: whatever ``images`` holds, a reason per image or for the push, never a
+    crash, never a partial change (a real enroller; random bytes never reach the models)."""
+    from edgeface.pipeline import FacePipeline
+    from edgeface.recognition.enrolment import ImageEnroller
+
+    document = {**base_document(), "kind": "delta", "add": {"dave": {"images": images}}}
+    current = gallery_of("carol")
+    before = json.dumps(current.to_dict(), sort_keys=True)
+    enroller = ImageEnroller(FacePipeline)
+    try:
+        result = apply_push(current, verify(signed(document)), enrol_images=enroller)
+    except PushRejected as exc:
+        assert exc.reason
+    else:
+        assert len(result.identities["dave"].embeddings) >= 1
+    assert all(r["reason"] for r in enroller.results if r["status"] == "rejected")
+    assert json.dumps(current.to_dict(), sort_keys=True) == before
+
+
+ED25519_PRIVATE, ED25519_PUBLIC = generate_ed25519()
+
+
+@settings(max_examples=800, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_fuzzed_bytes_of_an_ed25519_push(data: st.DataObject) -> None:
+    """Every mutation of an Ed25519-signed push is rejected with a reason (or, if it left the
+    signed bytes intact, applied) — never a crash or a partial change."""
+    from cryptography.hazmat.primitives import serialization
+
+    private = serialization.load_pem_private_key(ED25519_PRIVATE, password=None)
+    raw = bytearray(json.dumps(sign_ed25519(base_document(), private, "k2")).encode())  # type: ignore[arg-type]
+    for _ in range(data.draw(st.integers(1, 4))):
+        raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.integers(0, 255))
+    current = gallery_of("carol")
+    before = json.dumps(current.to_dict(), sort_keys=True)
+    try:
+        document = verify_push(bytes(raw), KEYS, "front", ("office",), 3, {"k2": ED25519_PUBLIC})
+        apply_push(current, document)
+    except PushRejected as exc:
+        assert exc.reason
+    assert json.dumps(current.to_dict(), sort_keys=True) == before
 
 
 def test_cli_keys_export_import_diff(tmp_path, photo_dir) -> None:  # type: ignore[no-untyped-def]
