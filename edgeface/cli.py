@@ -169,20 +169,12 @@ def cmd_eval_lfw(args: argparse.Namespace) -> int:
 
 def cmd_eval_identify(args: argparse.Namespace) -> int:
     """Open-set identification on folders of identities (see edgeface.eval.openset)."""
+    from edgeface.commands import pipeline_from
     from edgeface.eval.openset import evaluate_open_set, load_identities
-    from edgeface.pipeline import FacePipeline, PipelineSettings
     from edgeface.recognition.matcher import DEFAULT_MARGIN, DEFAULT_THRESHOLD
     from edgeface.vision.image_io import read_rgb
 
-    pipeline = FacePipeline(
-        PipelineSettings(
-            detector=args.detector,
-            min_face_size=args.min_face,
-            precision=args.precision,
-            num_threads=args.threads,
-            flip_average=args.flip,
-        )
-    )
+    pipeline = pipeline_from(args, flip_average=args.flip)
 
     def embed(path: Path) -> Any:
         try:

@@ -40,13 +40,15 @@ def default_gallery_path() -> Path:
     return data_home / "edgeface" / "gallery.json"
 
 
-def pipeline_from(args: argparse.Namespace) -> FacePipeline:
+def pipeline_from(args: argparse.Namespace, flip_average: bool = False) -> FacePipeline:
+    """The pipeline the engine options (--detector, --min-face, --precision, --threads) ask for."""
     return FacePipeline(
         PipelineSettings(
             detector=args.detector,
             min_face_size=args.min_face,
             precision=args.precision,
             num_threads=args.threads,
+            flip_average=flip_average,
         )
     )
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 from gpiozero.pins.mock import MockFactory
@@ -114,28 +115,38 @@ def test_sighup_moves_relay_pin_and_camera_without_unlocking_the_old_pin(
     assert service.config.mqtt.host == "old-broker"  # restart-only: kept
 
 
-def test_reload_with_a_corrupt_gallery_keeps_the_running_one(
-    tmp_path: Path,
-    photo_dir: Path,
-    factory: MockFactory,  # noqa: F811
-) -> None:
-    clip = tmp_path / "known.avi"
-    make_clip(clip, photo_dir, [("obama2.jpg", 5)])
-    gallery = tmp_path / "gallery.json"
-    enrol(gallery, photo_dir / "obama.jpg", "obama")
+def reload_once(
+    tmp_path: Path, photo_dir: Path, pins: MockFactory, change: Callable[[Path], None]
+) -> tuple[DoorService, list[dict[str, object]]]:
+    """A door (not running its camera loop) that applies one reload after ``change``."""
+    clip = tmp_path / "clip.avi"
+    make_clip(clip, photo_dir, [("obama2.jpg", 3)])
     config_file = tmp_path / "edgeface.yaml"
     config_file.write_text(_config_text(tmp_path, clip, 17, 0.4, "x"))
     events: list[dict[str, object]] = []
-    service = DoorService(
-        parse_config(config_file.read_text()), config_file, factory, events.append
-    )
-    gallery.write_text('{"format": "edgeface-gallery", "identities": {"obama": ')  # torn
+    service = DoorService(parse_config(config_file.read_text()), config_file, pins, events.append)
+    change(config_file)
 
     async def scenario() -> None:
         service._loop = asyncio.get_running_loop()
         await service.apply_reload()
 
     asyncio.run(scenario())
+    return service, events
+
+
+def test_reload_with_a_corrupt_gallery_keeps_the_running_one(
+    tmp_path: Path,
+    photo_dir: Path,
+    factory: MockFactory,  # noqa: F811
+) -> None:
+    gallery = tmp_path / "gallery.json"
+    enrol(gallery, photo_dir / "obama.jpg", "obama")
+
+    def damage(config_file: Path) -> None:
+        gallery.write_text('{"format": "edgeface-gallery", "identities": {"obama": ')  # torn
+
+    service, events = reload_once(tmp_path, photo_dir, factory, damage)
     refused = [e for e in events if e["event_type"] == "error"]
     assert refused and "reload refused" in str(refused[0]["detail"])
     assert service.matcher.names == ["obama"]  # still recognised
@@ -148,21 +159,11 @@ def test_relay_pin_that_cannot_be_claimed_keeps_the_old_one_locked(
     factory: MockFactory,  # noqa: F811
 ) -> None:
     """A reload naming a pin the board does not have: the old pin is claimed again, locked."""
-    clip = tmp_path / "clip.avi"
-    make_clip(clip, photo_dir, [("biden.jpg", 3)])
-    config_file = tmp_path / "edgeface.yaml"
-    config_file.write_text(_config_text(tmp_path, clip, 17, 0.4, "x"))
-    events: list[dict[str, object]] = []
-    service = DoorService(
-        parse_config(config_file.read_text()), config_file, factory, events.append
-    )
-    config_file.write_text(_config_text(tmp_path, clip, 99, 0.4, "x"))
 
-    async def scenario() -> None:
-        service._loop = asyncio.get_running_loop()
-        await service.apply_reload()
+    def move_relay(config_file: Path) -> None:
+        config_file.write_text(config_file.read_text().replace("pin: 17", "pin: 99"))
 
-    asyncio.run(scenario())
+    service, events = reload_once(tmp_path, photo_dir, factory, move_relay)
     errors = [str(e.get("detail")) for e in events if e["event_type"] == "error"]
     assert len(errors) == 1 and "relay pin 99 could not be claimed" in errors[0], events
     assert service.config.relay.pin == 17 and service.relay.locked
