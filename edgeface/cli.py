@@ -239,9 +239,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     elif args.config:
         from edgeface.config import load_config
 
-        config = load_config(args.config)
-        a = config.audit
-        path = Path(a.path) if a.path else Path(config.state_dir) / "audit.log"
+        path = load_config(args.config).audit_path
     else:
         raise EdgefaceError("give --config FILE or --log PATH")
     head = None

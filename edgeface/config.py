@@ -166,6 +166,11 @@ class Config:
     push: PushConfig = field(default_factory=PushConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
 
+    @property
+    def audit_path(self) -> Path:
+        """Where the audit trail lives: ``audit.path``, else ``<state_dir>/audit.log``."""
+        return Path(self.audit.path) if self.audit.path else Path(self.state_dir) / "audit.log"
+
 
 # ----- loading ---------------------------------------------------------------------------------
 

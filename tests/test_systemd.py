@@ -137,6 +137,25 @@ def test_doctor_names_each_problem(tmp_path: Path, photo_dir: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "FAIL" not in result.stdout
+    assert "audit    " in result.stdout and "no entries yet" in result.stdout
+
+    # An audit trail that was edited is reported by the doctor too.
+    from edgeface.door.audit import AuditLog
+
+    log = AuditLog(tmp_path / "state" / "audit.log")
+    for name in ("alice", "bob"):
+        log.append("unlocked", identity=name)
+    text = (tmp_path / "state" / "audit.log").read_text()
+    (tmp_path / "state" / "audit.log").write_text(text.replace("bob", "eve"))
+    result = subprocess.run(
+        [sys.executable, "-m", "edgeface", "doctor", "--config", str(good), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    audit = {c["name"]: c for c in json.loads(result.stdout)}["audit"]
+    assert not audit["ok"] and "audit.log:2: entry 2 was altered" in audit["detail"]
 
 
 def test_run_with_invalid_config_exits_with_the_reason(tmp_path: Path) -> None:

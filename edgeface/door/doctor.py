@@ -122,6 +122,23 @@ def check_broker(config: Config) -> Check:
     return Check("mqtt", True, f"broker {m.host}:{m.port} reachable")
 
 
+def check_audit(config: Config) -> Check:
+    from edgeface.door.audit import log_files, verify
+
+    if not config.audit.enabled:
+        return Check("audit", True, "disabled")
+    path = config.audit_path
+    if not log_files(path):
+        return Check("audit", True, f"{path}: no entries yet")
+    try:
+        report = verify(path)
+    except OSError as exc:
+        return Check("audit", False, f"{path}: cannot be read: {exc.strerror}")
+    if not report.ok:
+        return Check("audit", False, f"TAMPERED: {report.problem}")
+    return Check("audit", True, f"{path}: {report.entries} entries, chain intact")
+
+
 def run_checks(path: Path) -> list[Check]:
     config_check, config = check_config(path)
     checks = [config_check, check_runtime()]
@@ -133,6 +150,7 @@ def run_checks(path: Path) -> list[Check]:
         check_camera,
         check_gpio,
         check_broker,
+        check_audit,
     ]
     checks += [step(config) for step in steps]
     return checks

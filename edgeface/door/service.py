@@ -228,7 +228,7 @@ class DoorService:
         a = config.audit
         if not a.enabled:
             return None
-        path = Path(a.path) if a.path else self.state_dir / "audit.log"
+        path = config.audit_path
         try:
             return AuditLog(path, a.max_bytes, a.keep)
         except AuditError as exc:
