@@ -385,3 +385,29 @@ def test_fleet_gallery_push_applied_and_caught_up_from_retained(
         assert saved["version"] == 5 and list(saved["identities"]) == ["obama"]
     assert state("front")["status"] == "rejected"  # type: ignore[index]  # the replay, last
     listener.close()
+
+
+def test_stop_is_not_held_up_by_the_camera_reconnect_back_off(
+    tmp_path: Path, factory: MockFactory
+) -> None:
+    """SIGTERM while the camera thread waits out a long reconnect back-off: the daemon stops
+    at once (systemd would otherwise SIGKILL it after TimeoutStopSec)."""
+    import time
+
+    config = Config(
+        state_dir=str(tmp_path / "state"),
+        camera=CameraConfig(
+            source="/dev/video97", reconnect_min_seconds=60, reconnect_max_seconds=60
+        ),
+        recognition=RecognitionConfig(gallery=str(tmp_path / "none.json")),
+        relay=RelayConfig(pin=PIN),
+    )
+    service = DoorService(config, pin_factory=factory)
+
+    async def stop_soon() -> int:
+        asyncio.get_running_loop().call_later(0.5, service.stop_requested.set)
+        return await service.run()
+
+    started = time.monotonic()
+    assert asyncio.run(stop_soon()) == 0  # asyncio.run also waits for the camera thread
+    assert time.monotonic() - started < 15, "the stop waited for the 60 s back-off"

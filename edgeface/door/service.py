@@ -97,6 +97,15 @@ class FrameSlot:
             return frame
 
 
+def claimed_version(payload: bytes) -> int | None:
+    """The version a (possibly invalid) push claims, to say which push an answer is about."""
+    try:
+        version = json.loads(payload).get("version")
+    except (ValueError, AttributeError, UnicodeDecodeError):
+        return None
+    return version if isinstance(version, int) and not isinstance(version, bool) else None
+
+
 def make_pipeline(d: DetectorConfig) -> FacePipeline:
     """The recognition pipeline for the detector settings (loads the models: blocking)."""
     return FacePipeline(
@@ -192,7 +201,8 @@ class DoorService:
         self.push_folder = self._make_push_folder(config)
         self.tracker = FaceTracker(window=config.recognition.confirm_window)
         self.slot = FrameSlot()
-        #: Set by a reload that changed the camera settings (read by the capture thread).
+        #: Set by a reload that changed the camera settings, and at stop: wakes the capture
+        #: thread from its reconnect back-off (up to 30 s) so that a stop is not held up by it.
         self.camera_changed = threading.Event()
         self._reload_lock = asyncio.Lock()
         self._push_lock = asyncio.Lock()
@@ -333,11 +343,11 @@ class DoorService:
                     origin=origin,
                     images=enroller.results,
                 )
-                self._gallery_state("rejected", exc.reason, enroller.results)
+                self._gallery_state("rejected", exc.reason, enroller.results, payload)
                 return
             except (OSError, EdgefaceError) as exc:
                 self.emit("error", detail=f"gallery push could not be stored: {exc}")
-                self._gallery_state("rejected", f"could not be stored: {exc}")
+                self._gallery_state("rejected", f"could not be stored: {exc}", None, payload)
                 return
             self._use_gallery(updated)
             self.emit(
@@ -348,7 +358,7 @@ class DoorService:
                 origin=origin,
                 images=enroller.results,
             )
-            self._gallery_state("applied", "", enroller.results)
+            self._gallery_state("applied", "", enroller.results, payload)
 
     async def _watch_push_folder(self) -> None:
         """Look at ``push.folder`` every ``folder_poll_seconds`` (and on SIGHUP, see reload)."""
@@ -368,8 +378,14 @@ class DoorService:
                 log.error("push folder: cannot record %s as handled: %s", item.path, exc)
 
     def _gallery_state(
-        self, status: str, reason: str, images: list[dict[str, Any]] | None = None
+        self,
+        status: str,
+        reason: str,
+        images: list[dict[str, Any]] | None = None,
+        payload: bytes | None = None,
     ) -> None:
+        """Retained ``<base>/gallery/state``; ``push_version`` names the push it answers (the
+        version the push claimed), so a pusher matches answers without trusting clocks."""
         if self.mqtt:
             # device and groups let `edgeface gallery push` find a group's doors (retained).
             state = {
@@ -380,6 +396,8 @@ class DoorService:
                 "groups": list(self.config.push.groups) if self.config.push.enabled else [],
                 "timestamp": round(time.time(), 3),
             }
+            if payload is not None:
+                state["push_version"] = claimed_version(payload)
             if images:
                 state["images"] = images  # per pushed image: enrolled, or rejected and why
             self.mqtt.retained(self.mqtt.topic("gallery", "state"), state)
@@ -748,6 +766,7 @@ class DoorService:
         finally:
             self.notifier.stopping()
             self.stop_requested.set()
+            self.camera_changed.set()  # wakes the camera thread from a reconnect back-off wait
             self.relay.close()  # fail-secure: driven locked, then released
             self.emit("daemon_stopped", status=status, door="locked")
             if self.contact is not None:

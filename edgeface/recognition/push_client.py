@@ -63,8 +63,6 @@ class PushClient:
         self.states: dict[str, dict[str, Any]] = {}
         self.availability: dict[str, str] = {}
         self._connected = threading.Event()
-        #: When our push went out: a rejection stamped earlier is an answer to something else.
-        self._published_at = float("inf")
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
         if username:
             self.client.username_pw_set(username, password)
@@ -120,7 +118,6 @@ class PushClient:
 
     def publish(self, topic: str, document: dict[str, Any]) -> None:
         """Publish retained, QoS 1, and wait until the broker has it."""
-        self.mark_published()
         info = self.client.publish(topic, json.dumps(document), qos=1, retain=True)
         info.wait_for_publish(timeout=10)
         if not info.is_published():
@@ -149,23 +146,18 @@ class PushClient:
                 self._changed.wait(min(left, 0.5))
 
     def _report(self, device: str, version: int) -> DoorReport:
+        """Match a door's retained state to our push by version, not by time (door clocks
+        may be off): applied — it runs that version now (also after a restart, "ready");
+        rejected — its answer names our push's version."""
         state = self.states.get(device, {})
         online = None
         if device in self.availability:
             online = self.availability[device] == "online"
-        if state.get("version") == version and state.get("status") == "applied":
+        if state.get("version") == version and state.get("status") in ("applied", "ready"):
             return DoorReport(device, "applied", online=online)
-        # A rejection counts only if stamped after our push went out (not an older answer).
-        if (
-            state.get("status") == "rejected"
-            and state.get("version", 0) < version
-            and state.get("timestamp", 0) >= self._published_at
-        ):
+        if state.get("status") == "rejected" and state.get("push_version") == version:
             return DoorReport(device, "rejected", str(state.get("reason", "")), online)
         return DoorReport(device, "silent", online=online)
-
-    def mark_published(self) -> None:
-        self._published_at = time.time() - 1.0  # tolerate small clock differences
 
     def close(self) -> None:
         self.client.loop_stop()
