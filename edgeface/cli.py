@@ -361,6 +361,14 @@ def build_parser() -> argparse.ArgumentParser:
     where = pusher.add_mutually_exclusive_group(required=True)
     where.add_argument("--device", help="one door's device_id")
     where.add_argument("--group", help="a fleet group (the doors' push.groups)")
+    pusher.add_argument(
+        "--photos",
+        nargs="+",
+        action="append",
+        metavar="NAME IMG",
+        help="instead of the gallery: add NAME from these photos, enrolled by each door "
+        "(repeatable; sent as a delta, not retained)",
+    )
     pusher.add_argument("--key", required=True, help="signing key file (HMAC or Ed25519 PEM)")
     pusher.add_argument("--key-id", required=True, help="the id the doors know the key by")
     pusher.add_argument("--broker", required=True, help="HOST[:PORT] of the MQTT broker")

@@ -320,16 +320,29 @@ def _write_private(path: Path, data: bytes) -> None:
     os.chmod(path, 0o600)
 
 
+def read_photo_bytes(path: Path) -> bytes:
+    """A photo to push, checked here (readable image) so a typo fails before anything is sent."""
+    rgb = read_rgb(path)  # raises ImageError naming the file
+    if min(rgb.shape[:2]) < 80:
+        raise EdgefaceError(f"{path}: {rgb.shape[1]}x{rgb.shape[0]} is too small to enrol from")
+    return path.read_bytes()
+
+
 def cmd_gallery_push(args: argparse.Namespace) -> int:
     """``edgeface gallery push``: sign the gallery, publish it (retained) to a door or a fleet
     group, and wait for every door's acknowledgement on its ``gallery/state``."""
     import time
 
-    from edgeface.recognition.push import full_push, load_signing_key
+    from edgeface.recognition.push import full_push, load_signing_key, photo_push
     from edgeface.recognition.push_client import DoorReport, PushClient
 
+    photos: dict[str, list[bytes]] = {}
+    for name, *files in args.photos or []:
+        if not files:
+            raise EdgefaceError(f"--photos {name}: name the photo files after the person")
+        photos[name] = [read_photo_bytes(Path(f)) for f in files]
     gallery = GalleryStore(args.gallery).load()
-    if not gallery.identities:
+    if not photos and not gallery.identities:
         raise EdgefaceError(f"{args.gallery}: the gallery is empty; nothing to push")
     key = load_signing_key(Path(args.key))
     host, _, port = args.broker.partition(":")
@@ -352,14 +365,21 @@ def cmd_gallery_push(args: argparse.Namespace) -> int:
                     f"no door has announced group {args.group!r} on {client.address} "
                     "(is push.groups set on the doors?); name them with --expect"
                 )
-        version = args.version or max(client.highest_version(), gallery.version) + 1
+        local = 0 if photos else gallery.version
+        version = args.version or max(client.highest_version(), local) + 1
         target = {"device": args.device} if args.device else {"group": args.group}
         if args.device:
             topic = f"{args.base_topic}/{args.device}/gallery/set"
         else:
             topic = f"{args.base_topic}/fleet/{args.group}/gallery/set"
-        document = key.sign(full_push(gallery, version, target, time.time()), args.key_id)
-        client.publish(topic, document)
+        if photos:
+            # A delta is published without retain: a door joining later must get the last
+            # full gallery, not a change to a gallery it never had.
+            document = key.sign(photo_push(photos, version, target, time.time()), args.key_id)
+            client.publish(topic, document, retain=False)
+        else:
+            document = key.sign(full_push(gallery, version, target, time.time()), args.key_id)
+            client.publish(topic, document)
 
         def progress(reports: dict[str, DoorReport]) -> None:
             done = [d for d, r in reports.items() if r.status != "silent"]
@@ -381,9 +401,15 @@ def cmd_gallery_push(args: argparse.Namespace) -> int:
         elif report.status == "rejected":
             lines.append(f"{report.device}: REJECTED: {report.reason}")
         elif report.online is False:
-            lines.append(f"{report.device}: offline; will apply the retained push when back")
+            retained = "" if photos else "; will apply the retained push when back"
+            lines.append(f"{report.device}: offline{retained}")
         else:
             lines.append(f"{report.device}: no answer within {args.timeout:g} s")
+        lines += [
+            f"  photo {i.get('identity')}[{i.get('index')}] rejected: {i.get('reason')}"
+            for i in report.images
+            if i.get("status") == "rejected"
+        ]
     ok = all(r.status == "applied" for r in reports.values())
     emit(
         args,

@@ -13,11 +13,14 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 from broker import Broker, Listener
 
 from edgeface.door.demo import enrol
 from edgeface.recognition.gallery import GalleryStore
+from edgeface.vision.image_io import read_rgb
 
 EDGEFACE = [sys.executable, "-m", "edgeface"]
 
@@ -157,10 +160,10 @@ def test_group_push_reaches_every_door_and_a_late_door_catches_up(
     assert codes == dict.fromkeys("abcd", 0)  # every door shut down cleanly (relay locked)
 
 
-def test_push_with_a_wrong_key_is_rejected_by_the_door_with_the_reason(
+def test_wrong_key_is_rejected_and_photos_are_enrolled_by_the_door(
     tmp_path: Path, photo_dir: Path, broker: Broker, fleet: tuple[Fleet, Path]
 ) -> None:
-    doors, _ = fleet
+    doors, pem = fleet
     intruder = tmp_path / "intruder.pem"
     subprocess.run(
         [*EDGEFACE, "keys", "generate", "--type", "ed25519", "--id", "x", "--out", str(intruder)],
@@ -179,6 +182,36 @@ def test_push_with_a_wrong_key_is_rejected_by_the_door_with_the_reason(
         (door,) = json.loads(result.stdout)["doors"]
         assert door["status"] == "rejected" and door["reason"] == "bad signature"
         assert GalleryStore(tmp_path / "a" / "gallery.json").path.exists() is False
+
+        # Photos instead of embeddings, with the right key: the door enrols the good ones and
+        # reports the bad one; the push is a delta, not left retained on the broker.
+        cut = tmp_path / "two.jpg"
+        both = [cv2.resize(read_rgb(photo_dir / n), (400, 500)) for n in ("obama.jpg", "biden.jpg")]
+        cv2.imwrite(str(cut), cv2.cvtColor(np.hstack(both), cv2.COLOR_RGB2BGR))
+        photos = ["--photos", "obama", str(photo_dir / "obama.jpg"), str(cut)]
+        result = push(pem, broker, people, "--device", "a", "--timeout", "60", *photos)
+        assert result.returncode == 0, result.stdout + result.stderr
+        (door,) = json.loads(result.stdout)["doors"]
+        assert door["status"] == "applied"
+        assert [(i["index"], i["status"]) for i in door["images"]] == [
+            (0, "enrolled"),
+            (1, "rejected"),
+        ]
+        assert "2 faces found" in door["images"][1]["reason"]
+        stored = GalleryStore(tmp_path / "a" / "gallery.json").load()
+        assert (
+            list(stored.identities) == ["obama"] and len(stored.identities["obama"].embeddings) == 1
+        )
+        # What stays retained for a door that connects later is the last full push, not the delta.
+        listener.close()  # (Listener uses one client id: one at a time)
+        late = Listener(broker.port, "edgeface/a/gallery/set")
+        assert late.wait(lambda: bool(late.payloads("edgeface/a/gallery/set")), 10)
+        assert json.loads(late.payloads("edgeface/a/gallery/set")[-1])["kind"] == "full"
+        late.close()
+        text = push(
+            pem, broker, people, "--device", "a", "--photos", "x", str(photo_dir / "nope.jpg")
+        )
+        assert text.returncode == 2 and "nope.jpg: no such file" in text.stderr
     finally:
         listener.close()
     assert doors.stop() == {"a": 0}

@@ -31,6 +31,8 @@ class DoorReport:
     status: str = "silent"  # applied | rejected | silent
     reason: str = ""
     online: bool | None = None
+    #: For photo pushes: each image's result on that door (enrolled, or rejected and why).
+    images: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -116,9 +118,9 @@ class PushClient:
             versions = [s.get("version") for s in self.states.values()]
         return max((v for v in versions if isinstance(v, int)), default=0)
 
-    def publish(self, topic: str, document: dict[str, Any]) -> None:
-        """Publish retained, QoS 1, and wait until the broker has it."""
-        info = self.client.publish(topic, json.dumps(document), qos=1, retain=True)
+    def publish(self, topic: str, document: dict[str, Any], retain: bool = True) -> None:
+        """Publish (retained unless told otherwise), QoS 1; wait until the broker has it."""
+        info = self.client.publish(topic, json.dumps(document), qos=1, retain=retain)
         info.wait_for_publish(timeout=10)
         if not info.is_published():
             raise EdgefaceError(f"the broker at {self.address} did not take the push")
@@ -153,10 +155,12 @@ class PushClient:
         online = None
         if device in self.availability:
             online = self.availability[device] == "online"
+        images = [i for i in state.get("images") or [] if isinstance(i, dict)]
         if state.get("version") == version and state.get("status") in ("applied", "ready"):
-            return DoorReport(device, "applied", online=online)
+            return DoorReport(device, "applied", online=online, images=images)
         if state.get("status") == "rejected" and state.get("push_version") == version:
-            return DoorReport(device, "rejected", str(state.get("reason", "")), online)
+            reason = str(state.get("reason", ""))
+            return DoorReport(device, "rejected", reason, online, images)
         return DoorReport(device, "silent", online=online)
 
     def close(self) -> None:
