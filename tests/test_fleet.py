@@ -245,3 +245,33 @@ def test_unreachable_broker_is_one_clear_error(tmp_path: Path, photo_dir: Path) 
     )
     assert result.returncode == 2
     assert "cannot reach the MQTT broker" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_push_through_a_password_protected_broker(tmp_path: Path, photo_dir: Path) -> None:
+    """--username/--password-file reach a broker that refuses anonymous clients; a wrong
+    password is one clear error, not a hang."""
+    folder = tmp_path / "broker"
+    folder.mkdir()
+    secured = Broker(folder, users={"installer": "s3cret"}).start()
+    try:
+        people = tmp_path / "people.json"
+        enrol(people, photo_dir / "obama.jpg", "obama")
+        key = tmp_path / "k.key"
+        subprocess.run([*EDGEFACE, "keys", "generate", "--out", str(key)], check=True)
+        password = tmp_path / "password"
+        base = [*EDGEFACE, "gallery", "push", "--gallery", str(people), "--key", str(key)]
+        base += ["--key-id", "k1", "--broker", f"127.0.0.1:{secured.port}", "--device", "a"]
+        base += ["--username", "installer", "--password-file", str(password)]
+        base += ["--timeout", "1", "--survey-seconds", "0.2"]
+        password.write_text("wrong\n")
+        refused = subprocess.run(base, capture_output=True, text=True, timeout=60)
+        assert (
+            refused.returncode == 2
+            and "did not accept the connection (Not authorized)" in refused.stderr
+        )
+        password.write_text("s3cret\n")
+        accepted = subprocess.run(base, capture_output=True, text=True, timeout=60)
+        assert accepted.returncode == 1  # connected and published; no door "a" answered
+        assert "a: no answer within 1 s" in accepted.stdout
+    finally:
+        secured.kill()

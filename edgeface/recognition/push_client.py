@@ -65,6 +65,7 @@ class PushClient:
         self.states: dict[str, dict[str, Any]] = {}
         self.availability: dict[str, str] = {}
         self._connected = threading.Event()
+        self._refusal = ""
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
         if username:
             self.client.username_pw_set(username, password)
@@ -77,14 +78,19 @@ class PushClient:
         except (OSError, ssl.SSLError) as exc:
             raise EdgefaceError(f"cannot reach the MQTT broker at {self.address}: {exc}") from None
         self.client.loop_start()
-        if not self._connected.wait(10):
+        if not self._connected.wait(10) or self._refusal:
             self.close()
-            raise EdgefaceError(f"the MQTT broker at {self.address} did not accept the connection")
+            why = f" ({self._refusal})" if self._refusal else ""
+            raise EdgefaceError(
+                f"the MQTT broker at {self.address} did not accept the connection{why}"
+            )
 
     def _on_connect(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any
     ) -> None:
         if reason.is_failure:
+            self._refusal = str(reason)  # e.g. "Not authorized": say it, do not wait 10 s
+            self._connected.set()
             return
         client.subscribe(f"{self.base}/+/gallery/state", qos=1)
         client.subscribe(f"{self.base}/+/availability", qos=1)
