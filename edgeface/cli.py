@@ -231,26 +231,31 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    """``edgeface audit verify``: is the hash chain of the audit trail intact?"""
-    from edgeface.door.audit import verify
+    """``edgeface audit verify``: is the hash chain of the audit trail intact? Exit 0 if so, 1
+    with the first broken file:line and why if not, 2 when there is nothing to check."""
+    from edgeface.door.audit import log_files, parse_head, verify
 
     if args.log:
         path = Path(args.log)
-    elif args.config:
+    else:
         from edgeface.config import load_config
 
         path = load_config(args.config).audit_path
-    else:
-        raise EdgefaceError("give --config FILE or --log PATH")
     head = None
     if args.head:
-        seq, _, digest = args.head.partition(":")
-        if not seq.isdigit() or len(digest) != 64:
-            raise EdgefaceError("--head must be SEQ:HASH as published on <base>/audit/head")
-        head = (int(seq), digest)
-    if not path.exists() and not any(path.parent.glob(path.name + ".*")):
+        try:
+            head = parse_head(args.head)
+        except ValueError as exc:
+            raise EdgefaceError(
+                f"--head {args.head!r}: {exc}; give SEQ:HASH or the JSON retained on "
+                "<base>/audit/head"
+            ) from None
+    if not log_files(path):
         raise EdgefaceError(f"{path}: no audit log there")
-    report = verify(path, head)
+    try:
+        report = verify(path, head)
+    except OSError as exc:
+        raise EdgefaceError(f"{path}: cannot be read: {exc.strerror or exc}") from None
     if report.ok:
         text = (
             f"intact: {report.entries} entries ({report.first_seq}..{report.last_seq}) in "
@@ -259,7 +264,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     else:
         text = f"TAMPERED: {report.problem}"
     text += "".join(f"\nwarning: {w}" for w in report.warnings)
-    emit(args, {**report.__dict__, "ok": report.ok}, text)
+    emit(args, report.as_dict(), text)
     return 0 if report.ok else 1
 
 
@@ -404,9 +409,13 @@ def build_parser() -> argparse.ArgumentParser:
     audit = commands.add_parser("audit", help="check the audit trail")
     audit_actions = audit.add_subparsers(dest="action", metavar="ACTION", required=True)
     checker = audit_actions.add_parser("verify", help="check the hash chain (exit 1 if broken)")
-    checker.add_argument("--config", help="daemon configuration (finds the log from it)")
-    checker.add_argument("--log", help="the audit log file itself")
-    checker.add_argument("--head", help="SEQ:HASH published on <base>/audit/head to compare")
+    where_log = checker.add_mutually_exclusive_group(required=True)
+    where_log.add_argument("--config", help="daemon configuration (finds the log from it)")
+    where_log.add_argument("--log", help="the audit log file itself (audit.log)")
+    checker.add_argument(
+        "--head",
+        help="SEQ:HASH (or the JSON) retained on <base>/audit/head: also catches a cut-off tail",
+    )
     checker.add_argument("--json", action="store_true", help="print JSON")
     audit.set_defaults(func=cmd_audit)
 

@@ -44,6 +44,9 @@ def test_example_config_documents_every_key() -> None:
         ("relay:\n  unlock_seconds: 30\n", "relay.unlock_seconds must be > 0 and <="),
         ("mqtt:\n  remote_unlock: true\n", "remote unlock needs a shared secret"),
         ("device_id: front/door\n", "may only hold letters"),
+        ("audit:\n  max_bytes: 100\n", "audit.max_bytes must be at least 4096"),
+        ("audit:\n  keep: 0\n", "audit.keep >= 1"),
+        ("audit:\n  enabeld: false\n", "unknown key 'audit.enabeld' (line 2); did you mean"),
         (
             "mqtt:\n  password: env:EDGEFACE_TEST_UNSET_VARIABLE\n",
             "EDGEFACE_TEST_UNSET_VARIABLE is not set",
@@ -78,3 +81,9 @@ def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_empty_file_means_defaults() -> None:
     assert parse_config("") == Config()
+
+
+def test_audit_path_defaults_to_the_state_dir(tmp_path: Path) -> None:
+    assert parse_config(f"state_dir: {tmp_path}\n").audit_path == tmp_path / "audit.log"
+    moved = parse_config(f"state_dir: {tmp_path}\naudit:\n  path: /var/log/door/audit.log\n")
+    assert moved.audit_path == Path("/var/log/door/audit.log")

@@ -1,136 +1,361 @@
 """A tamper-evident audit trail: who was let in, who was refused, who changed the gallery.
 
-One JSON object per line (``<state_dir>/audit.log``), each carrying a sequence number, the hash of
-the entry before it (``prev``) and its own hash (``hash`` = SHA-256 of the canonical JSON of
-everything but ``hash``). Editing an entry breaks its hash; deleting, inserting or reordering
-lines breaks the ``prev``/``seq`` chain; :func:`verify` (``edgeface audit verify``) names the
-first file and line where that happens.
+Format
+    One JSON object per line (``<state_dir>/audit.log``)::
 
-What a keyless chain cannot show by itself is a log cut short at the end, or one rewritten from
-some point on with every hash recomputed. That is why the daemon also publishes every entry over
-MQTT (through the durable outbox) and keeps the newest ``{"seq", "hash"}`` retained on
-``<base>/audit/head``: ``verify --head SEQ:HASH`` checks the file against that outside copy.
+        {"event":"unlocked","hash":"…","identity":"alice","prev":"…","seq":42,"time":…,…}
 
-Rotation: when the file would grow past ``max_bytes`` it becomes ``audit.log.1`` (``.1`` →
-``.2`` …, ``keep`` files in all) and the chain simply continues into the new file; the oldest
-remaining file is trusted as the start ("older entries rotated away"), and a missing file in the
-middle shows up as a break in the chain.
+    ``seq`` counts entries from 1, ``prev`` is the ``hash`` of the entry before (64 zeros for
+    the first entry ever) and ``hash`` is the SHA-256 of the entry's *canonical* JSON without
+    ``hash`` (keys sorted, no spaces, UTF-8 — :func:`canonical`). Because ``prev`` is inside
+    what is hashed, every hash covers the whole history before it. Field values are reduced to
+    plain, strict JSON before hashing (numpy scalars become numbers, an infinite distance the
+    string ``"inf"``), so what is hashed is exactly what a reader parses back.
 
-A power cut can leave the last line half-written. Appending after it would bury a broken line
-in the middle of the log, so on opening, a torn last line is terminated and the next entry is a
-``torn_entry`` record naming it. ``verify`` accepts exactly that pattern — an unparseable line
-followed at once by the record that names it — and reports it as a warning; any other
-unparseable line is a failure.
+What is detected, by :func:`verify` (``edgeface audit verify``), at the first file:line
+    * an edited entry: its hash no longer matches (``altered``);
+    * a deleted, inserted, duplicated or reordered line: ``prev``/``seq`` do not follow
+      (``does not follow``); lines deleted from the top of the oldest file: it no longer
+      begins with entry 1 or a ``file_started`` header (``cannot begin a file``);
+    * a missing rotated file: the same break, at line 1 of the file after the gap, with the
+      missing ``seq`` range named;
+    * an unreadable line that is not a recorded power cut (see below).
 
-Every append is flushed and fsynced: a door writes a handful of entries a minute, and an unlock
-must not vanish from the record because the power went a second later.
+What a keyless chain cannot show on its own
+    A log cut short at the end (or deleted entirely), or rewritten from some point on with every
+    hash recomputed, is again a valid chain. Only a copy kept elsewhere shows that, which is why
+    the daemon also publishes every entry over MQTT (through the durable outbox, in order) and
+    keeps the newest ``{"seq", "hash"}`` retained on ``<base>/audit/head``:
+    ``verify --head SEQ:HASH`` checks the file against that outside copy. Likewise whole files
+    deleted from the old end look like rotation (``older entries rotated away`` is a warning).
+
+Rotation
+    When the current file would grow past ``max_bytes`` it becomes ``audit.log.1`` (``.1`` →
+    ``.2`` …, ``keep`` files in all, the current one included) and the chain simply continues
+    across files: the new file begins with a ``file_started`` header entry whose ``prev`` is the
+    last hash of the file before (the anchor; the header is what lets ``verify`` tell the top
+    of a file from lines deleted there). On opening, the chain resumes from the last entry of
+    the current file, or of the newest rotated file when the current one is empty or missing
+    (a crash between rotating and writing; the next write then starts it with a header).
+
+Power cuts (torn lines)
+    Every append is flushed and fsynced (a door writes a handful of entries a minute, and an
+    unlock must not vanish from the record because the power went a second later), but a cut
+    *during* the write can still leave the last line half written. Appending after it would
+    bury a broken line in the middle of the log, indistinguishable from tampering, and a
+    complete last entry missing only its newline would be glued to the next one. So on
+    opening (and before the next append after a failed write, e.g. a full disk):
+
+    * a last line without its newline is terminated;
+    * the unreadable lines at the end of the current file (torn writes) are named by the next
+      entry, a ``torn_entry`` record (``file``, ``line``, ``count``; count > 1 only when the
+      power also failed while that record was being written), written into the same file so
+      that rotation never separates them. The chain continues from the last valid entry, so
+      the torn entry's ``seq`` is reused by the record; it never reached MQTT either, because
+      an entry is published only once it is durably written.
+
+    ``verify`` accepts exactly that pattern — unreadable lines followed at once, in the same
+    file, by the record that names them — and lists them under ``torn`` with a warning; an
+    unreadable last line not yet recorded (the daemon has not started since) is a warning too.
+    Any other unreadable line is a failure. Damage elsewhere never stops the daemon: the chain
+    simply continues from the last valid entry (an error is logged when that means skipping
+    lines), and ``verify`` reports the damage where it is.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
+import math
 import os
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgeface.errors import EdgefaceError
-
 log = logging.getLogger(__name__)
 
+#: ``prev`` of the very first entry.
 GENESIS = "0" * 64
+#: Keys every entry has; an event field of the same name is kept as ``<name>_`` instead.
+RESERVED = ("seq", "time", "event", "prev", "hash")
+#: The entry that records lines torn by a power cut.
+TORN = "torn_entry"
+#: The header entry of every file that continues the chain (after a rotation).
+FILE_STARTED = "file_started"
 
 
-class AuditError(EdgefaceError):
-    """The audit log cannot be continued (it is damaged before its last line)."""
-
-
-def entry_hash(entry: dict[str, Any]) -> str:
+def canonical(entry: Mapping[str, Any]) -> bytes:
+    """The bytes that are hashed: sorted keys, compact, UTF-8 (everything except ``hash``)."""
     body = {k: v for k, v in entry.items() if k != "hash"}
-    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode()).hexdigest()
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def log_files(path: Path) -> list[Path]:
-    """The rotated files oldest first, then the current one (only those that exist)."""
+def entry_hash(entry: Mapping[str, Any]) -> str:
+    """The ``hash`` an entry must carry (hex SHA-256 of :func:`canonical`)."""
+    return hashlib.sha256(canonical(entry)).hexdigest()
+
+
+def plain(value: Any) -> Any:
+    """``value`` as strict, plain JSON data, so that the hash written is the hash read back.
+
+    Events carry numpy scalars and, with an empty gallery, an infinite distance; ``json`` would
+    refuse the first and write the second as ``Infinity``, which strict parsers (and other
+    languages checking the MQTT copy) reject."""
+    if value is None or isinstance(value, (bool, int)):
+        return value
+    if isinstance(value, str):
+        try:
+            value.encode()
+        except UnicodeEncodeError:  # lone surrogates, e.g. from an undecodable file name
+            return value.encode(errors="backslashreplace").decode()
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    item = getattr(value, "item", None)  # numpy scalars
+    if callable(item):
+        with contextlib.suppress(TypeError, ValueError):
+            scalar = item()
+            if scalar is not value:
+                return plain(scalar)
+    return str(value)
+
+
+def _rotated(path: Path) -> list[tuple[int, Path]]:
+    """``(n, audit.log.n)`` for every rotated file there is, newest (lowest n) first."""
     rotated: list[tuple[int, Path]] = []
     for candidate in path.parent.glob(path.name + ".*"):
         suffix = candidate.name[len(path.name) + 1 :]
         if suffix.isdigit():
             rotated.append((int(suffix), candidate))
-    files = [p for _, p in sorted(rotated, reverse=True)]
+    return sorted(rotated)
+
+
+def log_files(path: Path) -> list[Path]:
+    """The rotated files oldest first, then the current one (only those that exist)."""
+    files = [p for _, p in reversed(_rotated(path))]
     return files + ([path] if path.exists() else [])
 
 
-class AuditLog:
-    """Append-only, hash-chained, size-rotated JSON-lines log (see the module docstring)."""
+def _line(entry: Mapping[str, Any]) -> bytes:
+    """How an entry is stored: its canonical form plus ``hash``, one line."""
+    text = json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return text.encode() + b"\n"
 
-    def __init__(self, path: Path, max_bytes: int = 1_048_576, keep: int = 5) -> None:
+
+def _lines(file: Path) -> list[bytes]:
+    """A file's lines as bytes: a torn line may not even be UTF-8, and must still be counted."""
+    lines = file.read_bytes().split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()  # the file ends with a newline, as it should
+    return lines
+
+
+def _parse(raw: bytes) -> dict[str, Any] | None:
+    """The entry on a line, or None when the line is not even a JSON object."""
+    try:
+        entry = json.loads(raw)
+    except ValueError:  # UnicodeDecodeError included
+        return None
+    return entry if isinstance(entry, dict) else None
+
+
+def _malformed(entry: dict[str, Any]) -> str | None:
+    """Why a parsed line is not a well-formed entry (a forged one may be hashed correctly)."""
+    seq = entry.get("seq")
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
+        return "'seq' is not a positive whole number"
+    for key in ("prev", "hash"):
+        digest = entry.get(key)
+        if not (isinstance(digest, str) and len(digest) == 64):
+            return f"{key!r} is not a SHA-256 hex digest"
+    if not isinstance(entry.get("event"), str):
+        return "'event' is missing"
+    return None
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a created or renamed file's directory entry durable (fsync of the file alone does
+    not). Best effort: some file systems refuse to open or sync a directory."""
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+class AuditLog:
+    """Append-only, hash-chained, size-rotated JSON-lines log (see the module docstring).
+
+    Not thread-safe: the daemon appends from its event loop only. ``on_entry`` is called with
+    every entry once it is durably written — file headers and ``torn_entry`` records included —
+    so the MQTT copy is the whole chain; its failures are logged, never raised, because the
+    entry is already safely recorded.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        max_bytes: int = 1_048_576,
+        keep: int = 5,
+        on_entry: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
         self.path = path
         self.max_bytes = max_bytes
         self.keep = max(1, keep)
+        self.on_entry = on_entry
+        self.seq, self.head = 0, GENESIS
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.seq, self.head, torn_line = self._resume()
-        if torn_line is not None:
-            with open(self.path, "a") as handle:
-                handle.write("\n")  # end the torn line so the next entry starts clean
-            self.append("torn_entry", file=self.path.name, line=torn_line)
+        #: Set when a write failed (it may have left half a line): repair before the next one.
+        self._needs_repair = True
+        self._repair()
 
-    def _resume(self) -> tuple[int, str, int | None]:
-        """(last seq, last hash, line number of a torn last line of the current file)."""
-        torn: int | None = None
-        for file in reversed(log_files(self.path)):
-            lines = file.read_bytes().split(b"\n")
-            if lines and lines[-1] == b"":
-                lines.pop()  # the file ends with a newline, as it should
-            for number in range(len(lines), 0, -1):
-                try:
-                    entry = json.loads(lines[number - 1])
-                    return int(entry["seq"]), str(entry["hash"]), torn
-                except (ValueError, KeyError, TypeError):
-                    if file == self.path and number == len(lines):
-                        torn = number  # only the very last line may be torn by a power cut
-                        continue
-                    raise AuditError(
-                        f"{file}:{number}: unreadable audit entry; run `edgeface audit verify`"
-                    ) from None
-        return 0, GENESIS, torn
+    def append(self, event: str, /, **fields: Any) -> dict[str, Any]:
+        """Write one entry (durably) and return it, ``seq``, ``prev`` and ``hash`` included.
 
-    def append(self, event: str, **fields: Any) -> dict[str, Any]:
-        """Write one entry (durably) and return it, ``seq`` and ``hash`` included."""
-        entry: dict[str, Any] = {
-            "seq": self.seq + 1,
-            "time": round(time.time(), 3),
-            "event": event,
-            **fields,
-            "prev": self.head,
-        }
-        entry["hash"] = entry_hash(entry)
-        line = (json.dumps(entry, sort_keys=True, ensure_ascii=False, default=str) + "\n").encode()
-        size = self.path.stat().st_size if self.path.exists() else 0
-        if size and size + len(line) > self.max_bytes:
+        Raises OSError when it cannot be written (full disk, read-only file system); the next
+        append first repairs whatever half line that write left behind."""
+        if self._needs_repair:
+            self._repair()
+        entry = self._entry(event, fields, self.seq + 1, self.head)
+        size = self._size()
+        if size and size + len(_line(entry)) > self.max_bytes:
             self._rotate()
-        with open(self.path, "ab") as handle:
-            handle.write(line)
-            handle.flush()
-            os.fsync(handle.fileno())
-        self.seq, self.head = entry["seq"], entry["hash"]
+            size = 0
+        if size == 0 and self.seq > 0:
+            # A file that continues the chain starts with a header entry: without it, lines
+            # deleted from the top of the oldest file would pass for older files rotated away.
+            header = self._entry(FILE_STARTED, {}, self.seq + 1, self.head)
+            entry = self._entry(event, fields, header["seq"] + 1, header["hash"])
+            self._write([header, entry])
+        else:
+            self._write([entry])
         return entry
 
+    @staticmethod
+    def _entry(event: str, fields: Mapping[str, Any], seq: int, prev: str) -> dict[str, Any]:
+        body = {f"{k}_" if k in RESERVED else k: v for k, v in plain(fields).items()}
+        entry: dict[str, Any] = {
+            **body,
+            "seq": seq,
+            "time": round(time.time(), 3),
+            "event": event,
+            "prev": prev,
+        }
+        entry["hash"] = entry_hash(entry)
+        return entry
+
+    def _size(self) -> int:
+        try:
+            return self.path.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def _repair(self) -> None:
+        """Find where the chain goes on; terminate a torn last line and record it."""
+        self.seq, self.head, torn = self._resume()
+        newline = b"" if self._ends_with_newline() else b"\n"
+        if torn:
+            if len(torn) > 2:
+                log.error(
+                    "audit: the last %d lines of %s are unreadable (more than a power cut "
+                    "explains); recorded, and `edgeface audit verify` will list them",
+                    len(torn),
+                    self.path,
+                )
+            else:
+                log.warning("audit: %s:%d was torn by a power cut; recorded", self.path, torn[0])
+            fields: dict[str, Any] = {"file": self.path.name, "line": torn[0]}
+            if len(torn) > 1:
+                fields["count"] = len(torn)
+            # Into this same file, never rotated away from the lines it names.
+            self._write([self._entry(TORN, fields, self.seq + 1, self.head)], prefix=newline)
+        elif newline:
+            self._write([], prefix=newline)
+        self._needs_repair = False
+
+    def _resume(self) -> tuple[int, str, list[int]]:
+        """(seq, hash) of the last valid entry, and the line numbers of the unreadable lines
+        after it at the end of the current file — torn writes, the only damage a power cut
+        leaves. Damage anywhere else is logged and skipped, not fatal: the door must keep
+        recording, and ``verify`` reports that damage where it is."""
+        torn: list[int] = []
+        at_tail = True
+        for file in reversed(log_files(self.path)):
+            lines = _lines(file)
+            for number in range(len(lines), 0, -1):
+                entry = _parse(lines[number - 1])
+                if entry is not None and _malformed(entry) is None:
+                    return int(entry["seq"]), str(entry["hash"]), torn
+                if entry is None and at_tail and file == self.path:
+                    torn.insert(0, number)
+                    continue
+                at_tail = False  # a parseable non-entry is no torn write: tampering
+                log.error(
+                    "audit: %s:%d is not a valid entry; the chain goes on from the last valid "
+                    "one and `edgeface audit verify` will report it",
+                    file,
+                    number,
+                )
+        return 0, GENESIS, torn
+
+    def _ends_with_newline(self) -> bool:
+        """Whether the next write starts a fresh line (a torn write may have left it open)."""
+        try:
+            with open(self.path, "rb") as handle:
+                if handle.seek(0, os.SEEK_END) == 0:
+                    return True  # empty: nothing to terminate
+                handle.seek(-1, os.SEEK_END)
+                return handle.read(1) == b"\n"
+        except FileNotFoundError:
+            return True
+
+    def _write(self, entries: list[dict[str, Any]], prefix: bytes = b"") -> None:
+        """Append ``prefix`` and the entries in one write, flushed and fsynced."""
+        data = prefix + b"".join(_line(entry) for entry in entries)
+        created = not self.path.exists()
+        try:
+            with open(self.path, "ab") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+        except BaseException:
+            self._needs_repair = True  # part of it may be on disk
+            raise
+        if created:
+            _fsync_dir(self.path.parent)
+        for entry in entries:
+            self.seq, self.head = entry["seq"], entry["hash"]
+            if self.on_entry is not None:
+                try:
+                    self.on_entry(entry)
+                except Exception:
+                    log.exception("audit: entry %d recorded but not handed on", entry["seq"])
+
     def _rotate(self) -> None:
-        oldest = self.path.with_name(f"{self.path.name}.{self.keep - 1}")
+        """audit.log → .1 → .2 …, dropping the oldest. Renames only, each atomic: a crash part
+        way leaves a gap in the numbering, never a file out of order (``log_files`` sorts)."""
+        for number, old in _rotated(self.path):
+            if number >= self.keep - 1:  # beyond what is kept (also after keep was lowered)
+                old.unlink(missing_ok=True)
         if self.keep == 1:
             self.path.unlink()
+            _fsync_dir(self.path.parent)
             return
-        oldest.unlink(missing_ok=True)
         for number in range(self.keep - 2, 0, -1):
             older = self.path.with_name(f"{self.path.name}.{number}")
             if older.exists():
                 os.replace(older, self.path.with_name(f"{self.path.name}.{number + 1}"))
         os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
+        _fsync_dir(self.path.parent)
 
 
 @dataclass
@@ -142,90 +367,171 @@ class VerifyReport:
     first_seq: int | None = None
     last_seq: int | None = None
     head: str | None = None
+    #: The first break: "file:line: what is wrong" (None when intact).
     problem: str | None = None
+    #: "file:line" of the first break, when it is at a line.
+    location: str | None = None
+    #: "file:line" of every line torn by a power cut or failed write (recorded or not yet).
+    torn: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return self.problem is None
 
+    def fail(self, problem: str, location: str | None = None) -> VerifyReport:
+        self.problem = f"{location}: {problem}" if location else problem
+        self.location = location
+        return self
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "ok": self.ok}
+
 
 def verify(path: Path, expected_head: tuple[int, str] | None = None) -> VerifyReport:
-    """Walk every file oldest to newest and report the first break (file:line: what)."""
+    """Walk every file oldest to newest and report the first break (file:line: what).
+
+    ``expected_head`` is ``(seq, hash)`` from an outside copy (the retained
+    ``<base>/audit/head``): the log must reach that entry, with that hash. Whatever the files
+    hold, the answer is a report, never an exception (OSError only if they cannot be read)."""
     report = VerifyReport()
     previous: dict[str, Any] | None = None
-    pending_torn: tuple[str, int] | None = None
+    previous_file: Path | None = None
+    unreadable: list[tuple[Path, int]] = []  # a run of unreadable lines not yet explained
+    head_seen: tuple[str, str] | None = None  # (hash, file:line) of the expected head's seq
     for file in log_files(path):
         report.files.append(str(file))
-        lines = file.read_bytes().split(b"\n")
-        if lines and lines[-1] == b"":
-            lines.pop()
-        for number, raw in enumerate(lines, start=1):
+        started = False  # whether this file's first valid entry has been seen
+        for number, raw in enumerate(_lines(file), start=1):
             where = f"{file}:{number}"
-            try:
-                entry = json.loads(raw)
-                if not isinstance(entry, dict):
-                    raise ValueError
-            except ValueError:
-                if pending_torn is not None:
-                    report.problem = f"{pending_torn[0]}:{pending_torn[1]}: unreadable entry"
-                    return report
-                pending_torn = (str(file), number)
+            entry = _parse(raw)
+            if entry is None:
+                unreadable.append((file, number))
                 continue
-            if pending_torn is not None:
-                named = (file.name == Path(pending_torn[0]).name) and entry.get("line") == (
-                    pending_torn[1]
-                )
-                if entry.get("event") != "torn_entry" or not named:
-                    report.problem = f"{pending_torn[0]}:{pending_torn[1]}: unreadable entry"
-                    return report
-                report.warnings.append(
-                    f"{pending_torn[0]}:{pending_torn[1]}: torn by a power cut (recorded)"
-                )
-                pending_torn = None
-            if entry.get("hash") != entry_hash(entry):
-                report.problem = f"{where}: entry {entry.get('seq')} was altered (hash mismatch)"
-                return report
-            if previous is None:
-                if entry.get("prev") != GENESIS:
-                    report.warnings.append(
-                        f"starts at entry {entry.get('seq')}: older entries were rotated away"
+            recorded_from = 0  # first line of the torn run this entry records
+            if unreadable:
+                first = unreadable[0]
+                if not _records(entry, file, unreadable):
+                    return report.fail(
+                        "unreadable entry (damaged or tampered; not a recorded power cut)",
+                        f"{first[0]}:{first[1]}",
                     )
-                report.first_seq = entry.get("seq")
-            elif entry.get("prev") != previous["hash"] or entry.get("seq") != previous["seq"] + 1:
-                report.problem = (
-                    f"{where}: entry {entry.get('seq')} does not follow entry "
-                    f"{previous['seq']} (entries deleted, inserted or reordered)"
+                report.torn += [f"{f}:{n}" for f, n in unreadable]
+                report.warnings.append(
+                    f"{first[0]}:{first[1]}: torn by a power cut or a failed write (recorded)"
+                    + (f", {len(unreadable)} lines" if len(unreadable) > 1 else "")
                 )
-                return report
-            previous = entry
+                recorded_from, unreadable = first[1], []
+            elif entry.get("event") == TORN:
+                return report.fail("records a torn line that is not there", where)
+            malformed = _malformed(entry)
+            if malformed:
+                return report.fail(f"not a valid audit entry: {malformed}", where)
+            seq = entry["seq"]
+            if entry["hash"] != entry_hash(entry):
+                return report.fail(f"entry {seq} was altered (hash mismatch)", where)
+            if entry["prev"] == GENESIS and seq != 1:
+                return report.fail(f"entry {seq} claims to be the first entry ever", where)
+            if not started:
+                starts = seq == 1 or entry["event"] == FILE_STARTED or recorded_from == 1
+                if not starts:
+                    return report.fail(
+                        f"entry {seq} cannot begin a file (no {FILE_STARTED} header): the "
+                        "lines before it were deleted",
+                        where,
+                    )
+                started = True
+            if previous is None:
+                if entry["prev"] != GENESIS:
+                    report.warnings.append(
+                        f"starts at entry {seq}: older entries were rotated away"
+                    )
+                report.first_seq = seq
+            elif entry["prev"] != previous["hash"] or seq != previous["seq"] + 1:
+                after = previous["seq"]
+                if file != previous_file and seq > after + 1:
+                    reason = (
+                        f"entry {seq} does not follow entry {after} at the end of "
+                        f"{previous_file}: entries {after + 1}..{seq - 1} are missing "
+                        "(a rotated file deleted?)"
+                    )
+                else:
+                    reason = (
+                        f"entry {seq} does not follow entry {after} "
+                        "(entries deleted, inserted or reordered)"
+                    )
+                return report.fail(reason, where)
+            if expected_head is not None and seq == expected_head[0]:
+                head_seen = (entry["hash"], where)
+            previous, previous_file = entry, file
             report.entries += 1
-    if pending_torn is not None:
+    if unreadable:
+        first = unreadable[0]
+        if any(f != path for f, _ in unreadable):
+            return report.fail(
+                "unreadable entry (damaged or tampered; not a recorded power cut)",
+                f"{first[0]}:{first[1]}",
+            )
+        report.torn += [f"{f}:{n}" for f, n in unreadable]
         report.warnings.append(
-            f"{pending_torn[0]}:{pending_torn[1]}: torn last line (power cut; the daemon records "
-            "it when it next starts)"
+            f"{first[0]}:{first[1]}: torn last line (power cut; the daemon records it when it "
+            "next starts)"
         )
     if previous is not None:
         report.last_seq, report.head = int(previous["seq"]), str(previous["hash"])
     if expected_head is not None:
-        seq, digest = expected_head
-        if report.last_seq is None or report.last_seq < seq:
-            report.problem = (
-                f"log ends at entry {report.last_seq} but the published head is entry {seq}: "
-                "entries were removed from the end"
-            )
-        elif not _has_entry(path, seq, digest):
-            report.problem = f"entry {seq} differs from the published head (log rewritten)"
+        _check_head(report, expected_head, head_seen)
     return report
 
 
-def _has_entry(path: Path, seq: int, digest: str) -> bool:
-    for file in log_files(path):
-        for raw in file.read_bytes().splitlines():
-            try:
-                entry = json.loads(raw)
-            except ValueError:
-                continue
-            if isinstance(entry, dict) and entry.get("seq") == seq:
-                return bool(entry.get("hash") == digest)
-    return False
+def _records(entry: dict[str, Any], file: Path, run: list[tuple[Path, int]]) -> bool:
+    """Whether ``entry`` is the ``torn_entry`` record of exactly this run of unreadable lines
+    (in its own file: the daemon never rotates between a torn line and its record)."""
+    return (
+        entry.get("event") == TORN
+        and all(f == file for f, _ in run)
+        and entry.get("line") == run[0][1]
+        and entry.get("count", 1) == len(run)
+    )
+
+
+def _check_head(
+    report: VerifyReport, expected: tuple[int, str], seen: tuple[str, str] | None
+) -> None:
+    seq, digest = expected
+    if report.problem is not None:
+        return
+    if report.last_seq is None or seq > report.last_seq:
+        ends = "has no entries" if report.last_seq is None else f"ends at entry {report.last_seq}"
+        report.fail(
+            f"the log {ends} but the published head is entry {seq}: "
+            "entries were removed from the end"
+        )
+    elif seen is None:
+        report.fail(
+            f"the published head, entry {seq}, is older than the oldest entry kept "
+            f"({report.first_seq}): it cannot be compared"
+        )
+    elif seen[0] != digest.lower():
+        report.fail(f"entry {seq} differs from the published head (log rewritten)", seen[1])
+
+
+def parse_head(text: str) -> tuple[int, str]:
+    """``SEQ:HASH``, or the JSON retained on ``<base>/audit/head`` as it is (so that
+    ``--head "$(mosquitto_sub -C 1 -t …/audit/head)"`` works). Raises ValueError."""
+    text = text.strip()
+    if text.startswith("{"):
+        data = json.loads(text)
+        seq, digest = data.get("seq"), data.get("hash")
+    else:
+        seq_text, _, digest = text.partition(":")
+        seq = int(seq_text) if seq_text.isdigit() else None
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
+        raise ValueError("the sequence number must be a positive whole number")
+    if not isinstance(digest, str) or len(digest) != 64:
+        raise ValueError("the hash must be 64 hex digits")
+    try:
+        bytes.fromhex(digest)
+    except ValueError:
+        raise ValueError("the hash must be 64 hex digits") from None
+    return seq, digest.lower()

@@ -8,6 +8,11 @@ Topics, with ``<base> = <base_topic>/<device_id>``:
 * ``<base>/event`` — one JSON document per event (``event_type`` recognised, unknown, unlocked,
   locked, door_opened, door_closed, camera_lost, camera_restored, error …, with ``timestamp``
   and ``seq``), QoS 1, drained from the SQLite outbox in order and deleted only on PUBACK;
+* ``<base>/audit`` — every audit-trail entry, the same JSON object as in the log (see
+  :mod:`edgeface.door.audit`), through the same outbox: in order, kept across outages and
+  restarts (within the outbox's bound);
+  ``<base>/audit/head`` — the newest entry's ``{"seq", "hash"}``, retained, for
+  ``edgeface audit verify --head``;
 * ``<base>/state/<name>`` — retained current state (``lock`` LOCKED/UNLOCKED, ``last_person``,
   ``fps``, ``gallery_version`` …), republished on every reconnect;
 * ``<discovery_prefix>/<component>/<node>/<object>/config`` — Home Assistant discovery,

@@ -16,7 +16,6 @@ import asyncio
 import hmac
 import json
 import logging
-import os
 import signal
 import threading
 import time
@@ -36,7 +35,7 @@ from edgeface.config import (
     SnapshotConfig,
     load_config,
 )
-from edgeface.door.audit import AuditError, AuditLog
+from edgeface.door.audit import AuditLog
 from edgeface.door.mqtt import DoorMqtt
 from edgeface.door.outbox import Outbox
 from edgeface.door.push_folder import PushFolder
@@ -225,29 +224,33 @@ class DoorService:
             self.mqtt.event(event_type, **fields)
         if self.audit is not None and event_type in AUDITED:
             try:
-                entry = self.audit.append(event_type, **fields)
-            except OSError as exc:  # a full disk must not stop the door (it stays fail-secure)
-                self.emit("error", detail=f"audit log {self.audit.path} not written: {exc}")
-                return
-            if self.mqtt:
-                self.mqtt.audit(entry)
+                self.audit.append(event_type, **fields)  # copied to MQTT by _copy_audit
+            except (OSError, ValueError) as exc:
+                # A full disk must not stop the door; it only loses this record (reported).
+                log.error("audit: %s not recorded: %s", event_type, exc)
+                self.emit(
+                    "error", detail=f"audit log {self.audit.path}: {event_type} not recorded: {exc}"
+                )
 
     def _open_audit(self, config: Config) -> AuditLog | None:
-        """The audit trail; a log damaged before its last line is moved aside (and reported)
-        and a new chain started, so the door keeps running and recording."""
+        """The audit trail. Damage in it never stops the door (the chain goes on from the last
+        valid entry and ``audit verify`` reports the damage); a log that cannot even be read or
+        created (permissions, read-only file system) is reported and the door runs without it."""
         a = config.audit
         if not a.enabled:
             return None
-        path = config.audit_path
         try:
-            return AuditLog(path, a.max_bytes, a.keep)
-        except AuditError as exc:
-            aside = path.with_name(f"{path.name}.damaged-{int(time.time())}")
-            os.replace(path, aside)
-            log.error("audit: %s; moved to %s and starting a new chain", exc, aside)
-            audit = AuditLog(path, a.max_bytes, a.keep)
-            audit.append("audit_restarted", reason=str(exc), damaged_file=aside.name)
-            return audit
+            return AuditLog(config.audit_path, a.max_bytes, a.keep, on_entry=self._copy_audit)
+        except OSError as exc:
+            log.error("audit: cannot open %s, running without it: %s", config.audit_path, exc)
+            self.emit("error", detail=f"audit log {config.audit_path} cannot be opened: {exc}")
+            return None
+
+    def _copy_audit(self, entry: dict[str, Any]) -> None:
+        """The outside copy of each durably written entry (torn-line records included), which
+        ``audit verify --head`` compares with."""
+        if self.mqtt:
+            self.mqtt.audit(entry)
 
     def _make_push_folder(self, config: Config) -> PushFolder | None:
         p = config.push
