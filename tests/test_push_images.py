@@ -17,7 +17,7 @@ from photos import face_free_photos
 
 from edgeface.pipeline import FacePipeline
 from edgeface.recognition.enrolment import ImageEnroller
-from edgeface.recognition.gallery import Gallery
+from edgeface.recognition.gallery import Gallery, GalleryStore, encode_embedding
 from edgeface.recognition.matcher import Matcher
 from edgeface.recognition.push import (
     PushRejected,
@@ -65,9 +65,14 @@ def pipeline() -> FacePipeline:
     return FacePipeline()
 
 
-def apply(raw: bytes, enroller: ImageEnroller | None) -> Gallery:
+def unit(seed: int) -> np.ndarray:
+    vector = np.random.default_rng(seed).normal(size=128)
+    return (vector / np.linalg.norm(vector)).astype(np.float32)
+
+
+def apply(raw: bytes, enroller: ImageEnroller | None, current: Gallery | None = None) -> Gallery:
     document = verify_push(raw, {"k1": KEY}, "front", (), 1)
-    return apply_push(Gallery(version=1), document, enrol_images=enroller)
+    return apply_push(current or Gallery(version=1), document, enrol_images=enroller)
 
 
 def test_good_photos_enrol_bad_ones_are_reported(photo_dir: Path, pipeline: FacePipeline) -> None:
@@ -113,9 +118,42 @@ def test_no_good_photo_rejects_the_whole_push(photo_dir: Path, pipeline: FacePip
             "nobody": {"images": [jpeg(face_free_photos()["rocket"])]},
         }
     )
+    current = Gallery(version=1)
+    current.add("alice", unit(1))
+    before = json.dumps(current.to_dict(), sort_keys=True)
     with pytest.raises(PushRejected, match="no image of 'nobody' could be enrolled"):
-        apply(raw, enroller)
+        apply(raw, enroller, current)
     assert [r["status"] for r in enroller.results] == ["enrolled", "rejected"]
+    assert "no face found" in enroller.results[1]["reason"]
+    assert json.dumps(current.to_dict(), sort_keys=True) == before  # nothing changed
+
+
+def test_embeddings_sent_besides_images_are_kept(photo_dir: Path, pipeline: FacePipeline) -> None:
+    """An identity may carry both: its embeddings and its enrolled photos end up together, and
+    the embeddings alone keep it (and the push) valid when none of its photos is usable."""
+    enroller = ImageEnroller(lambda: pipeline)
+    sent = encode_embedding(unit(2))
+    gallery = apply(
+        delta(
+            {
+                "obama": {"embeddings": [sent], "images": [photo(photo_dir, "obama.jpg")]},
+                "carol": {"embeddings": [sent], "images": [jpeg(face_free_photos()["coffee"])]},
+            }
+        ),
+        enroller,
+    )
+    assert len(gallery.identities["obama"].embeddings) == 2
+    assert np.allclose(gallery.identities["obama"].embeddings[0], unit(2))
+    assert len(gallery.identities["carol"].embeddings) == 1
+    assert [(r["identity"], r["status"]) for r in enroller.results] == [
+        ("obama", "enrolled"),
+        ("carol", "rejected"),
+    ]
+    # A bad embedding beside the photos refuses the push before any photo is looked at.
+    enroller = ImageEnroller(lambda: pipeline)
+    with pytest.raises(PushRejected, match="embedding"):
+        apply(delta({"x": {"embeddings": ["AAAA"], "images": ["AAAA"]}}), enroller)
+    assert enroller.results == []
 
 
 def test_image_push_limits_and_a_door_without_an_enroller(pipeline: FacePipeline) -> None:
@@ -160,19 +198,37 @@ def test_daemon_enrols_pushed_photos_and_reports_each_on_gallery_state(
         await asyncio.to_thread(listener.wait, lambda: state().get("status") == "ready")
         listener.client.publish("edgeface/front/gallery/set", delta({"obama": {"images": images}}))
         await asyncio.to_thread(listener.wait, lambda: state().get("status") == "applied", 60)
+        reports.append(state())
+        # Then a push whose only person has no usable photo: rejected, nothing changes.
+        bad = [two_faces(photo_dir), jpeg(face_free_photos()["rocket"])]
+        listener.client.publish("edgeface/front/gallery/set", delta({"eve": {"images": bad}}, 3))
+        await asyncio.to_thread(listener.wait, lambda: state().get("push_version") == 3, 60)
+        reports.append(state())
         service.stop_requested.set()
         return await runner
 
+    reports: list[dict[str, object]] = []
     try:
         assert asyncio.run(asyncio.wait_for(scenario(), timeout=120)) == 0
     finally:
         listener.close()
-    report = state()
-    assert report["version"] == 2
-    assert [(i["index"], i["status"]) for i in report["images"]] == [  # type: ignore[union-attr]
+    applied, rejected = reports
+    assert applied["version"] == 2
+    assert [(i["index"], i["status"]) for i in applied["images"]] == [  # type: ignore[union-attr]
         (0, "enrolled"),
         (1, "enrolled"),
         (2, "rejected"),
     ]
+    assert rejected["status"] == "rejected" and rejected["version"] == 2
+    assert "no image of 'eve'" in str(rejected["reason"])
+    assert [(i["identity"], i["status"]) for i in rejected["images"]] == [  # type: ignore[union-attr]
+        ("eve", "rejected"),
+        ("eve", "rejected"),
+    ]
+    reasons = [i["reason"] for i in rejected["images"]]  # type: ignore[union-attr]
+    assert "2 faces found" in reasons[0] and "no face found" in reasons[1]
     assert len(service.gallery.identities["obama"].embeddings) == 2
+    assert "eve" not in service.gallery.identities and service.gallery.version == 2
+    stored = GalleryStore(tmp_path / "gallery.json").load()
+    assert stored.version == 2 and sorted(stored.identities) == ["obama"]
     assert all(s.state is False for s in service.relay.device.pin_factory.pin(17).states)

@@ -203,8 +203,9 @@ class DoorService:
         #: Set by a reload that changed the camera settings, and at stop: wakes the capture
         #: thread from its reconnect back-off (up to 30 s) so that a stop is not held up by it.
         self.camera_changed = threading.Event()
-        self._reload_lock = asyncio.Lock()
-        self._push_lock = asyncio.Lock()
+        #: Reloads and gallery pushes change the gallery: one at a time, so a push prepared in
+        #: a worker thread never overwrites a gallery a reload swapped in meanwhile (or back).
+        self._change_lock = asyncio.Lock()
         self._push_tasks: set[asyncio.Task[None]] = set()
         self._reload_task: asyncio.Task[None] | None = None
         self.stop_requested = asyncio.Event()
@@ -328,7 +329,7 @@ class DoorService:
         and recognition simply uses the new matcher from the next frame. Pushes are handled one
         at a time, in arrival order. ``origin`` (``mqtt`` or ``file:<name>``) is reported.
         """
-        async with self._push_lock:
+        async with self._change_lock:
             d = self.config.detector
             enroller = ImageEnroller(
                 lambda: FacePipeline(
@@ -632,7 +633,7 @@ class DoorService:
         gallery, models for a changed detector); only then is it swapped in, so a bad file or
         a corrupt model leaves the door running exactly as before. Settings that need a
         restart (see :mod:`edgeface.door.reload`) keep their running values and are reported."""
-        async with self._reload_lock:
+        async with self._change_lock:
             try:
                 fresh = load_config(self.config_path) if self.config_path else self.config
                 plan = plan_reload(self.config, fresh)

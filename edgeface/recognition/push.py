@@ -18,6 +18,13 @@ UTF-8). Two kinds of keys:
   is a standard PKCS#8 PEM file (``edgeface keys generate --type ed25519`` or
   ``openssl genpkey -algorithm ed25519``) kept where the pushes are made.
 
+A delta's added identity may carry ``"images"`` (base64 JPEG or PNG, at most
+``edgeface.recognition.enrolment.MAX_IMAGES_PER_IDENTITY``) instead of or besides
+``"embeddings"``: the door enrols each image with the same rule as ``edgeface enroll`` (exactly one
+face passing the enrolment quality gate) and reports every image's result. An identity left with
+no embedding at all rejects the whole push, so a person is never silently missing or
+half-enrolled. Full pushes carry the gallery file format, which has embeddings only.
+
 A key id names exactly one key of one kind: a push whose ``alg`` does not match the kind of the
 key it names is refused, so one kind of key can never be passed off as the other.
 
@@ -282,10 +289,11 @@ def apply_push(
 ) -> Gallery:
     """The gallery after ``document`` (already verified); ``current`` is never modified.
 
-    A delta's added identity may carry ``"images"`` (base64 JPEG/PNG) instead of embeddings;
-    ``enrol_images(name, images)`` — the door's enroller, which needs the vision pipeline this
-    module does not import — turns them into an identity, or None if no image was good enough,
-    which rejects the whole push (a person must not silently end up half-enrolled)."""
+    A delta's added identity may carry ``"images"`` (base64 JPEG/PNG) instead of or besides
+    embeddings; ``enrol_images(name, images)`` — the door's enroller, which needs the vision
+    pipeline this module does not import — turns them into an identity, or None if no image was
+    good enough. An added identity left with no embedding at all rejects the whole push (a
+    person must not silently end up missing or half-enrolled)."""
     version = int(document["version"])
     try:
         if document["kind"] == "full":
@@ -313,10 +321,15 @@ def apply_push(
             if isinstance(entry, dict) and "images" in entry:
                 if enrol_images is None:
                     raise PushRejected("this door cannot enrol images; push embeddings")
-                enrolled = enrol_images(validate_name(name), entry["images"])
-                if enrolled is None:
+                # Embeddings sent alongside are checked before any (slow) image is enrolled.
+                given = parse_identity(name, {"embeddings": [], **entry}, "push")
+                enrolled = enrol_images(given.name, entry["images"])
+                if enrolled is not None:
+                    given.embeddings.extend(enrolled.embeddings)
+                    given.enrolments.extend(enrolled.enrolments)
+                if not given.embeddings:
                     raise PushRejected(f"no image of {name!r} could be enrolled")
-                result.identities[enrolled.name] = enrolled
+                result.identities[given.name] = given
                 continue
             identity = parse_identity(name, entry, "push")
             if not identity.embeddings:
