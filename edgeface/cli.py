@@ -382,8 +382,14 @@ def build_parser() -> argparse.ArgumentParser:
     pusher.add_argument("--tls-ca", help="CA certificate: connect with TLS")
     pusher.add_argument("--base-topic", default="edgeface")
     pusher.add_argument("--version", type=int, help="default: newer than every door's version")
-    pusher.add_argument("--expect", help="comma-separated device ids to wait for")
-    pusher.add_argument("--timeout", type=float, default=30.0, help="seconds to wait (30)")
+    waiting = pusher.add_mutually_exclusive_group()
+    waiting.add_argument(
+        "--expect", help="comma-separated device ids to wait for (default: the group's doors)"
+    )
+    waiting.add_argument(
+        "--expect-count", type=int, metavar="N", help="succeed once N doors have applied it"
+    )
+    pusher.add_argument("--timeout", type=float, default=60.0, help="seconds to wait (60)")
     pusher.add_argument(
         "--survey-seconds", type=float, default=1.5, help="time to read the doors' state (1.5)"
     )

@@ -330,43 +330,67 @@ def read_photo_bytes(path: Path) -> bytes:
 
 def cmd_gallery_push(args: argparse.Namespace) -> int:
     """``edgeface gallery push``: sign the gallery, publish it (retained) to a door or a fleet
-    group, and wait for every door's acknowledgement on its ``gallery/state``."""
+    group, and wait for every door's acknowledgement on its ``gallery/state``.
+
+    Everything that can be checked locally (photos, gallery, key, broker address, password
+    file) is checked before connecting, so a mistake never leaves a half-made push behind."""
     import time
 
     from edgeface.recognition.push import full_push, load_signing_key, photo_push
-    from edgeface.recognition.push_client import DoorReport, PushClient
+    from edgeface.recognition.push_client import (
+        DoorReport,
+        PushClient,
+        PushOutcome,
+        parse_broker,
+        progress_line,
+        read_password,
+    )
 
     photos: dict[str, list[bytes]] = {}
     for name, *files in args.photos or []:
         if not files:
             raise EdgefaceError(f"--photos {name}: name the photo files after the person")
         photos[name] = [read_photo_bytes(Path(f)) for f in files]
+    if not photos and not Path(args.gallery).exists():
+        raise EdgefaceError(f"no gallery file at {args.gallery} (enrol people or give --gallery)")
     gallery = GalleryStore(args.gallery).load()
     if not photos and not gallery.identities:
         raise EdgefaceError(f"{args.gallery}: the gallery is empty; nothing to push")
+    expected = {d.strip() for d in (args.expect or "").split(",") if d.strip()}
+    if args.expect is not None and not expected:
+        raise EdgefaceError("--expect: name at least one device id")
+    if args.expect_count is not None and args.expect_count < 1:
+        raise EdgefaceError("--expect-count must be at least 1")
+    if args.version is not None and args.version < 1:
+        raise EdgefaceError("--version must be at least 1")
     key = load_signing_key(Path(args.key))
-    host, _, port = args.broker.partition(":")
-    password = None
-    if args.password_file:
-        password = Path(args.password_file).read_text().strip()
-    client = PushClient(
-        host, int(port or 1883), args.base_topic, args.username, password, args.tls_ca
-    )
+    host, port = parse_broker(args.broker)
+    password = read_password(Path(args.password_file)) if args.password_file else None
+    client = PushClient(host, port, args.base_topic, args.username, password, args.tls_ca)
     try:
         client.survey(args.survey_seconds)
-        if args.expect:
-            doors = {d for d in args.expect.split(",") if d}
+        if expected:
+            doors = expected
         elif args.device:
             doors = {args.device}
         else:
             doors = client.group_members(args.group)
-            if not doors:
+            if not doors and args.expect_count is None:
                 raise EdgefaceError(
                     f"no door has announced group {args.group!r} on {client.address} "
                     "(is push.groups set on the doors?); name them with --expect"
                 )
-        local = 0 if photos else gallery.version
-        version = args.version or max(client.highest_version(), local) + 1
+        if args.version is not None:
+            ahead = {d: v for d, v in client.versions(doors).items() if v >= args.version}
+            if ahead:
+                listed = ", ".join(f"{d} has {v}" for d, v in sorted(ahead.items()))
+                raise EdgefaceError(
+                    f"--version {args.version} is not newer than what the doors run ({listed}); "
+                    "they would reject it as stale — leave --version out to pick a newer one"
+                )
+            version = args.version
+        else:
+            version = max(client.highest_version(), 0 if photos else gallery.version) + 1
         target = {"device": args.device} if args.device else {"group": args.group}
         if args.device:
             topic = f"{args.base_topic}/{args.device}/gallery/set"
@@ -382,46 +406,19 @@ def cmd_gallery_push(args: argparse.Namespace) -> int:
             client.publish(topic, document)
 
         def progress(reports: dict[str, DoorReport]) -> None:
-            done = [d for d, r in reports.items() if r.status != "silent"]
-            waiting = sorted(set(reports) - set(done))
-            tail = f"; waiting for {', '.join(waiting)}" if waiting else ""
-            print(
-                f"version {version}: {len(done)}/{len(reports)} doors answered{tail}",
-                file=sys.stderr,
-                flush=True,
-            )
+            line = progress_line(reports, version, args.expect_count)
+            print(line, file=sys.stderr, flush=True)
 
-        reports = client.wait_for(doors, version, args.timeout, progress)
+        reports = client.wait_for(
+            doors, version, args.timeout, progress, args.expect_count, args.group
+        )
     finally:
         client.close()
-    lines = []
-    for report in reports.values():
-        if report.status == "applied":
-            lines.append(f"{report.device}: applied version {version}")
-        elif report.status == "rejected":
-            lines.append(f"{report.device}: REJECTED: {report.reason}")
-        elif report.online is False:
-            retained = "" if photos else "; will apply the retained push when back"
-            lines.append(f"{report.device}: offline{retained}")
-        else:
-            lines.append(f"{report.device}: no answer within {args.timeout:g} s")
-        lines += [
-            f"  photo {i.get('identity')}[{i.get('index')}] rejected: {i.get('reason')}"
-            for i in report.images
-            if i.get("status") == "rejected"
-        ]
-    ok = all(r.status == "applied" for r in reports.values())
-    emit(
-        args,
-        {
-            "version": version,
-            "topic": topic,
-            "ok": ok,
-            "doors": [r.__dict__ for r in reports.values()],
-        },
-        "\n".join(lines),
+    outcome = PushOutcome(
+        version, topic, reports, args.expect_count, retained=not photos, timeout=args.timeout
     )
-    return 0 if ok else 1
+    emit(args, outcome.to_dict(), "\n".join(outcome.lines()))
+    return 0 if outcome.ok else 1
 
 
 def cmd_gallery_rollback(store: GalleryStore, args: argparse.Namespace) -> int:

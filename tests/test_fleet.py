@@ -1,7 +1,8 @@
 """A fleet of real daemons (separate `edgeface run` processes) on one real mosquitto, managed with
 the real `edgeface gallery push`: one Ed25519-signed group push, every door acknowledges the same
-version; a door that was off during the push catches up from the retained message; a door that
-never answers is named and the push reported incomplete."""
+version and opens for the person it brought; a door that was off during the push catches up from
+the retained message; a door that goes offline is reported as such (and catches up when back),
+one that never existed is named, and such a push is reported incomplete."""
 
 from __future__ import annotations
 
@@ -26,8 +27,13 @@ EDGEFACE = [sys.executable, "-m", "edgeface"]
 
 
 class Fleet:
-    def __init__(self, tmp_path: Path, broker: Broker, public_key: str) -> None:
+    """Door daemons as separate processes; each watches a folder holding one small portrait at
+    2 frames a second (real detection and recognition while pushes arrive, and little enough
+    work that four of them share two cores)."""
+
+    def __init__(self, tmp_path: Path, broker: Broker, public_key: str, camera: Path) -> None:
         self.tmp_path, self.broker, self.public_key = tmp_path, broker, public_key
+        self.camera = camera
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(self, device: str) -> None:
@@ -35,10 +41,10 @@ class Fleet:
         config = self.tmp_path / f"{device}.yaml"
         config.write_text(
             f"device_id: {device}\nstate_dir: {state}\n"
-            "camera:\n  source: /dev/video97\n  reconnect_min_seconds: 5\n"
+            f"camera:\n  source: {self.camera}\n  max_fps: 2\n"
             "detector:\n  policy: haar\n  threads: 1\n"
             f"recognition:\n  gallery: {state}/gallery.json\n"
-            "relay:\n  pin_factory: mock\n"
+            "relay:\n  pin_factory: mock\n  unlock_seconds: 0.5\n  cooldown_seconds: 0\n"
             f"mqtt:\n  enabled: true\n  host: 127.0.0.1\n  port: {self.broker.port}\n"
             f'push:\n  enabled: true\n  public_keys:\n    fleet: "{self.public_key}"\n'
             "  groups: [office]\n"
@@ -49,35 +55,48 @@ class Fleet:
             stderr=subprocess.DEVNULL,
         )
 
-    def stop(self) -> dict[str, int | None]:
-        codes: dict[str, int | None] = {}
-        for device, process in self.processes.items():
+    def stop(self, *devices: str) -> dict[str, int | None]:
+        """SIGTERM the doors (all by default) and their exit codes (None: had to be killed).
+
+        Signals go to all first, then each is waited for, so the shutdowns overlap."""
+        chosen = {d: p for d, p in self.processes.items() if not devices or d in devices}
+        for process in chosen.values():
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
+        codes: dict[str, int | None] = {}
+        for device, process in chosen.items():
             try:
                 codes[device] = process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 process.kill()
+                process.wait()
                 codes[device] = None
         return codes
 
 
 @pytest.fixture
-def fleet(tmp_path: Path, broker: Broker) -> Iterator[tuple[Fleet, Path]]:
+def fleet(tmp_path: Path, broker: Broker, photo_dir: Path) -> Iterator[tuple[Fleet, Path]]:
     pem = tmp_path / "fleet.pem"
     subprocess.run(
         [*EDGEFACE, "keys", "generate", "--type", "ed25519", "--id", "fleet", "--out", str(pem)],
         check=True,
         capture_output=True,
     )
-    doors = Fleet(tmp_path, broker, (tmp_path / "fleet.pub").read_text().strip())
+    camera = tmp_path / "camera"
+    camera.mkdir()
+    portrait = read_rgb(photo_dir / "obama.jpg")
+    small = cv2.resize(portrait, None, fx=320 / portrait.shape[1], fy=320 / portrait.shape[1])
+    cv2.imwrite(str(camera / "obama.jpg"), cv2.cvtColor(small, cv2.COLOR_RGB2BGR))
+    doors = Fleet(tmp_path, broker, (tmp_path / "fleet.pub").read_text().strip(), camera)
     try:
         yield doors, pem
     finally:
         doors.stop()
 
 
-def push(pem: Path, broker: Broker, gallery: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+def push(
+    pem: Path, broker: Broker, gallery: Path, *extra: str, as_json: bool = True
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [
             *EDGEFACE,
@@ -91,7 +110,7 @@ def push(pem: Path, broker: Broker, gallery: Path, *extra: str) -> subprocess.Co
             "fleet",
             "--broker",
             f"127.0.0.1:{broker.port}",
-            "--json",
+            *(["--json"] if as_json else []),
             *extra,
         ],
         capture_output=True,
@@ -104,7 +123,7 @@ def test_group_push_reaches_every_door_and_a_late_door_catches_up(
     tmp_path: Path, photo_dir: Path, broker: Broker, fleet: tuple[Fleet, Path]
 ) -> None:
     doors, pem = fleet
-    listener = Listener(broker.port, "edgeface/+/gallery/state")
+    listener = Listener(broker.port, "edgeface/#")
     people = tmp_path / "people.json"
     enrol(people, photo_dir / "obama.jpg", "obama")
     try:
@@ -114,12 +133,18 @@ def test_group_push_reaches_every_door_and_a_late_door_catches_up(
         def states() -> dict[str, dict[str, object]]:
             found = {}
             for topic, payload, _ in list(listener.messages):
-                found[topic.split("/")[1]] = json.loads(payload)
+                if topic.endswith("/gallery/state"):
+                    found[topic.split("/")[1]] = json.loads(payload)
             return found
+
+        def applied(device: str, version: int) -> bool:
+            state = states().get(device, {})
+            return state.get("status") == "applied" and state.get("version") == version
 
         # Every door announces itself (retained): ready, version 0, group office.
         assert listener.wait(lambda: set(states()) >= {"a", "b", "c"}, timeout=60), states()
         assert all(s["groups"] == ["office"] for s in states().values())
+        assert all(s["status"] == "ready" and s["version"] == 0 for s in states().values())
 
         result = push(pem, broker, people, "--group", "office")
         assert result.returncode == 0, result.stdout + result.stderr
@@ -131,29 +156,58 @@ def test_group_push_reaches_every_door_and_a_late_door_catches_up(
             "abc", "applied"
         )
         assert "3/3 doors answered" in result.stderr  # the progress display
+        assert listener.wait(lambda: all(applied(d, version) for d in "abc")), states()
         for device in ("a", "b", "c"):
             stored = GalleryStore(tmp_path / device / "gallery.json").load()
             assert stored.version == version and list(stored.identities) == ["obama"]
+        # The running pipelines use the pushed gallery: the portrait their cameras see now
+        # opens the doors (mock relays).
+        assert listener.wait(
+            lambda: all(
+                any(
+                    e["event_type"] == "unlocked" and e.get("identity") == "obama"
+                    for e in listener.events(f"edgeface/{device}/event")
+                )
+                for device in "abc"
+            ),
+            timeout=30,
+        ), [e["event_type"] for e in listener.events("edgeface/a/event")]
 
         doors.start("d")  # was not running during the push: the retained push catches it up
-        assert listener.wait(
-            lambda: (
-                states().get("d", {}).get("status") == "applied"
-                and states()["d"].get("version") == version
-            ),
-            timeout=60,
-        ), states().get("d")
+        assert listener.wait(lambda: applied("d", version), timeout=60), states().get("d")
         assert GalleryStore(tmp_path / "d" / "gallery.json").load().version == version
 
-        # A second push: the version is chosen above what the doors have now.
+        # A door that goes away (cleanly: it says "offline") misses the next push, which is
+        # reported as incomplete — naming the offline door and the one never seen at all.
+        assert doors.stop("b") == {"b": 0}
+        assert listener.wait(lambda: b"offline" in listener.payloads("edgeface/b/availability"))
         result = push(
-            pem, broker, people, "--group", "office", "--expect", "a,zzz", "--timeout", "5"
+            pem, broker, people, "--group", "office", "--expect", "a,b,zzz", "--timeout", "3"
         )
         assert result.returncode == 1
         summary = json.loads(result.stdout)
-        assert summary["version"] == version + 1
-        answers = {d["device"]: d["status"] for d in summary["doors"]}
-        assert answers == {"a": "applied", "zzz": "silent"}
+        assert summary["version"] == version + 1  # chosen above what the doors have now
+        answers = {d["device"]: (d["status"], d["online"]) for d in summary["doors"]}
+        assert answers == {"a": ("applied", True), "b": ("silent", False), "zzz": ("silent", None)}
+        assert "waiting for b, zzz" in result.stderr
+        text = push(
+            pem,
+            broker,
+            people,
+            "--group",
+            "office",
+            "--expect",
+            "b",
+            "--timeout",
+            "0",
+            as_json=False,
+        )
+        assert "b: offline; will catch up from the retained push" in text.stdout
+
+        # ... and when it is back, it applies the push it missed (retained on the broker).
+        doors.start("b")
+        assert listener.wait(lambda: applied("b", version + 2), timeout=60), states().get("b")
+        assert GalleryStore(tmp_path / "b" / "gallery.json").load().version == version + 2
     finally:
         listener.close()
         codes = doors.stop()

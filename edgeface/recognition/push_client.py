@@ -10,17 +10,58 @@ will apply the push when it comes back, because the push itself is published ret
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import ssl
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
 
 from edgeface.errors import EdgefaceError
+
+
+def parse_broker(text: str) -> tuple[str, int]:
+    """``HOST``, ``HOST:PORT``, ``[IPv6]:PORT`` or a bare IPv6 address → (host, port).
+
+    Checked here, before anything is signed or sent, so a typo is one clear message rather
+    than a paho ``ValueError`` traceback or a connection attempt to port 0."""
+    given = text.strip()
+    port_text: str | None = None
+    if given.startswith("["):
+        host, closed, rest = given[1:].partition("]")
+        if not closed or (rest and not rest.startswith(":")):
+            raise EdgefaceError(f"--broker {text!r}: expected [IPv6]:PORT")
+        port_text = rest[1:] if rest else None
+    elif given.count(":") > 1:
+        host = given  # a bare IPv6 address: no port can be told apart from it
+    else:
+        host, colon, rest = given.partition(":")
+        port_text = rest if colon else None
+    if not host:
+        raise EdgefaceError(f"--broker {text!r}: no host name")
+    if port_text is None:
+        return host, 1883
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise EdgefaceError(f"--broker {text!r}: the port must be a number from 1 to 65535")
+    return host, int(port_text)
+
+
+def read_password(path: Path) -> str:
+    """The first line of ``--password-file`` (a file, so the password is not in ``ps``)."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise EdgefaceError(f"cannot read password file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise EdgefaceError(f"password file {path} is not text") from None
+    if not lines or not lines[0].strip():
+        raise EdgefaceError(f"password file {path} is empty")
+    return lines[0].strip()
 
 
 @dataclass
@@ -30,6 +71,7 @@ class DoorReport:
     device: str
     status: str = "silent"  # applied | rejected | silent
     reason: str = ""
+    #: From the door's retained availability; None: the broker has never seen this door.
     online: bool | None = None
     #: For photo pushes: each image's result on that door (enrolled, or rejected and why).
     images: list[dict[str, Any]] = field(default_factory=list)
@@ -37,13 +79,81 @@ class DoorReport:
 
 @dataclass
 class PushOutcome:
+    """Every watched door's answer to one push, and whether that is a success.
+
+    ``at_least`` is ``--expect-count``: success is then that many doors applying it (and none
+    rejecting it); otherwise every expected door must have applied it."""
+
     version: int
     topic: str
     doors: dict[str, DoorReport] = field(default_factory=dict)
+    at_least: int | None = None
+    retained: bool = True
+    timeout: float = 0.0
+
+    @property
+    def applied(self) -> int:
+        return sum(d.status == "applied" for d in self.doors.values())
 
     @property
     def ok(self) -> bool:
-        return bool(self.doors) and all(d.status == "applied" for d in self.doors.values())
+        if any(d.status == "rejected" for d in self.doors.values()):
+            return False
+        if self.at_least is not None:
+            return self.applied >= self.at_least
+        return bool(self.doors) and self.applied == len(self.doors)
+
+    def lines(self) -> list[str]:
+        """One line per door for people; a silent door says why it may be silent."""
+        lines = []
+        for report in self.doors.values():
+            if report.status == "applied":
+                lines.append(f"{report.device}: applied version {self.version}")
+            elif report.status == "rejected":
+                lines.append(f"{report.device}: REJECTED: {report.reason}")
+            elif report.online is False:
+                # Only a retained (full) push is still there for it; a photo delta is not.
+                later = "; will catch up from the retained push" if self.retained else ""
+                lines.append(f"{report.device}: offline{later}")
+            elif report.online is True:
+                lines.append(
+                    f"{report.device}: online but no answer within {self.timeout:g} s "
+                    "(check its push keys and groups, and its log)"
+                )
+            else:
+                lines.append(
+                    f"{report.device}: no answer within {self.timeout:g} s "
+                    "(never seen on this broker)"
+                )
+            lines += [
+                f"  photo {i.get('identity')}[{i.get('index')}] rejected: {i.get('reason')}"
+                for i in report.images
+                if i.get("status") == "rejected"
+            ]
+        if self.at_least is not None and self.applied < self.at_least:
+            lines.append(f"{self.applied} of the {self.at_least} doors asked for applied it")
+        return lines
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "topic": self.topic,
+            "ok": self.ok,
+            "expected": self.at_least if self.at_least is not None else len(self.doors),
+            "applied": self.applied,
+            "doors": [dataclasses.asdict(d) for d in self.doors.values()],
+        }
+
+
+def progress_line(reports: dict[str, DoorReport], version: int, at_least: int | None) -> str:
+    """``version 3: 2/3 doors answered; waiting for c`` — for the stderr progress display."""
+    answered = [d for d, r in reports.items() if r.status != "silent"]
+    waiting = sorted(set(reports) - set(answered))
+    tail = f"; waiting for {', '.join(waiting)}" if waiting else ""
+    if at_least is not None:
+        applied = sum(r.status == "applied" for r in reports.values())
+        return f"version {version}: {applied}/{at_least} doors applied{tail}"
+    return f"version {version}: {len(answered)}/{len(reports)} doors answered{tail}"
 
 
 class PushClient:
@@ -59,7 +169,7 @@ class PushClient:
         ca_file: str | None = None,
     ) -> None:
         self.base = base_topic
-        self.address = f"{host}:{port}"
+        self.address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self.states: dict[str, dict[str, Any]] = {}
@@ -70,12 +180,15 @@ class PushClient:
         if username:
             self.client.username_pw_set(username, password)
         if ca_file:
-            self.client.tls_set(ca_certs=ca_file, cert_reqs=ssl.CERT_REQUIRED)
+            try:
+                self.client.tls_set(ca_certs=ca_file, cert_reqs=ssl.CERT_REQUIRED)
+            except (OSError, ssl.SSLError, ValueError) as exc:
+                raise EdgefaceError(f"cannot use {ca_file} as the broker's CA: {exc}") from None
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         try:
             self.client.connect(host, port, keepalive=30)
-        except (OSError, ssl.SSLError) as exc:
+        except (OSError, ssl.SSLError, ValueError) as exc:
             raise EdgefaceError(f"cannot reach the MQTT broker at {self.address}: {exc}") from None
         self.client.loop_start()
         if not self._connected.wait(10) or self._refusal:
@@ -115,14 +228,24 @@ class PushClient:
         """Let the retained state of every door arrive."""
         time.sleep(seconds)
 
+    def _members(self, group: str) -> set[str]:
+        """Doors announcing ``group``; the caller holds the lock."""
+        return {d for d, s in self.states.items() if group in (s.get("groups") or [])}
+
     def group_members(self, group: str) -> set[str]:
         with self._lock:
-            return {d for d, s in self.states.items() if group in (s.get("groups") or [])}
+            return self._members(group)
 
     def highest_version(self) -> int:
         with self._lock:
             versions = [s.get("version") for s in self.states.values()]
         return max((v for v in versions if isinstance(v, int)), default=0)
+
+    def versions(self, doors: set[str]) -> dict[str, int]:
+        """The gallery version each of ``doors`` last announced (doors never seen left out)."""
+        with self._lock:
+            found = {d: self.states.get(d, {}).get("version") for d in doors}
+        return {d: v for d, v in found.items() if isinstance(v, int)}
 
     def publish(self, topic: str, document: dict[str, Any], retain: bool = True) -> None:
         """Publish (retained unless told otherwise), QoS 1; wait until the broker has it."""
@@ -137,19 +260,33 @@ class PushClient:
         version: int,
         timeout: float,
         on_progress: Callable[[dict[str, DoorReport]], None] | None = None,
+        at_least: int | None = None,
+        group: str | None = None,
     ) -> dict[str, DoorReport]:
-        """Each door's answer to ``version``: applied, rejected (with its reason) or silent."""
+        """Each door's answer to ``version``: applied, rejected (with its reason) or silent.
+
+        Without ``at_least`` it waits until every one of ``doors`` answered. With it, it waits
+        until that many applied it, also counting doors that announce ``group`` while it
+        waits — a door that was never seen before (a new one, or one whose retained state was
+        cleared) answers the group push, so a count can be met by doors nobody listed."""
         deadline = time.monotonic() + timeout
-        last: tuple[str, ...] = ()
+        last: tuple[tuple[str, str], ...] | None = None
         with self._changed:
             while True:
-                reports = {d: self._report(d, version) for d in sorted(doors)}
-                summary = tuple(r.status for r in reports.values())
+                watched = set(doors)
+                if at_least is not None and group is not None:
+                    watched |= self._members(group)
+                reports = {d: self._report(d, version) for d in sorted(watched)}
+                summary = tuple((d, r.status) for d, r in reports.items())
                 if on_progress and summary != last:
                     on_progress(reports)
                     last = summary
+                if at_least is None:
+                    finished = all(r.status != "silent" for r in reports.values())
+                else:
+                    finished = sum(r.status == "applied" for r in reports.values()) >= at_least
                 left = deadline - time.monotonic()
-                if all(r.status != "silent" for r in reports.values()) or left <= 0:
+                if finished or left <= 0:
                     return reports
                 self._changed.wait(min(left, 0.5))
 
@@ -170,5 +307,7 @@ class PushClient:
         return DoorReport(device, "silent", online=online)
 
     def close(self) -> None:
-        self.client.loop_stop()
+        # Disconnect first: it wakes the network loop, so loop_stop does not wait out its
+        # one-second select timeout (and the DISCONNECT reaches the broker: no will, no noise).
         self.client.disconnect()
+        self.client.loop_stop()
