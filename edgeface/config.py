@@ -282,6 +282,18 @@ def _scalar(node: yaml.Node, where: str) -> Any:
     return yaml.SafeLoader(node.value).get_single_data() if node.style is None else node.value
 
 
+def read_secret_file(path: Path, what: str = "secret file") -> str:
+    """A secret kept in a file (so it is not in the YAML or in ``ps``): its first line,
+    stripped; "" for an empty file. Used for ``file:`` values and ``--password-file``."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{what} {path} is not text") from None
+    return lines[0].strip() if lines else ""
+
+
 def resolve_secret(value: str, where: str) -> str:
     """``env:NAME`` → the environment variable; ``file:/path`` → that file's first line."""
     if value.startswith("env:"):
@@ -291,12 +303,9 @@ def resolve_secret(value: str, where: str) -> str:
         return os.environ[name]
     if value.startswith("file:"):
         try:
-            lines = Path(value[5:]).read_text().splitlines()
-        except OSError as exc:
-            raise ConfigError(
-                f"{where}: cannot read secret file {value[5:]}: {exc.strerror}"
-            ) from None
-        return lines[0].strip() if lines else ""
+            return read_secret_file(Path(value[5:]))
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
     return value
 
 

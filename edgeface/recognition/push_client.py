@@ -22,6 +22,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
+from edgeface.config import read_secret_file
 from edgeface.errors import EdgefaceError
 
 
@@ -53,15 +54,10 @@ def parse_broker(text: str) -> tuple[str, int]:
 
 def read_password(path: Path) -> str:
     """The first line of ``--password-file`` (a file, so the password is not in ``ps``)."""
-    try:
-        lines = path.read_text().splitlines()
-    except OSError as exc:
-        raise EdgefaceError(f"cannot read password file {path}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise EdgefaceError(f"password file {path} is not text") from None
-    if not lines or not lines[0].strip():
+    password = read_secret_file(path, "password file")
+    if not password:
         raise EdgefaceError(f"password file {path} is empty")
-    return lines[0].strip()
+    return password
 
 
 @dataclass
