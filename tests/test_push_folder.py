@@ -171,3 +171,25 @@ def test_daemon_applies_signed_files_once_and_rejects_bad_ones(
     assert asyncio.run(second_run()) == 0
     assert gallery_events(events) == [("gallery_updated", "file:30-update.json", 7, None)]
     assert GalleryStore(gallery_file).load().version == 7
+
+
+def test_handled_files_are_not_read_again_at_every_poll(tmp_path: Path) -> None:
+    """The daemon polls every few seconds: a handled file that stays as it is (same size and
+    modification time) is only looked at, not read and hashed again; a real change is read."""
+    folder = tmp_path / "gallery.d"
+    folder.mkdir()
+    push = folder / "10-people.json"
+    push.write_text('{"a": 1}')
+    _age(push, 5)
+    watcher = PushFolder(folder, tmp_path / "state" / "record.json")
+    (item,) = watcher.ready()
+    watcher.handled(item)
+    assert watcher.ready() == []  # read once more: found handled
+    # Same size, same mtime, other bytes: only a re-read would notice, and none happens.
+    stat = push.stat()
+    push.write_text('{"a": 9}')
+    os.utime(push, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert watcher.ready() == []
+    push.write_text('{"a": 22}')  # an edit changes size/mtime: read again
+    _age(push, 4)
+    assert [f.payload for f in watcher.ready()] == [b'{"a": 22}']

@@ -46,6 +46,9 @@ class PushFolder:
         self.settle_seconds = settle_seconds
         self._seen: dict[str, tuple[int, int]] = {}  # name → (size, mtime_ns) at the last look
         self._handled: dict[str, str] = self._read_record()  # name → digest of what was handled
+        #: name → (size, mtime_ns) at which its content was found already handled: such a file
+        #: is not read and hashed again at every poll while it stays as it is.
+        self._unchanged: dict[str, tuple[int, int]] = {}
 
     def _read_record(self) -> dict[str, str]:
         try:
@@ -75,6 +78,8 @@ class PushFolder:
             except FileNotFoundError:
                 continue  # removed between listing and looking
             current[path.name] = (stat.st_size, stat.st_mtime_ns)
+            if self._unchanged.get(path.name) == current[path.name]:
+                continue  # handled before, not touched since
             settled = (
                 self._seen.get(path.name) == current[path.name]
                 or now - stat.st_mtime_ns > self.settle_seconds * 1e9
@@ -89,7 +94,10 @@ class PushFolder:
             digest = hashlib.sha256(payload).hexdigest()
             if self._handled.get(path.name) != digest:
                 ready.append(PushFile(path, payload, digest))
+            else:
+                self._unchanged[path.name] = current[path.name]
         self._seen = current
+        self._unchanged = {n: s for n, s in self._unchanged.items() if n in current}
         return ready
 
     def handled(self, item: PushFile) -> None:
