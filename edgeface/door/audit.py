@@ -410,18 +410,13 @@ def verify(path: Path, expected_head: tuple[int, str] | None = None) -> VerifyRe
                 continue
             recorded_from = 0  # first line of the torn run this entry records
             if unreadable:
-                first = unreadable[0]
                 if not _records(entry, file, unreadable):
-                    return report.fail(
-                        "unreadable entry (damaged or tampered; not a recorded power cut)",
-                        f"{first[0]}:{first[1]}",
-                    )
-                report.torn += [f"{f}:{n}" for f, n in unreadable]
-                report.warnings.append(
-                    f"{first[0]}:{first[1]}: torn by a power cut or a failed write (recorded)"
-                    + (f", {len(unreadable)} lines" if len(unreadable) > 1 else "")
+                    return report.fail(UNREADABLE, _at(unreadable[0]))
+                lines = f", {len(unreadable)} lines" if len(unreadable) > 1 else ""
+                _note_torn(
+                    report, unreadable, f"torn by a power cut or a failed write (recorded){lines}"
                 )
-                recorded_from, unreadable = first[1], []
+                recorded_from, unreadable = unreadable[0][1], []
             elif entry.get("event") == TORN:
                 return report.fail("records a torn line that is not there", where)
             malformed = _malformed(entry)
@@ -466,22 +461,31 @@ def verify(path: Path, expected_head: tuple[int, str] | None = None) -> VerifyRe
             previous, previous_file = entry, file
             report.entries += 1
     if unreadable:
-        first = unreadable[0]
         if any(f != path for f, _ in unreadable):
-            return report.fail(
-                "unreadable entry (damaged or tampered; not a recorded power cut)",
-                f"{first[0]}:{first[1]}",
-            )
-        report.torn += [f"{f}:{n}" for f, n in unreadable]
-        report.warnings.append(
-            f"{first[0]}:{first[1]}: torn last line (power cut; the daemon records it when it "
-            "next starts)"
+            return report.fail(UNREADABLE, _at(unreadable[0]))
+        _note_torn(
+            report,
+            unreadable,
+            "torn last line (power cut; the daemon records it when it next starts)",
         )
     if previous is not None:
         report.last_seq, report.head = int(previous["seq"]), str(previous["hash"])
     if expected_head is not None:
         _check_head(report, expected_head, head_seen)
     return report
+
+
+UNREADABLE = "unreadable entry (damaged or tampered; not a recorded power cut)"
+
+
+def _at(place: tuple[Path, int]) -> str:
+    return f"{place[0]}:{place[1]}"
+
+
+def _note_torn(report: VerifyReport, run: list[tuple[Path, int]], what: str) -> None:
+    """A run of unreadable lines that a power cut explains: listed, and a warning."""
+    report.torn += [_at(place) for place in run]
+    report.warnings.append(f"{_at(run[0])}: {what}")
 
 
 def _records(entry: dict[str, Any], file: Path, run: list[tuple[Path, int]]) -> bool:
