@@ -126,7 +126,13 @@ def door_benchmark(args: argparse.Namespace, payload: dict[str, Any]) -> str:
 
 def cmd_eval_lfw(args: argparse.Namespace) -> int:
     """LFW View-2: 10-fold accuracy and TAR@FAR for each pipeline variant."""
-    from edgeface.eval.lfw import embed_all, evaluate_pairs, read_pairs, unique_images
+    from edgeface.eval.lfw import (
+        embed_all,
+        evaluate_enrolled,
+        evaluate_pairs,
+        read_pairs,
+        unique_images,
+    )
     from edgeface.eval.lfw_pipelines import PIPELINES, FallbackCounter
 
     data = Path(args.data)
@@ -148,12 +154,23 @@ def cmd_eval_lfw(args: argparse.Namespace) -> int:
         fallbacks[pipeline] = counter.fallbacks
         for variant, embeddings in per_variant.items():
             results[variant] = evaluate_pairs(pairs, embeddings, far=args.far).as_dict()
-    header = f"{'variant':<18} {'accuracy':>16} {'TAR@FAR=' + format(args.far, 'g'):>14} {'thr':>7}"
+        # A door stores a template once and compares plain live embeddings with it.
+        for template in ("int8+flip", "int8+grid"):
+            if template in per_variant and "int8" in per_variant:
+                results[f"{template} enrolled, int8 probe"] = evaluate_enrolled(
+                    pairs, per_variant[template], per_variant["int8"], far=args.far
+                ).as_dict()
+    width = max(18, *(len(variant) for variant in results))
+    header = (
+        f"{'variant':<{width}} {'accuracy':>16} {'TAR@FAR=' + format(args.far, 'g'):>14}"
+        f" {'thr':>7} {'thr@FAR':>7}"
+    )
     lines = [f"LFW View-2, {len(pairs)} pairs, {len(names)} images ({data})", header]
     for variant, r in results.items():
         lines.append(
-            f"{variant:<18} {100 * r['accuracy_mean']:>9.2f} ± {100 * r['accuracy_std']:.2f} %"
+            f"{variant:<{width}} {100 * r['accuracy_mean']:>9.2f} ± {100 * r['accuracy_std']:.2f} %"
             f" {100 * r['tar_at_far']:>12.2f} % {r['best_threshold']:>7.3f}"
+            f" {r['far_threshold']:>7.3f}"
         )
     lines.append(
         "images without a detection (fallback used): "
@@ -185,6 +202,18 @@ def cmd_eval_identify(args: argparse.Namespace) -> int:
             return None
         return max(faces, key=lambda f: f.detection.area).embedding
 
+    def enrol_embed(path: Path) -> Any:
+        """The template ``edgeface enroll --augment`` would store for this image."""
+        try:
+            rgb = read_rgb(path)
+            faces = pipeline.analyse(rgb, embed=False)
+        except EdgefaceError:
+            return None
+        if not faces:
+            return None
+        largest = max(faces, key=lambda f: f.detection.area)
+        return pipeline.template_embedding(rgb, largest, args.enrol_augment)
+
     identities = load_identities([Path(d) for d in args.data])
     report = evaluate_open_set(
         identities,
@@ -196,8 +225,13 @@ def cmd_eval_identify(args: argparse.Namespace) -> int:
         margin=DEFAULT_MARGIN,
         seed=args.seed,
         show_progress=not args.json,
+        enrol_embed=None if args.enrol_augment == "none" else enrol_embed,
     )
-    emit(args, report.as_dict(), report.summary(args.enrol))
+    emit(
+        args,
+        {**report.as_dict(), "enrol_augmentation": args.enrol_augment},
+        report.summary(args.enrol, args.enrol_augment),
+    )
     return 0
 
 
@@ -320,6 +354,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     enroll.add_argument("name")
     enroll.add_argument("images", nargs="+", metavar="IMG")
+    enroll.add_argument(
+        "--augment",
+        # edgeface.vision.augment's AUGMENTATIONS and DEFAULT_AUGMENTATION, spelled out so that
+        # argument parsing loads no numpy/OpenCV (tests/test_augment.py keeps them equal).
+        choices=("none", "flip", "grid"),
+        default="grid",
+        help="how each photo becomes a template: its chip only, + mirror image, or a 3x3 grid "
+        "of alignments + mirrors, averaged (default: %(default)s; costs time only at enrolment)",
+    )
     enroll.set_defaults(func=recognition.cmd_enroll)
 
     identify = commands.add_parser(
@@ -472,7 +515,8 @@ def build_parser() -> argparse.ArgumentParser:
     lfw.add_argument(
         "--pipelines",
         default="edgeface",
-        help="comma list: edgeface (int8+fp32 embedders), dlib (needs edgeface[bench])",
+        help="comma list: edgeface (int8, fp32, int8+flip), edgeface-grid (+ the grid "
+        "enrolment template, 18 embeddings per image), dlib (needs edgeface[bench])",
     )
     lfw.add_argument("--threads", type=int, default=None, help="TFLite threads")
     lfw.add_argument("--far", type=float, default=1e-3, help="false-accept rate for TAR")
@@ -492,6 +536,13 @@ def build_parser() -> argparse.ArgumentParser:
     openset.add_argument("--seed", type=int, default=0)
     openset.add_argument("--threshold", type=float, default=None, help="default: the matcher's")
     openset.add_argument("--flip", action="store_true", help="flip-average embeddings")
+    openset.add_argument(
+        "--enrol-augment",
+        choices=("none", "flip", "grid"),  # = edgeface.vision.augment.AUGMENTATIONS
+        default="grid",
+        help="how enrolled images become templates, as in 'enroll --augment' "
+        "(default: %(default)s)",
+    )
     openset.set_defaults(func=cmd_eval_identify)
     return parser
 

@@ -176,7 +176,7 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     results: list[dict[str, Any]] = []
     for path in args.images:
         try:
-            face = enrolment_face(pipeline, read_rgb(path))
+            face = enrolment_face(pipeline, read_rgb(path), args.augment)
         except EdgefaceError as exc:
             results.append({"image": path, "ok": False, "reason": str(exc)})
             continue
@@ -188,7 +188,11 @@ def cmd_enroll(args: argparse.Namespace) -> int:
         for path, face in accepted:
             assert face.embedding is not None
             gallery.add(
-                args.name, face.embedding, source=Path(path).name, quality=face.quality.metrics
+                args.name,
+                face.embedding,
+                source=Path(path).name,
+                quality=face.quality.metrics,
+                augmentation=args.augment,
             )
         version = store.save(gallery)
     lines = [

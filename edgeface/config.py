@@ -73,6 +73,9 @@ class RecognitionConfig:
     #: One "unknown" event per track, then at most one per this many seconds for that track.
     unknown_repeat_seconds: float = 30.0
     gallery: str = "/var/lib/edgeface/gallery.json"
+    #: How pushed enrolment photos become templates (edgeface.vision.augment): costs time
+    #: only while a push is enrolled, never per frame.
+    enrolment_augmentation: Literal["none", "flip", "grid"] = "grid"
     #: Per-identity access windows (edgeface.door.schedules); people not listed: any time.
     schedules: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgeface.vision.align import FaceAligner
+from edgeface.vision.augment import Augmentation, augmented_chips, mean_embedding
 from edgeface.vision.detection import Detection
 from edgeface.vision.detector import FaceDetector, Policy
 from edgeface.vision.embedder import FaceEmbedder
@@ -83,6 +84,14 @@ class FacePipeline:
             for face, vector in zip(wanted, vectors, strict=True):
                 face.embedding = vector
         return faces
+
+    def template_embedding(
+        self, rgb: np.ndarray, face: Face, augmentation: Augmentation
+    ) -> np.ndarray:
+        """One gallery template for ``face`` of ``rgb``: the mean embedding of the chips the
+        augmentation asks for (see :mod:`edgeface.vision.augment`), in one batch."""
+        chips = augmented_chips(self.aligner, rgb, face.detection.landmarks, augmentation)
+        return mean_embedding(self.embedder.embed(chips))
 
     def embed_chips(self, chips: np.ndarray) -> np.ndarray:
         """(N, 150, 150, 3) chips → (N, 128) unit embeddings, flip-averaged if configured."""

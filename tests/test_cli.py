@@ -66,15 +66,24 @@ def make_mini_lfw(root: Path, photo_dir: Path) -> None:
 
 def test_eval_lfw_runs_the_protocol_end_to_end(tmp_path: Path, photo_dir: Path) -> None:
     make_mini_lfw(tmp_path / "lfw", photo_dir)
-    result = edgeface("eval", "lfw", "--data", str(tmp_path / "lfw"), "--json")
+    result = edgeface(
+        "eval", "lfw", "--data", str(tmp_path / "lfw"), "--pipelines", "edgeface-grid", "--json"
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["pairs"] == 4 and report["images"] == 4
-    assert set(report["results"]) == {"int8", "fp32", "int8+flip"}
+    assert set(report["results"]) == {
+        "int8",
+        "fp32",
+        "int8+flip",
+        "int8+grid",
+        "int8+flip enrolled, int8 probe",
+        "int8+grid enrolled, int8 probe",
+    }
     for variant in report["results"].values():
         # Obama/Obama pairs and Obama/Biden pairs are separable: both folds right.
         assert variant["accuracy_mean"] == 1.0
-    assert "LFW edgeface" in result.stderr  # the progress bar went to stderr, not stdout
+    assert "LFW edgeface-grid" in result.stderr  # the progress bar went to stderr, not stdout
 
 
 def test_eval_lfw_without_data_says_what_is_missing(tmp_path: Path) -> None:

@@ -37,6 +37,10 @@ def test_example_config_documents_every_key() -> None:
         ("relay:\n  pin: 17.5\n", "relay.pin (line 2): expected a whole number"),
         ("relay:\n  active_high: maybe\n", "relay.active_high (line 2): expected true or false"),
         ("detector:\n  policy: yolo\n", "detector.policy (line 2): 'yolo' is not one of"),
+        (
+            "recognition:\n  enrolment_augmentation: jitter\n",
+            "recognition.enrolment_augmentation (line 2): 'jitter' is not one of",
+        ),
         ("camera:\n  roi: 5\n", "camera.roi (line 2): expected a list"),
         ("camera: [1, 2]\n", "camera (line 1): expected a mapping"),
         ("device_id: door\ndevice_id: gate\n", "key 'device_id' given twice (line 2)"),

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from edgeface.errors import EdgefaceError
-from edgeface.eval.lfw import read_pairs, unique_images
+from edgeface.eval.lfw import Pair, evaluate_enrolled, evaluate_pairs, read_pairs, unique_images
 from edgeface.eval.metrics import best_threshold, tar_at_far, verification_report
 
 
@@ -51,6 +51,40 @@ def test_cross_validation_picks_thresholds_on_other_folds() -> None:
     assert len(report.fold_accuracies) == 10
     assert 0.97 < report.accuracy_mean <= 1.0
     assert all(0.6 < t < 1.1 for t in report.fold_thresholds)
+
+
+def test_enrolled_scoring_compares_templates_with_probes_both_ways_round() -> None:
+    """One image of a pair enrolled (its template), the other a probe, and then the other way
+    round: with templates equal to probes it is the symmetric protocol, each pair counted twice;
+    templates that pull each person together raise the score."""
+    rng = np.random.default_rng(2)
+    people = rng.normal(size=(40, 128))
+    pairs: list[Pair] = []
+    for fold in range(10):
+        for k in range(20):
+            person, other = (fold * 2 + k) % 40, (fold * 3 + k + 1) % 40
+            same = k % 2 == 0
+            pairs.append(
+                Pair(f"{person}/a{fold}{k}", f"{person if same else other}/b{fold}{k}", same, fold)
+            )
+
+    def unit(vector: np.ndarray) -> np.ndarray:
+        return vector / np.linalg.norm(vector)
+
+    names = {name for pair in pairs for name in (pair.first, pair.second)}
+    centre = {name: people[int(name.split("/")[0])] for name in names}
+    probes = {name: unit(centre[name] + rng.normal(scale=1.3, size=128)) for name in names}
+    templates = {name: unit(centre[name] + rng.normal(scale=0.6, size=128)) for name in names}
+
+    symmetric = evaluate_pairs(pairs, probes)
+    same_embeddings = evaluate_enrolled(pairs, probes, probes)
+    assert same_embeddings.accuracy_mean == pytest.approx(symmetric.accuracy_mean)
+    assert same_embeddings.best_threshold == pytest.approx(symmetric.best_threshold)
+
+    enrolled = evaluate_enrolled(pairs, templates, probes)
+    assert enrolled.accuracy_mean > symmetric.accuracy_mean
+    swapped = evaluate_enrolled([p.swapped() for p in pairs], templates, probes)
+    assert swapped.accuracy_mean == pytest.approx(enrolled.accuracy_mean)
 
 
 def write_pairs(path: Path, lines: list[str]) -> None:

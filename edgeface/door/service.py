@@ -336,6 +336,7 @@ class DoorService:
                     PipelineSettings(detector="mtcnn", precision=d.precision, num_threads=d.threads)
                 ),
                 origin,
+                self.config.recognition.enrolment_augmentation,
             )
             try:
                 document, updated = await asyncio.to_thread(self._prepare_push, payload, enroller)

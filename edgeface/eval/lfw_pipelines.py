@@ -2,7 +2,10 @@
 
 * ``edgeface`` — edgeface's own MTCNN (int8) detection and 5-point alignment, scored by the
   int8 and the fp32 embedder (variants ``int8`` and ``fp32``): same chips, so the difference
-  is quantization alone.
+  is quantization alone; ``int8+flip`` is the int8 template of the chip and its mirror image.
+* ``edgeface-grid`` — as ``edgeface``, plus ``int8+grid``, the enrolment template of
+  :mod:`edgeface.vision.augment` (18 embeddings per face). ``eval lfw`` also scores each
+  template against plain ``int8`` probes, as a door compares them.
 * ``dlib`` — dlib's own pipeline (HOG detector, 5-point shape predictor, ``get_face_chip``),
   scored by dlib's descriptor (``dlib``) and by edgeface's embedders on *those same chips*
   (``dlib-chips-int8``, ``dlib-chips-fp32``). Needs ``pip install 'edgeface[bench]'``.
@@ -22,6 +25,7 @@ import numpy as np
 
 from edgeface.errors import EdgefaceError
 from edgeface.vision.align import FaceAligner
+from edgeface.vision.augment import Augmentation, augmented_chips, mean_embedding
 from edgeface.vision.detection import Detection
 from edgeface.vision.embedder import FaceEmbedder
 from edgeface.vision.image_io import read_rgb
@@ -56,33 +60,15 @@ def central_box(width: int, height: int) -> np.ndarray:
     return np.array([[fx0 * width, fy0 * height, fx1 * width, fy1 * height]], dtype=np.float32)
 
 
-def unit(vector: np.ndarray) -> np.ndarray:
-    return vector / max(float(np.linalg.norm(vector)), 1e-12)
-
-
-def jittered(landmarks: np.ndarray) -> list[np.ndarray]:
-    """The landmarks plus four small perturbations (±4 % scale, ±2 % of the eye distance
-    sideways): alignments a slightly different detection would have produced."""
-    points = np.asarray(landmarks, dtype=np.float64)
-    centre = points.mean(axis=0)
-    eye_distance = float(np.linalg.norm(points[1] - points[0]))
-    out = [points]
-    for scale in (0.96, 1.04):
-        out.append(centre + (points - centre) * scale)
-    for shift in (-0.02, 0.02):
-        out.append(points + np.array([shift * eye_distance, 0.0]))
-    return out
-
-
 def edgeface_pipeline(
     threads: int | None,
     counter: FallbackCounter,
     min_face_size: int = 40,
-    flip: bool = True,
-    jitter: bool = False,
+    augmentations: tuple[Augmentation, ...] = ("flip",),
 ) -> Callable[[Path], dict[str, np.ndarray]]:
-    """MTCNN int8 + alignment, embedded by the int8 and the fp32 embedder, and (``flip``) by
-    the int8 embedder averaged with the mirrored chip (variant ``int8+flip``)."""
+    """MTCNN int8 + alignment, embedded by the int8 and the fp32 embedder, and for each of
+    ``augmentations`` the int8 template enrolment would store (variants ``int8+flip``,
+    ``int8+grid``; see :mod:`edgeface.vision.augment`)."""
     detector = MtcnnDetector(min_face_size=min_face_size, num_threads=threads)
     aligner = FaceAligner()
     embedders = {
@@ -104,15 +90,9 @@ def edgeface_pipeline(
         face = central_detection(detections, width, height)
         chip = aligner.chip(rgb, face.landmarks)
         out = {name: model.embed(chip)[0] for name, model in embedders.items()}
-        if flip:
-            # The chip and its mirror image in one batch; their mean embedding is what
-            # test-time flip averaging would store or compare.
-            both = embedders["int8"].embed(np.stack([chip, chip[:, ::-1]]))
-            out["int8+flip"] = unit(both.mean(axis=0))
-        if jitter:
-            chips = [aligner.chip(rgb, points) for points in jittered(face.landmarks)]
-            batch = np.stack(chips + [c[:, ::-1] for c in chips])
-            out["int8+flip+jitter"] = unit(embedders["int8"].embed(batch).mean(axis=0))
+        for augmentation in augmentations:
+            chips = augmented_chips(aligner, rgb, face.landmarks, augmentation)
+            out[f"int8+{augmentation}"] = mean_embedding(embedders["int8"].embed(chips))
         return out
 
     return embed
@@ -171,15 +151,15 @@ def dlib_pipeline(
     return embed
 
 
-def edgeface_jitter_pipeline(
+def edgeface_grid_pipeline(
     threads: int | None, counter: FallbackCounter
 ) -> Callable[[Path], dict[str, np.ndarray]]:
-    """As ``edgeface``, plus flip + 5-alignment jitter averaging (10 embeddings per face)."""
-    return edgeface_pipeline(threads, counter, jitter=True)
+    """As ``edgeface``, plus the ``grid`` template (9 alignments + mirrors, 18 embeddings)."""
+    return edgeface_pipeline(threads, counter, augmentations=("flip", "grid"))
 
 
 PIPELINES = {
     "edgeface": edgeface_pipeline,
-    "edgeface-jitter": edgeface_jitter_pipeline,
+    "edgeface-grid": edgeface_grid_pipeline,
     "dlib": dlib_pipeline,
 }

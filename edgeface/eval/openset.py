@@ -83,10 +83,11 @@ class OpenSetReport:
     def as_dict(self) -> dict[str, object]:
         return {k: (round(v, 5) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
 
-    def summary(self, enrol: int) -> str:
+    def summary(self, enrol: int, augmentation: str = "none") -> str:
         lines = [
             f"open-set identification: {self.identities} identities, {self.images} images "
-            f"({self.no_face} without a face), {self.trials} trials, enrol {enrol} each",
+            f"({self.no_face} without a face), {self.trials} trials, enrol {enrol} each "
+            f"(templates: {augmentation})",
             f"  per trial: {self.enrolled_per_trial:.0f} enrolled, "
             f"{self.genuine_probes_per_trial:.0f} genuine probes, "
             f"{self.impostor_probes_per_trial:.0f} impostor probes",
@@ -117,16 +118,23 @@ def evaluate_open_set(
     margin: float = 0.04,
     seed: int = 0,
     show_progress: bool = True,
+    enrol_embed: Callable[[Path], np.ndarray | None] | None = None,
 ) -> OpenSetReport:
+    """Score ``trials`` random splits. ``embed`` makes a probe's (live) embedding;
+    ``enrol_embed``, when given, the gallery template of an enrolled image (e.g. augmented, as
+    ``edgeface enroll`` stores it), else enrolled images are embedded like probes."""
     paths = [p for images in identities.values() for p in images]
     bar = Progress(len(paths), "embedding", enabled=show_progress)
     vectors: dict[Path, np.ndarray | None] = {}
+    templates: dict[Path, np.ndarray | None] = {}
     for path in paths:
         vectors[path] = embed(path)
+        templates[path] = vectors[path] if enrol_embed is None else enrol_embed(path)
         bar.advance()
     bar.close()
     usable = {
-        name: [p for p in images if vectors[p] is not None] for name, images in identities.items()
+        name: [p for p in images if vectors[p] is not None and templates[p] is not None]
+        for name, images in identities.items()
     }
     rng = np.random.default_rng(seed)
     names = sorted(usable)
@@ -149,7 +157,7 @@ def evaluate_open_set(
                 impostors += [vectors[p] for p in images]  # type: ignore[misc]
                 continue
             for path in images[:enrol]:
-                gallery.add(name.replace("/", ":"), vectors[path])  # type: ignore[arg-type]
+                gallery.add(name.replace("/", ":"), templates[path])  # type: ignore[arg-type]
             genuine += [(name.replace("/", ":"), vectors[p]) for p in images[enrol:]]  # type: ignore[misc]
         matcher = Matcher(gallery, threshold=threshold, margin=margin)
         counts += (len(gallery.identities), len(genuine), len(impostors))
@@ -181,7 +189,7 @@ def evaluate_open_set(
     return OpenSetReport(
         identities=len(identities),
         images=len(paths),
-        no_face=sum(v is None for v in vectors.values()),
+        no_face=sum(vectors[p] is None or templates[p] is None for p in paths),
         trials=trials,
         enrolled_per_trial=float(counts[0] / trials),
         genuine_probes_per_trial=float(counts[1] / trials),

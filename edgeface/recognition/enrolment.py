@@ -17,6 +17,7 @@ from edgeface.errors import EdgefaceError
 from edgeface.pipeline import Face, FacePipeline
 from edgeface.recognition.gallery import Gallery, Identity
 from edgeface.recognition.push import PushRejected
+from edgeface.vision.augment import DEFAULT_AUGMENTATION, Augmentation
 from edgeface.vision.image_io import decode_rgb
 from edgeface.vision.quality import ENROLMENT
 
@@ -28,16 +29,22 @@ class EnrolmentRefused(EdgefaceError):
     """This image cannot be enrolled; the message says why."""
 
 
-def enrolment_face(pipeline: FacePipeline, rgb: Any) -> Face:
-    """The single good face of an enrolment image, else :class:`EnrolmentRefused`."""
-    faces = pipeline.analyse(rgb, limits=ENROLMENT)
+def enrolment_face(
+    pipeline: FacePipeline, rgb: Any, augmentation: Augmentation = DEFAULT_AUGMENTATION
+) -> Face:
+    """The single good face of an enrolment image, else :class:`EnrolmentRefused`; its
+    ``embedding`` is the gallery template ``augmentation`` makes (:mod:`edgeface.vision.augment`).
+    """
+    faces = pipeline.analyse(rgb, limits=ENROLMENT, embed=False)
     if len(faces) != 1:
         raise EnrolmentRefused(
             "no face found" if not faces else f"{len(faces)} faces found, need exactly one"
         )
-    if not faces[0].quality.ok or faces[0].embedding is None:
-        raise EnrolmentRefused("; ".join(faces[0].quality.reasons) or "face not embedded")
-    return faces[0]
+    face = faces[0]
+    if not face.quality.ok:
+        raise EnrolmentRefused("; ".join(face.quality.reasons))
+    face.embedding = pipeline.template_embedding(rgb, face, augmentation)
+    return face
 
 
 class ImageEnroller:
@@ -50,10 +57,16 @@ class ImageEnroller:
     under a second and are freed afterwards.
     """
 
-    def __init__(self, make_pipeline: Callable[[], FacePipeline], origin: str = "push") -> None:
+    def __init__(
+        self,
+        make_pipeline: Callable[[], FacePipeline],
+        origin: str = "push",
+        augmentation: Augmentation = DEFAULT_AUGMENTATION,
+    ) -> None:
         self.make_pipeline = make_pipeline
         self.pipeline: FacePipeline | None = None
         self.origin = origin
+        self.augmentation = augmentation
         #: One entry per image seen: identity, index, status (enrolled|rejected), reason.
         self.results: list[dict[str, Any]] = []
 
@@ -77,7 +90,7 @@ class ImageEnroller:
                 rgb = decode_rgb(data, f"image {index}")
                 if self.pipeline is None:
                     self.pipeline = self.make_pipeline()
-                face = enrolment_face(self.pipeline, rgb)
+                face = enrolment_face(self.pipeline, rgb, self.augmentation)
             except EdgefaceError as exc:
                 self.results.append(
                     {"identity": name, "index": index, "status": "rejected", "reason": str(exc)}
@@ -89,6 +102,7 @@ class ImageEnroller:
                 face.embedding,
                 source=f"{self.origin} image {index}",
                 quality=face.quality.metrics,
+                augmentation=self.augmentation,
             )
             self.results.append(
                 {"identity": name, "index": index, "status": "enrolled", "reason": ""}

@@ -5,7 +5,8 @@ Format (also the export/import and push format)::
     {"format": "edgeface-gallery", "version": 7, "embedding_dim": 128,
      "embedder": "<sha256 of the embedder model>",
      "identities": {"alice": {"embeddings": ["<base64 float32 x 128>", ...],
-                              "enrolments": [{"at": "...", "source": "...", "quality": {...}}]}}}
+                              "enrolments": [{"at": "...", "source": "...", "quality": {...},
+                                               "augmentation": "grid"}]}}}
 
 Embeddings are only comparable when made by the same model, so the embedder's hash is part of
 the gallery and a mismatch is refused. Saving is atomic (temp file, fsync, rename) and the
@@ -84,7 +85,10 @@ class Gallery:
         embedding: np.ndarray,
         source: str = "",
         quality: dict[str, float] | None = None,
+        augmentation: str = "none",
     ) -> None:
+        """Append one embedding of ``name``, recording where it came from and, as
+        ``augmentation``, how it was made (edgeface.vision.augment) for later audits."""
         name = validate_name(name)
         vector = np.asarray(embedding, dtype=np.float32).reshape(-1)
         if vector.shape != (EMBEDDING_DIM,):
@@ -96,6 +100,7 @@ class Gallery:
                 "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "source": source,
                 "quality": {k: round(float(v), 3) for k, v in (quality or {}).items()},
+                "augmentation": augmentation,
             }
         )
 
