@@ -62,9 +62,9 @@ class DetectorConfig:
 
 @dataclass
 class RecognitionConfig:
-    #: Stricter than the LFW per-comparison default (0.41): a door compares every visitor with
-    #: every enrolled person (README, "Choosing a threshold").
-    threshold: float = 0.35
+    #: Stricter than the LFW per-comparison default (matcher.DEFAULT_THRESHOLD): a door compares
+    #: every visitor with every enrolled person (README, "Choosing a threshold").
+    threshold: float = 0.34
     margin: float = 0.04
     #: An identity is confirmed when it wins ``confirm_votes`` of the last ``confirm_window``
     #: recognitions of one tracked face.

@@ -22,7 +22,7 @@ import numpy as np
 from edgeface.errors import EdgefaceError
 from edgeface.progress import Progress
 from edgeface.recognition.gallery import Gallery
-from edgeface.recognition.matcher import Matcher
+from edgeface.recognition.matcher import DEFAULT_THRESHOLD, Matcher
 
 SKIPPED_NAMES = {"readme", "readme.txt", "license", "license.txt"}
 
@@ -114,7 +114,7 @@ def evaluate_open_set(
     unknown_fraction: float = 0.3,
     trials: int = 5,
     fars: Sequence[float] = (0.01, 0.001),
-    threshold: float = 0.41,
+    threshold: float = DEFAULT_THRESHOLD,
     margin: float = 0.04,
     seed: int = 0,
     show_progress: bool = True,

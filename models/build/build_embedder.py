@@ -428,9 +428,7 @@ def _quantize(calibrated: bytes) -> bytes:
     import tensorflow as tf
     from tensorflow.lite.python.convert import mlir_quantize
 
-    return bytes(
-        mlir_quantize(calibrated, input_data_type=tf.int8, output_data_type=tf.float32)
-    )
+    return bytes(mlir_quantize(calibrated, input_data_type=tf.int8, output_data_type=tf.float32))
 
 
 def convert_int8(saved_model: Path, calibration: np.ndarray, chunk: int) -> tuple[bytes, bytes]:

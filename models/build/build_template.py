@@ -31,9 +31,12 @@ CHIP, PADDING, BIG_CHIP, BIG_PADDING, OFFSET = 150, 0.25, 300, 1.0, 75.0
 def photo_files() -> list[Path]:
     faces = SHARED_DATA / "faces"
     patterns = [
-        "face_recognition/*.jpg", "face_recognition/*.png",
-        "face_recognition/knn_examples/train/*/*", "face_recognition/knn_examples/test/*",
-        "facenet_pytorch/test_images/*/*.jpg", "facenet_pytorch/*.jpg",
+        "face_recognition/*.jpg",
+        "face_recognition/*.png",
+        "face_recognition/knn_examples/train/*/*",
+        "face_recognition/knn_examples/test/*",
+        "facenet_pytorch/test_images/*/*.jpg",
+        "facenet_pytorch/*.jpg",
         "dlib_faces/*.jpg",
     ]
     files: list[Path] = []
@@ -66,7 +69,9 @@ def main() -> None:
     from edgeface.vision.mtcnn import MtcnnDetector
 
     hog = dlib.get_frontal_face_detector()
-    shape5 = dlib.shape_predictor(face_recognition_models.pose_predictor_five_point_model_location())
+    shape5 = dlib.shape_predictor(
+        face_recognition_models.pose_predictor_five_point_model_location()
+    )
     mtcnn = MtcnnDetector(min_face_size=40)
 
     images = []
