@@ -319,7 +319,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="face detector policy (default auto: MTCNN, Haar+O-Net when too slow)",
     )
     engine.add_argument("--min-face", type=int, default=40, help="smallest face in pixels")
-    engine.add_argument("--precision", choices=("int8", "fp32"), default="int8")
+    engine.add_argument(
+        "--precision",
+        choices=("int8", "fp32"),
+        default="int8",
+        help="exports of all models (a gallery only matches the embedder it was enrolled with)",
+    )
+    engine.add_argument(
+        "--detector-precision",
+        choices=("int8", "fp32", "auto"),
+        default=None,
+        help="MTCNN exports only (auto: per network the faster here; default: --precision)",
+    )
     engine.add_argument("--threads", type=int, default=None, help="TFLite threads")
     engine.add_argument("--json", action="store_true", help="print JSON")
     gallery_option = argparse.ArgumentParser(add_help=False)

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from edgeface.errors import EdgefaceError
-from edgeface.model_files import MODEL_FILES, manifest
+from edgeface.model_files import embedder_fingerprint
 from edgeface.output import emit
 from edgeface.pipeline import Face, FacePipeline, PipelineSettings
 from edgeface.recognition.enrolment import enrolment_face
@@ -41,24 +41,18 @@ def default_gallery_path() -> Path:
 
 
 def pipeline_from(args: argparse.Namespace, flip_average: bool = False) -> FacePipeline:
-    """The pipeline the engine options (--detector, --min-face, --precision, --threads) ask for."""
+    """The pipeline the engine options (--detector, --min-face, --precision,
+    --detector-precision, --threads) ask for."""
     return FacePipeline(
         PipelineSettings(
             detector=args.detector,
             min_face_size=args.min_face,
-            precision=args.precision,
+            detector_precision=args.detector_precision or args.precision,
+            embedder_precision=args.precision,
             num_threads=args.threads,
             flip_average=flip_average,
         )
     )
-
-
-def embedder_fingerprint(precision: str) -> str:
-    """The embedder's sha256: embeddings from different models must never be compared."""
-    key = MODEL_FILES["embedder" if precision == "int8" else "embedder_fp32"].removesuffix(
-        ".tflite"
-    )
-    return str(manifest()["models"][key]["sha256"])
 
 
 def face_record(face: Face) -> dict[str, Any]:

@@ -56,7 +56,8 @@ class DetectorConfig:
     min_face_size: int = 60
     #: auto policy: fall back to Haar + O-Net when MTCNN keeps taking longer than this.
     frame_budget_ms: float | None = 150.0
-    precision: Literal["int8", "fp32"] = "int8"
+    #: MTCNN's exports; auto: per network the faster on this CPU, timed at start-up.
+    precision: Literal["int8", "fp32", "auto"] = "int8"
     threads: int | None = None
 
 
@@ -66,6 +67,9 @@ class RecognitionConfig:
     #: every visitor with every enrolled person (README, "Choosing a threshold").
     threshold: float = 0.34
     margin: float = 0.04
+    #: The embedder's export. The gallery is stamped with the model that made its embeddings,
+    #: so changing this means re-enrolling everyone (the daemon refuses a mismatched gallery).
+    embedder_precision: Literal["int8", "fp32"] = "int8"
     #: An identity is confirmed when it wins ``confirm_votes`` of the last ``confirm_window``
     #: recognitions of one tracked face.
     confirm_votes: int = 3

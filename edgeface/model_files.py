@@ -13,7 +13,7 @@ import json
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from edgeface.errors import ModelLoadError
 
@@ -30,6 +30,18 @@ MODEL_FILES: dict[str, str] = {
     "onet_fp32": "mtcnn_onet_fp32.tflite",
     "embedder_fp32": "embedder_fp32.tflite",
 }
+
+
+#: The two exports of every network. Both pass the same parity tests against the reference.
+Precision = Literal["int8", "fp32"]
+PRECISIONS: tuple[Precision, ...] = ("int8", "fp32")
+
+
+def model_name(network: str, precision: str) -> str:
+    """Logical name of ``network``'s export at ``precision`` (``pnet`` → ``pnet_fp32`` …)."""
+    if precision not in PRECISIONS:
+        raise ModelLoadError(f"unknown model precision {precision!r}; choose 'int8' or 'fp32'")
+    return network if precision == "int8" else f"{network}_fp32"
 
 
 def models_dir() -> Path:
@@ -114,6 +126,18 @@ def verify_model_file(name: str) -> Path:
 def _manifest_key(name: str) -> str:
     """Manifest entries are named after their file (``mtcnn_pnet_int8.tflite`` → ``…_int8``)."""
     return MODEL_FILES[name].removesuffix(".tflite")
+
+
+def embedder_fingerprint(precision: str) -> str:
+    """The sha256 the manifest gives the embedder export at ``precision``.
+
+    Galleries and pushes carry it: embeddings made by different models must never be compared
+    (int8 and fp32 embeddings differ by ~0.03, enough to move a borderline match)."""
+    name = model_name("embedder", precision)
+    entry = manifest().get("models", {}).get(_manifest_key(name))
+    if entry is None:
+        raise ModelLoadError(f"models/manifest.json has no entry for {MODEL_FILES[name]}")
+    return str(entry["sha256"])
 
 
 def load_model(name: str, num_threads: int | None = None) -> Any:

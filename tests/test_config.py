@@ -41,6 +41,11 @@ def test_example_config_documents_every_key() -> None:
             "recognition:\n  enrolment_augmentation: jitter\n",
             "recognition.enrolment_augmentation (line 2): 'jitter' is not one of",
         ),
+        (
+            "recognition:\n  embedder_precision: auto\n",
+            "recognition.embedder_precision (line 2): 'auto' is not one of",
+        ),
+        ("detector:\n  precision: int4\n", "detector.precision (line 2): 'int4' is not one of"),
         ("camera:\n  roi: 5\n", "camera.roi (line 2): expected a list"),
         ("camera: [1, 2]\n", "camera (line 1): expected a mapping"),
         ("device_id: door\ndevice_id: gate\n", "key 'device_id' given twice (line 2)"),

@@ -58,20 +58,51 @@ def test_full_push_round_trip() -> None:
     assert np.allclose(result.identities["alice"].embeddings[0], unit(0))
 
 
-def test_group_push_and_delta() -> None:
-    current = gallery_of("alice", "bob")
-    delta = {
+def delta_of(
+    version: int, add: dict[str, int], remove: list[str], target: dict[str, str]
+) -> dict[str, object]:
+    """A delta push adding each name with the unit embedding of its seed."""
+    return {
         "format": "edgeface-gallery-push",
         "kind": "delta",
-        "version": 9,
-        "target": {"group": "office"},
+        "version": version,
+        "target": target,
         "issued_at": time.time(),
-        "add": {"carol": {"embeddings": [encode_embedding(unit(7))]}},
-        "remove": ["bob"],
+        "add": {name: {"embeddings": [encode_embedding(unit(seed))]} for name, seed in add.items()},
+        "remove": remove,
     }
+
+
+def test_group_push_and_delta() -> None:
+    current = gallery_of("alice", "bob")
+    delta = delta_of(9, {"carol": 7}, ["bob"], {"group": "office"})
     result = apply_push(current, verify(signed(delta)))
     assert sorted(result.identities) == ["alice", "carol"] and result.version == 9
     assert sorted(current.identities) == ["alice", "bob"]  # the current gallery is untouched
+
+
+def test_embeddings_from_another_embedder_model_are_refused() -> None:
+    """A gallery enrolled with another model (here the fp32 embedder's hash, while the door
+    runs "int8-hash") must not be compared with the door's embeddings: a full push naming it,
+    or a delta saying so, is refused; pushes naming the door's model, or none, are applied."""
+    door = "int8-hash"
+    other = gallery_of("alice")
+    other.embedder = "fp32-hash"
+    full = verify(signed(full_push(other, 4, {"device": "front"}, time.time())))
+    with pytest.raises(PushRejected, match=r"embedder fp32-hash.*this door runs int8-hash"):
+        apply_push(gallery_of("carol"), full, embedder=door)
+    other.embedder = door
+    same = verify(signed(full_push(other, 4, {"device": "front"}, time.time())))
+    assert sorted(apply_push(gallery_of("carol"), same, embedder=door).identities) == ["alice"]
+    delta = delta_of(5, {"dave": 9}, [], {"device": "front"})
+    result = apply_push(gallery_of("carol"), verify(signed(delta)), embedder=door)
+    assert sorted(result.identities) == ["carol", "dave"] and result.embedder == door
+    with pytest.raises(PushRejected, match="embedder fp32-hash"):
+        apply_push(
+            gallery_of("carol"),
+            verify(signed({**delta, "embedder": "fp32-hash"})),
+            embedder=door,
+        )
 
 
 def base_document(version: int = 4) -> dict[str, object]:

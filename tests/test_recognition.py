@@ -84,6 +84,22 @@ def test_enroll_then_identify_round_trip(tmp_path: Path, photo_dir: Path) -> Non
     faces = json.loads(found.stdout)["faces"]
     assert [f["identity"] for f in faces] == ["obama"]
 
+    # The detector's exports may change (auto: the faster per network here); the embedder's may
+    # not: a gallery enrolled with the int8 embedder is refused by the fp32 one.
+    auto = edgeface(
+        "identify",
+        str(photo_dir / "obama2.jpg"),
+        "--detector-precision",
+        "auto",
+        "--json",
+        gallery=gallery,
+    )
+    assert [f["identity"] for f in json.loads(auto.stdout)["faces"]] == ["obama"], auto.stderr
+    other = edgeface(
+        "identify", str(photo_dir / "obama2.jpg"), "--precision", "fp32", gallery=gallery
+    )
+    assert_clean_failure(other, 2, "different embedder model")
+
     listing = json.loads(edgeface("gallery", "list", "--json", gallery=gallery).stdout)
     assert listing["version"] == 2
     assert {(r["name"], r["embeddings"]) for r in listing["identities"]} == {

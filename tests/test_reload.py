@@ -7,11 +7,13 @@ recorded levels: the old pin never energised, the new one pulsed for the new len
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from gpiozero.pins.mock import MockFactory
 from test_service import factory, make_clip  # noqa: F401  (factory is a fixture)
 
@@ -150,6 +152,51 @@ def test_reload_with_a_corrupt_gallery_keeps_the_running_one(
     refused = [e for e in events if e["event_type"] == "error"]
     assert refused and "reload refused" in str(refused[0]["detail"])
     assert service.matcher.names == ["obama"]  # still recognised
+    service.relay.close()
+
+
+def test_reload_to_another_embedder_refuses_the_gallery_it_cannot_compare(
+    tmp_path: Path,
+    photo_dir: Path,
+    factory: MockFactory,  # noqa: F811
+) -> None:
+    """The gallery was enrolled with the int8 embedder; a reload switching the daemon to the
+    fp32 embedder would compare live fp32 embeddings with stored int8 ones: refused, and the
+    running pipeline and gallery stay."""
+    enrol(tmp_path / "gallery.json", photo_dir / "obama.jpg", "obama")
+
+    def switch_embedder(config_file: Path) -> None:
+        text = config_file.read_text().replace(
+            "recognition:\n", "recognition:\n  embedder_precision: fp32\n"
+        )
+        config_file.write_text(text)
+
+    service, events = reload_once(tmp_path, photo_dir, factory, switch_embedder)
+    refused = [str(e["detail"]) for e in events if e["event_type"] == "error"]
+    assert refused and "different embedder model" in refused[0] and "re-enrol" in refused[0]
+    assert service.matcher.names == ["obama"]
+    assert service.config.recognition.embedder_precision == "int8"
+    assert service.pipeline.embedder.precision == "int8"
+    service.relay.close()
+
+
+def test_daemon_started_with_another_embedder_stays_locked_and_says_why(
+    tmp_path: Path,
+    photo_dir: Path,
+    factory: MockFactory,  # noqa: F811
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    enrol(tmp_path / "gallery.json", photo_dir / "obama.jpg", "obama")  # int8 embedder
+    clip = tmp_path / "clip.avi"
+    make_clip(clip, photo_dir, [("obama2.jpg", 3)])
+    text = _config_text(tmp_path, clip, 17, 0.4, "x").replace(
+        "recognition:\n", "recognition:\n  embedder_precision: fp32\n"
+    )
+    with caplog.at_level(logging.ERROR, logger="edgeface.door"):
+        service = DoorService(parse_config(text), None, factory, lambda event: None)
+    assert service.matcher.names == []  # nobody is recognised: the door stays locked
+    assert "different embedder model" in caplog.text and "re-enrol" in caplog.text
+    assert service.relay.locked and factory.pin(17).state is False
     service.relay.close()
 
 

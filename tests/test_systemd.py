@@ -103,6 +103,7 @@ def test_doctor_names_each_problem(tmp_path: Path, photo_dir: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(
         f"state_dir: {tmp_path}/state\ncamera:\n  source: /dev/video97\n"
+        "detector:\n  precision: auto\n"
         f"recognition:\n  gallery: {tmp_path}/none.json\nrelay:\n  pin_factory: mock\n"
         "mqtt:\n  enabled: true\n  host: 127.0.0.1\n  port: 1\n"
     )
@@ -115,6 +116,8 @@ def test_doctor_names_each_problem(tmp_path: Path, photo_dir: Path) -> None:
     assert result.returncode == 1
     checks = {c["name"]: c for c in json.loads(result.stdout)}
     assert checks["config"]["ok"] and checks["models"]["ok"] and checks["gpio"]["ok"]
+    # auto times both exports of each MTCNN network, so all six are checked, plus the embedder
+    assert "detector auto, embedder int8: 7 models verified" in checks["models"]["detail"]
     assert "no such camera device" in checks["camera"]["detail"]
     assert "cannot reach broker 127.0.0.1:1" in checks["mqtt"]["detail"]
     assert "empty" in checks["gallery"]["detail"]
@@ -184,6 +187,7 @@ def test_sighup_with_a_broken_config_keeps_the_daemon_running(tmp_path: Path) ->
     config = tmp_path / "edgeface.yaml"
     config.write_text(
         f"state_dir: {tmp_path}/state\ncamera:\n  source: /dev/video97\n"
+        "detector:\n  precision: auto\n"
         f"recognition:\n  gallery: {tmp_path}/none.json\nrelay:\n  pin_factory: mock\n"
     )
     daemon = subprocess.Popen(

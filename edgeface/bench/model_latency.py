@@ -9,16 +9,13 @@ Input content does not change a CNN's arithmetic, so inputs are random pixels.
 
 from __future__ import annotations
 
-import statistics
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
-from edgeface.model_files import model_path
-from edgeface.runtime import load_interpreter, pixels_as_input
+from edgeface.model_files import PRECISIONS, model_name, model_path
+from edgeface.model_timing import median_ms, prepare
+from edgeface.runtime import load_interpreter
 
 #: (logical model, input shape it is timed at, why that shape)
 BENCH_SHAPES: tuple[tuple[str, tuple[int, ...], str], ...] = (
@@ -52,29 +49,6 @@ class LatencyRow:
         }
 
 
-def prepare(interpreter: Any, shape: tuple[int, ...]) -> None:
-    """Resize the input to ``shape`` (batch or spatial) and fill it with random pixels."""
-    detail = interpreter.get_input_details()[0]
-    if tuple(detail["shape"]) != shape:
-        interpreter.resize_tensor_input(detail["index"], list(shape))
-        interpreter.allocate_tensors()
-        detail = interpreter.get_input_details()[0]
-    rng = np.random.default_rng(0)
-    pixels = rng.integers(0, 256, size=shape, dtype=np.uint8)
-    interpreter.set_tensor(detail["index"], pixels_as_input(pixels, detail["dtype"]))
-
-
-def median_ms(interpreter: Any, repeats: int, warmup: int = 3) -> float:
-    for _ in range(warmup):
-        interpreter.invoke()
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        interpreter.invoke()
-        samples.append((time.perf_counter() - start) * 1000.0)
-    return statistics.median(samples)
-
-
 def measure(
     threads: Sequence[int] = (1, 2), repeats: int = 30, models: Sequence[str] | None = None
 ) -> list[LatencyRow]:
@@ -85,8 +59,10 @@ def measure(
             continue
         for count in threads:
             timings: dict[str, float] = {}
-            for precision, logical in (("fp32", f"{name}_fp32"), ("int8", name)):
-                interpreter = load_interpreter(model_path(logical), num_threads=count)
+            for precision in PRECISIONS:
+                interpreter = load_interpreter(
+                    model_path(model_name(name, precision)), num_threads=count
+                )
                 prepare(interpreter, shape)
                 timings[precision] = median_ms(interpreter, repeats)
             rows.append(LatencyRow(name, shape, count, timings["fp32"], timings["int8"]))

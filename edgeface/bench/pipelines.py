@@ -22,7 +22,8 @@ class BenchPlan:
     frames: int
     min_face: int
     threads: int | None
-    precisions: tuple[str, ...] = ("int8", "fp32")
+    #: "auto": the detector's per-network choice on this CPU with the int8 embedder.
+    precisions: tuple[str, ...] = ("int8", "fp32", "auto")
     peers: bool = False
     show_progress: bool = True
 

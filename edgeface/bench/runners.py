@@ -32,7 +32,11 @@ def _ms(start: float) -> float:
 
 
 class EdgefaceRunner:
-    """edgeface: MTCNN (or the configured policy) → align → embed (one batch) → match."""
+    """edgeface: MTCNN (or the configured policy) → align → embed (one batch) → match.
+
+    ``precision`` ``int8`` or ``fp32`` runs every model at it; ``auto`` lets the detector time
+    and pick each MTCNN network's export and keeps the int8 embedder, as the daemon does with
+    ``detector.precision: auto``."""
 
     def __init__(self, min_face_size: int, precision: str, threads: int | None, detector: str):
         from edgeface.pipeline import FacePipeline, PipelineSettings
@@ -44,9 +48,16 @@ class EdgefaceRunner:
             PipelineSettings(
                 detector=detector,  # type: ignore[arg-type]
                 min_face_size=min_face_size,
-                precision=precision,  # type: ignore[arg-type]
+                detector_precision=precision,  # type: ignore[arg-type]
+                embedder_precision="fp32" if precision == "fp32" else "int8",
                 num_threads=threads,
             )
+        )
+        mtcnn = self.pipeline.detector.mtcnn
+        self.notes: list[str] = (
+            [f"detector exports: {mtcnn.describe_precision()}"]
+            if mtcnn is not None and precision == "auto"
+            else []
         )
         # A 50-person gallery of random unit vectors: matching cost depends only on its size.
         rng = np.random.default_rng(0)

@@ -61,6 +61,7 @@ def build_clip(
 
 
 def enrol(gallery_path: Path, photo: Path, name: str) -> None:
+    from edgeface.model_files import embedder_fingerprint
     from edgeface.pipeline import FacePipeline
     from edgeface.recognition.gallery import Gallery, GalleryStore
     from edgeface.vision.quality import ENROLMENT
@@ -70,7 +71,7 @@ def enrol(gallery_path: Path, photo: Path, name: str) -> None:
         raise EdgefaceError(f"demo enrolment photo {photo} did not give exactly one good face")
     gallery = Gallery()
     gallery.add(name, faces[0].embedding, source=photo.name, quality=faces[0].quality.metrics)
-    GalleryStore(gallery_path).save(gallery)
+    GalleryStore(gallery_path, embedder=embedder_fingerprint("int8")).save(gallery)
 
 
 def run_demo(broker: str | None = None, workdir: Path | None = None) -> int:

@@ -41,26 +41,33 @@ def check_runtime() -> Check:
 
 
 def check_models(config: Config) -> Check:
-    from edgeface.model_files import load_model
+    from edgeface.model_files import PRECISIONS, load_model, model_name
     from edgeface.runtime import delegation_report
 
-    suffix = "" if config.detector.precision == "int8" else "_fp32"
+    detector = config.detector.precision
+    embedder = config.recognition.embedder_precision
+    wanted = [
+        model_name(net, precision)
+        for net in ("pnet", "rnet", "onet")
+        for precision in (PRECISIONS if detector == "auto" else (detector,))
+    ] + [model_name("embedder", embedder)]
     notes = []
     try:
-        for name in ("pnet", "rnet", "onet", "embedder"):
-            partitions, outside = delegation_report(load_model(name + suffix, num_threads=1))
+        for name in wanted:
+            partitions, outside = delegation_report(load_model(name, num_threads=1))
             if partitions != 1 or outside:
                 notes.append(f"{name} not fully in XNNPACK ({partitions} partitions, {outside})")
     except EdgefaceError as exc:
         return Check("models", False, str(exc))
-    return Check("models", True, "; ".join(notes) or f"{config.detector.precision} models verified")
+    summary = f"detector {detector}, embedder {embedder}: {len(wanted)} models verified"
+    return Check("models", True, "; ".join(notes) or summary)
 
 
 def check_gallery(config: Config) -> Check:
-    from edgeface.recognition.gallery import GalleryStore
+    from edgeface.door.service import gallery_store
 
     try:
-        gallery = GalleryStore(config.recognition.gallery).load()
+        gallery = gallery_store(config.recognition).load()
     except EdgefaceError as exc:
         return Check("gallery", False, str(exc))
     if not gallery.identities:

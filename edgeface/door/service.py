@@ -31,6 +31,7 @@ from edgeface.config import (
     Config,
     ConfigError,
     DetectorConfig,
+    RecognitionConfig,
     RelayConfig,
     SnapshotConfig,
     load_config,
@@ -48,6 +49,7 @@ from edgeface.door.systemd import SystemdNotifier, watchdog_interval
 from edgeface.door.tracker import FaceTracker
 from edgeface.errors import EdgefaceError
 from edgeface.logs import configure_logging
+from edgeface.model_files import embedder_fingerprint
 from edgeface.pipeline import FacePipeline, PipelineSettings
 from edgeface.recognition.enrolment import ImageEnroller
 from edgeface.recognition.gallery import Gallery, GalleryError, GalleryStore
@@ -105,17 +107,29 @@ def claimed_version(payload: bytes) -> int | None:
     return version if isinstance(version, int) and not isinstance(version, bool) else None
 
 
-def make_pipeline(d: DetectorConfig) -> FacePipeline:
-    """The recognition pipeline for the detector settings (loads the models: blocking)."""
-    return FacePipeline(
+def gallery_store(r: RecognitionConfig) -> GalleryStore:
+    """The configured gallery file, bound to the configured embedder: a gallery enrolled with
+    another embedder model is refused (by load) instead of compared with the wrong model."""
+    return GalleryStore(r.gallery, embedder=embedder_fingerprint(r.embedder_precision))
+
+
+def make_pipeline(d: DetectorConfig, r: RecognitionConfig) -> FacePipeline:
+    """The recognition pipeline for the detector and recognition settings (loads the models:
+    blocking). Which export each MTCNN network runs is logged: ``auto`` chose it by timing."""
+    pipeline = FacePipeline(
         PipelineSettings(
             detector=d.policy,
             min_face_size=d.min_face_size,
             frame_budget_ms=d.frame_budget_ms,
-            precision=d.precision,
+            detector_precision=d.precision,
+            embedder_precision=r.embedder_precision,
             num_threads=d.threads,
         )
     )
+    mtcnn = pipeline.detector.mtcnn
+    if mtcnn is not None:
+        log.info("detector exports: %s", mtcnn.describe_precision())
+    return pipeline
 
 
 def make_pin_factory(name: str | None) -> Any:
@@ -193,7 +207,7 @@ class DoorService:
                 on_gallery=self._gallery_from_thread if config.push.enabled else None,
             )
         self.audit = self._open_audit(config)
-        self.pipeline = make_pipeline(config.detector)
+        self.pipeline = make_pipeline(config.detector, config.recognition)
         self._use_gallery(self._read_gallery(config))
         self.schedule = AccessSchedule.from_config(config.recognition.schedules)
         self.snapshots = self._make_snapshots(config.snapshots)
@@ -268,7 +282,7 @@ class DoorService:
         """The configured gallery file. At start an unreadable gallery means an empty one (the
         door runs, locked for everyone); on reload (``strict``) it is an error, so a broken
         file refuses the reload instead of locking everyone out."""
-        store = GalleryStore(config.recognition.gallery)
+        store = gallery_store(config.recognition)
         try:
             gallery = store.load()
         except GalleryError as exc:
@@ -316,8 +330,13 @@ class DoorService:
             p.public_keys,
             max_bytes=p.max_bytes,
         )
-        updated = apply_push(self.gallery, document, enrol_images=enroller)
-        GalleryStore(self.config.recognition.gallery).save(updated, bump=False)
+        updated = apply_push(
+            self.gallery,
+            document,
+            enrol_images=enroller,
+            embedder=embedder_fingerprint(self.config.recognition.embedder_precision),
+        )
+        gallery_store(self.config.recognition).save(updated, bump=False)
         return document, updated
 
     async def apply_gallery_push(self, payload: bytes, origin: str = "mqtt") -> None:
@@ -333,7 +352,12 @@ class DoorService:
             d = self.config.detector
             enroller = ImageEnroller(
                 lambda: FacePipeline(
-                    PipelineSettings(detector="mtcnn", precision=d.precision, num_threads=d.threads)
+                    PipelineSettings(
+                        detector="mtcnn",
+                        detector_precision=d.precision,
+                        embedder_precision=self.config.recognition.embedder_precision,
+                        num_threads=d.threads,
+                    )
                 ),
                 origin,
                 self.config.recognition.enrolment_augmentation,
@@ -640,8 +664,10 @@ class DoorService:
                 plan = plan_reload(self.config, fresh)
                 gallery = self._read_gallery(plan.config, strict=True)
                 pipeline = None
-                if plan.touches("detector."):
-                    pipeline = await asyncio.to_thread(make_pipeline, plan.config.detector)
+                if plan.touches("detector.") or plan.touches("recognition.embedder_precision"):
+                    pipeline = await asyncio.to_thread(
+                        make_pipeline, plan.config.detector, plan.config.recognition
+                    )
             except EdgefaceError as exc:
                 self.emit(
                     "error", detail=f"reload refused, keeping the running configuration: {exc}"

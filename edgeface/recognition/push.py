@@ -7,6 +7,7 @@ A push is a JSON document::
      "gallery": {...edgeface-gallery...}                       # kind "full"
      "add": {"alice": {"embeddings": ["<b64>", ...]}}, "remove": ["bob"],   # kind "delta"
      "add": {"carol": {"images": ["<b64 JPEG>", ...]}}     # delta: the door enrols the photos
+     "embedder": "<sha256>"        # delta, optional: the model that made the added embeddings
      "signature": {"alg": "HMAC-SHA256" | "Ed25519", "key_id": "k1", "value": "<b64>"}}
 
 The signature covers the canonical JSON of everything but ``signature`` (sorted keys, no spaces,
@@ -31,8 +32,10 @@ key it names is refused, so one kind of key can never be passed off as the other
 A door accepts a push only if it is signed with a key it holds, aimed at it (its device
 id or one of its groups), newer than its gallery (so a captured push cannot be replayed and an
 old one cannot roll the gallery back), no larger than ``MAX_PUSH_BYTES``, and every embedding is
-128 finite values of unit length. Anything else is rejected with a reason and the gallery is left
-exactly as it was: :func:`apply_push` builds a new gallery and never edits the current one.
+128 finite values of unit length, made by the door's embedder model (as far as the push says:
+a full push's gallery names its model; a delta may). Anything else is rejected with a reason
+and the gallery is left exactly as it was: :func:`apply_push` builds a new gallery and never
+edits the current one.
 """
 
 from __future__ import annotations
@@ -282,12 +285,28 @@ def _check_signature(
         raise PushRejected("bad signature") from None
 
 
+def check_embedder(theirs: str, ours: str) -> None:
+    """Refuse embeddings made by another embedder model than the door's."""
+    if theirs and ours and theirs != ours:
+        raise PushRejected(
+            f"the push's embeddings were made by embedder {theirs[:12]}…, this door runs "
+            f"{ours[:12]}… (recognition.embedder_precision); enrol with the door's model or "
+            "push photos"
+        )
+
+
 def apply_push(
     current: Gallery,
     document: dict[str, Any],
     enrol_images: Callable[[str, object], Identity | None] | None = None,
+    embedder: str = "",
 ) -> Gallery:
     """The gallery after ``document`` (already verified); ``current`` is never modified.
+
+    ``embedder`` is the door's embedder fingerprint: embeddings a push carries were made by the
+    model its gallery (full) or its ``"embedder"`` field (delta) names, and one made by another
+    model is refused rather than compared with the wrong one. A push that names none is taken
+    as made by the door's own model.
 
     A delta's added identity may carry ``"images"`` (base64 JPEG/PNG) instead of or besides
     embeddings; ``enrol_images(name, images)`` — the door's enroller, which needs the vision
@@ -295,21 +314,24 @@ def apply_push(
     good enough. An added identity left with no embedding at all rejects the whole push (a
     person must not silently end up missing or half-enrolled)."""
     version = int(document["version"])
+    ours = embedder or current.embedder
     try:
         if document["kind"] == "full":
             raw_gallery = document.get("gallery")
             if not isinstance(raw_gallery, dict):
                 raise PushRejected("full push without a gallery")
             result = Gallery.from_dict({**raw_gallery, "version": version}, "push")
-            result.embedder = current.embedder or result.embedder
+            check_embedder(result.embedder, ours)
+            result.embedder = ours or result.embedder
             return result
+        check_embedder(str(document.get("embedder") or ""), ours)
         result = Gallery(
             {
                 n: Identity(n, list(i.embeddings), list(i.enrolments))
                 for n, i in current.identities.items()
             },
             version=version,
-            embedder=current.embedder,
+            embedder=ours,
         )
         removals = document.get("remove", [])
         additions = document.get("add", {})

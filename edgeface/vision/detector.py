@@ -20,7 +20,8 @@ import numpy as np
 from edgeface.errors import EdgefaceError, ModelLoadError
 from edgeface.vision.detection import Detection
 from edgeface.vision.haar import HaarProposer
-from edgeface.vision.mtcnn import MtcnnDetector, Precision
+from edgeface.vision.mtcnn import MtcnnDetector
+from edgeface.vision.precision import DetectorPrecision
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ class FaceDetector:
         slow_frames_to_fallback: int = 3,
         retry_after_frames: int = 100,
         num_threads: int | None = None,
-        precision: Precision = "int8",
+        precision: DetectorPrecision = "int8",
     ) -> None:
         if policy not in POLICIES:
             raise EdgefaceError(f"unknown detector policy {policy!r}; choose one of {POLICIES}")

@@ -18,12 +18,12 @@ the int8 and fp32 models.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from edgeface.errors import ImageError, ModelLoadError
-from edgeface.model_files import verify_model_file
+from edgeface.model_files import Precision, model_name, verify_model_file
 from edgeface.runtime import load_interpreter, pixels_as_input
 
 #: Side of the square RGB chip the embedder takes (dlib's ``get_face_chip`` size).
@@ -39,9 +39,6 @@ EMBEDDING_SIZE = 128
 #: (about 1.38) lands in the same place. It suits a balanced same/different decision; a door,
 #: which must rarely admit a stranger, wants a stricter one (see edgeface.recognition.matcher).
 SAME_PERSON_THRESHOLD = 0.43
-
-Precision = Literal["int8", "fp32"]
-_MODEL_NAMES: dict[str, str] = {"int8": "embedder", "fp32": "embedder_fp32"}
 
 
 class FaceEmbedder:
@@ -65,12 +62,9 @@ class FaceEmbedder:
         model: str | Path | None = None,
     ) -> None:
         """Load the ``int8`` or ``fp32`` embedder (or the ``.tflite`` file ``model``)."""
-        if precision not in _MODEL_NAMES:
-            raise ModelLoadError(
-                f"unknown embedder precision {precision!r}; choose 'int8' or 'fp32'"
-            )
+        name = model_name("embedder", precision)  # refuses an unknown precision
         self.precision = precision
-        self.path = Path(model) if model is not None else verify_model_file(_MODEL_NAMES[precision])
+        self.path = Path(model) if model is not None else verify_model_file(name)
         self._interpreter: Any = load_interpreter(self.path, num_threads=num_threads)
         inp = self._interpreter.get_input_details()[0]
         out = self._interpreter.get_output_details()[0]

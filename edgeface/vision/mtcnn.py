@@ -29,9 +29,10 @@ import cv2
 import numpy as np
 
 from edgeface.errors import ImageError, ModelLoadError
-from edgeface.model_files import MODEL_FILES, verify_model_file
+from edgeface.model_files import MODEL_FILES, Precision, model_name, verify_model_file
 from edgeface.runtime import load_interpreter
 from edgeface.vision.detection import Detection
+from edgeface.vision.precision import DETECTOR_PRECISIONS, DetectorPrecision, choose_precisions
 
 #: P-Net looks at 12×12 windows with a stride of 2 pixels (one 2×2 max-pool).
 PNET_WINDOW = 12
@@ -42,8 +43,6 @@ ONET_SIZE = 48
 #: Above this many boxes NMS switches from an all-pairs overlap matrix (fast, O(n²) memory) to a
 #: loop that shrinks the candidate list (slower per kept box, O(n) memory).
 _NMS_MATRIX_LIMIT = 768
-
-Precision = Literal["int8", "fp32"]
 
 
 def face_probability(logits: np.ndarray) -> np.ndarray:
@@ -281,8 +280,10 @@ class MtcnnDetector:
     half the work of 20. ``thresholds`` are the face-probability cut-offs of P-, R- and O-Net;
     ``nms_thresholds`` the overlaps for NMS within one pyramid level, across levels, after
     R-Net and after O-Net (the last one is intersection over the smaller box).
-    ``precision="fp32"`` loads the float models, for comparisons; ``model_dir`` overrides where
-    the ``.tflite`` files are (the build script uses it before a manifest exists).
+    ``precision`` is ``int8`` (the default), ``fp32``, or ``auto``: per network, the export that
+    runs faster on this CPU, timed once here (``edgeface.vision.precision``; the choice is in
+    ``precision_choices``). ``model_dir`` overrides where the ``.tflite`` files are (the build
+    script uses it before a manifest exists).
 
     P-Net runs once per pyramid level at that level's size. Resizing one interpreter per call
     doubled its time in a prototype, so an interpreter is kept per input size, at most
@@ -297,7 +298,7 @@ class MtcnnDetector:
         thresholds: Sequence[float] = (0.6, 0.7, 0.7),
         nms_thresholds: Sequence[float] = (0.5, 0.7, 0.7, 0.7),
         num_threads: int | None = None,
-        precision: Precision = "int8",
+        precision: DetectorPrecision = "int8",
         model_dir: str | Path | None = None,
         pnet_cache_size: int = 16,
     ) -> None:
@@ -307,21 +308,26 @@ class MtcnnDetector:
             raise ValueError("scale_factor must be between 0 and 1")
         if len(thresholds) != 3 or len(nms_thresholds) != 4:
             raise ValueError("thresholds needs 3 values and nms_thresholds 4")
-        if precision not in ("int8", "fp32"):
-            raise ValueError(f"precision must be 'int8' or 'fp32', not {precision!r}")
+        if precision not in DETECTOR_PRECISIONS:
+            raise ValueError(f"precision must be one of {DETECTOR_PRECISIONS}, not {precision!r}")
         self.min_face_size = float(min_face_size)
         self.scale_factor = float(scale_factor)
         self.thresholds = tuple(float(t) for t in thresholds)
         self.nms_thresholds = tuple(float(t) for t in nms_thresholds)
         self.num_threads = num_threads
-        self.precision: Precision = precision
+        self.precision: DetectorPrecision = precision
         self.pnet_cache_size = max(1, int(pnet_cache_size))
-        suffix = "" if precision == "int8" else "_fp32"
+
+        def path_of(net: str, chosen: Precision) -> Path:
+            name = model_name(net, chosen)
+            if model_dir is not None:
+                return Path(model_dir) / MODEL_FILES[name]
+            return verify_model_file(name)
+
+        #: The export each network runs, with the timings behind an ``auto`` choice.
+        self.precision_choices = choose_precisions(precision, path_of, num_threads)
         self._paths = {
-            net: (Path(model_dir) / MODEL_FILES[net + suffix])
-            if model_dir is not None
-            else verify_model_file(net + suffix)
-            for net in ("pnet", "rnet", "onet")
+            net: path_of(net, choice.precision) for net, choice in self.precision_choices.items()
         }
         # Load all three now, so a missing or corrupt file fails at start-up, not on a face.
         self._pnets: OrderedDict[tuple[int, int], _Net] = OrderedDict()
@@ -331,6 +337,10 @@ class MtcnnDetector:
         self._pnet_logit = _logit(self.thresholds[0])
 
     # -- public API -------------------------------------------------------------------------
+
+    def describe_precision(self) -> str:
+        """Which export each network runs, e.g. ``pnet fp32 (int8 3.10 ms, fp32 1.90 ms), …``."""
+        return ", ".join(choice.describe() for choice in self.precision_choices.values())
 
     def detect(self, rgb: np.ndarray) -> list[Detection]:
         """All faces in ``rgb`` (``H×W×3`` uint8, RGB), best score first."""
