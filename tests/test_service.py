@@ -411,3 +411,25 @@ def test_stop_is_not_held_up_by_the_camera_reconnect_back_off(
     started = time.monotonic()
     assert asyncio.run(stop_soon()) == 0  # asyncio.run also waits for the camera thread
     assert time.monotonic() - started < 15, "the stop waited for the 60 s back-off"
+
+
+def test_a_played_file_ends_the_run_even_when_its_frames_outrun_recognition(
+    tmp_path: Path, photo_dir: Path, factory: MockFactory
+) -> None:
+    """Unpaced (max_fps 0), a short file is read to its end while the first frame is still
+    being analysed: the last frame and the end-of-file signal come as one wake-up. The run
+    must still end (it once slept for ever after the last frame)."""
+    clip = tmp_path / "short.avi"
+    make_clip(clip, photo_dir, [("obama2.jpg", 3)])
+    config = Config(
+        device_id="front",
+        state_dir=str(tmp_path / "state"),
+        camera=CameraConfig(source=str(clip), loop=False, max_fps=0),
+        recognition=RecognitionConfig(gallery=str(tmp_path / "gallery.json")),
+        relay=RelayConfig(pin=PIN),
+    )
+    for _ in range(5):
+        service = DoorService(config, pin_factory=factory)
+        assert asyncio.run(asyncio.wait_for(service.run(), timeout=30)) == 0
+        assert service.frames_done >= 1
+        assert factory.pin(PIN).state is False

@@ -537,15 +537,18 @@ class DoorService:
     async def _recognise(self, wake: asyncio.Event) -> None:
         started = time.monotonic()
         while not self.stop_requested.is_set():
-            await wake.wait()
-            wake.clear()
-            rec = self.config.recognition  # read per frame: a reload may have changed them
-            roi = self.config.camera.roi
+            # Look at the slot before sleeping: the capture thread's last frame and its
+            # end-of-file signal may arrive as one wake-up while a frame is being analysed,
+            # and waiting first would then sleep past the end of a played file for ever.
             taken = self.slot.take()
             if taken is None:
                 if self.slot.ended:
                     return
+                await wake.wait()
+                wake.clear()
                 continue
+            rec = self.config.recognition  # read per frame: a reload may have changed them
+            roi = self.config.camera.roi
             _, captured_at, frame = taken
             faces = await asyncio.to_thread(self.pipeline.analyse, frame)
             if roi:
