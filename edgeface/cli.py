@@ -226,10 +226,11 @@ def cmd_eval_identify(args: argparse.Namespace) -> int:
         seed=args.seed,
         show_progress=not args.json,
         enrol_embed=None if args.enrol_augment == "none" else enrol_embed,
+        fuse=args.fuse,
     )
     emit(
         args,
-        {**report.as_dict(), "enrol_augmentation": args.enrol_augment},
+        {**report.as_dict(), "enrol_augmentation": args.enrol_augment, "fuse": args.fuse},
         report.summary(args.enrol, args.enrol_augment),
     )
     return 0
@@ -553,6 +554,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="grid",
         help="how enrolled images become templates, as in 'enroll --augment' "
         "(default: %(default)s)",
+    )
+    openset.add_argument(
+        "--fuse",
+        type=int,
+        default=1,
+        help="probe with the mean embedding of this many images of a person, as the "
+        "daemon's recognition.fusion_frames fuses a face's frames (default: %(default)s)",
     )
     openset.set_defaults(func=cmd_eval_identify)
     return parser

@@ -74,6 +74,9 @@ class RecognitionConfig:
     #: recognitions of one tracked face.
     confirm_votes: int = 3
     confirm_window: int = 5
+    #: Each recognition of a tracked face uses the unit mean of its last this-many embeddings
+    #: (1 = the newest frame alone). README, "Choosing a threshold", says what it buys.
+    fusion_frames: int = 1
     #: One "unknown" event per track, then at most one per this many seconds for that track.
     unknown_repeat_seconds: float = 30.0
     gallery: str = "/var/lib/edgeface/gallery.json"
@@ -326,6 +329,8 @@ def _check_consistency(config: Config, source: str) -> None:
         )
     if not 0 < rec.threshold < 2:
         raise ConfigError(f"{source}: recognition.threshold must be between 0 and 2")
+    if not 1 <= rec.fusion_frames <= 30:
+        raise ConfigError(f"{source}: recognition.fusion_frames must be between 1 and 30")
     if not 1 <= rec.confirm_votes <= rec.confirm_window:
         raise ConfigError(
             f"{source}: recognition.confirm_votes must be between 1 and recognition.confirm_window"

@@ -45,6 +45,7 @@ def test_example_config_documents_every_key() -> None:
             "recognition:\n  embedder_precision: auto\n",
             "recognition.embedder_precision (line 2): 'auto' is not one of",
         ),
+        ("recognition:\n  fusion_frames: 0\n", "recognition.fusion_frames must be between 1"),
         ("detector:\n  precision: int4\n", "detector.precision (line 2): 'int4' is not one of"),
         ("camera:\n  roi: 5\n", "camera.roi (line 2): expected a list"),
         ("camera: [1, 2]\n", "camera (line 1): expected a mapping"),

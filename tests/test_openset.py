@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from edgeface.errors import EdgefaceError
-from edgeface.eval.openset import evaluate_open_set, load_identities
+from edgeface.eval.openset import OpenSetReport, evaluate_open_set, fused_probes, load_identities
 
 
 def test_folder_per_identity_and_flat_prefix_layouts(tmp_path: Path) -> None:
@@ -90,3 +90,35 @@ def test_enrolled_images_use_the_enrolment_templates(tmp_path: Path) -> None:
     assert plain.rank1 == templated.rank1 == 1.0  # type: ignore[attr-defined]
     assert templated.default_correct_accept > plain.default_correct_accept  # type: ignore[attr-defined]
     assert wrong.rank1 < 0.1  # type: ignore[attr-defined]
+
+
+def test_fused_probes_average_whole_groups_of_one_persons_embeddings(tmp_path: Path) -> None:
+    """``fuse=3``: each probe is the unit mean of 3 of one person's noisy embeddings (an
+    incomplete last group is dropped), which brings a noisy person nearer his enrolment."""
+    rng = np.random.default_rng(2)
+    centres = {f"p{i}": rng.normal(size=128) for i in range(20)}
+    paths: dict[str, list[Path]] = {}
+    vectors: dict[Path, np.ndarray] = {}
+    for name, centre in centres.items():
+        for k in range(8):  # 1 enrolled + 7 probes: two groups of 3, one left over
+            path = tmp_path / f"{name}_{k}"
+            vector = centre / np.linalg.norm(centre) + 0.025 * rng.normal(size=128)
+            vectors[path] = (vector / np.linalg.norm(vector)).astype(np.float32)
+            paths.setdefault(f"set/{name}", []).append(path)
+
+    def run(fuse: int) -> OpenSetReport:
+        return evaluate_open_set(
+            paths, vectors.__getitem__, trials=2, show_progress=False, fuse=fuse, threshold=0.4
+        )
+
+    single, fused = run(1), run(3)
+    assert single.genuine_probes_per_trial == 14 * 7  # 14 of 20 enrolled (30 % unknown)
+    assert fused.genuine_probes_per_trial == 14 * 2
+    assert fused.impostor_probes_per_trial == 6 * 2  # 8 images of each stranger: 2 groups
+    assert fused.default_correct_accept > single.default_correct_accept, (
+        single.default_correct_accept,
+        fused.default_correct_accept,
+    )
+    assert fused_probes([vectors[p] for p in paths["set/p0"][:2]], 3) == []
+    one = fused_probes([vectors[p] for p in paths["set/p0"][:3]], 3)[0]
+    assert abs(float(np.linalg.norm(one)) - 1.0) < 1e-5

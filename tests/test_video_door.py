@@ -4,7 +4,8 @@
 (40–90 px), turned heads, stage lighting, motion blur at the end. He is enrolled from the
 ``face_recognition`` project's portrait ``lin-manuel-miranda.png`` with ``edgeface enroll``'s
 default grid template; the door must open for him, and must never open when only a different
-person (``alex-lacamoire.png``, another portrait from the same project) is enrolled.
+person (``alex-lacamoire.png``, another portrait from the same project) is enrolled — with
+each frame recognised alone and with fusion of a face's last three frames.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ def enrol_cli(gallery: Path, name: str, photo: Path) -> None:
     assert result.returncode == 0, result.stderr
 
 
+@pytest.mark.parametrize("fusion_frames", [1, 3])
 @pytest.mark.parametrize(
     ("enrolled", "opens"), [("lin-manuel-miranda", True), ("alex-lacamoire", False)]
 )
@@ -45,6 +47,7 @@ def test_door_opens_for_the_performer_only_when_he_is_enrolled(
     factory: MockFactory,  # noqa: F811
     enrolled: str,
     opens: bool,
+    fusion_frames: int,
 ) -> None:
     photos = shared_data / "faces" / "face_recognition"
     gallery = tmp_path / "gallery.json"
@@ -58,7 +61,7 @@ def test_door_opens_for_the_performer_only_when_he_is_enrolled(
             max_fps=30,
         ),
         detector=DetectorConfig(min_face_size=40),
-        recognition=RecognitionConfig(gallery=str(gallery)),
+        recognition=RecognitionConfig(gallery=str(gallery), fusion_frames=fusion_frames),
         relay=RelayConfig(pin=PIN, unlock_seconds=0.5, cooldown_seconds=30),
     )
     events: list[dict[str, object]] = []

@@ -113,6 +113,10 @@ def gallery_store(r: RecognitionConfig) -> GalleryStore:
     return GalleryStore(r.gallery, embedder=embedder_fingerprint(r.embedder_precision))
 
 
+def make_tracker(r: RecognitionConfig) -> FaceTracker:
+    return FaceTracker(window=r.confirm_window, fusion_frames=r.fusion_frames)
+
+
 def make_pipeline(d: DetectorConfig, r: RecognitionConfig) -> FacePipeline:
     """The recognition pipeline for the detector and recognition settings (loads the models:
     blocking). Which export each MTCNN network runs is logged: ``auto`` chose it by timing."""
@@ -212,7 +216,7 @@ class DoorService:
         self.schedule = AccessSchedule.from_config(config.recognition.schedules)
         self.snapshots = self._make_snapshots(config.snapshots)
         self.push_folder = self._make_push_folder(config)
-        self.tracker = FaceTracker(window=config.recognition.confirm_window)
+        self.tracker = make_tracker(config.recognition)
         self.slot = FrameSlot()
         #: Set by a reload that changed the camera settings, and at stop: wakes the capture
         #: thread from its reconnect back-off (up to 30 s) so that a stop is not held up by it.
@@ -562,11 +566,9 @@ class DoorService:
             now = time.monotonic()
             tracks = self.tracker.update([f.detection for f in faces], now)
             scored = [(f, t) for f, t in zip(faces, tracks, strict=True) if f.embedding is not None]
-            matches = (
-                self.matcher.identify(np.stack([f.embedding for f, _ in scored]))  # type: ignore[misc]
-                if scored
-                else []
-            )
+            # Each track votes on the unit mean of its last fusion_frames embeddings.
+            probes = [t.fuse(f.embedding) for f, t in scored]  # type: ignore[arg-type]
+            matches = self.matcher.identify(np.stack(probes)) if probes else []
             for (face, track), match in zip(scored, matches, strict=True):
                 confirmed = track.vote(match.identity, rec.confirm_votes)
                 if confirmed:
@@ -682,8 +684,10 @@ class DoorService:
             self.schedule = AccessSchedule.from_config(plan.config.recognition.schedules)
             if pipeline is not None:
                 self.pipeline = pipeline
-            if plan.touches("recognition.confirm_window"):
-                self.tracker = FaceTracker(window=plan.config.recognition.confirm_window)
+            if plan.touches("recognition.confirm_window") or plan.touches(
+                "recognition.fusion_frames"
+            ):
+                self.tracker = make_tracker(plan.config.recognition)
             if plan.touches("snapshots."):
                 self.snapshots = self._make_snapshots(plan.config.snapshots)
             if plan.touches("log_level"):

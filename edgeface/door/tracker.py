@@ -5,6 +5,11 @@ A single frame's recognition is not trusted to open a door: each face is tracked
 only when it wins ``confirm_votes`` of the last ``confirm_window`` votes. Unknown faces raise one
 event per track (repeated at most every ``unknown_repeat_seconds`` while it stays), not one per
 frame.
+
+With ``fusion_frames`` > 1 a track also keeps its last embeddings, and each vote is cast on their
+unit mean instead of the newest one alone: one blurred or half-turned frame moves the mean only a
+little, so a person who is enrolled is accepted on more frames. Only one track's own embeddings
+are averaged, never two faces', and every fused vote still has to pass the threshold and margin.
 """
 
 from __future__ import annotations
@@ -13,6 +18,9 @@ import itertools
 from collections import Counter, deque
 from dataclasses import dataclass, field
 
+import numpy as np
+
+from edgeface.vision.augment import mean_embedding
 from edgeface.vision.detection import Detection
 
 _track_ids = itertools.count(1)
@@ -39,6 +47,14 @@ class Track:
     unlocked: bool = False
     unknown_reported_at: float | None = None
     best_distance: float = float("inf")
+    embeddings: deque[np.ndarray] = field(default_factory=lambda: deque(maxlen=1))
+
+    def fuse(self, embedding: np.ndarray) -> np.ndarray:
+        """Remember ``embedding``; the unit mean of this track's last embeddings."""
+        self.embeddings.append(embedding)
+        if len(self.embeddings) == 1:
+            return embedding
+        return mean_embedding(np.stack(self.embeddings))
 
     def vote(self, identity: str | None, needed: int) -> str | None:
         """Add a recognition; return the identity if this vote confirms it."""
@@ -61,8 +77,15 @@ class Track:
 class FaceTracker:
     """Greedy IoU association of detections to tracks; tracks expire when unseen."""
 
-    def __init__(self, window: int = 5, min_iou: float = 0.3, max_age_seconds: float = 2.0):
+    def __init__(
+        self,
+        window: int = 5,
+        min_iou: float = 0.3,
+        max_age_seconds: float = 2.0,
+        fusion_frames: int = 1,
+    ):
         self.window = window
+        self.fusion_frames = max(1, fusion_frames)
         self.min_iou = min_iou
         self.max_age_seconds = max_age_seconds
         self.tracks: dict[int, Track] = {}
@@ -94,7 +117,14 @@ class FaceTracker:
         for index, detection in enumerate(detections):
             track = assigned.get(index)
             if track is None:
-                track = Track(next(_track_ids), detection.box, now, now, deque(maxlen=self.window))
+                track = Track(
+                    next(_track_ids),
+                    detection.box,
+                    now,
+                    now,
+                    deque(maxlen=self.window),
+                    embeddings=deque(maxlen=self.fusion_frames),
+                )
                 self.tracks[track.id] = track
             track.box = detection.box
             track.last_seen = now

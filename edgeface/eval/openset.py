@@ -23,6 +23,7 @@ from edgeface.errors import EdgefaceError
 from edgeface.progress import Progress
 from edgeface.recognition.gallery import Gallery
 from edgeface.recognition.matcher import DEFAULT_THRESHOLD, Matcher
+from edgeface.vision.augment import mean_embedding
 
 SKIPPED_NAMES = {"readme", "readme.txt", "license", "license.txt"}
 
@@ -107,6 +108,17 @@ class OpenSetReport:
         return "\n".join(lines)
 
 
+def fused_probes(vectors: list[np.ndarray], fuse: int) -> list[np.ndarray]:
+    """Consecutive groups of ``fuse`` embeddings, each replaced by its unit mean; a last,
+    incomplete group is dropped (it would be an easier, less fused probe)."""
+    if fuse <= 1:
+        return vectors
+    return [
+        mean_embedding(np.stack(vectors[i : i + fuse]))
+        for i in range(0, len(vectors) - fuse + 1, fuse)
+    ]
+
+
 def evaluate_open_set(
     identities: dict[str, list[Path]],
     embed: Callable[[Path], np.ndarray | None],
@@ -119,10 +131,14 @@ def evaluate_open_set(
     seed: int = 0,
     show_progress: bool = True,
     enrol_embed: Callable[[Path], np.ndarray | None] | None = None,
+    fuse: int = 1,
 ) -> OpenSetReport:
     """Score ``trials`` random splits. ``embed`` makes a probe's (live) embedding;
     ``enrol_embed``, when given, the gallery template of an enrolled image (e.g. augmented, as
-    ``edgeface enroll`` stores it), else enrolled images are embedded like probes."""
+    ``edgeface enroll`` stores it), else enrolled images are embedded like probes. ``fuse`` > 1
+    makes each probe the unit mean of that many different images of one person (whole groups
+    only), a stand-in for the daemon's fusion of a face's last frames (photos of one person
+    differ more than consecutive frames do, so this is the harder case)."""
     paths = [p for images in identities.values() for p in images]
     bar = Progress(len(paths), "embedding", enabled=show_progress)
     vectors: dict[Path, np.ndarray | None] = {}
@@ -154,11 +170,12 @@ def evaluate_open_set(
             images = list(usable[name])
             rng.shuffle(images)
             if name in unknown or len(images) <= enrol:
-                impostors += [vectors[p] for p in images]  # type: ignore[misc]
+                impostors += fused_probes([vectors[p] for p in images], fuse)  # type: ignore[misc]
                 continue
             for path in images[:enrol]:
                 gallery.add(name.replace("/", ":"), templates[path])  # type: ignore[arg-type]
-            genuine += [(name.replace("/", ":"), vectors[p]) for p in images[enrol:]]  # type: ignore[misc]
+            probes = fused_probes([vectors[p] for p in images[enrol:]], fuse)  # type: ignore[misc]
+            genuine += [(name.replace("/", ":"), v) for v in probes]
         matcher = Matcher(gallery, threshold=threshold, margin=margin)
         counts += (len(gallery.identities), len(genuine), len(impostors))
         g_matches = matcher.identify(np.stack([v for _, v in genuine])) if genuine else []
