@@ -234,6 +234,16 @@ def test_int8_models_fully_delegated_to_xnnpack(name: str, shape: list[int]) -> 
     interpreter.invoke()
 
 
+@pytest.mark.parametrize("name", ["pnet", "rnet", "onet"])
+def test_fp32_models_keep_prelu_and_are_fully_delegated(name: str) -> None:
+    """fp32 keeps PReLU as one PRELU op (XNNPACK runs it in fp32; the int8 rewrite's extra
+    passes cost fp32 time), and still nothing runs outside XNNPACK."""
+    interpreter = load_interpreter(model_path(f"{name}_fp32"), num_threads=1)
+    op_names = [op["op_name"] for op in interpreter._get_ops_details()]
+    assert "PRELU" in op_names and "DEPTHWISE_CONV_2D" not in op_names, op_names
+    assert delegation_report(interpreter) == (1, [])
+
+
 def test_int8_input_is_pixel_minus_128_exactly() -> None:
     every = np.arange(256, dtype=np.uint8)
     flipped = pixels_as_input(every, np.int8)

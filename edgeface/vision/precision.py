@@ -2,10 +2,10 @@
 
 int8 is not faster everywhere. XNNPACK's int8 kernels pay off only where the CPU has int8 dot
 products (x86 VNNI, Armv8.2 dot-product); without them (a 2-core AVX2 box) every int8 network
-ran at 0.6–0.9× its fp32 export, and even with VNNI the P-Net, whose convolutions have only 3–32
-channels, was not faster (``models/README.md``, "Speed"). Both exports pass the same parity
-tests against the float reference, so the detector may use either; ``auto`` times both on this
-very CPU at start-up (a fraction of a second) instead of asking the installer to.
+ran at 0.5–0.8× the speed of its fp32 export, and even with VNNI the P-Net, whose convolutions
+have only 3–32 channels, was not faster (``models/README.md``, "Speed"). Both exports pass the
+same parity tests against the float reference, so the detector may use either; ``auto`` times
+both on this very CPU at start-up (a fraction of a second) instead of asking the installer to.
 
 The embedder is never chosen this way: its embeddings are stored in the gallery, which is
 fingerprinted by the model that made them, so its precision is configured, not measured.
