@@ -303,6 +303,17 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def positive_int(text: str) -> int:
+    """argparse type for counts that must be at least 1 (a clear usage error, not a crash)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edgeface", description="Face-recognition door access for small Linux boards."
@@ -515,7 +526,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--door", action="store_true", help="also the daemon: unlock latency, CPU, RSS"
     )
-    bench.add_argument("--door-trials", type=int, default=5, help="unlock runs for --door")
+    bench.add_argument("--door-trials", type=positive_int, default=5, help="unlock runs for --door")
     bench.add_argument("--door-seconds", type=float, default=20.0, help="steady-load seconds")
     bench.add_argument("--json", action="store_true", help="print JSON")
     bench.set_defaults(func=cmd_bench)
@@ -540,11 +551,13 @@ def build_parser() -> argparse.ArgumentParser:
         "identify", parents=[engine], help="open-set identification on folders of identities"
     )
     openset.add_argument("--data", nargs="+", required=True, help="folders of identities")
-    openset.add_argument("--enrol", type=int, default=1, help="images enrolled per identity")
+    openset.add_argument(
+        "--enrol", type=positive_int, default=1, help="images enrolled per identity"
+    )
     openset.add_argument(
         "--unknown", type=float, default=0.3, help="fraction of identities never enrolled"
     )
-    openset.add_argument("--trials", type=int, default=5, help="random splits to average")
+    openset.add_argument("--trials", type=positive_int, default=5, help="random splits to average")
     openset.add_argument("--seed", type=int, default=0)
     openset.add_argument("--threshold", type=float, default=None, help="default: the matcher's")
     openset.add_argument("--flip", action="store_true", help="flip-average embeddings")
@@ -557,7 +570,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     openset.add_argument(
         "--fuse",
-        type=int,
+        type=positive_int,
         default=1,
         help="probe with the mean embedding of this many images of a person, as the "
         "daemon's recognition.fusion_frames fuses a face's frames (default: %(default)s)",

@@ -98,3 +98,15 @@ def test_eval_lfw_unknown_pipeline_is_refused(tmp_path: Path, photo_dir: Path) -
     result = edgeface("eval", "lfw", "--data", str(tmp_path / "lfw"), "--pipelines", "magic")
     assert result.returncode == 2
     assert "unknown pipeline 'magic'" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [("--trials", "0", "0 must be at least 1"), ("--fuse", "two", "'two' is not a whole number")],
+)
+def test_counts_below_one_are_usage_errors(
+    tmp_path: Path, option: str, value: str, message: str
+) -> None:
+    result = edgeface("eval", "identify", "--data", str(tmp_path), option, value)
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
