@@ -334,13 +334,9 @@ class DoorService:
             p.public_keys,
             max_bytes=p.max_bytes,
         )
-        updated = apply_push(
-            self.gallery,
-            document,
-            enrol_images=enroller,
-            embedder=embedder_fingerprint(self.config.recognition.embedder_precision),
-        )
-        gallery_store(self.config.recognition).save(updated, bump=False)
+        store = gallery_store(self.config.recognition)
+        updated = apply_push(self.gallery, document, enrol_images=enroller, embedder=store.embedder)
+        store.save(updated, bump=False)
         return document, updated
 
     async def apply_gallery_push(self, payload: bytes, origin: str = "mqtt") -> None:

@@ -32,7 +32,7 @@ from edgeface.errors import ImageError, ModelLoadError
 from edgeface.model_files import MODEL_FILES, Precision, model_name, verify_model_file
 from edgeface.runtime import load_interpreter
 from edgeface.vision.detection import Detection
-from edgeface.vision.precision import DETECTOR_PRECISIONS, DetectorPrecision, choose_precisions
+from edgeface.vision.precision import DetectorPrecision, choose_precisions
 
 #: P-Net looks at 12×12 windows with a stride of 2 pixels (one 2×2 max-pool).
 PNET_WINDOW = 12
@@ -308,8 +308,6 @@ class MtcnnDetector:
             raise ValueError("scale_factor must be between 0 and 1")
         if len(thresholds) != 3 or len(nms_thresholds) != 4:
             raise ValueError("thresholds needs 3 values and nms_thresholds 4")
-        if precision not in DETECTOR_PRECISIONS:
-            raise ValueError(f"precision must be one of {DETECTOR_PRECISIONS}, not {precision!r}")
         self.min_face_size = float(min_face_size)
         self.scale_factor = float(scale_factor)
         self.thresholds = tuple(float(t) for t in thresholds)
