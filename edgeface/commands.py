@@ -397,7 +397,8 @@ def cmd_gallery_push(args: argparse.Namespace) -> int:
         if photos:
             # A delta is published without retain: a door joining later must get the last
             # full gallery, not a change to a gallery it never had.
-            document = key.sign(photo_push(photos, version, target, time.time()), args.key_id)
+            base = delta_base_version(client.gallery_versions(doors), doors)
+            document = key.sign(photo_push(photos, version, target, time.time(), base), args.key_id)
             client.publish(topic, document, retain=False)
         else:
             document = key.sign(full_push(gallery, version, target, time.time()), args.key_id)
@@ -417,6 +418,26 @@ def cmd_gallery_push(args: argparse.Namespace) -> int:
     )
     emit(args, outcome.to_dict(), "\n".join(outcome.lines()))
     return 0 if outcome.ok else 1
+
+
+def delta_base_version(versions: dict[str, int], doors: set[str]) -> int:
+    """The gallery version a photo push changes: the newest the targeted doors run. A door at
+    another version refuses the delta (it needs the full gallery first) and says so."""
+    if not versions:
+        raise EdgefaceError(
+            "a photo push changes the doors' current gallery, but none of "
+            f"{', '.join(sorted(doors)) or 'the targeted doors'} has announced its version; "
+            "wait until they are online or push the full gallery"
+        )
+    base = max(versions.values())
+    behind = sorted(d for d, v in versions.items() if v != base)
+    if behind:
+        print(
+            f"warning: {', '.join(behind)} run an older gallery than version {base} and will "
+            "refuse this photo push: push the full gallery to them",
+            file=sys.stderr,
+        )
+    return base
 
 
 def cmd_gallery_rollback(store: GalleryStore, args: argparse.Namespace) -> int:

@@ -59,13 +59,19 @@ def test_full_push_round_trip() -> None:
 
 
 def delta_of(
-    version: int, add: dict[str, int], remove: list[str], target: dict[str, str]
+    version: int,
+    add: dict[str, int],
+    remove: list[str],
+    target: dict[str, str],
+    base_version: int = 3,
 ) -> dict[str, object]:
-    """A delta push adding each name with the unit embedding of its seed."""
+    """A delta push adding each name with the unit embedding of its seed, to the gallery at
+    ``base_version`` (that of :func:`gallery_of`)."""
     return {
         "format": "edgeface-gallery-push",
         "kind": "delta",
         "version": version,
+        "base_version": base_version,
         "target": target,
         "issued_at": time.time(),
         "add": {name: {"embeddings": [encode_embedding(unit(seed))]} for name, seed in add.items()},
@@ -79,6 +85,42 @@ def test_group_push_and_delta() -> None:
     result = apply_push(current, verify(signed(delta)))
     assert sorted(result.identities) == ["alice", "carol"] and result.version == 9
     assert sorted(current.identities) == ["alice", "bob"]  # the current gallery is untouched
+
+
+def test_a_delta_applies_only_to_the_gallery_version_it_was_made_for() -> None:
+    """A door that missed version 4 (which removed bob) must not apply delta 5, made for
+    version 4, on top of version 3: bob would stay admitted. It asks for a full push."""
+    current = gallery_of("alice", "bob")  # version 3
+    missed = delta_of(5, {"carol": 7}, [], {"device": "front"}, base_version=4)
+    with pytest.raises(PushRejected, match="changes gallery version 4, this door has version 3"):
+        apply_push(current, verify(signed(missed)))
+    unnamed = {k: v for k, v in missed.items() if k != "base_version"}
+    with pytest.raises(PushRejected, match="must name the gallery version it changes"):
+        apply_push(current, verify(signed(unnamed)))
+    for wrong in ("3", True, None):
+        with pytest.raises(PushRejected, match="must name the gallery version"):
+            apply_push(current, verify(signed({**missed, "base_version": wrong})))
+
+
+def test_a_full_push_may_not_hold_a_person_without_embeddings() -> None:
+    document = base_document()
+    document["gallery"]["identities"]["bob"] = {"embeddings": []}  # type: ignore[index]
+    with pytest.raises(PushRejected, match="identities without embeddings: 'bob'"):
+        apply_push(gallery_of("carol"), verify(signed(document)))
+
+
+def test_payloads_that_break_the_parser_or_the_encoder_are_rejected_not_raised() -> None:
+    """Before any signature is checked: JSON nested deeper than the parser's recursion limit,
+    and text with a lone UTF-16 surrogate (valid JSON, not encodable as UTF-8, so it cannot be
+    the signer's canonical form) naming a key id the door holds. Both used to escape as
+    RecursionError / UnicodeEncodeError and end the daemon's push handling."""
+    deep = b'{"format": "edgeface-gallery-push", "x": ' + b"[" * 200_000 + b"]" * 200_000 + b"}"
+    with pytest.raises(PushRejected, match="nested too deeply"):
+        verify(deep)
+    document = sign(base_document(), KEY, "k1")
+    raw = json.dumps({**document, "note": "SURROGATE"}).encode().replace(b"SURROGATE", b"\\ud800")
+    with pytest.raises(PushRejected, match="not valid Unicode"):
+        verify(raw)
 
 
 def test_embeddings_from_another_embedder_model_are_refused() -> None:
@@ -198,15 +240,17 @@ json_values = st.recursive(
 @given(
     kind=st.sampled_from(["full", "delta", "other"]),
     version=st.integers(-2, 10) | st.text(max_size=3),
+    base=st.just(3) | json_values,
     gallery=json_values,
     add=json_values,
     remove=json_values,
 )
-def test_correctly_signed_garbage_never_crashes(kind, version, gallery, add, remove) -> None:  # type: ignore[no-untyped-def]
+def test_correctly_signed_garbage_never_crashes(kind, version, base, gallery, add, remove) -> None:  # type: ignore[no-untyped-def]
     document = {
         "format": "edgeface-gallery-push",
         "kind": kind,
         "version": version,
+        "base_version": base,
         "target": {"device": "front"},
         "issued_at": 0,
         "gallery": gallery,
@@ -227,7 +271,12 @@ def test_correctly_signed_garbage_images_never_crash(images) -> None:  # type: i
     from edgeface.pipeline import FacePipeline
     from edgeface.recognition.enrolment import ImageEnroller
 
-    document = {**base_document(), "kind": "delta", "add": {"dave": {"images": images}}}
+    document = {
+        **base_document(),
+        "kind": "delta",
+        "base_version": 3,
+        "add": {"dave": {"images": images}},
+    }
     current = gallery_of("carol")
     before = json.dumps(current.to_dict(), sort_keys=True)
     enroller = ImageEnroller(FacePipeline)

@@ -47,11 +47,13 @@ def two_faces(photo_dir: Path) -> str:
     return jpeg(np.hstack([left, right]))
 
 
-def delta(add: dict[str, object], version: int = 2) -> bytes:
+def delta(add: dict[str, object], version: int = 2, base_version: int | None = None) -> bytes:
+    """A signed photo/embedding delta; by default for a door one version behind."""
     document = {
         "format": "edgeface-gallery-push",
         "kind": "delta",
         "version": version,
+        "base_version": version - 1 if base_version is None else base_version,
         "target": {"device": "front"},
         "issued_at": time.time(),
         "add": add,
@@ -196,7 +198,8 @@ def test_daemon_enrols_pushed_photos_and_reports_each_on_gallery_state(
         assert service.mqtt is not None
         await asyncio.to_thread(service.mqtt.connected.wait, 10)
         await asyncio.to_thread(listener.wait, lambda: state().get("status") == "ready")
-        listener.client.publish("edgeface/front/gallery/set", delta({"obama": {"images": images}}))
+        first = delta({"obama": {"images": images}}, 2, base_version=0)  # the door starts empty
+        listener.client.publish("edgeface/front/gallery/set", first)
         await asyncio.to_thread(listener.wait, lambda: state().get("status") == "applied", 60)
         reports.append(state())
         # Then a push whose only person has no usable photo: rejected, nothing changes.

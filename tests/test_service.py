@@ -370,7 +370,10 @@ def test_fleet_gallery_push_applied_and_caught_up_from_retained(
         back = door("back", 18)  # was offline: catches up from the retained push
         late = asyncio.create_task(back.run())
         await asyncio.to_thread(listener.wait, lambda: (state("back") or {}).get("version") == 5)
-        listener.client.publish("edgeface/front/gallery/set", push, qos=1)  # a replay
+        # A replay of an older signed push (the identical push, re-sent, is simply "already
+        # applied": see test_push_replay.py).
+        older = json.dumps(sign(full_push(Gallery(), 4, {"group": "office"}, 0.0), key, "k1"))
+        listener.client.publish("edgeface/front/gallery/set", older, qos=1)
         await asyncio.to_thread(
             listener.wait, lambda: "stale" in str((state("front") or {}).get("reason"))
         )

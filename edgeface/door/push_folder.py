@@ -20,10 +20,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from edgeface.door.state_files import write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -105,10 +106,4 @@ class PushFolder:
         are gone; written atomically, so a power cut leaves the old record or the new one."""
         self._handled = {n: d for n, d in self._handled.items() if n in self._seen}
         self._handled[item.path.name] = item.digest
-        self.record.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.record.with_suffix(".tmp")
-        with open(temporary, "w") as handle:
-            json.dump({"handled": self._handled}, handle, sort_keys=True)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, self.record)
+        write_json_atomic(self.record, {"handled": self._handled})

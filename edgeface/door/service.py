@@ -36,6 +36,7 @@ from edgeface.config import (
     SnapshotConfig,
     load_config,
 )
+from edgeface.door.accepted_push import AcceptedPushRecord, payload_digest
 from edgeface.door.audit import AuditLog
 from edgeface.door.mqtt import DoorMqtt
 from edgeface.door.outbox import Outbox
@@ -212,6 +213,9 @@ class DoorService:
             )
         self.audit = self._open_audit(config)
         self.pipeline = make_pipeline(config.detector, config.recognition)
+        #: The newest push accepted, kept apart from the gallery file: replay protection
+        #: survives a lost or replaced gallery file (edgeface.door.accepted_push).
+        self.accepted_push = AcceptedPushRecord(self.state_dir / "accepted-push.json")
         self._use_gallery(self._read_gallery(config))
         self.schedule = AccessSchedule.from_config(config.recognition.schedules)
         self.snapshots = self._make_snapshots(config.snapshots)
@@ -224,6 +228,9 @@ class DoorService:
         #: Reloads and gallery pushes change the gallery: one at a time, so a push prepared in
         #: a worker thread never overwrites a gallery a reload swapped in meanwhile (or back).
         self._change_lock = asyncio.Lock()
+        #: The folder poll and a SIGHUP both scan the push folder: one scan at a time, so a
+        #: file is never taken twice (and its second pass reported as a stale rejection).
+        self._push_folder_lock = asyncio.Lock()
         self._push_tasks: set[asyncio.Task[None]] = set()
         self._reload_task: asyncio.Task[None] | None = None
         self.stop_requested = asyncio.Event()
@@ -322,21 +329,43 @@ class DoorService:
         self._push_tasks.add(task)  # keep a reference until done
         task.add_done_callback(self._push_tasks.discard)
 
-    def _prepare_push(self, payload: bytes, enroller: ImageEnroller) -> tuple[dict, Gallery]:
-        """Worker thread: verify, apply (enrolling pushed images) and store; nothing is swapped."""
+    def _prepare_push(
+        self, payload: bytes, digest: str, enroller: ImageEnroller
+    ) -> tuple[dict, Gallery]:
+        """Worker thread: verify, apply (enrolling pushed images) and store; nothing is swapped.
+
+        The push must be newer than the gallery and than every push accepted before (the
+        record survives a lost gallery file), except that the last accepted push itself may
+        restore a gallery that was lost since."""
         p = self.config.push
-        document = verify_push(
-            payload,
-            p.keys,
-            self.config.device_id,
-            tuple(p.groups),
-            self.gallery.version,
-            p.public_keys,
-            max_bytes=p.max_bytes,
-        )
+        floor = max(self.gallery.version, self.accepted_push.floor_for(digest))
+        try:
+            document = verify_push(
+                payload,
+                p.keys,
+                self.config.device_id,
+                tuple(p.groups),
+                floor,
+                p.public_keys,
+                max_bytes=p.max_bytes,
+            )
+        except PushRejected as exc:
+            if floor > self.gallery.version and exc.reason.startswith("stale"):
+                log.warning(
+                    "gallery push refused as stale: this door has accepted version %d before "
+                    "(recorded in %s; the gallery file says %d)",
+                    self.accepted_push.last.version,
+                    self.accepted_push.path,
+                    self.gallery.version,
+                )
+            raise
         store = gallery_store(self.config.recognition)
         updated = apply_push(self.gallery, document, enrol_images=enroller, embedder=store.embedder)
         store.save(updated, bump=False)
+        try:
+            self.accepted_push.accepted(updated.version, digest)
+        except OSError as exc:  # the gallery file itself still carries the new version
+            log.error("cannot record the accepted push in %s: %s", self.accepted_push.path, exc)
         return document, updated
 
     async def apply_gallery_push(self, payload: bytes, origin: str = "mqtt") -> None:
@@ -349,6 +378,16 @@ class DoorService:
         at a time, in arrival order. ``origin`` (``mqtt`` or ``file:<name>``) is reported.
         """
         async with self._change_lock:
+            digest = payload_digest(payload)
+            if self.accepted_push.already_applied(digest, self.gallery.version):
+                # The broker re-sends a retained push at every (re)subscription: the same
+                # bytes as the push applied last, so neither news nor a replay.
+                log.info(
+                    "gallery push from %s: version %d is already applied",
+                    origin,
+                    self.gallery.version,
+                )
+                return
             d = self.config.detector
             enroller = ImageEnroller(
                 lambda: FacePipeline(
@@ -363,7 +402,9 @@ class DoorService:
                 self.config.recognition.enrolment_augmentation,
             )
             try:
-                document, updated = await asyncio.to_thread(self._prepare_push, payload, enroller)
+                document, updated = await asyncio.to_thread(
+                    self._prepare_push, payload, digest, enroller
+                )
             except PushRejected as exc:
                 self.emit(
                     "gallery_rejected",
@@ -377,6 +418,18 @@ class DoorService:
             except (OSError, EdgefaceError) as exc:
                 self.emit("error", detail=f"gallery push could not be stored: {exc}")
                 self._gallery_state("rejected", f"could not be stored: {exc}", None, payload)
+                return
+            except Exception as exc:  # a defect must not end push handling for good
+                log.exception("gallery push from %s failed unexpectedly", origin)
+                reason = f"internal error ({exc.__class__.__name__}); the gallery is unchanged"
+                self.emit(
+                    "gallery_rejected",
+                    reason=reason,
+                    gallery_version=self.gallery.version,
+                    origin=origin,
+                    images=enroller.results,
+                )
+                self._gallery_state("rejected", reason, enroller.results, payload)
                 return
             self._use_gallery(updated)
             self.emit(
@@ -399,12 +452,13 @@ class DoorService:
         """Verify and apply every settled, not yet handled file of the push folder."""
         if self.push_folder is None:
             return
-        for item in self.push_folder.ready():
-            await self.apply_gallery_push(item.payload, origin=f"file:{item.path.name}")
-            try:
-                self.push_folder.handled(item)
-            except OSError as exc:  # it will be verified again (and be stale): no harm done
-                log.error("push folder: cannot record %s as handled: %s", item.path, exc)
+        async with self._push_folder_lock:
+            for item in self.push_folder.ready():
+                await self.apply_gallery_push(item.payload, origin=f"file:{item.path.name}")
+                try:
+                    self.push_folder.handled(item)
+                except OSError as exc:  # it will be verified again (and be stale): no harm done
+                    log.error("push folder: cannot record %s as handled: %s", item.path, exc)
 
     def _gallery_state(
         self,
@@ -423,6 +477,8 @@ class DoorService:
                 "reason": reason,
                 "device": self.config.device_id,
                 "groups": list(self.config.push.groups) if self.config.push.enabled else [],
+                # A pusher must go above this too, even if the gallery file was lost meanwhile.
+                "accepted_version": self.accepted_push.last.version,
                 "timestamp": round(time.time(), 3),
             }
             if payload is not None:

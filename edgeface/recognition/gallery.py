@@ -93,8 +93,11 @@ class Gallery:
         vector = np.asarray(embedding, dtype=np.float32).reshape(-1)
         if vector.shape != (EMBEDDING_DIM,):
             raise GalleryError(f"embedding for {name!r} has shape {vector.shape}")
+        norm = float(np.linalg.norm(vector))
+        if not np.isfinite(vector).all() or not norm > 1e-6:
+            raise GalleryError(f"embedding for {name!r} is not finite or is zero; not enrolled")
         identity = self.identities.setdefault(name, Identity(name))
-        identity.embeddings.append(vector / np.linalg.norm(vector))
+        identity.embeddings.append(vector / norm)
         identity.enrolments.append(
             {
                 "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -37,7 +37,7 @@ class Match:
     distance: float  # to the best identity (inf with an empty gallery)
     second_distance: float  # to the runner-up identity (inf if none)
     candidate: str | None  # best identity even when rejected (for logs, never for unlocking)
-    reason: str  # "match", "above threshold", "ambiguous", "empty gallery"
+    reason: str  # "match", "above threshold", "ambiguous", "empty gallery", "invalid embedding"
 
 
 def verify(
@@ -64,7 +64,12 @@ class Matcher:
         if not self.names:
             inf = float("inf")
             return [Match(None, inf, inf, None, "empty gallery") for _ in queries]
-        # ‖q − g‖² = 2 − 2 q·g for unit vectors.
+        # ‖q − g‖² = 2 − 2 q·g holds for unit vectors only: a probe with an infinite or huge
+        # component would come out at distance 0 from everyone. So probes are brought to unit
+        # length, and one that cannot be (zero, NaN, inf) gets NaN distances, rejected below.
+        norms = np.linalg.norm(queries.astype(np.float64), axis=1, keepdims=True)
+        usable = np.isfinite(norms) & (norms > 1e-6)
+        queries = np.where(usable, queries / np.where(usable, norms, 1.0), np.nan)
         squared = np.maximum(2.0 - 2.0 * queries @ self.embeddings.T, 0.0)
         per_identity = np.full((len(queries), len(self.names)), np.inf, dtype=np.float32)
         np.minimum.at(per_identity.T, self.owners, squared.T)
@@ -75,9 +80,12 @@ class Matcher:
             best = float(row[order[0]])
             second = float(row[order[1]]) if len(order) > 1 else float("inf")
             name = self.names[int(order[0])]
-            if best > self.threshold:
-                matches.append(Match(None, best, second, name, "above threshold"))
-            elif second - best < self.margin:
+            # Written as "not (… <= …)" so that a NaN distance (a broken embedding) rejects:
+            # every comparison with NaN is False, and a door must not open on False.
+            if not best <= self.threshold:
+                reason = "above threshold" if best == best else "invalid embedding"
+                matches.append(Match(None, best, second, name, reason))
+            elif not second - best >= self.margin:
                 matches.append(Match(None, best, second, name, "ambiguous"))
             else:
                 matches.append(Match(name, best, second, name, "match"))

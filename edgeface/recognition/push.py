@@ -5,6 +5,7 @@ A push is a JSON document::
     {"format": "edgeface-gallery-push", "kind": "full" | "delta", "version": 8,
      "target": {"device": "front"} | {"group": "office"}, "issued_at": 1795340000.0,
      "gallery": {...edgeface-gallery...}                       # kind "full"
+     "base_version": 7,                                         # kind "delta"
      "add": {"alice": {"embeddings": ["<b64>", ...]}}, "remove": ["bob"],   # kind "delta"
      "add": {"carol": {"images": ["<b64 JPEG>", ...]}}     # delta: the door enrols the photos
      "embedder": "<sha256>"        # delta, optional: the model that made the added embeddings
@@ -18,6 +19,11 @@ UTF-8). Two kinds of keys:
   stolen or opened up cannot be used to forge pushes for the rest of the fleet. The private key
   is a standard PKCS#8 PEM file (``edgeface keys generate --type ed25519`` or
   ``openssl genpkey -algorithm ed25519``) kept where the pushes are made.
+
+A delta is a change to one gallery version, which it names in ``base_version``: a door whose
+gallery is at another version (it missed a push, or lost its gallery file) refuses it and needs
+a full push, so that a person removed in a push the door never saw cannot stay admitted because
+a later delta was applied on top of the older gallery.
 
 A delta's added identity may carry ``"images"`` (base64 JPEG or PNG, at most
 ``edgeface.recognition.enrolment.MAX_IMAGES_PER_IDENTITY``) instead of or besides
@@ -196,13 +202,19 @@ def full_push(
 
 
 def photo_push(
-    photos: dict[str, list[bytes]], version: int, target: dict[str, str], issued_at: float
+    photos: dict[str, list[bytes]],
+    version: int,
+    target: dict[str, str],
+    issued_at: float,
+    base_version: int,
 ) -> dict[str, Any]:
-    """A delta adding people as photos (encoded JPEG/PNG bytes) for the doors to enrol."""
+    """A delta adding people as photos (encoded JPEG/PNG bytes) for the doors to enrol, to the
+    gallery at ``base_version``."""
     return {
         "format": PUSH_FORMAT,
         "kind": "delta",
         "version": version,
+        "base_version": base_version,
         "target": target,
         "issued_at": issued_at,
         "add": {
@@ -230,8 +242,10 @@ def verify_push(
         raise PushRejected(f"payload too large ({len(raw)} bytes > {max_bytes})")
     try:
         document = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeError):
         raise PushRejected("payload is not valid JSON") from None
+    except RecursionError:
+        raise PushRejected("payload is nested too deeply") from None
     if not isinstance(document, dict) or document.get("format") != PUSH_FORMAT:
         raise PushRejected(f"not an {PUSH_FORMAT} document")
     signature = document.get("signature")
@@ -274,13 +288,21 @@ def _check_signature(
         claimed = base64.b64decode(str(signature.get("value", "")), validate=True)
     except (binascii.Error, ValueError):
         raise PushRejected("signature is not base64") from None
+    try:
+        signed_bytes = canonical(document)
+    except UnicodeError:
+        # JSON may spell lone UTF-16 surrogates (\ud800) that no UTF-8 text can hold: such a
+        # document was not made by a signer, whose canonical form is always valid UTF-8.
+        raise PushRejected("payload holds text that is not valid Unicode") from None
+    except RecursionError:
+        raise PushRejected("payload is nested too deeply") from None
     if alg == ALGORITHM:
-        expected = hmac.new(bytes.fromhex(keys[key_id]), canonical(document), hashlib.sha256)
+        expected = hmac.new(bytes.fromhex(keys[key_id]), signed_bytes, hashlib.sha256)
         if not hmac.compare_digest(claimed, expected.digest()):
             raise PushRejected("bad signature")
         return
     try:
-        parse_public_key(public_keys[key_id]).verify(claimed, canonical(document))
+        parse_public_key(public_keys[key_id]).verify(claimed, signed_bytes)
     except (InvalidSignature, ValueError):
         raise PushRejected("bad signature") from None
 
@@ -321,9 +343,20 @@ def apply_push(
             if not isinstance(raw_gallery, dict):
                 raise PushRejected("full push without a gallery")
             result = Gallery.from_dict({**raw_gallery, "version": version}, "push")
+            empty = sorted(n for n, i in result.identities.items() if not i.embeddings)
+            if empty:
+                raise PushRejected(f"identities without embeddings: {', '.join(map(repr, empty))}")
             check_embedder(result.embedder, ours)
             result.embedder = ours or result.embedder
             return result
+        base = document.get("base_version")
+        if not isinstance(base, int) or isinstance(base, bool):
+            raise PushRejected("a delta must name the gallery version it changes (base_version)")
+        if base != current.version:
+            raise PushRejected(
+                f"the delta changes gallery version {base}, this door has version "
+                f"{current.version}: push the full gallery"
+            )
         check_embedder(str(document.get("embedder") or ""), ours)
         result = Gallery(
             {

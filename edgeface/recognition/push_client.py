@@ -141,6 +141,17 @@ class PushOutcome:
         }
 
 
+def _version(value: object) -> int | None:
+    """``value`` if it is a version number (an int, not a bool), else None."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def floor_of(state: dict[str, Any]) -> int | None:
+    """The version a door's retained state says a push must exceed, None if it names none."""
+    values = [_version(state.get("version")), _version(state.get("accepted_version"))]
+    return max((v for v in values if v is not None), default=None)
+
+
 def progress_line(reports: dict[str, DoorReport], version: int, at_least: int | None) -> str:
     """``version 3: 2/3 doors answered; waiting for c`` — for the stderr progress display."""
     answered = [d for d, r in reports.items() if r.status != "silent"]
@@ -233,15 +244,23 @@ class PushClient:
             return self._members(group)
 
     def highest_version(self) -> int:
+        """The highest version any door runs or has accepted: a new push must exceed it."""
         with self._lock:
-            versions = [s.get("version") for s in self.states.values()]
-        return max((v for v in versions if isinstance(v, int)), default=0)
+            versions = [floor_of(s) for s in self.states.values()]
+        return max((v for v in versions if v is not None), default=0)
 
     def versions(self, doors: set[str]) -> dict[str, int]:
-        """The gallery version each of ``doors`` last announced (doors never seen left out)."""
+        """The version each of ``doors`` last announced it would only accept pushes above:
+        its gallery's, or a higher push it accepted before (doors never seen left out)."""
         with self._lock:
-            found = {d: self.states.get(d, {}).get("version") for d in doors}
-        return {d: v for d, v in found.items() if isinstance(v, int)}
+            found = {d: floor_of(self.states.get(d, {})) for d in doors}
+        return {d: v for d, v in found.items() if v is not None}
+
+    def gallery_versions(self, doors: set[str]) -> dict[str, int]:
+        """The gallery version each of ``doors`` runs (what a delta push changes)."""
+        with self._lock:
+            found = {d: _version(self.states.get(d, {}).get("version")) for d in doors}
+        return {d: v for d, v in found.items() if v is not None}
 
     def publish(self, topic: str, document: dict[str, Any], retain: bool = True) -> None:
         """Publish (retained unless told otherwise), QoS 1; wait until the broker has it."""
