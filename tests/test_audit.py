@@ -228,6 +228,27 @@ def test_a_power_cut_while_recording_a_torn_line(tmp_path: Path) -> None:
     assert [e["event"] for e in entries(path)][-2:] == ["torn_entry", "unlocked"]
 
 
+def test_unrecorded_unreadable_lines_beyond_the_last_are_damage_not_a_power_cut(
+    tmp_path: Path,
+) -> None:
+    """Only the last line can be torn and not yet recorded: three junk lines appended to an
+    intact log, or a file that is no audit log at all, fail verification (they used to pass as
+    "intact" with a torn-line warning), and a line nested past the JSON parser's recursion
+    limit is an unreadable line, not an exception."""
+    path = filled(tmp_path, 4)
+    intact = path.read_bytes()
+    path.write_bytes(intact + b"junk\nmore junk\n{\n")
+    report = verify(path)
+    assert not report.ok and "3 unreadable lines at the end" in str(report.problem)
+    assert report.location == f"{path}:5"
+    path.write_bytes(intact + b"[" * 100_000)  # one torn (here: absurd) last line: a warning
+    report = verify(path)
+    assert report.ok and report.torn == [f"{path}:5"]
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(b"\xff\xd8\xff\xe0 not\n an \n audit log\n")
+    assert not verify(photo).ok
+
+
 class FullDisk:
     """A file handle on a disk that fills up halfway through the next write."""
 

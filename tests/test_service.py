@@ -124,6 +124,38 @@ def test_missing_camera_keeps_the_door_locked_and_reports_it(
     assert np.isfinite(service._fps)
 
 
+def test_camera_folder_of_unreadable_files_is_reported_lost_and_stop_is_prompt(
+    tmp_path: Path, factory: MockFactory
+) -> None:
+    """A looping image-folder camera whose files are all unreadable: reported lost (it used to
+    keep the capture thread spinning, so the daemon ignored the stop), the door stays locked."""
+    import time
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    (folder / "a.jpg").write_text("not a jpeg")
+    config = Config(
+        state_dir=str(tmp_path / "state"),
+        camera=CameraConfig(source=str(folder), reconnect_min_seconds=0.1),
+        recognition=RecognitionConfig(gallery=str(tmp_path / "none.json")),
+        relay=RelayConfig(pin=PIN),
+    )
+    events: list[dict[str, object]] = []
+    service = DoorService(config, pin_factory=factory, on_event=events.append)
+
+    async def stop_soon() -> tuple[int, float]:
+        asyncio.get_running_loop().call_later(1.0, service.stop_requested.set)
+        started = time.monotonic()
+        code = await service.run()
+        return code, time.monotonic() - started
+
+    code, seconds = asyncio.run(asyncio.wait_for(stop_soon(), timeout=30))
+    assert code == 0 and seconds < 10
+    lost = [e for e in events if e["event_type"] == "camera_lost"]
+    assert lost and "stopped sending frames" in str(lost[0]["detail"])
+    assert all(s.state is False for s in factory.pin(PIN).states)
+
+
 def test_daemon_killed_during_an_unlock_reports_it_after_restart(
     tmp_path: Path, photo_dir: Path
 ) -> None:

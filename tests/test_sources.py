@@ -50,6 +50,20 @@ def test_image_folder(tmp_path: Path, photo_dir: Path) -> None:
     assert [f is not None for f in frames] == [True, True, False]  # broken file skipped
 
 
+def test_looping_folder_without_one_readable_image_ends_instead_of_spinning(
+    tmp_path: Path,
+) -> None:
+    """A looping folder whose every file is unreadable used to spin through them for ever in
+    the capture thread (full CPU, the daemon deaf to SIGTERM); a pass without a readable image
+    now ends the read like a camera that stopped sending, and the daemon reports it lost."""
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for name in ("a.jpg", "b.png"):
+        (folder / name).write_bytes(b"not an image")
+    source = open_source(str(folder), loop=True)
+    assert source.read() is None and source.read() is None
+
+
 def test_gif(tmp_path: Path, shared_data: Path) -> None:
     gif = shared_data / "faces/videos/intel/head-pose-face-detection-male.gif"
     source = open_source(str(gif), loop=False)

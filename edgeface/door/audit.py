@@ -162,7 +162,7 @@ def _parse(raw: bytes) -> dict[str, Any] | None:
     """The entry on a line, or None when the line is not even a JSON object."""
     try:
         entry = json.loads(raw)
-    except ValueError:  # UnicodeDecodeError included
+    except (ValueError, RecursionError):  # UnicodeDecodeError included; absurdly deep nesting
         return None
     return entry if isinstance(entry, dict) else None
 
@@ -463,6 +463,15 @@ def verify(path: Path, expected_head: tuple[int, str] | None = None) -> VerifyRe
     if unreadable:
         if any(f != path for f, _ in unreadable):
             return report.fail(UNREADABLE, _at(unreadable[0]))
+        if len(unreadable) > 1:
+            # A power cut tears the line being written, the last one; a run of unreadable
+            # lines nobody recorded is damage or tampering (or not an audit log at all).
+            return report.fail(
+                f"{len(unreadable)} unreadable lines at the end (a power cut tears only the "
+                "last line; if the daemon was cut off again while recording one, starting it "
+                "records them)",
+                _at(unreadable[0]),
+            )
         _note_torn(
             report,
             unreadable,

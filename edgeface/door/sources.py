@@ -9,6 +9,7 @@ from a worker thread by the camera task, never on the event loop.
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 from typing import Protocol
@@ -18,6 +19,8 @@ import numpy as np
 
 from edgeface.errors import EdgefaceError, ImageError
 from edgeface.vision.image_io import read_rgb, to_rgb8
+
+log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".webp", ".tif", ".tiff"}
 
@@ -100,9 +103,14 @@ class FolderSource:
             raise SourceError(f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
         self.loop = loop
         self.index = 0
+        self.unreadable: set[Path] = set()  # reported once each
 
     def read(self) -> np.ndarray | None:
-        while True:
+        """The next readable image; None at the end (without ``loop``) or when a whole pass
+        over the folder found no readable image — then the daemon reports the camera lost and
+        retries with back-off, instead of spinning through unreadable files for ever."""
+        failures = 0
+        while failures < len(self.files):
             if self.index >= len(self.files):
                 if not self.loop:
                     return None
@@ -111,8 +119,12 @@ class FolderSource:
             self.index += 1
             try:
                 return read_rgb(path)
-            except ImageError:
-                continue  # an unreadable file in the folder is skipped, not fatal
+            except ImageError as exc:
+                failures += 1  # an unreadable file in the folder is skipped, not fatal
+                if path not in self.unreadable:
+                    self.unreadable.add(path)
+                    log.warning("camera folder: skipping %s", exc)
+        return None
 
     def close(self) -> None:
         self.files = []
