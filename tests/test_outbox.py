@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+
+import pytest
 
 from edgeface.door.outbox import Outbox
 
@@ -63,3 +67,26 @@ def test_bounded_size_drops_the_oldest_and_counts_them(tmp_path: Path) -> None:
     assert len(box) == 10
     assert [json.loads(e.payload)["n"] for e in box.pending()] == list(range(15, 25))
     assert box.dropped == 15
+
+
+def test_dropping_is_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    box = Outbox(tmp_path / "outbox.db", max_events=3)
+    with caplog.at_level(logging.WARNING, logger="edgeface.door.outbox"):
+        for i in range(6):
+            box.add("t", {"n": i})
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1 and "1 oldest dropped so far" in warnings[0]  # the first drop
+
+
+def test_a_full_disk_raises_the_real_error_and_loses_nothing_stored(tmp_path: Path) -> None:
+    """SQLite's own page limit stands for a full disk. The error must be SQLite's "full"
+    (a blind ROLLBACK after the failed statement used to replace it with "cannot rollback -
+    no transaction is active"), and the events stored before it stay."""
+    box = Outbox(tmp_path / "outbox.db")
+    box.add("t", {"n": 0})
+    pages = box._db.execute("PRAGMA page_count").fetchone()[0]
+    box._db.execute(f"PRAGMA max_page_count = {pages}")
+    with pytest.raises(sqlite3.OperationalError, match="full"):
+        for i in range(1, 1000):
+            box.add("t", {"n": i, "padding": "x" * 2000})
+    assert json.loads(box.pending()[0].payload)["n"] == 0

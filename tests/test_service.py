@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-from broker import Broker, Listener
+from broker import Broker, Listener, free_port
 from gpiozero import Device
 from gpiozero.pins.mock import MockFactory
 
@@ -152,7 +153,10 @@ def test_camera_folder_of_unreadable_files_is_reported_lost_and_stop_is_prompt(
     code, seconds = asyncio.run(asyncio.wait_for(stop_soon(), timeout=30))
     assert code == 0 and seconds < 10
     lost = [e for e in events if e["event_type"] == "camera_lost"]
-    assert lost and "stopped sending frames" in str(lost[0]["detail"])
+    assert len(lost) == 1 and "stopped sending frames" in str(lost[0]["detail"])
+    # It opens but sends nothing: retried with back-off, not reported "restored" and "lost"
+    # thousands of times a second.
+    assert "camera_restored" not in [e["event_type"] for e in events]
     assert all(s.state is False for s in factory.pin(PIN).states)
 
 
@@ -249,6 +253,152 @@ def test_remote_unlock_needs_the_shared_secret(
         assert "unlocked" not in kinds and "remote_unlock_refused" not in kinds
         assert all(s.state is False for s in factory.pin(PIN).states)
     listener.close()
+
+
+def test_a_retained_unlock_command_is_never_obeyed_and_is_cleared(
+    tmp_path: Path, factory: MockFactory, broker: Broker
+) -> None:
+    """An UNLOCK published with the retain flag (``mosquitto_pub -r``, a misconfigured Home
+    Assistant lock) would be delivered again at every start and reconnect, opening the door with
+    nobody there. The daemon ignores retained commands and deletes it from the broker."""
+    import time
+
+    import paho.mqtt.client as mqtt
+
+    topic = "edgeface/front/command/lock"
+    publisher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    publisher.connect("127.0.0.1", broker.port)
+    publisher.loop_start()
+    command = json.dumps({"action": "UNLOCK", "code": "s3cret"})
+    publisher.publish(topic, command, qos=1, retain=True).wait_for_publish(5)
+    publisher.loop_stop()
+    publisher.disconnect()
+    config = Config(
+        device_id="front",
+        state_dir=str(tmp_path / "state"),
+        camera=CameraConfig(source="/dev/video97", reconnect_min_seconds=0.2),
+        recognition=RecognitionConfig(gallery=str(tmp_path / "none.json")),
+        relay=RelayConfig(pin=PIN, unlock_seconds=0.5),
+        mqtt=MqttConfig(
+            enabled=True,
+            host="127.0.0.1",
+            port=broker.port,
+            remote_unlock=True,
+            remote_unlock_secret="s3cret",
+        ),
+    )
+    events: list[dict[str, object]] = []
+    service = DoorService(config, pin_factory=factory, on_event=events.append)
+
+    async def scenario() -> int:
+        task = asyncio.create_task(service.run())
+        assert service.mqtt is not None
+        await asyncio.to_thread(service.mqtt.connected.wait, 10)
+        await asyncio.sleep(1.0)  # the retained command has been delivered by now
+        service.stop_requested.set()
+        return await task
+
+    assert asyncio.run(scenario()) == 0
+    assert "unlocked" not in [e["event_type"] for e in events]
+    assert all(s.state is False for s in factory.pin(PIN).states)
+    late = Listener(broker.port, topic)  # a new subscriber gets no retained command
+    time.sleep(0.5)
+    assert late.payloads(topic) == []
+    late.close()
+
+
+def test_a_person_recognised_during_the_cooldown_is_let_in_when_it_ends(
+    tmp_path: Path, photo_dir: Path, factory: MockFactory
+) -> None:
+    """The relay is still busy with the previous visitor (pulse and cooldown) when Obama is
+    confirmed: he used to be recognised and then ignored for as long as he stood there. Still
+    recognised after the cooldown, he is let in, once."""
+    import time
+
+    clip = tmp_path / "door.avi"
+    make_clip(clip, photo_dir, [("obama2.jpg", 50)])  # 5 s at the door
+    gallery = tmp_path / "gallery.json"
+    enrol(gallery, photo_dir / "obama.jpg", "obama")
+    config = Config(
+        state_dir=str(tmp_path / "state"),
+        camera=CameraConfig(source=str(clip), loop=False, max_fps=10),
+        recognition=RecognitionConfig(gallery=str(gallery)),
+        relay=RelayConfig(pin=PIN, unlock_seconds=1.0, cooldown_seconds=1.0),
+    )
+    events: list[tuple[float, str]] = []
+    started = time.monotonic()
+    service = DoorService(
+        config,
+        pin_factory=factory,
+        on_event=lambda e: events.append((time.monotonic() - started, str(e["event_type"]))),
+    )
+    assert service.relay.unlock(identity="the previous visitor")  # busy for the next 2 s
+    assert run(service) == 0
+    kinds = [kind for _, kind in events]
+    assert kinds.count("recognised") == 1 and kinds.count("unlocked") == 1
+    recognised_at = next(t for t, kind in events if kind == "recognised")
+    unlocked_at = next(t for t, kind in events if kind == "unlocked")
+    assert recognised_at < 2.0 <= unlocked_at  # confirmed while busy, opened after it
+
+
+def test_every_event_the_daemon_emits_is_declared_to_home_assistant(
+    tmp_path: Path, factory: MockFactory
+) -> None:
+    """Home Assistant's event entity refuses event types its discovery config does not list."""
+    from edgeface.door.mqtt import EVENT_TYPES
+
+    config = Config(
+        state_dir=str(tmp_path / "state"),
+        camera=CameraConfig(source="/dev/video97", reconnect_min_seconds=0.1),
+        recognition=RecognitionConfig(gallery=str(tmp_path / "none.json")),
+        relay=RelayConfig(pin=PIN),
+    )
+    events: list[dict[str, object]] = []
+    service = DoorService(config, pin_factory=factory, on_event=events.append)
+
+    async def stop_soon() -> int:
+        asyncio.get_running_loop().call_later(0.5, service.stop_requested.set)
+        return await service.run()
+
+    assert asyncio.run(stop_soon()) == 0
+    kinds = {str(e["event_type"]) for e in events}
+    assert {"daemon_started", "daemon_stopped", "camera_lost"} <= kinds
+    assert kinds <= set(EVENT_TYPES)
+
+
+def test_a_full_outbox_disk_neither_stops_nor_hangs_the_daemon(
+    tmp_path: Path, photo_dir: Path, factory: MockFactory
+) -> None:
+    """The outbox's disk is full from the start (SQLite's page limit stands for it): the first
+    event used to raise before the daemon's ``try``, leaving it hung with the relay never
+    closed. Now the events are only logged, the enrolled person still gets in, and the daemon
+    stops cleanly with the door locked."""
+    clip = tmp_path / "door.avi"
+    make_clip(clip, photo_dir, [("obama2.jpg", 20)])
+    gallery = tmp_path / "gallery.json"
+    enrol(gallery, photo_dir / "obama.jpg", "obama")
+    config = Config(
+        device_id="front",
+        state_dir=str(tmp_path / "state"),
+        camera=CameraConfig(source=str(clip), loop=False, max_fps=10),
+        recognition=RecognitionConfig(gallery=str(gallery)),
+        relay=RelayConfig(pin=PIN, unlock_seconds=0.3),
+        mqtt=MqttConfig(enabled=True, host="127.0.0.1", port=free_port()),  # broker down
+    )
+    events: list[dict[str, object]] = []
+    service = DoorService(config, pin_factory=factory, on_event=events.append)
+    assert service.mqtt is not None
+    outbox = service.mqtt.outbox
+    pages = outbox._db.execute("PRAGMA page_count").fetchone()[0]
+    outbox._db.execute(f"PRAGMA max_page_count = {pages + 4}")
+    with pytest.raises(sqlite3.OperationalError, match="full"):
+        for n in range(10_000):  # events of an earlier outage, not yet published
+            outbox.add("edgeface/front/event", {"n": n, "padding": "x" * 500})
+    assert run(service) == 0
+    kinds = [e["event_type"] for e in events]
+    assert kinds[0] == "daemon_started" and kinds[-1] == "daemon_stopped"
+    assert "unlocked" in kinds
+    assert factory.pin(PIN).states[-1].state is False
 
 
 def test_door_contact_is_reported(tmp_path: Path, factory: MockFactory) -> None:

@@ -58,6 +58,8 @@ EVENT_TYPES = (
     "gallery_rejected",
     "denied",
     "error",
+    "daemon_started",
+    "daemon_stopped",
 )
 
 
@@ -178,6 +180,9 @@ class DoorMqtt:
             return
         log.info("mqtt: connected to %s:%d", self.config.host, self.config.port)
         client.publish(self.topic("availability"), "online", qos=1, retain=True)
+        # Connected first, copy second: a state set in between is published by retained()
+        # itself (and perhaps again below — harmless), never left stale on the broker.
+        self.connected.set()
         with self._lock:
             states = dict(self._states)
         for topic, text in states.items():
@@ -190,7 +195,6 @@ class DoorMqtt:
         if self.on_gallery is not None:
             for topic in self.gallery_topics:
                 client.subscribe(topic, qos=1)
-        self.connected.set()
         self._wake.set()
 
     def _on_disconnect(
@@ -216,6 +220,19 @@ class DoorMqtt:
             self.on_gallery(bytes(message.payload))
             return
         if self.on_command and message.topic.startswith(self.topic("command")):
+            if message.retain:
+                # A command kept by the broker would be carried out again at every reconnect
+                # and restart (a door opening with nobody there): never obey one, and clear it.
+                if message.payload:
+                    log.warning(
+                        "mqtt: ignored a retained command on %s (commands must not be "
+                        "published with the retain flag); cleared it on the broker",
+                        message.topic,
+                    )
+                    client.publish(message.topic, b"", qos=1, retain=True)
+                return
+            if not message.payload:
+                return  # the broker forwarding the clearing of a retained command
             self.on_command(message.topic[len(self.topic("command")) + 1 :], bytes(message.payload))
 
     # ----- the outbox drain -------------------------------------------------------------------

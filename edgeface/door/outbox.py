@@ -7,18 +7,25 @@ monotonically increasing ``seq`` in its payload so a consumer can discard the du
 may deliver after a reconnect (published, but the acknowledgement was lost).
 
 Bounded: beyond ``max_events`` the oldest events are dropped and counted (``dropped``, kept in
-the database and reported by the daemon), so a door offline for weeks cannot fill the SD card.
+the database, and logged as a warning at the first drop and every thousandth after it), so a
+door offline for weeks cannot fill the SD card.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
+
+#: After the first dropped event, a warning every this many more.
+DROP_WARNING_EVERY = 1000
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -72,12 +79,22 @@ class Outbox:
                 stamped = {**payload, "seq": seq} if stamp else payload
                 body = json.dumps(stamped, separators=(",", ":"), default=str)
                 self._db.execute("UPDATE outbox SET payload = ? WHERE seq = ?", (body, seq))
-                self._trim()
+                dropped = self._trim()
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                # A failed statement (a full disk) may already have ended the transaction;
+                # a blind ROLLBACK would then raise and hide the real error.
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
                 raise
-            return seq
+        if dropped and (dropped == 1 or dropped % DROP_WARNING_EVERY == 0):
+            log.warning(
+                "outbox %s is full (%d events unpublished): %d oldest dropped so far",
+                self.path,
+                self.max_events,
+                dropped,
+            )
+        return seq
 
     def pending(self, limit: int = 100) -> list[OutboxEvent]:
         """The oldest unacknowledged events, in order."""
@@ -108,14 +125,17 @@ class Outbox:
         with self._lock:
             self._db.close()
 
-    def _trim(self) -> None:
+    def _trim(self) -> int:
+        """Drop the oldest events beyond ``max_events``; the dropped total if any went now,
+        else 0."""
         count = int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
         excess = count - self.max_events
-        if excess > 0:
-            self._db.execute(
-                "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox ORDER BY seq LIMIT ?)",
-                (excess,),
-            )
-            self._db.execute(
-                "UPDATE counters SET value = value + ? WHERE name = 'dropped'", (excess,)
-            )
+        if excess <= 0:
+            return 0
+        self._db.execute(
+            "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox ORDER BY seq LIMIT ?)",
+            (excess,),
+        )
+        self._db.execute("UPDATE counters SET value = value + ? WHERE name = 'dropped'", (excess,))
+        row = self._db.execute("SELECT value FROM counters WHERE name='dropped'").fetchone()
+        return int(row[0])

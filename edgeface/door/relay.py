@@ -87,7 +87,10 @@ class DoorRelay:
     # ----- state -----------------------------------------------------------------------------
     @property
     def locked(self) -> bool:
-        """True while the relay is not energised."""
+        """True while the relay is not energised (a closed relay's pin is released, which on a
+        fail-secure strike is locked)."""
+        if self._closed:
+            return True
         return not bool(self.device.value)
 
     # ----- actions ---------------------------------------------------------------------------
@@ -116,17 +119,23 @@ class DoorRelay:
     def lock(self) -> None:
         """De-energise now (cancels a running pulse)."""
         with self._lock:
-            self.device.off()
+            if not self._closed:
+                self.device.off()
             self._unlocked_until = 0.0
             self._remove_marker()
 
     def close(self) -> None:
-        """Lock and release the pin; further unlocks are refused."""
+        """Lock and release the pin; further unlocks are refused. Closing again does nothing
+        (the daemon closes on every way out, also after a reload that already released it)."""
         with self._lock:
+            if self._closed:
+                return
             self._closed = True
-            self.device.off()
-            self._remove_marker()
-            self.device.close()
+            try:
+                self.device.off()
+            finally:
+                self._remove_marker()
+                self.device.close()
 
     def __enter__(self) -> DoorRelay:
         return self

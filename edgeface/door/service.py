@@ -13,10 +13,12 @@ file is refused while the door keeps running on what it had.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
 import logging
 import signal
+import sqlite3
 import threading
 import time
 from collections import deque
@@ -47,7 +49,7 @@ from edgeface.door.schedules import AccessSchedule
 from edgeface.door.snapshots import SnapshotStore
 from edgeface.door.sources import FrameSource, SourceError, open_source
 from edgeface.door.systemd import SystemdNotifier, watchdog_interval
-from edgeface.door.tracker import FaceTracker
+from edgeface.door.tracker import FaceTracker, Track
 from edgeface.errors import EdgefaceError
 from edgeface.logs import configure_logging
 from edgeface.model_files import embedder_fingerprint
@@ -247,7 +249,12 @@ class DoorService:
         if self.on_event:
             self.on_event(record)
         if self.mqtt:
-            self.mqtt.event(event_type, **fields)
+            try:
+                self.mqtt.event(event_type, **fields)
+            except (sqlite3.Error, OSError) as exc:
+                # The outbox is on the same disk as the audit log: a full or failing disk loses
+                # this event's MQTT copy (it is still logged above), never the door's operation.
+                log.error("mqtt outbox: %s not stored for publishing: %s", event_type, exc)
         if self.audit is not None and event_type in AUDITED:
             try:
                 self.audit.append(event_type, **fields)  # copied to MQTT by _copy_audit
@@ -276,7 +283,10 @@ class DoorService:
         """The outside copy of each durably written entry (torn-line records included), which
         ``audit verify --head`` compares with."""
         if self.mqtt:
-            self.mqtt.audit(entry)
+            try:
+                self.mqtt.audit(entry)
+            except (sqlite3.Error, OSError) as exc:  # as in emit: the door goes on
+                log.error("mqtt outbox: audit entry %s not stored: %s", entry.get("seq"), exc)
 
     def _make_push_folder(self, config: Config) -> PushFolder | None:
         p = config.push
@@ -528,13 +538,30 @@ class DoorService:
 
         The camera settings are read again at every (re)open, and a reload that changed them
         sets ``camera_changed`` to make this loop close the source and open the new one.
+
+        A camera is back only when a frame arrives, not when it opens: a device or stream that
+        opens and then sends nothing (or a looping file without one frame) is retried with the
+        same back-off as one that cannot be opened, and reported lost once, not once per try —
+        otherwise it is reopened thousands of times a second, each report an fsynced event.
+        Any error while opening or reading (not only ``SourceError``: a frame OpenCV cannot
+        convert, a folder that became unreadable) counts as a lost camera, so this thread never
+        ends while the daemon runs and sees nothing.
         """
         delay = self.config.camera.reconnect_min_seconds
         lost_reported = False
+
+        def report_lost(detail: str) -> None:
+            nonlocal lost_reported
+            if not lost_reported:
+                loop.call_soon_threadsafe(self._camera_event, "camera_lost", detail)
+                lost_reported = True
+
         while not self.stop_requested.is_set():
             c = self.config.camera
             self.camera_changed.clear()
             interval = 1.0 / c.max_fps if c.max_fps > 0 else 0.0
+            frames = 0
+            problem = "the camera stopped sending frames"
             try:
                 source: FrameSource = open_source(
                     c.source,
@@ -543,24 +570,28 @@ class DoorService:
                     loop=c.loop,
                     stream_timeout=c.stream_timeout_seconds,
                 )
-            except SourceError as exc:
-                if not lost_reported:
-                    loop.call_soon_threadsafe(self._camera_event, "camera_lost", str(exc))
-                    lost_reported = True
+            except Exception as exc:  # SourceError, and whatever OpenCV or the OS raises
+                if not isinstance(exc, SourceError):
+                    log.exception("camera: opening %s failed", c.source)
+                report_lost(str(exc) if isinstance(exc, SourceError) else f"{c.source}: {exc}")
                 self.camera_changed.wait(delay)  # a reload with a fixed source retries at once
                 delay = min(delay * 2, c.reconnect_max_seconds)
                 continue
-            if lost_reported:
-                loop.call_soon_threadsafe(self._camera_event, "camera_restored", source.description)
-                lost_reported = False
-            delay = c.reconnect_min_seconds
-            loop.call_soon_threadsafe(self._camera_state, "online")
             next_at = time.monotonic()
             try:
                 while not self.stop_requested.is_set() and not self.camera_changed.is_set():
                     frame = source.read()
                     if frame is None:
                         break
+                    if frames == 0:
+                        delay = c.reconnect_min_seconds
+                        if lost_reported:
+                            loop.call_soon_threadsafe(
+                                self._camera_event, "camera_restored", source.description
+                            )
+                            lost_reported = False
+                        loop.call_soon_threadsafe(self._camera_state, "online")
+                    frames += 1
                     self.slot.put(frame)
                     loop.call_soon_threadsafe(wake.set)
                     next_at += interval
@@ -569,18 +600,22 @@ class DoorService:
                         time.sleep(pause)
                     else:
                         next_at = time.monotonic()
+            except Exception as exc:
+                log.exception("camera: reading %s failed", source.description)
+                problem = f"reading the camera failed: {exc.__class__.__name__}: {exc}"
             finally:
-                source.close()
+                with contextlib.suppress(Exception):
+                    source.close()
             if self.camera_changed.is_set():
                 continue  # a reload changed the camera: open the new one
             if Path(c.source).is_file() and not c.loop:
                 self.slot.ended = True  # a file played once: the run is over
                 loop.call_soon_threadsafe(wake.set)
                 return
-            loop.call_soon_threadsafe(
-                self._camera_event, "camera_lost", "the camera stopped sending frames"
-            )
-            lost_reported = True
+            report_lost(problem)
+            if frames == 0:  # opened, but nothing came: back off before the next try
+                self.camera_changed.wait(delay)
+                delay = min(delay * 2, c.reconnect_max_seconds)
 
     def _camera_event(self, event_type: str, detail: str) -> None:
         self.emit(event_type, detail=detail)
@@ -626,12 +661,17 @@ class DoorService:
                 if confirmed:
                     self._snapshot(face.chip, "recognised", track.id)
                     self._recognised(
-                        track.id,
+                        track,
                         confirmed,
                         match.distance,
                         face.detection.detector,
                         now - captured_at,
                     )
+                elif track.confirmed and not track.unlocked and match.identity == track.confirmed:
+                    # Confirmed earlier but not let in (the relay was busy with the last
+                    # visitor's pulse or cooldown, or the schedule was closed): still there and
+                    # still recognised in this frame, so try again, quietly.
+                    self._admit(track, track.confirmed, now - captured_at)
                 elif track.unknown_streak() and (
                     track.unknown_reported_at is None
                     or now - track.unknown_reported_at >= rec.unknown_repeat_seconds
@@ -653,24 +693,32 @@ class DoorService:
             self.snapshots.save(chip, event_type, track)
 
     def _recognised(
-        self, track: int, identity: str, distance: float, detector: str, latency: float
+        self, track: Track, identity: str, distance: float, detector: str, latency: float
     ) -> None:
         self.emit(
             "recognised",
-            track=track,
+            track=track.id,
             identity=identity,
             distance=round(distance, 4),
             detector=detector,
         )
         if self.mqtt:
             self.mqtt.state("last_person", identity)
+        self._admit(track, identity, latency)
+
+    def _admit(self, track: Track, identity: str, latency: float) -> None:
+        """Open for a confirmed ``identity`` if its schedule allows it now and the relay is
+        free; a refusal by the schedule is reported once per track."""
         if not self.schedule.allows(identity):
-            self.emit("denied", track=track, identity=identity, reason="outside schedule")
+            if not track.denied:
+                track.denied = True
+                self.emit("denied", track=track.id, identity=identity, reason="outside schedule")
             return
         if self.relay.unlock(identity=identity):
+            track.unlocked = True
             self.emit(
                 "unlocked",
-                track=track,
+                track=track.id,
                 identity=identity,
                 seconds=self.relay.unlock_seconds,
                 frame_to_unlock_ms=round(latency * 1000, 1),
@@ -725,7 +773,10 @@ class DoorService:
                     pipeline = await asyncio.to_thread(
                         make_pipeline, plan.config.detector, plan.config.recognition
                     )
-            except EdgefaceError as exc:
+            # Not only our own errors: a library refusing a value the loader let through
+            # (ValueError/TypeError) or a file it cannot open (OSError) must refuse the reload
+            # too, not end this task with "Task exception was never retrieved".
+            except (EdgefaceError, ValueError, TypeError, OSError) as exc:
                 self.emit(
                     "error", detail=f"reload refused, keeping the running configuration: {exc}"
                 )
@@ -804,47 +855,54 @@ class DoorService:
 
     # ----- life cycle ------------------------------------------------------------------------
     async def run(self) -> int:
+        """Run until stopped (SIGTERM/SIGINT), until a played file ends, or until a task fails.
+
+        Everything after the signal handlers is inside the ``try``: whatever fails while
+        starting (a full disk under the first event, say), the ``finally`` still drives the
+        relay locked, stops the camera thread and reports the stop. Every task and the camera
+        thread are watched: one that dies is a failure of the daemon (exit status 1, so systemd
+        restarts it), never a daemon that runs on without seeing, opening or reporting.
+        """
         loop = asyncio.get_running_loop()
         self._loop = loop
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop_requested.set)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
-        if self.relay.interrupted:
-            i = self.relay.interrupted
-            self.emit(
-                "unlock_interrupted",
-                identity=i.identity,
-                started_at=i.started_at,
-                seconds=i.seconds,
-            )
-        if self.mqtt:
-            self.mqtt.state("lock", "LOCKED")
-            self._gallery_state("ready", "")  # its version and groups, before any push arrives
-            self.mqtt.start()
-        self._watch_contact()
-        wake = asyncio.Event()
-        capture = loop.run_in_executor(None, self._capture, loop, wake)
-        tasks = [
-            asyncio.create_task(self._recognise(wake), name="recognise"),
-            asyncio.create_task(self._watch_relay(), name="relay"),
-            asyncio.create_task(self._watch_push_folder(), name="push-folder"),
-        ]
-        interval = watchdog_interval()
-        if interval:
-            tasks.append(asyncio.create_task(self._watchdog(interval), name="watchdog"))
-        self.notifier.ready("door locked")
-        self.emit(
-            "daemon_started",
-            device_id=self.config.device_id,
-            gallery_version=self.gallery.version,
-            identities=len(self.gallery.identities),
-        )
         status = 0
+        tasks: list[asyncio.Task[None]] = []
+        capture: asyncio.Future[None] | None = None
         try:
-            stop = asyncio.create_task(self.stop_requested.wait())
-            done, _ = await asyncio.wait([tasks[0], stop], return_when=asyncio.FIRST_COMPLETED)
-            if tasks[0] in done and tasks[0].exception():
-                raise tasks[0].exception()  # type: ignore[misc]
+            if self.relay.interrupted:
+                i = self.relay.interrupted
+                self.emit(
+                    "unlock_interrupted",
+                    identity=i.identity,
+                    started_at=i.started_at,
+                    seconds=i.seconds,
+                )
+            if self.mqtt:
+                self.mqtt.state("lock", "LOCKED")
+                self._gallery_state("ready", "")  # its version and groups, before any push
+                self.mqtt.start()
+            self._watch_contact()
+            wake = asyncio.Event()
+            capture = loop.run_in_executor(None, self._capture, loop, wake)
+            tasks = [
+                asyncio.create_task(self._recognise(wake), name="recognise"),
+                asyncio.create_task(self._watch_relay(), name="relay"),
+                asyncio.create_task(self._watch_push_folder(), name="push-folder"),
+            ]
+            interval = watchdog_interval()
+            if interval:
+                tasks.append(asyncio.create_task(self._watchdog(interval), name="watchdog"))
+            self.notifier.ready("door locked")
+            self.emit(
+                "daemon_started",
+                device_id=self.config.device_id,
+                gallery_version=self.gallery.version,
+                identities=len(self.gallery.identities),
+            )
+            await self._until_stopped(tasks, capture)
             # End of a file source: let a running unlock pulse finish and be reported.
             while not self.relay.locked and not self.stop_requested.is_set():
                 await asyncio.sleep(0.05)
@@ -864,10 +922,40 @@ class DoorService:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            await asyncio.wait([capture], timeout=2.0)  # the camera thread sees the stop flag
+            if capture is not None:
+                await asyncio.wait([capture], timeout=2.0)  # the thread sees the stop flag
             if self.mqtt:
                 await asyncio.to_thread(self.mqtt.stop)
         return status
+
+    async def _until_stopped(
+        self, tasks: list[asyncio.Task[None]], capture: asyncio.Future[None]
+    ) -> None:
+        """Wait for a stop request or the end of the input; raise if any task or the camera
+        thread failed. Only recognition (at the end of a played file) and the camera thread
+        (once it has handed over the last frame) may finish on their own."""
+        stop = asyncio.create_task(self.stop_requested.wait())
+        recognise = tasks[0]
+        watched: set[asyncio.Future[Any]] = {stop, capture, *tasks}
+        try:
+            while True:
+                done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
+                for finished in done:
+                    if finished is not stop and finished.exception() is not None:
+                        name = getattr(finished, "get_name", lambda: "camera")()
+                        log.error("the %s task failed", name)
+                        exc = finished.exception()
+                        assert exc is not None
+                        raise exc
+                if stop in done or recognise in done:
+                    return
+                stray = [f for f in done if f is not capture]
+                if stray:
+                    name = getattr(stray[0], "get_name", lambda: "?")()
+                    raise RuntimeError(f"the {name} task ended unexpectedly")
+                watched -= done  # the camera thread ended (a played file): wait for the rest
+        finally:
+            stop.cancel()
 
 
 def run_service(

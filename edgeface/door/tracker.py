@@ -44,7 +44,8 @@ class Track:
     last_seen: float
     votes: deque[str | None] = field(default_factory=deque)
     confirmed: str | None = None
-    unlocked: bool = False
+    unlocked: bool = False  # the door was opened for this track's confirmed identity
+    denied: bool = False  # its schedule refused it (reported once; retried while it stays)
     unknown_reported_at: float | None = None
     best_distance: float = float("inf")
     embeddings: deque[np.ndarray] = field(default_factory=lambda: deque(maxlen=1))
