@@ -68,6 +68,30 @@ def test_events_state_availability_and_discovery(broker: Broker, tmp_path: Path)
     listener.close()
 
 
+def test_discovery_withdraws_entities_a_changed_setting_removed(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """Turning remote unlock off changes the door's lock from a lock entity to a read-only
+    sensor: the lock's retained discovery config is withdrawn, not left for Home Assistant to
+    show as a second, dead lock."""
+    lock = "homeassistant/lock/edgeface_front/door/config"
+    sensor = "homeassistant/binary_sensor/edgeface_front/door_lock/config"
+    with_remote = door(broker.port, tmp_path, remote_unlock=True, remote_unlock_secret="s3cret")
+    with_remote.start()
+    assert with_remote.connected.wait(10)
+    with_remote.stop()
+    without = door(broker.port, tmp_path)
+    without.start()
+    assert without.connected.wait(10)
+    time.sleep(0.5)
+    without.stop()
+    retained = Listener(broker.port, "homeassistant/#")  # what a restarting HA would get
+    assert retained.wait(lambda: retained.payloads(sensor))
+    time.sleep(0.5)
+    assert retained.payloads(lock) == []
+    retained.close()
+
+
 def test_broker_down_at_start_loses_nothing(tmp_path: Path) -> None:
     broker = Broker(tmp_path)  # not started yet
     client = door(broker.port, tmp_path)

@@ -355,6 +355,23 @@ class DoorMqtt:
         }
         return messages
 
+    def optional_discovery_topics(self) -> list[str]:
+        """Discovery topics of entities that exist only with some settings (remote unlock
+        switches the lock between a lock and a read-only sensor; the door contact is
+        optional)."""
+        prefix, node = self.config.discovery_prefix, f"edgeface_{self.device_id}"
+        return [
+            f"{prefix}/lock/{node}/door/config",
+            f"{prefix}/binary_sensor/{node}/door_lock/config",
+            f"{prefix}/binary_sensor/{node}/door/config",
+        ]
+
     def publish_discovery(self) -> None:
-        for topic, payload in self.discovery_messages().items():
+        """Announce this door's entities, and withdraw (an empty retained config) those that a
+        changed setting removed, so Home Assistant does not keep a stale or duplicate entity."""
+        messages = self.discovery_messages()
+        for topic in self.optional_discovery_topics():
+            if topic not in messages:
+                self.client.publish(topic, b"", qos=1, retain=True)
+        for topic, payload in messages.items():
             self.client.publish(topic, json.dumps(payload), qos=1, retain=True)
