@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,11 +62,21 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from edgeface.bench.model_latency import format_table, measure
     from edgeface.bench.pipelines import BenchPlan, format_report, plot, ratios, run_plan
 
+    # Checked first: the model table takes a while, and the pipelines run in worker processes.
+    if args.frames > 0 and args.input and not Path(args.input).exists():
+        raise EdgefaceError(f"--input {args.input}: no such file or folder")
+    if args.plot:
+        from edgeface.commands import DRAW_EXTENSIONS
+
+        if Path(args.plot).suffix.lower() not in DRAW_EXTENSIONS:
+            raise EdgefaceError(
+                f"--plot {args.plot}: unknown image type; end the name with one of "
+                + ", ".join(DRAW_EXTENSIONS)
+            )
     payload: dict[str, Any] = {}
     text: list[str] = []
     if not args.skip_models:
-        threads = [int(t) for t in args.model_threads.split(",")]
-        rows = measure(threads=threads, repeats=args.repeat)
+        rows = measure(threads=args.model_threads, repeats=args.repeat)
         payload["models"] = [row.as_dict() for row in rows]
         text += [
             "per-model latency (median of runs; int8 x = fp32 ms / int8 ms)",
@@ -136,6 +147,8 @@ def cmd_eval_lfw(args: argparse.Namespace) -> int:
     from edgeface.eval.lfw_pipelines import PIPELINES, FallbackCounter
 
     data = Path(args.data)
+    if args.cache and Path(args.cache).exists() and not Path(args.cache).is_dir():
+        raise EdgefaceError(f"--cache {args.cache}: is a file; give a folder to keep caches in")
     pairs = read_pairs(data)
     names = unique_images(pairs)
     results: dict[str, Any] = {}
@@ -191,6 +204,7 @@ def cmd_eval_identify(args: argparse.Namespace) -> int:
     from edgeface.recognition.matcher import DEFAULT_MARGIN, DEFAULT_THRESHOLD
     from edgeface.vision.image_io import read_rgb
 
+    identities = load_identities([Path(d) for d in args.data])  # before the models load
     pipeline = pipeline_from(args, flip_average=args.flip)
 
     def embed(path: Path) -> Any:
@@ -214,7 +228,6 @@ def cmd_eval_identify(args: argparse.Namespace) -> int:
         largest = max(faces, key=lambda f: f.detection.area)
         return pipeline.template_embedding(rgb, largest, args.enrol_augment)
 
-    identities = load_identities([Path(d) for d in args.data])
     report = evaluate_open_set(
         identities,
         embed,
@@ -314,6 +327,72 @@ def positive_int(text: str) -> int:
     return value
 
 
+def int_at_least(minimum: int) -> Callable[[str], int]:
+    """argparse type for whole numbers with a floor (``--min-face`` below the detector's
+    smallest window, a negative ``--seed``, ``--frames -5``): a usage error naming the floor
+    instead of a traceback from deep inside the library."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} must be at least {minimum}")
+        return value
+
+    parse.__name__ = f"int_at_least_{minimum}"
+    return parse
+
+
+def finite_float(
+    low: float, high: float, low_inclusive: bool = False, high_inclusive: bool = False
+) -> Callable[[str], float]:
+    """argparse type for a finite number in a range. ``float()`` takes ``nan`` and ``inf``,
+    and a NaN threshold or timeout compares false with everything, so without this such a
+    value silently means "always" or "never" (or hangs) instead of being refused."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+        above = value >= low if low_inclusive else value > low
+        below = value <= high if high_inclusive else value < high
+        if not (above and below):
+            raise argparse.ArgumentTypeError(
+                f"{value:g} must be {'>=' if low_inclusive else '>'} {low:g} and "
+                f"{'<=' if high_inclusive else '<'} {high:g}"
+            )
+        return value
+
+    parse.__name__ = "finite_float"
+    return parse
+
+
+def thread_counts(text: str) -> list[int]:
+    """argparse type for ``--model-threads``: a comma list of thread counts, each >= 1."""
+    parts = [part.strip() for part in text.split(",")]
+    if not all(part.isascii() and part.isdigit() and int(part) >= 1 for part in parts):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} must be a comma-separated list of thread counts of at least 1 (e.g. 1,2)"
+        )
+    return [int(part) for part in parts]
+
+
+#: Smallest face MTCNN's P-Net can see (its input window, edgeface.vision.mtcnn.PNET_WINDOW;
+#: spelled out so that argument parsing loads no numpy/OpenCV).
+MIN_FACE_PIXELS = 12
+#: Thresholds and margins are Euclidean distances between unit vectors: always in [0, 2].
+threshold_type = finite_float(0.0, 2.0)
+margin_type = finite_float(0.0, 2.0, low_inclusive=True)
+#: ``gallery push`` waits: finite and bounded (``time.sleep`` overflows on 1e12 seconds).
+MAX_SURVEY_SECONDS = 3600.0
+MAX_PUSH_SECONDS = 86400.0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edgeface", description="Face-recognition door access for small Linux boards."
@@ -330,7 +409,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="face detector policy (default auto: MTCNN, Haar+O-Net when too slow)",
     )
-    engine.add_argument("--min-face", type=int, default=40, help="smallest face in pixels")
+    engine.add_argument(
+        "--min-face",
+        type=int_at_least(MIN_FACE_PIXELS),
+        default=40,
+        help=f"smallest face in pixels (at least {MIN_FACE_PIXELS}; default: %(default)s)",
+    )
     engine.add_argument(
         "--precision",
         choices=("int8", "fp32"),
@@ -343,7 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="MTCNN exports only (auto: per network the faster here; default: --precision)",
     )
-    engine.add_argument("--threads", type=int, default=None, help="TFLite threads")
+    engine.add_argument("--threads", type=positive_int, default=None, help="TFLite threads")
     engine.add_argument("--json", action="store_true", help="print JSON")
     gallery_option = argparse.ArgumentParser(add_help=False)
     gallery_option.add_argument(
@@ -355,7 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
     matching = argparse.ArgumentParser(add_help=False)
     matching.add_argument(
         "--threshold",
-        type=float,
+        type=threshold_type,
         default=recognition.DEFAULTS["threshold"],
         help="accept distance (default: LFW FAR 1e-3)",
     )
@@ -394,7 +478,7 @@ def build_parser() -> argparse.ArgumentParser:
     identify.add_argument("image")
     identify.add_argument(
         "--margin",
-        type=float,
+        type=margin_type,
         default=recognition.DEFAULTS["margin"],
         help="minimum distance gap between best and second identity",
     )
@@ -455,9 +539,17 @@ def build_parser() -> argparse.ArgumentParser:
     waiting.add_argument(
         "--expect-count", type=int, metavar="N", help="succeed once N doors have applied it"
     )
-    pusher.add_argument("--timeout", type=float, default=60.0, help="seconds to wait (60)")
     pusher.add_argument(
-        "--survey-seconds", type=float, default=1.5, help="time to read the doors' state (1.5)"
+        "--timeout",
+        type=finite_float(0.0, MAX_PUSH_SECONDS, low_inclusive=True, high_inclusive=True),
+        default=60.0,
+        help="seconds to wait (60)",
+    )
+    pusher.add_argument(
+        "--survey-seconds",
+        type=finite_float(0.0, MAX_SURVEY_SECONDS, low_inclusive=True, high_inclusive=True),
+        default=1.5,
+        help="time to read the doors' state (1.5)",
     )
     pusher.add_argument("--json", action="store_true", help="print JSON")
     pusher.set_defaults(func=recognition.cmd_gallery_push)
@@ -515,19 +607,38 @@ def build_parser() -> argparse.ArgumentParser:
         "bench", help="measure speed on this machine (models, pipeline, peers)"
     )
     bench.add_argument("--input", help="video, image or folder of frames (default: astronaut)")
-    bench.add_argument("--frames", type=int, default=60, help="frames per pipeline (0: skip)")
-    bench.add_argument("--min-face", type=int, default=40, help="smallest face in pixels")
-    bench.add_argument("--threads", type=int, default=None, help="TFLite threads in pipelines")
+    bench.add_argument(
+        "--frames", type=int_at_least(0), default=60, help="frames per pipeline (0: skip)"
+    )
+    bench.add_argument(
+        "--min-face",
+        type=int_at_least(MIN_FACE_PIXELS),
+        default=40,
+        help="smallest face in pixels",
+    )
+    bench.add_argument(
+        "--threads", type=positive_int, default=None, help="TFLite threads in pipelines"
+    )
     bench.add_argument("--peers", action="store_true", help="also run dlib and the mtcnn package")
     bench.add_argument("--plot", metavar="OUT.png", help="draw per-stage latency")
     bench.add_argument("--skip-models", action="store_true", help="no per-model table")
-    bench.add_argument("--model-threads", default="1,2", help="thread counts for the model table")
-    bench.add_argument("--repeat", type=int, default=30, help="timed runs per model")
+    bench.add_argument(
+        "--model-threads",
+        type=thread_counts,
+        default=[1, 2],
+        help="thread counts for the model table (default: 1,2)",
+    )
+    bench.add_argument("--repeat", type=positive_int, default=30, help="timed runs per model")
     bench.add_argument(
         "--door", action="store_true", help="also the daemon: unlock latency, CPU, RSS"
     )
     bench.add_argument("--door-trials", type=positive_int, default=5, help="unlock runs for --door")
-    bench.add_argument("--door-seconds", type=float, default=20.0, help="steady-load seconds")
+    bench.add_argument(
+        "--door-seconds",
+        type=finite_float(0.0, 3600.0, high_inclusive=True),
+        default=20.0,
+        help="steady-load seconds",
+    )
     bench.add_argument("--json", action="store_true", help="print JSON")
     bench.set_defaults(func=cmd_bench)
 
@@ -541,8 +652,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma list: edgeface (int8, fp32, int8+flip), edgeface-grid (+ the grid "
         "enrolment template, 18 embeddings per image), dlib (needs edgeface[bench])",
     )
-    lfw.add_argument("--threads", type=int, default=None, help="TFLite threads")
-    lfw.add_argument("--far", type=float, default=1e-3, help="false-accept rate for TAR")
+    lfw.add_argument("--threads", type=positive_int, default=None, help="TFLite threads")
+    lfw.add_argument(
+        "--far", type=finite_float(0.0, 1.0), default=1e-3, help="false-accept rate for TAR"
+    )
     lfw.add_argument("--cache", default=None, help="folder to cache embeddings in")
     lfw.add_argument("--quiet", action="store_true", help="no progress bar")
     lfw.add_argument("--json", action="store_true", help="print JSON")
@@ -555,11 +668,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--enrol", type=positive_int, default=1, help="images enrolled per identity"
     )
     openset.add_argument(
-        "--unknown", type=float, default=0.3, help="fraction of identities never enrolled"
+        "--unknown",
+        type=finite_float(0.0, 1.0, low_inclusive=True),
+        default=0.3,
+        help="fraction of identities never enrolled, their images impostor probes "
+        "(0 <= f < 1; default: %(default)s)",
     )
     openset.add_argument("--trials", type=positive_int, default=5, help="random splits to average")
-    openset.add_argument("--seed", type=int, default=0)
-    openset.add_argument("--threshold", type=float, default=None, help="default: the matcher's")
+    openset.add_argument("--seed", type=int_at_least(0), default=0)
+    openset.add_argument(
+        "--threshold", type=threshold_type, default=None, help="default: the matcher's"
+    )
     openset.add_argument("--flip", action="store_true", help="flip-average embeddings")
     openset.add_argument(
         "--enrol-augment",

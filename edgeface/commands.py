@@ -94,11 +94,40 @@ def draw(rgb: np.ndarray, faces: list[Face], labels: list[str] | None = None) ->
     return canvas
 
 
+#: Extensions ``--draw`` can write (OpenCV picks the encoder from the extension).
+DRAW_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+def check_draw_path(path: str) -> None:
+    """Refuse a ``--draw`` name OpenCV cannot encode (it raises, rather than returning False,
+    for an unknown extension) or whose folder is missing — before the models run, not after."""
+    if Path(path).suffix.lower() not in DRAW_EXTENSIONS:
+        raise EdgefaceError(
+            f"--draw {path}: unknown image type; end the name with one of "
+            + ", ".join(DRAW_EXTENSIONS)
+        )
+    if not Path(path).parent.is_dir():
+        raise EdgefaceError(f"--draw {path}: the folder {Path(path).parent} does not exist")
+
+
+def write_drawing(path: str, canvas: np.ndarray) -> None:
+    """Write ``--draw``'s image, or say in one line why it cannot be written."""
+    check_draw_path(path)
+    try:
+        written = cv2.imwrite(path, canvas)
+    except cv2.error:
+        written = False
+    if not written:
+        raise EdgefaceError(f"--draw {path}: cannot write the image (is it writable?)")
+
+
 def cmd_detect(args: argparse.Namespace) -> int:
+    if args.draw:
+        check_draw_path(args.draw)
     rgb = read_rgb(args.image)
     faces = pipeline_from(args).analyse(rgb, embed=False)
-    if args.draw and not cv2.imwrite(args.draw, draw(rgb, faces)):
-        raise EdgefaceError(f"cannot write {args.draw} (unknown extension or unwritable)")
+    if args.draw:
+        write_drawing(args.draw, draw(rgb, faces))
     lines = [f"{args.image}: {len(faces)} face(s)"]
     for i, face in enumerate(faces):
         d = face.detection
@@ -132,6 +161,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
         a, b = single_face(pipeline, args.image_a), single_face(pipeline, args.image_b)
     except NoFace as exc:
         print(f"edgeface: {exc}", file=sys.stderr)
+        if args.json:
+            # --json promises one document on stdout, also for this negative answer.
+            emit(
+                args,
+                {"same": None, "distance": None, "threshold": args.threshold, "error": str(exc)},
+                "",
+            )
         return 1
     assert a.embedding is not None and b.embedding is not None
     same, distance = verify(a.embedding, b.embedding, args.threshold)
@@ -212,6 +248,8 @@ def cmd_enroll(args: argparse.Namespace) -> int:
 
 
 def cmd_identify(args: argparse.Namespace) -> int:
+    if args.draw:
+        check_draw_path(args.draw)
     pipeline = pipeline_from(args)
     store = GalleryStore(args.gallery, embedder=embedder_fingerprint(args.precision))
     gallery = store.load()
@@ -251,8 +289,8 @@ def cmd_identify(args: argparse.Namespace) -> int:
             lines.append(f"  #{i} {who}, distance {match.distance:.3f}")
             labels.append(match.identity or "unknown")
         records.append(record)
-    if args.draw and not cv2.imwrite(args.draw, draw(rgb, faces, labels)):
-        raise EdgefaceError(f"cannot write {args.draw}")
+    if args.draw:
+        write_drawing(args.draw, draw(rgb, faces, labels))
     emit(
         args,
         {"image": args.image, "gallery_version": gallery.version, "faces": records},
@@ -267,9 +305,11 @@ def cmd_identify(args: argparse.Namespace) -> int:
 def load_gallery_file(path: Path) -> Gallery:
     """A gallery document from a file (export format), validated."""
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise EdgefaceError(f"cannot read {path}: {exc.strerror}") from None
+        raise EdgefaceError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise EdgefaceError(f"{path} is not a gallery file (not UTF-8 JSON text)") from None
     except json.JSONDecodeError as exc:
         raise EdgefaceError(f"{path} is not valid JSON (line {exc.lineno}): {exc.msg}") from None
     return Gallery.from_dict(data, str(path))
@@ -284,14 +324,29 @@ def cmd_keys(args: argparse.Namespace) -> int:
     from edgeface.recognition.push import generate_ed25519, generate_key
 
     out = Path(args.out)
-    if out.exists() and not args.force:
-        raise EdgefaceError(f"{out} exists; use --force to replace it")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    pub = out.with_suffix(".pub")
+    if args.type == "ed25519" and pub == out:
+        # Writing the public key there would overwrite the private key just written.
+        raise EdgefaceError(
+            f"--out {out}: the public key goes to <out>.pub, which is this same file; "
+            "name the private key without .pub (e.g. push-key.pem)"
+        )
+    for path in (out, pub) if args.type == "ed25519" else (out,):
+        if path.is_dir():
+            raise EdgefaceError(f"{path} is a directory; name a key file")
+        if path.exists() and not args.force:
+            raise EdgefaceError(f"{path} exists; use --force to replace it")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise EdgefaceError(f"cannot create {out.parent}: {exc.strerror or exc}") from None
     if args.type == "ed25519":
         pem, public = generate_ed25519()
         _write_private(out, pem)
-        pub = out.with_suffix(".pub")
-        pub.write_text(public + "\n")
+        try:
+            pub.write_text(public + "\n")
+        except OSError as exc:
+            raise EdgefaceError(f"cannot write {pub}: {exc.strerror or exc}") from None
         emit(
             args,
             {"key_id": args.id, "type": "ed25519", "file": str(out), "public_file": str(pub)},
@@ -312,10 +367,13 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 def _write_private(path: Path, data: bytes) -> None:
     """Create ``path`` readable by its owner only, from the first byte on."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    os.chmod(path, 0o600)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.chmod(path, 0o600)
+    except OSError as exc:
+        raise EdgefaceError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def read_photo_bytes(path: Path) -> bytes:
@@ -344,6 +402,14 @@ def cmd_gallery_push(args: argparse.Namespace) -> int:
         read_password,
     )
 
+    if args.device is not None:
+        topic_level("--device", args.device)
+    else:
+        topic_level("--group", args.group)
+    if not args.base_topic.strip("/") or any(ch in args.base_topic for ch in "+#"):
+        raise EdgefaceError(
+            f"--base-topic {args.base_topic!r}: give a topic prefix without wildcards (+ #)"
+        )
     photos: dict[str, list[bytes]] = {}
     for name, *files in args.photos or []:
         if not files:
@@ -369,7 +435,7 @@ def cmd_gallery_push(args: argparse.Namespace) -> int:
         client.survey(args.survey_seconds)
         if expected:
             doors = expected
-        elif args.device:
+        elif args.device is not None:
             doors = {args.device}
         else:
             doors = client.group_members(args.group)
@@ -420,6 +486,19 @@ def cmd_gallery_push(args: argparse.Namespace) -> int:
     return 0 if outcome.ok else 1
 
 
+def topic_level(option: str, value: str) -> str:
+    """A device id or group as one MQTT topic level: checked before anything is signed or
+    sent, since paho refuses a wildcard only at publish time (after the survey) and an empty
+    ``--device`` would silently fall through to "no --group"."""
+    if not value.strip():
+        raise EdgefaceError(f"{option}: give a non-empty name")
+    if any(ch in value for ch in "+#/") or not value.isprintable():
+        raise EdgefaceError(
+            f"{option} {value!r}: may not contain MQTT wildcards (+ #), / or control characters"
+        )
+    return value
+
+
 def delta_base_version(versions: dict[str, int], doors: set[str]) -> int:
     """The gallery version a photo push changes: the newest the targeted doors run. A door at
     another version refuses the delta (it needs the full gallery first) and says so."""
@@ -456,7 +535,11 @@ def cmd_gallery_rollback(store: GalleryStore, args: argparse.Namespace) -> int:
         # The current file is unreadable (that is why): keep it for inspection, out of the way,
         # so the save below does not make it the new ".prev".
         current_version = previous.version
-        os.replace(store.path, store.path.with_name(store.path.name + ".corrupt"))
+        corrupt = store.path.with_name(store.path.name + ".corrupt")
+        try:
+            os.replace(store.path, corrupt)
+        except OSError as exc:
+            raise GalleryError(f"cannot move {store.path} to {corrupt}: {exc.strerror}") from None
     restored_from = previous.version
     previous.version = max(current_version, previous.version)
     version = store.save(previous)
@@ -480,11 +563,24 @@ def cmd_gallery(args: argparse.Namespace) -> int:
         if args.out == "-":
             sys.stdout.write(text + "\n")
         else:
-            Path(args.out).write_text(text + "\n")
+            try:
+                Path(args.out).write_text(text + "\n")
+            except OSError as exc:
+                raise EdgefaceError(f"cannot write {args.out}: {exc.strerror or exc}") from None
             print(f"exported {len(gallery.identities)} identities, version {gallery.version}")
         return 0
     if args.action == "import":
         incoming = load_gallery_file(Path(args.file))
+        ours = gallery.embedder or store.embedder
+        if incoming.embedder and ours and incoming.embedder != ours:
+            # Embeddings of different models are not comparable (GalleryStore.load refuses
+            # such a gallery too): merged, they would match nobody or the wrong person.
+            raise GalleryError(
+                f"{args.file} was made with a different embedder model "
+                f"({incoming.embedder[:12]}…) than gallery {args.gallery} ({ours[:12]}…); "
+                "re-enrol those people with this install instead of importing"
+            )
+        gallery.embedder = ours or incoming.embedder
         for name, identity in incoming.identities.items():
             gallery.identities[name] = identity
         version = store.save(gallery)
@@ -528,7 +624,7 @@ def cmd_gallery(args: argparse.Namespace) -> int:
         {
             "name": name,
             "embeddings": len(identity.embeddings),
-            "enrolled": identity.enrolments[-1]["at"] if identity.enrolments else None,
+            "enrolled": identity.enrolments[-1].get("at") if identity.enrolments else None,
         }
         for name, identity in sorted(gallery.identities.items())
     ]

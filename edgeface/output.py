@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from typing import Any
 
@@ -11,7 +12,22 @@ from typing import Any
 def emit(args: argparse.Namespace, payload: Any, text: str) -> None:
     """Print ``payload`` as JSON when ``--json`` was given, else ``text``."""
     if getattr(args, "json", False):
-        json.dump(payload, sys.stdout, indent=2)
+        json.dump(finite_json(payload), sys.stdout, indent=2, allow_nan=False)
         sys.stdout.write("\n")
     else:
         print(text)
+
+
+def finite_json(value: Any) -> Any:
+    """``value`` with every NaN or infinite float replaced by None (JSON null).
+
+    Python's json writes them as ``NaN``/``Infinity``, which is not JSON (RFC 8259): jq and
+    most parsers reject the whole document. A threshold that no finite distance meets (e.g.
+    the FAR threshold when there are too few impostor pairs) is reported as null instead."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: finite_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_json(item) for item in value]
+    return value

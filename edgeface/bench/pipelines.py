@@ -56,11 +56,17 @@ def run_worker(runner: str, plan: BenchPlan, precision: str = "int8") -> dict[st
         env=env,
         check=False,
     )
-    if result.returncode != 0:
+    lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
+    try:
+        report: dict[str, Any] = json.loads(lines[-1])
+    except (IndexError, ValueError):
+        report = {}
+    if "error" in report:
+        # The worker's own explanation (an unreadable --input, a missing peer package).
+        raise EdgefaceError(f"benchmark of {runner}: {report['error']}")
+    if result.returncode != 0 or not report:
         detail = (result.stderr or "").strip().splitlines()[-1:] if result.stderr else []
         raise EdgefaceError(f"benchmark of {runner} failed: {' '.join(detail) or 'see above'}")
-    lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
-    report: dict[str, Any] = json.loads(lines[-1])
     return report
 
 

@@ -13,9 +13,11 @@ import resource
 import statistics
 import sys
 import time
+from typing import Any
 
 from edgeface.bench.frames import iter_frames
 from edgeface.bench.runners import DlibRunner, EdgefaceRunner, MtcnnPackageRunner, Runner
+from edgeface.errors import EdgefaceError
 from edgeface.progress import Progress
 
 
@@ -46,7 +48,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
+    try:
+        report = measure(args)
+    except EdgefaceError as exc:
+        # The parent shows this as its one error line; a traceback here would be the
+        # worker's internals, not something the person running the benchmark can act on.
+        report = {"error": str(exc)}
+    json.dump(report, sys.stdout)
+    sys.stdout.write("\n")
+    return 2 if "error" in report else 0
 
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    """Run the pipeline over the frames and summarise its timings and memory."""
     runner = make_runner(args)
     stage_samples: dict[str, list[float]] = {}
     frame_ms: list[float] = []
@@ -83,9 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
         "notes": list(getattr(runner, "notes", [])),
     }
-    json.dump(report, sys.stdout)
-    sys.stdout.write("\n")
-    return 0
+    return report
 
 
 if __name__ == "__main__":

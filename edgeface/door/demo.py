@@ -79,7 +79,10 @@ def run_demo(broker: str | None = None, workdir: Path | None = None) -> int:
     from gpiozero.pins.mock import MockFactory
 
     from edgeface.door.service import DoorService
+    from edgeface.recognition.push_client import parse_broker
 
+    # Checked before the photos are fetched and the clip is built: a typo is one line.
+    address = parse_broker(broker) if broker else None
     cache = Path(
         os.environ.get("EDGEFACE_DEMO_CACHE", Path.home() / ".cache" / "edgeface" / "demo")
     )
@@ -94,9 +97,8 @@ def run_demo(broker: str | None = None, workdir: Path | None = None) -> int:
         gallery = root / "gallery.json"
         enrol(gallery, photos / "obama.jpg", "Barack Obama")
         mqtt = MqttConfig()
-        if broker:
-            host, _, port = broker.rpartition(":")
-            mqtt = MqttConfig(enabled=True, host=host or "localhost", port=int(port or 1883))
+        if address:
+            mqtt = MqttConfig(enabled=True, host=address[0], port=address[1])
         config = Config(
             device_id="demo",
             state_dir=str(root / "state"),

@@ -7,6 +7,7 @@ int8 and fp32 embedders and dlib's own pipeline on identical pairs.
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,11 +113,19 @@ def embed_all(
     run with the same pipeline only re-scores.
     """
     if cache_file is not None and cache_file.exists():
-        with np.load(cache_file) as cached:
-            restored: dict[str, dict[str, np.ndarray]] = {}
-            for key in cached.files:
-                variant, _, name = key.partition("|")
-                restored.setdefault(variant, {})[name] = cached[key]
+        try:
+            with np.load(cache_file) as cached:
+                restored: dict[str, dict[str, np.ndarray]] = {}
+                for key in cached.files:
+                    variant, _, name = key.partition("|")
+                    restored.setdefault(variant, {})[name] = cached[key]
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+            # A truncated or foreign file: numpy's own error (a zip or pickle complaint) says
+            # nothing about the cache, so name it and how to get rid of it.
+            raise EdgefaceError(
+                f"embedding cache {cache_file} is unreadable ({type(exc).__name__}: {exc}); "
+                f"delete it (rm {cache_file}) and run again to recompute it"
+            ) from None
         if restored and all(set(v) >= set(names) for v in restored.values()):
             return restored
     missing = [name for name in names if not (Path(data_dir) / name).exists()]
@@ -135,9 +144,14 @@ def embed_all(
     finally:
         bar.close()
     if cache_file is not None:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
         flat = {f"{v}|{n}": e for v, per_name in result.items() for n, e in per_name.items()}
-        np.savez(cache_file, **flat)  # type: ignore[arg-type]
+        try:
+            cache_file.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(cache_file, **flat)  # type: ignore[arg-type]
+        except OSError as exc:
+            raise EdgefaceError(
+                f"cannot write the embedding cache {cache_file}: {exc.strerror or exc}"
+            ) from None
     return result
 
 

@@ -119,6 +119,18 @@ def fused_probes(vectors: list[np.ndarray], fuse: int) -> list[np.ndarray]:
     ]
 
 
+def _check_enough_images(counts: dict[str, int], enrol: int) -> None:
+    """Refuse a split that can enrol nobody: each enrolled identity needs ``enrol`` images for
+    its templates plus at least one genuine probe. Otherwise every identity would silently
+    become an impostor and the report would show 0 % of nothing."""
+    most = max(counts.values(), default=0)
+    if most <= enrol:
+        raise EdgefaceError(
+            f"--enrol {enrol} needs identities with at least {enrol + 1} images "
+            f"({enrol} to enrol, 1 or more to probe); the most any identity has is {most}"
+        )
+
+
 def evaluate_open_set(
     identities: dict[str, list[Path]],
     embed: Callable[[Path], np.ndarray | None],
@@ -139,6 +151,18 @@ def evaluate_open_set(
     makes each probe the unit mean of that many different images of one person (whole groups
     only), a stand-in for the daemon's fusion of a face's last frames (photos of one person
     differ more than consecutive frames do, so this is the harder case)."""
+    if not 0 <= unknown_fraction < 1:
+        raise EdgefaceError(
+            f"the unknown fraction must be at least 0 and below 1, not {unknown_fraction}"
+        )
+    # An identity is enrolled only if it has a probe left over (more than ``enrol`` images)
+    # and is not drawn as unknown: refuse a split that can enrol nobody before embedding.
+    _check_enough_images({name: len(images) for name, images in identities.items()}, enrol)
+    if round(unknown_fraction * len(identities)) >= len(identities):
+        raise EdgefaceError(
+            f"an unknown fraction of {unknown_fraction:g} leaves all {len(identities)} "
+            "identities unknown, so nobody is enrolled; lower it or add identities"
+        )
     paths = [p for images in identities.values() for p in images]
     bar = Progress(len(paths), "embedding", enabled=show_progress)
     vectors: dict[Path, np.ndarray | None] = {}

@@ -172,6 +172,14 @@ def parse_identity(name: object, raw: object, where: str) -> Identity:
     enrolments = raw.get("enrolments", [])
     if not isinstance(enrolments, list):
         raise GalleryError(f"{where}: identity {valid!r} enrolments must be a list")
+    for i, enrolment in enumerate(enrolments):
+        # Records are free-form (what was known at enrolment), but each must be a mapping:
+        # readers such as `gallery list` look fields up by name.
+        if not isinstance(enrolment, dict):
+            raise GalleryError(
+                f"{where}: identity {valid!r} enrolment {i} must be a mapping, "
+                f"not {type(enrolment).__name__}"
+            )
     return Identity(valid, vectors, list(enrolments))
 
 
@@ -195,14 +203,20 @@ class GalleryStore:
         if not self.path.exists():
             return Gallery(embedder=self.embedder)
         try:
-            data = json.loads(self.path.read_text())
+            data = json.loads(self.path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
             raise GalleryError(
-                f"gallery {self.path} is not valid JSON (line {exc.lineno}): {exc.msg}; "
-                f"the previous version is in {self.path.name}.prev"
+                f"gallery {self.path} is not valid JSON (line {exc.lineno}): {exc.msg}"
+                + self._previous_hint()
+            ) from None
+        except UnicodeDecodeError:
+            raise GalleryError(
+                f"gallery {self.path} is not a text (UTF-8 JSON) file" + self._previous_hint()
             ) from None
         except OSError as exc:
-            raise GalleryError(f"gallery {self.path} cannot be read: {exc.strerror}") from None
+            raise GalleryError(
+                f"gallery {self.path} cannot be read: {exc.strerror or exc}"
+            ) from None
         gallery = Gallery.from_dict(data, str(self.path))
         if self.embedder and gallery.embedder and gallery.embedder != self.embedder:
             raise GalleryError(
@@ -211,14 +225,34 @@ class GalleryStore:
             )
         return gallery
 
+    def _previous_hint(self) -> str:
+        """Where to find the version before, for an unreadable gallery — only if there is one
+        (a gallery that was never saved twice has no ``.prev``)."""
+        previous = self.path.with_name(self.path.name + ".prev")
+        return f"; the previous version is in {previous.name}" if previous.exists() else ""
+
     def save(self, gallery: Gallery, bump: bool = True) -> int:
         """Write ``gallery`` (as the next version, or with its own version when ``bump`` is
-        False — a push carries the version it was signed with); returns that version."""
-        if bump:
-            gallery.version += 1
-        gallery.embedder = gallery.embedder or self.embedder
+        False — a push carries the version it was signed with); returns that version.
+
+        An operating-system failure (read-only or missing directory, full disk) becomes a
+        :class:`GalleryError` naming the file: the gallery on disk is then unchanged."""
+        version = gallery.version + 1 if bump else gallery.version
+        embedder = gallery.embedder or self.embedder
+        document = {**gallery.to_dict(), "version": version, "embedder": embedder}
+        try:
+            self._write(json.dumps(document, indent=1).encode())
+        except OSError as exc:
+            raise GalleryError(
+                f"cannot save gallery {self.path}: {exc.strerror or exc}"
+                + (f" ({exc.filename})" if exc.filename not in (None, str(self.path)) else "")
+            ) from None
+        gallery.version, gallery.embedder = version, embedder
+        return version
+
+    def _write(self, payload: bytes) -> None:
+        """Atomically replace the file with ``payload``, keeping the old one as ``.prev``."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        payload = json.dumps(gallery.to_dict(), indent=1).encode()
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
         try:
             with os.fdopen(fd, "wb") as handle:
@@ -241,4 +275,3 @@ class GalleryStore:
             os.fsync(directory)
         finally:
             os.close(directory)
-        return gallery.version

@@ -47,7 +47,9 @@ def parse_broker(text: str) -> tuple[str, int]:
         raise EdgefaceError(f"--broker {text!r}: no host name")
     if port_text is None:
         return host, 1883
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+    # isascii() too: str.isdigit() accepts "²" and other digits int() refuses.
+    digits = port_text.isascii() and port_text.isdigit() and len(port_text) <= 5
+    if not digits or not 0 < int(port_text) < 65536:
         raise EdgefaceError(f"--broker {text!r}: the port must be a number from 1 to 65535")
     return host, int(port_text)
 

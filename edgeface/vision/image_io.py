@@ -68,14 +68,19 @@ def header_size(data: bytes) -> tuple[int, int] | None:
 def read_rgb(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Read ``path`` as an RGB uint8 array, or raise :class:`ImageError` saying why not."""
     file = Path(path)
-    if not file.exists():
-        raise ImageError(f"{file}: no such file")
-    if not file.is_file():
-        raise ImageError(f"{file}: not a file")
-    size = file.stat().st_size
-    if size == 0:
-        raise ImageError(f"{file}: file is empty (0 bytes)")
-    return decode_rgb(np.fromfile(str(file), dtype=np.uint8), str(file), max_pixels, file)
+    try:
+        if not file.exists():
+            raise ImageError(f"{file}: no such file")
+        if not file.is_file():
+            raise ImageError(f"{file}: not a file")
+        size = file.stat().st_size
+        if size == 0:
+            raise ImageError(f"{file}: file is empty (0 bytes)")
+        data = np.fromfile(str(file), dtype=np.uint8)
+    except OSError as exc:
+        # No permission, a directory we may not enter, an I/O error: say so, not a traceback.
+        raise ImageError(f"{file}: cannot be read: {exc.strerror or exc}") from None
+    return decode_rgb(data, str(file), max_pixels, file)
 
 
 def decode_rgb(
