@@ -316,17 +316,6 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
-def positive_int(text: str) -> int:
-    """argparse type for counts that must be at least 1 (a clear usage error, not a crash)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
-
-
 def int_at_least(minimum: int) -> Callable[[str], int]:
     """argparse type for whole numbers with a floor (``--min-face`` below the detector's
     smallest window, a negative ``--seed``, ``--frames -5``): a usage error naming the floor
@@ -343,6 +332,10 @@ def int_at_least(minimum: int) -> Callable[[str], int]:
 
     parse.__name__ = f"int_at_least_{minimum}"
     return parse
+
+
+#: argparse type for counts that must be at least 1 (a clear usage error, not a crash).
+positive_int = int_at_least(1)
 
 
 def finite_float(
