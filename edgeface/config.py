@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import types
 import typing
@@ -182,6 +183,102 @@ class Config:
         return Path(self.audit.path) if self.audit.path else Path(self.state_dir) / "audit.log"
 
 
+# ----- ranges ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Bound:
+    """The values one numeric key accepts. Checked while the file is read (so the message has
+    the line), because a value that parses but makes no sense — a negative port, a NaN
+    threshold — would otherwise pass ``doctor`` and only fail (or silently misbehave) in
+    ``run``. Always finite: YAML's ``.nan`` and ``.inf`` are never a sensible setting."""
+
+    low: float
+    high: float | None = None
+    #: True: ``low`` (``high``) itself is not allowed, e.g. a duration must be > 0.
+    low_open: bool = False
+    high_open: bool = False
+    #: What the value means or what a special value does, shown with the allowed range.
+    note: str = ""
+
+    def allows(self, value: float) -> bool:
+        """Whether ``value`` is finite and inside the range."""
+        if not math.isfinite(value) or value < self.low or (self.low_open and value == self.low):
+            return False
+        if self.high is None:
+            return True
+        return value < self.high or (value == self.high and not self.high_open)
+
+    def describe(self) -> str:
+        """The range in words, e.g. ``at least 1 and at most 65535``."""
+        parts = [f"{'greater than' if self.low_open else 'at least'} {_number(self.low)}"]
+        if self.high is not None:
+            parts.append(f"{'less than' if self.high_open else 'at most'} {_number(self.high)}")
+        text = " and ".join(parts)
+        return f"{text} ({self.note})" if self.note else text
+
+
+def _number(value: float) -> str:
+    """``1`` rather than ``1.0`` and ``268435455`` rather than ``2.68435e+08`` in messages."""
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+_SECONDS = "seconds"
+_GPIO = "BCM GPIO number on the Pi's 40-pin header"
+
+#: The range of every numeric key (config/edgeface.example.yaml says what each one means).
+#: ``test_config`` checks that no numeric field of the dataclasses above is missing here.
+BOUNDS: dict[str, Bound] = {
+    "camera.width": Bound(1, 16384, note="pixels; null = the camera's default"),
+    "camera.height": Bound(1, 16384, note="pixels; null = the camera's default"),
+    "camera.max_fps": Bound(0, 1000, note="0 = every frame the camera delivers"),
+    "camera.roi[0]": Bound(0, note="x of the region's left edge, pixels"),
+    "camera.roi[1]": Bound(0, note="y of the region's top edge, pixels"),
+    "camera.roi[2]": Bound(1, note="width of the region, pixels"),
+    "camera.roi[3]": Bound(1, note="height of the region, pixels"),
+    "camera.stream_timeout_seconds": Bound(0, 3600, low_open=True, note=_SECONDS),
+    "camera.reconnect_min_seconds": Bound(0, 3600, low_open=True, note=_SECONDS),
+    "camera.reconnect_max_seconds": Bound(0, 3600, low_open=True, note=_SECONDS),
+    "detector.min_face_size": Bound(12, 4096, note="pixels; MTCNN's smallest window is 12"),
+    "detector.frame_budget_ms": Bound(
+        0, 60000, low_open=True, note="milliseconds; null = never fall back to Haar"
+    ),
+    "detector.threads": Bound(1, 64, note="null = all cores, at most 4"),
+    "recognition.threshold": Bound(
+        0, 2, low_open=True, high_open=True, note="Euclidean distance of unit embeddings"
+    ),
+    "recognition.margin": Bound(0, 2, high_open=True, note="distance; 0 = no margin"),
+    "recognition.confirm_votes": Bound(1, 100),
+    "recognition.confirm_window": Bound(1, 100),
+    "recognition.fusion_frames": Bound(1, 30, note="1 = off"),
+    "recognition.unknown_repeat_seconds": Bound(0, 86400, low_open=True, note=_SECONDS),
+    "relay.pin": Bound(0, 27, note=_GPIO),
+    "relay.door_contact_pin": Bound(0, 27, note=f"{_GPIO}; null = no door contact"),
+    "relay.unlock_seconds": Bound(0, 3600, low_open=True, note=_SECONDS),
+    "relay.max_unlock_seconds": Bound(0, 3600, low_open=True, note=_SECONDS),
+    "relay.cooldown_seconds": Bound(0, 3600, note="seconds; 0 = none"),
+    "mqtt.port": Bound(1, 65535),
+    "mqtt.keepalive_seconds": Bound(1, 65535, note="seconds; MQTT's keep-alive is 16 bits"),
+    "snapshots.retention_days": Bound(0, 36500, low_open=True, note="days"),
+    "push.max_bytes": Bound(1024, 268_435_455, note="bytes; the top is MQTT's largest message"),
+    "push.folder_poll_seconds": Bound(0, 3600, low_open=True, note=_SECONDS),
+    "audit.max_bytes": Bound(4096, note="bytes"),
+    "audit.keep": Bound(1, note="files, the current one included"),
+}
+
+#: Lists that must have exactly this many items (and what the items are).
+LENGTHS: dict[str, tuple[int, str]] = {"camera.roi": (4, "[x, y, width, height]")}
+
+
+def _in_range(value: float, name: str, where: str) -> None:
+    """Raise :class:`ConfigError` when ``name`` has a bound that ``value`` is outside."""
+    bound = BOUNDS.get(name)
+    if bound is None or bound.allows(value):
+        return
+    problem = "is out of range" if math.isfinite(value) else "is not a finite number"
+    raise ConfigError(f"{where}: {value!r} {problem}; allowed: {bound.describe()}")
+
+
 # ----- loading ---------------------------------------------------------------------------------
 
 
@@ -189,23 +286,65 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     """Read and validate a YAML file (raises :class:`ConfigError` with key and line)."""
     file = Path(path)
     try:
-        text = file.read_text()
+        data = file.read_bytes()
     except OSError as exc:
         raise ConfigError(f"cannot read configuration {file}: {exc.strerror}") from None
-    return parse_config(text, str(file))
+    return parse_config(_decode(data, str(file)), str(file))
+
+
+def _decode(data: bytes, source: str) -> str:
+    """The file as text. UTF-8 whatever the locale (systemd services often run with C/POSIX),
+    and a file saved in another encoding is named with the line of the first bad byte."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(
+            f"{source}: line {line} is not UTF-8 text (byte 0x{data[exc.start]:02x}); "
+            "save the file as UTF-8"
+        ) from None
+
+
+class ConfigLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that ``22:00`` stays text.
+
+    PyYAML implements YAML 1.1, where an unquoted ``22:00`` is the base-60 number 1320 (and
+    ``10:00`` is 600, while ``07:00``, with its leading zero, stays text). A schedule written
+    ``from: 22:00`` would then silently mean something else — Python reads "1320" as 13:20 —
+    and open the door hours early. YAML 1.2 dropped base-60 numbers; so does this loader.
+    """
+
+
+def _number_or_clock(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
+    if ":" in node.value:
+        return node.value  # a time of day as written, not a base-60 number
+    if node.tag.endswith(":int"):
+        return loader.construct_yaml_int(node)
+    return loader.construct_yaml_float(node)
+
+
+ConfigLoader.add_constructor("tag:yaml.org,2002:int", _number_or_clock)
+ConfigLoader.add_constructor("tag:yaml.org,2002:float", _number_or_clock)
 
 
 def parse_config(text: str, source: str = "<config>") -> Config:
+    """Parse and validate YAML text (raises :class:`ConfigError` naming ``source``, key, line)."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=ConfigLoader)
+        if node is None:
+            return Config()
+        config = _build(Config, node, "", source)
     except yaml.MarkedYAMLError as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark else "?"
         raise ConfigError(f"{source}: invalid YAML at line {line}: {exc.problem}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}: invalid YAML: {exc}") from None
-    if node is None:
-        return Config()
-    config = _build(Config, node, "", source)
+    except RecursionError:
+        # PyYAML composes (and we convert) nested lists and mappings recursively.
+        raise ConfigError(
+            f"{source}: invalid YAML: lists or mappings nested too deeply; "
+            "a configuration needs only a few levels"
+        ) from None
     _check_consistency(config, source)
     return config
 
@@ -222,7 +361,7 @@ def _build(cls: type, node: yaml.Node, prefix: str, source: str) -> Any:
     hints = typing.get_type_hints(cls)
     values: dict[str, Any] = {}
     for key_node, value_node in node.value:
-        key = key_node.value
+        key = _key(key_node, f"{source}: {where}")
         if key not in fields:
             close = difflib.get_close_matches(str(key), fields, n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""
@@ -233,6 +372,16 @@ def _build(cls: type, node: yaml.Node, prefix: str, source: str) -> Any:
             raise ConfigError(f"{source}: key '{prefix}{key}' given twice (line {_line(key_node)})")
         values[key] = _convert(hints[key], value_node, f"{prefix}{key}", source)
     return cls(**values)
+
+
+def _key(node: yaml.Node, where: str) -> str:
+    """A mapping key as text. YAML allows lists and mappings as keys (``? [camera]``), which
+    name no setting and are not hashable: refused with their line instead of crashing."""
+    if not isinstance(node, yaml.ScalarNode):
+        raise ConfigError(
+            f"{where} (line {_line(node)}): a key must be a plain name, not a list or mapping"
+        )
+    return str(node.value)
 
 
 def _convert(kind: Any, node: yaml.Node, name: str, source: str) -> Any:
@@ -255,15 +404,16 @@ def _convert(kind: Any, node: yaml.Node, name: str, source: str) -> Any:
         if not isinstance(node, yaml.MappingNode):
             raise ConfigError(f"{where}: expected a mapping")
         _, value_kind = get_args(kind)
-        return {
-            str(key.value): _convert(value_kind, value, f"{name}.{key.value}", source)
-            for key, value in node.value
-        }
+        keys = [(_key(key, f"{source}: {name}"), value) for key, value in node.value]
+        return {key: _convert(value_kind, value, f"{name}.{key}", source) for key, value in keys}
     if kind is Any:
-        return yaml.safe_load(yaml.serialize(node))
+        return yaml.load(yaml.serialize(node), Loader=ConfigLoader)
     if origin is list:
         if not isinstance(node, yaml.SequenceNode):
             raise ConfigError(f"{where}: expected a list")
+        if name in LENGTHS and len(node.value) != LENGTHS[name][0]:
+            count, items = LENGTHS[name]
+            raise ConfigError(f"{where}: expected {count} numbers {items}, got {len(node.value)}")
         (item,) = get_args(kind)
         return [_convert(item, child, f"{name}[{i}]", source) for i, child in enumerate(node.value)]
     value = _scalar(node, where)
@@ -274,11 +424,14 @@ def _convert(kind: Any, node: yaml.Node, name: str, source: str) -> Any:
     if kind is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{where}: expected a whole number, got {value!r}")
+        _in_range(value, name, where)
         return value
     if kind is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
-        return float(value)
+        number = _as_float(value)
+        _in_range(number, name, where)
+        return number
     if kind is str:
         if isinstance(value, (dict, list)) or value is None:
             raise ConfigError(f"{where}: expected text, got {value!r}")
@@ -286,10 +439,24 @@ def _convert(kind: Any, node: yaml.Node, name: str, source: str) -> Any:
     raise ConfigError(f"{where}: unsupported setting type {kind}")
 
 
+def _as_float(value: int | float) -> float:
+    """``float(value)``, with a whole number too large for a float (``1e400`` written out)
+    becoming infinity — which the range check then refuses — instead of an OverflowError."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
 def _scalar(node: yaml.Node, where: str) -> Any:
     if not isinstance(node, yaml.ScalarNode):
         raise ConfigError(f"{where}: expected a single value, not a list or mapping")
-    return yaml.SafeLoader(node.value).get_single_data() if node.style is None else node.value
+    if node.style is not None:  # quoted: text as written
+        return node.value
+    try:  # plain: what YAML makes of it (number, true/false, null ...)
+        return ConfigLoader(node.value).get_single_data()
+    except yaml.YAMLError:  # plain text that is not a document on its own, e.g. "... x"
+        return node.value
 
 
 def read_secret_file(path: Path, what: str = "secret file") -> str:
@@ -301,6 +468,8 @@ def read_secret_file(path: Path, what: str = "secret file") -> str:
         raise ConfigError(f"cannot read {what} {path}: {exc.strerror}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{what} {path} is not text") from None
+    except ValueError as exc:  # a path no file can have, e.g. with a NUL byte in it
+        raise ConfigError(f"cannot read {what} {str(path)!r}: {exc}") from None
     return lines[0].strip() if lines else ""
 
 
@@ -319,22 +488,34 @@ def resolve_secret(value: str, where: str) -> str:
     return value
 
 
-def _check_consistency(config: Config, source: str) -> None:
-    """Rules that span several keys (each message still names the keys)."""
-    r, rec, m = config.relay, config.recognition, config.mqtt
+def _check_related_numbers(config: Config, source: str) -> None:
+    """Numbers that are each in range (:data:`BOUNDS`) but must also agree with one another."""
+    r, rec, c = config.relay, config.recognition, config.camera
     if not 0 < r.unlock_seconds <= r.max_unlock_seconds:
         raise ConfigError(
             f"{source}: relay.unlock_seconds must be > 0 and <= relay.max_unlock_seconds "
             f"({r.unlock_seconds} vs {r.max_unlock_seconds})"
         )
-    if not 0 < rec.threshold < 2:
-        raise ConfigError(f"{source}: recognition.threshold must be between 0 and 2")
-    if not 1 <= rec.fusion_frames <= 30:
-        raise ConfigError(f"{source}: recognition.fusion_frames must be between 1 and 30")
     if not 1 <= rec.confirm_votes <= rec.confirm_window:
         raise ConfigError(
             f"{source}: recognition.confirm_votes must be between 1 and recognition.confirm_window"
         )
+    if c.reconnect_max_seconds < c.reconnect_min_seconds:
+        raise ConfigError(
+            f"{source}: camera.reconnect_max_seconds must be >= camera.reconnect_min_seconds "
+            f"({c.reconnect_max_seconds} vs {c.reconnect_min_seconds})"
+        )
+    if r.door_contact_pin == r.pin:
+        raise ConfigError(
+            f"{source}: relay.door_contact_pin must be another GPIO than relay.pin ({r.pin}); "
+            "one pin cannot drive the relay and read the door contact"
+        )
+
+
+def _check_consistency(config: Config, source: str) -> None:
+    """Rules that span several keys (each message still names the keys)."""
+    rec, m = config.recognition, config.mqtt
+    _check_related_numbers(config, source)
     try:
         from edgeface.door.schedules import AccessSchedule
 
@@ -344,8 +525,6 @@ def _check_consistency(config: Config, source: str) -> None:
     if config.push.enabled:
         if not config.mqtt.enabled and not config.push.folder:
             raise ConfigError(f"{source}: push.enabled needs mqtt.enabled or a push.folder")
-        if config.push.folder_poll_seconds <= 0:
-            raise ConfigError(f"{source}: push.folder_poll_seconds must be positive")
         if not config.push.keys and not config.push.public_keys:
             raise ConfigError(
                 f"{source}: push.enabled needs at least one key in push.keys or push.public_keys"
@@ -374,10 +553,6 @@ def _check_consistency(config: Config, source: str) -> None:
                     f"{source}: push.keys.{key_id} must be a hex key of at least 16 bytes "
                     "(edgeface keys generate)"
                 ) from None
-    if config.audit.max_bytes < 4096 or config.audit.keep < 1:
-        raise ConfigError(f"{source}: audit.max_bytes must be at least 4096 and audit.keep >= 1")
-    if config.snapshots.retention_days <= 0:
-        raise ConfigError(f"{source}: snapshots.retention_days must be positive")
     if m.remote_unlock and not m.remote_unlock_secret:
         raise ConfigError(
             f"{source}: mqtt.remote_unlock is on but mqtt.remote_unlock_secret is empty; "

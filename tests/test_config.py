@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import typing
 from pathlib import Path
 
 import pytest
 import yaml
 
-from edgeface.config import Config, ConfigError, load_config, parse_config
+from edgeface.config import BOUNDS, LENGTHS, Config, ConfigError, load_config, parse_config
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "config" / "edgeface.example.yaml"
 
@@ -45,7 +46,10 @@ def test_example_config_documents_every_key() -> None:
             "recognition:\n  embedder_precision: auto\n",
             "recognition.embedder_precision (line 2): 'auto' is not one of",
         ),
-        ("recognition:\n  fusion_frames: 0\n", "recognition.fusion_frames must be between 1"),
+        (
+            "recognition:\n  fusion_frames: 0\n",
+            "recognition.fusion_frames (line 2): 0 is out of range; allowed: at least 1 and at",
+        ),
         ("detector:\n  precision: int4\n", "detector.precision (line 2): 'int4' is not one of"),
         ("camera:\n  roi: 5\n", "camera.roi (line 2): expected a list"),
         ("camera: [1, 2]\n", "camera (line 1): expected a mapping"),
@@ -54,8 +58,11 @@ def test_example_config_documents_every_key() -> None:
         ("relay:\n  unlock_seconds: 30\n", "relay.unlock_seconds must be > 0 and <="),
         ("mqtt:\n  remote_unlock: true\n", "remote unlock needs a shared secret"),
         ("device_id: front/door\n", "may only hold letters"),
-        ("audit:\n  max_bytes: 100\n", "audit.max_bytes must be at least 4096"),
-        ("audit:\n  keep: 0\n", "audit.keep >= 1"),
+        (
+            "audit:\n  max_bytes: 100\n",
+            "audit.max_bytes (line 2): 100 is out of range; allowed: at least 4096",
+        ),
+        ("audit:\n  keep: 0\n", "audit.keep (line 2): 0 is out of range; allowed: at least 1"),
         ("audit:\n  enabeld: false\n", "unknown key 'audit.enabeld' (line 2); did you mean"),
         (
             "mqtt:\n  password: env:EDGEFACE_TEST_UNSET_VARIABLE\n",
@@ -97,3 +104,101 @@ def test_audit_path_defaults_to_the_state_dir(tmp_path: Path) -> None:
     assert parse_config(f"state_dir: {tmp_path}\n").audit_path == tmp_path / "audit.log"
     moved = parse_config(f"state_dir: {tmp_path}\naudit:\n  path: /var/log/door/audit.log\n")
     assert moved.audit_path == Path("/var/log/door/audit.log")
+
+
+def _numeric_keys(cls: type, prefix: str = "") -> list[str]:
+    """Every int/float setting (optional ones included) of a config dataclass, as key paths."""
+    keys: list[str] = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        kind = hints[f.name]
+        if dataclasses.is_dataclass(kind):
+            keys += _numeric_keys(typing.cast(type, kind), f"{prefix}{f.name}.")
+        elif {int, float} & set(typing.get_args(kind) or (kind,)):
+            keys.append(f"{prefix}{f.name}")
+    return keys
+
+
+def test_every_numeric_setting_has_a_range_the_defaults_are_in() -> None:
+    keys = _numeric_keys(Config)
+    assert "mqtt.port" in keys and "detector.threads" in keys  # the walk finds them
+    assert [key for key in keys if key not in BOUNDS] == []
+    defaults = Config()
+    for key in keys:
+        section, name = key.split(".") if "." in key else ("", key)
+        value = getattr(getattr(defaults, section) if section else defaults, name)
+        assert value is None or BOUNDS[key].allows(value), key
+    assert [f"camera.roi[{i}]" for i in range(LENGTHS["camera.roi"][0])] == [
+        key for key in BOUNDS if key.startswith("camera.roi")
+    ]
+    # The ends of the ranges are allowed; max_fps 0 means every frame the camera delivers.
+    config = parse_config(
+        "camera:\n  max_fps: 0\n  roi: [0, 0, 1, 1]\n"
+        "relay:\n  pin: 0\n  door_contact_pin: 27\n  cooldown_seconds: 0\n"
+        "mqtt:\n  port: 65535\ndetector:\n  min_face_size: 12\n  threads: 1\n"
+    )
+    assert config.camera.max_fps == 0 and config.relay.pin == 0 and config.mqtt.port == 65535
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("mqtt:\n  port: -1\n", "mqtt.port (line 2): -1 is out of range; allowed: at least 1"),
+        ("mqtt:\n  port: 99999\n", "mqtt.port (line 2): 99999 is out of range"),
+        ("relay:\n  pin: 99\n", "relay.pin (line 2): 99 is out of range; allowed: at least 0"),
+        ("relay:\n  door_contact_pin: 40\n", "relay.door_contact_pin (line 2): 40 is out of"),
+        ("camera:\n  roi: [1, 2]\n", "camera.roi (line 2): expected 4 numbers [x, y, width"),
+        ("camera:\n  roi: [0, 0, -5, -5]\n", "camera.roi[2] (line 2): -5 is out of range"),
+        ("camera:\n  roi: [-1, 0, 5, 5]\n", "camera.roi[0] (line 2): -1 is out of range"),
+        ("detector:\n  min_face_size: 5\n", "detector.min_face_size (line 2): 5 is out of"),
+        ("detector:\n  threads: 0\n", "detector.threads (line 2): 0 is out of range"),
+        ("detector:\n  frame_budget_ms: 0\n", "detector.frame_budget_ms (line 2): 0.0 is out"),
+        ("camera:\n  max_fps: -1\n", "camera.max_fps (line 2): -1.0 is out of range"),
+        ("camera:\n  max_fps: .nan\n", "camera.max_fps (line 2): nan is not a finite number"),
+        ("camera:\n  width: 0\n", "camera.width (line 2): 0 is out of range"),
+        ("camera:\n  stream_timeout_seconds: .inf\n", "stream_timeout_seconds (line 2): inf"),
+        ("camera:\n  reconnect_max_seconds: 0.5\n", "camera.reconnect_max_seconds must be >="),
+        ("recognition:\n  threshold: .nan\n", "recognition.threshold (line 2): nan is not"),
+        ("recognition:\n  margin: .nan\n", "recognition.margin (line 2): nan is not a finite"),
+        ("recognition:\n  margin: -0.1\n", "recognition.margin (line 2): -0.1 is out of range"),
+        ("recognition:\n  unknown_repeat_seconds: 0\n", "unknown_repeat_seconds (line 2): 0.0"),
+        ("relay:\n  cooldown_seconds: -1\n", "relay.cooldown_seconds (line 2): -1.0 is out"),
+        ("relay:\n  max_unlock_seconds: .nan\n", "relay.max_unlock_seconds (line 2): nan"),
+        ("relay:\n  door_contact_pin: 17\n", "relay.door_contact_pin must be another GPIO"),
+        ("mqtt:\n  keepalive_seconds: -5\n", "mqtt.keepalive_seconds (line 2): -5 is out"),
+        ("push:\n  max_bytes: 0\n", "push.max_bytes (line 2): 0 is out of range"),
+        ("push:\n  folder_poll_seconds: .nan\n", "push.folder_poll_seconds (line 2): nan is"),
+        ("snapshots:\n  retention_days: .nan\n", "snapshots.retention_days (line 2): nan is"),
+        ("camera:\n  max_fps: 1" + "0" * 400 + "\n", "camera.max_fps (line 2): inf is not"),
+    ],
+)
+def test_values_out_of_range_are_refused_naming_key_and_range(text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "edgeface.yaml")
+    assert message in str(info.value)
+    assert str(info.value).startswith("edgeface.yaml")
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"device_id: door\ncamera:\n  source: caf\xe9\n", "line 3 is not UTF-8 text"),
+        (b"? [camera]\n: 1\n", "top level (line 1): a key must be a plain name"),
+        (
+            b"recognition:\n  schedules:\n    ? {a: 1}\n    : []\n",
+            "recognition.schedules (line 3): a key must be a plain name",
+        ),
+        (b"camera: " + b"[" * 3000 + b"\n", "nested too deeply"),
+        (b"camera:\n  source: ... x\n  max_fps: fast\n", "camera.max_fps (line 3)"),
+        (b'mqtt:\n  password: "file:\\0"\n', "mqtt.password (line 2): cannot read secret"),
+    ],
+)
+def test_malformed_files_are_a_config_error_naming_the_file(
+    tmp_path: Path, content: bytes, message: str
+) -> None:
+    """Not a UnicodeDecodeError, TypeError or RecursionError traceback from doctor or run."""
+    path = tmp_path / "edgeface.yaml"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value).startswith(str(path)) and message in str(info.value)

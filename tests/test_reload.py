@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from gpiozero import DigitalOutputDevice
 from gpiozero.pins.mock import MockFactory
 from test_service import factory, make_clip  # noqa: F401  (factory is a fixture)
 
@@ -205,16 +206,75 @@ def test_relay_pin_that_cannot_be_claimed_keeps_the_old_one_locked(
     photo_dir: Path,
     factory: MockFactory,  # noqa: F811
 ) -> None:
-    """A reload naming a pin the board does not have: the old pin is claimed again, locked."""
+    """A reload naming a pin something else holds: the old pin is claimed again, locked.
+    (A pin the board does not have is refused with the file: see the test below.)"""
+    taken = DigitalOutputDevice(27, pin_factory=factory)
 
     def move_relay(config_file: Path) -> None:
-        config_file.write_text(config_file.read_text().replace("pin: 17", "pin: 99"))
+        config_file.write_text(config_file.read_text().replace("pin: 17", "pin: 27"))
 
     service, events = reload_once(tmp_path, photo_dir, factory, move_relay)
+    taken.close()
     errors = [str(e.get("detail")) for e in events if e["event_type"] == "error"]
-    assert len(errors) == 1 and "relay pin 99 could not be claimed" in errors[0], events
+    assert len(errors) == 1 and "relay pin 27 could not be claimed" in errors[0], events
     assert service.config.relay.pin == 17 and service.relay.locked
     assert service.relay.unlock(identity="test")  # the old pin works again ...
     assert factory.pin(17).state is True
     service.relay.close()  # ... and is locked on the way out
+    assert factory.pin(17).state is False
+
+
+@pytest.mark.parametrize(
+    ("find", "replace", "reason"),
+    [
+        pytest.param(b"loop: true", b"loop: true # caf\xe9", "line 5 is not UTF-8", id="latin-1"),
+        pytest.param(b"mqtt:", b"? [camera]\n: 1\nmqtt:", "a key must be a plain", id="list-key"),
+        pytest.param(b"mqtt:", b"push: " + b"[" * 3000 + b"\nmqtt:", "too deeply", id="nesting"),
+        pytest.param(b"pin: 17", b"pin: 99", "relay.pin (line 10): 99 is out of range", id="pin"),
+        pytest.param(
+            b"cooldown_seconds: 5\n",
+            b"cooldown_seconds: 5\n  door_contact_pin: 17\n",
+            "relay.door_contact_pin must be another GPIO than relay.pin",
+            id="contact-pin",
+        ),
+        pytest.param(
+            b"recognition:\n",
+            b"recognition:\n  margin: .nan\n",
+            "recognition.margin (line 8): nan is not a finite number",
+            id="nan-margin",
+        ),
+        pytest.param(
+            b"recognition:\n",
+            b"detector:\n  min_face_size: 5\nrecognition:\n",
+            "detector.min_face_size (line 8): 5 is out of range",
+            id="min-face",
+        ),
+    ],
+)
+def test_reload_of_a_bad_file_is_refused_and_the_door_keeps_running(
+    tmp_path: Path,
+    photo_dir: Path,
+    factory: MockFactory,  # noqa: F811
+    find: bytes,
+    replace: bytes,
+    reason: str,
+) -> None:
+    """Each of these once ended the reload task with a traceback ("Task exception was never
+    retrieved") or, for the pin, tried to claim it; now: one "reload refused" event saying why,
+    and the running configuration, relay and all, stays."""
+
+    def damage(config_file: Path) -> None:
+        text = config_file.read_bytes()
+        assert find in text
+        config_file.write_bytes(text.replace(find, replace, 1))
+
+    service, events = reload_once(tmp_path, photo_dir, factory, damage)
+    errors = [str(e.get("detail")) for e in events if e["event_type"] == "error"]
+    assert len(errors) == 1 and errors[0].startswith("reload refused"), events
+    assert reason in errors[0] and "edgeface.yaml" in errors[0]
+    assert service.config == parse_config(
+        _config_text(tmp_path, tmp_path / "clip.avi", 17, 0.4, "x")
+    )
+    assert service.relay.unlock(identity="test") and factory.pin(17).state is True
+    service.relay.close()
     assert factory.pin(17).state is False

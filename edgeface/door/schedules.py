@@ -11,9 +11,13 @@ says the person was refused and why, which is what a household wants to see.
 from __future__ import annotations
 
 import datetime as dt
+import difflib
+import re
 from dataclasses import dataclass
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+#: The keys a window may have; each has a default, so a misspelt one would silently widen it.
+WINDOW_KEYS = ("days", "from", "to")
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,7 @@ class Window:
 
 def parse_window(raw: dict[str, object], where: str) -> Window:
     """One window from configuration (raises ValueError naming ``where``)."""
+    _check_keys(raw, where)
     days_raw = raw.get("days", list(DAYS))
     if not isinstance(days_raw, list) or not days_raw:
         raise ValueError(f"{where}.days must be a list like [mon, tue]")
@@ -44,13 +49,34 @@ def parse_window(raw: dict[str, object], where: str) -> Window:
         if name not in DAYS:
             raise ValueError(f"{where}.days: {day!r} is not a day (mon … sun)")
         days.add(DAYS.index(name))
-    try:
-        start = dt.time.fromisoformat(str(raw.get("from", "00:00")))
-        end_text = str(raw.get("to", "24:00"))
-        end = dt.time.max if end_text == "24:00" else dt.time.fromisoformat(end_text)
-    except ValueError:
-        raise ValueError(f"{where}: from/to must be HH:MM times") from None
+    start = _clock(raw.get("from", "00:00"), f"{where}.from")
+    end_text = raw.get("to", "24:00")
+    end = dt.time.max if end_text == "24:00" else _clock(end_text, f"{where}.to")
     return Window(frozenset(days), start, end)
+
+
+def _clock(value: object, where: str) -> dt.time:
+    """An ``HH:MM`` time of day. Only that form: Python also reads "1320" as 13:20, and a
+    number here is what YAML 1.1 makes of an unquoted 22:00 (1320), so neither is guessed at."""
+    text = value if isinstance(value, str) else ""
+    if not re.fullmatch(r"\d{1,2}:\d{2}", text.strip()):
+        raise ValueError(f'{where} must be a HH:MM time such as "07:30", got {value!r}')
+    try:
+        return dt.time.fromisoformat(text.strip().zfill(5))
+    except ValueError:
+        raise ValueError(f"{where}: {value!r} is not a time of day (00:00 to 23:59)") from None
+
+
+def _check_keys(raw: dict[str, object], where: str) -> None:
+    """Refuse keys other than days/from/to: ``form: "09:00"`` would otherwise be ignored and
+    the window would start at 00:00 — more access than intended, without a word."""
+    for key in raw:
+        if key not in WINDOW_KEYS:
+            close = difflib.get_close_matches(str(key), WINDOW_KEYS, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise ValueError(
+                f"{where}: unknown key {key!r}{hint} (a window has only days, from and to)"
+            )
 
 
 class AccessSchedule:
