@@ -15,7 +15,19 @@ def emit(args: argparse.Namespace, payload: Any, text: str) -> None:
         json.dump(finite_json(payload), sys.stdout, indent=2, allow_nan=False)
         sys.stdout.write("\n")
     else:
-        print(text)
+        print(printable(text))
+
+
+def printable(text: str) -> str:
+    """``text`` as stdout can encode it. A file name that is not valid UTF-8 reaches Python as
+    lone surrogates, which a UTF-8 terminal refuses (UnicodeEncodeError); such characters are
+    shown as backslash escapes instead of crashing the report."""
+    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+    try:
+        text.encode(encoding)
+    except UnicodeEncodeError:
+        return text.encode(encoding, "backslashreplace").decode(encoding)
+    return text
 
 
 def finite_json(value: Any) -> Any:

@@ -348,3 +348,24 @@ def test_bench_worker_failure_is_one_line(tmp_path: Path) -> None:
     assert result.stderr.strip().splitlines() == [
         f"edgeface: error: benchmark of edgeface: {tmp_path / 'frames'}: no frames could be read"
     ]
+
+
+def test_a_file_name_that_is_not_utf8_is_printed_escaped(tmp_path: Path, photo_dir: Path) -> None:
+    """A photo copied from an old camera card may have a Latin-1 name; Python hands it over as
+    lone surrogates, and printing it to a strict UTF-8 stdout raised UnicodeEncodeError after
+    the work was done. The name is shown with a backslash escape instead."""
+    import os
+    import subprocess
+    import sys
+
+    name = os.fsdecode(b"caf\xe9.jpg")
+    shutil.copy(photo_dir / "obama.jpg", tmp_path / name)
+    result = subprocess.run(
+        [sys.executable, "-m", "edgeface", "detect", str(tmp_path / name)],
+        capture_output=True,
+        env={**os.environ, "PYTHONIOENCODING": "utf-8"},
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr.decode(errors="replace")
+    assert b"Traceback" not in result.stderr
+    assert b"caf\\udce9.jpg" in result.stdout
