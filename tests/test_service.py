@@ -46,6 +46,29 @@ def run(service: DoorService) -> int:
     return asyncio.run(asyncio.wait_for(service.run(), timeout=120))
 
 
+def run_for(
+    seconds: float, camera: CameraConfig, tmp_path: Path, factory: MockFactory
+) -> list[dict[str, object]]:
+    """The events of a daemon (no gallery, relay on ``PIN``) stopped after ``seconds``; the
+    stop must be clean (status 0) and prompt (a camera thread deaf to it fails the test)."""
+    config = Config(
+        state_dir=str(tmp_path / "state"),
+        camera=camera,
+        recognition=RecognitionConfig(gallery=str(tmp_path / "none.json")),
+        relay=RelayConfig(pin=PIN),
+    )
+    events: list[dict[str, object]] = []
+    service = DoorService(config, pin_factory=factory, on_event=events.append)
+
+    async def stop_soon() -> int:
+        asyncio.get_running_loop().call_later(seconds, service.stop_requested.set)
+        return await service.run()
+
+    assert asyncio.run(asyncio.wait_for(stop_soon(), timeout=seconds + 10)) == 0
+    assert np.isfinite(service._fps)
+    return events
+
+
 def test_enrolled_person_unlocks_stranger_does_not(
     tmp_path: Path, photo_dir: Path, factory: MockFactory, broker: Broker
 ) -> None:
@@ -103,26 +126,19 @@ def test_enrolled_person_unlocks_stranger_does_not(
 def test_missing_camera_keeps_the_door_locked_and_reports_it(
     tmp_path: Path, factory: MockFactory
 ) -> None:
-    config = Config(
-        state_dir=str(tmp_path / "state"),
-        camera=CameraConfig(
-            source="/dev/video97", reconnect_min_seconds=0.1, reconnect_max_seconds=0.2
-        ),
-        recognition=RecognitionConfig(gallery=str(tmp_path / "none.json")),
-        relay=RelayConfig(pin=PIN),
+    """The door stays locked and the loss is reported once. Also: every event type the daemon
+    emits is declared to Home Assistant (its event entity refuses undeclared types)."""
+    from edgeface.door.mqtt import EVENT_TYPES
+
+    camera = CameraConfig(
+        source="/dev/video97", reconnect_min_seconds=0.1, reconnect_max_seconds=0.2
     )
-    events: list[dict[str, object]] = []
-    service = DoorService(config, pin_factory=factory, on_event=events.append)
-
-    async def stop_soon() -> int:
-        asyncio.get_running_loop().call_later(1.0, service.stop_requested.set)
-        return await service.run()
-
-    assert asyncio.run(stop_soon()) == 0
+    events = run_for(1.0, camera, tmp_path, factory)
     lost = [e for e in events if e["event_type"] == "camera_lost"]
     assert len(lost) == 1 and "no such camera device" in str(lost[0]["detail"])
     assert all(s.state is False for s in factory.pin(PIN).states)
-    assert np.isfinite(service._fps)
+    kinds = {str(e["event_type"]) for e in events}
+    assert {"daemon_started", "daemon_stopped", "camera_lost"} <= kinds <= set(EVENT_TYPES)
 
 
 def test_camera_folder_of_unreadable_files_is_reported_lost_and_stop_is_prompt(
@@ -130,28 +146,12 @@ def test_camera_folder_of_unreadable_files_is_reported_lost_and_stop_is_prompt(
 ) -> None:
     """A looping image-folder camera whose files are all unreadable: reported lost (it used to
     keep the capture thread spinning, so the daemon ignored the stop), the door stays locked."""
-    import time
-
     folder = tmp_path / "frames"
     folder.mkdir()
     (folder / "a.jpg").write_text("not a jpeg")
-    config = Config(
-        state_dir=str(tmp_path / "state"),
-        camera=CameraConfig(source=str(folder), reconnect_min_seconds=0.1),
-        recognition=RecognitionConfig(gallery=str(tmp_path / "none.json")),
-        relay=RelayConfig(pin=PIN),
+    events = run_for(
+        1.0, CameraConfig(source=str(folder), reconnect_min_seconds=0.1), tmp_path, factory
     )
-    events: list[dict[str, object]] = []
-    service = DoorService(config, pin_factory=factory, on_event=events.append)
-
-    async def stop_soon() -> tuple[int, float]:
-        asyncio.get_running_loop().call_later(1.0, service.stop_requested.set)
-        started = time.monotonic()
-        code = await service.run()
-        return code, time.monotonic() - started
-
-    code, seconds = asyncio.run(asyncio.wait_for(stop_soon(), timeout=30))
-    assert code == 0 and seconds < 10
     lost = [e for e in events if e["event_type"] == "camera_lost"]
     assert len(lost) == 1 and "stopped sending frames" in str(lost[0]["detail"])
     # It opens but sends nothing: retried with back-off, not reported "restored" and "lost"
@@ -339,31 +339,6 @@ def test_a_person_recognised_during_the_cooldown_is_let_in_when_it_ends(
     recognised_at = next(t for t, kind in events if kind == "recognised")
     unlocked_at = next(t for t, kind in events if kind == "unlocked")
     assert recognised_at < 2.0 <= unlocked_at  # confirmed while busy, opened after it
-
-
-def test_every_event_the_daemon_emits_is_declared_to_home_assistant(
-    tmp_path: Path, factory: MockFactory
-) -> None:
-    """Home Assistant's event entity refuses event types its discovery config does not list."""
-    from edgeface.door.mqtt import EVENT_TYPES
-
-    config = Config(
-        state_dir=str(tmp_path / "state"),
-        camera=CameraConfig(source="/dev/video97", reconnect_min_seconds=0.1),
-        recognition=RecognitionConfig(gallery=str(tmp_path / "none.json")),
-        relay=RelayConfig(pin=PIN),
-    )
-    events: list[dict[str, object]] = []
-    service = DoorService(config, pin_factory=factory, on_event=events.append)
-
-    async def stop_soon() -> int:
-        asyncio.get_running_loop().call_later(0.5, service.stop_requested.set)
-        return await service.run()
-
-    assert asyncio.run(stop_soon()) == 0
-    kinds = {str(e["event_type"]) for e in events}
-    assert {"daemon_started", "daemon_stopped", "camera_lost"} <= kinds
-    assert kinds <= set(EVENT_TYPES)
 
 
 def test_a_full_outbox_disk_neither_stops_nor_hangs_the_daemon(
