@@ -161,10 +161,28 @@ def cmd_eval_lfw(args: argparse.Namespace) -> int:
         counter = FallbackCounter()
         cache = Path(args.cache) / f"lfw-{pipeline}.npz" if args.cache else None
         embed = PIPELINES[pipeline](args.threads, counter)
+        counts = {"fallbacks": 0}
+
+        def embed_counted(
+            path: Path,
+            embed: Any = embed,
+            counts: dict[str, int] = counts,
+            counter: FallbackCounter = counter,
+        ) -> Any:
+            vectors = embed(path)
+            counts["fallbacks"] = counter.fallbacks
+            return vectors
+
         per_variant = embed_all(
-            data, names, embed, f"LFW {pipeline}", show_progress=not args.quiet, cache_file=cache
+            data,
+            names,
+            embed_counted,
+            f"LFW {pipeline}",
+            show_progress=not args.quiet,
+            cache_file=cache,
+            counts=counts,
         )
-        fallbacks[pipeline] = counter.fallbacks
+        fallbacks[pipeline] = counts["fallbacks"]  # -1: from a cache that did not record it
         for variant, embeddings in per_variant.items():
             results[variant] = evaluate_pairs(pairs, embeddings, far=args.far).as_dict()
         # A door stores a template once and compares plain live embeddings with it.

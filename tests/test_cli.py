@@ -64,6 +64,36 @@ def make_mini_lfw(root: Path, photo_dir: Path) -> None:
     )
 
 
+def test_eval_lfw_from_its_cache_reports_the_same_fallbacks(
+    tmp_path: Path, photo_dir: Path
+) -> None:
+    """A run from ``--cache`` does not redo the detection, and used to report 0 images without
+    a face whatever the truth; the count is stored with the embeddings."""
+    import cv2
+    from photos import face_free_photos
+
+    make_mini_lfw(tmp_path / "lfw", photo_dir)
+    rocket = cv2.cvtColor(face_free_photos()["rocket"], cv2.COLOR_RGB2BGR)
+    cv2.imwrite(str(tmp_path / "lfw/images/Joe_Biden/Joe_Biden_0001.jpg"), rocket)
+    runs = [
+        edgeface(
+            "eval",
+            "lfw",
+            "--data",
+            str(tmp_path / "lfw"),
+            "--pipelines",
+            "edgeface",
+            "--cache",
+            str(tmp_path / "cache"),
+            "--json",
+        )
+        for _ in range(2)
+    ]
+    assert all(r.returncode == 0 for r in runs), runs[-1].stderr
+    counts = [json.loads(r.stdout)["fallbacks"]["edgeface"] for r in runs]
+    assert counts == [1, 1]
+
+
 def test_eval_lfw_runs_the_protocol_end_to_end(tmp_path: Path, photo_dir: Path) -> None:
     make_mini_lfw(tmp_path / "lfw", photo_dir)
     result = edgeface(

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from edgeface.bench.memory import peak_rss_mb
 from edgeface.config import CameraConfig, Config, RecognitionConfig, RelayConfig
 from edgeface.door.demo import build_clip, demo_photos, enrol
 
@@ -82,7 +83,7 @@ def steady_load(root: Path, photos: Path, gallery: Path, seconds: float) -> dict
         "seconds": round(wall, 1),
         "frames_per_second": round(service.frames_done / wall, 2),
         "cpu_percent_of_one_core": round(100 * cpu / wall, 1),
-        "peak_rss_mb": round(after.ru_maxrss / 1024, 1),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
     }
 
 

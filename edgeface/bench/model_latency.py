@@ -19,7 +19,7 @@ from edgeface.runtime import load_interpreter
 
 #: (logical model, input shape it is timed at, why that shape)
 BENCH_SHAPES: tuple[tuple[str, tuple[int, ...], str], ...] = (
-    ("pnet", (1, 336, 448, 3), "P-Net, first pyramid level of a 640x480 frame at min face 20"),
+    ("pnet", (1, 288, 384, 3), "P-Net, first pyramid level of a 640x480 frame at min face 20"),
     ("rnet", (32, 24, 24, 3), "R-Net, batch of 32 candidates"),
     ("onet", (8, 48, 48, 3), "O-Net, batch of 8 candidates"),
     ("embedder", (1, 150, 150, 3), "embedder, one aligned face"),

@@ -128,12 +128,17 @@ class DlibRunner:
         return len(rects), {"detect": detect_ms, "embed": _ms(start)}
 
 
+#: Frames the mtcnn peer is probed on for its large-min-face failure before giving up.
+PROBE_FRAMES = 10
+
+
 class MtcnnPackageRunner:
     """The ``mtcnn`` package's detector (TensorFlow), at the same minimum face size.
 
     mtcnn 1.0.0 sizes its pyramid from the image alone, so with ``min_face_size`` above ~20 its
     last levels fall below P-Net's 12 px window: depending on the Keras version it then returns
-    no faces or raises. The runner probes the unpatched package on the first frame and reports
+    no faces or raises. The runner probes the unpatched package on the first frame with a face
+    (at min face 20) and reports
     what happened; for the timing it then drops those sub-12 px levels (what the package's own
     ``min_size=12`` argument means to do), so the figure is that of a working detector and the
     report says it was patched.
@@ -152,16 +157,20 @@ class MtcnnPackageRunner:
         self.min_face_size = min_face_size
         self.notes: list[str] = []
         self._checked = False
+        self._probes = 0
 
-    def _probe_and_patch(self, frame: np.ndarray) -> None:
+    def _probe_and_patch(self, frame: np.ndarray) -> bool:
+        """Whether this frame settled the question (True), or had no face to tell by."""
         try:
             found: Any = self.detector.detect_faces(frame, min_face_size=self.min_face_size)
             problem = None if found else "returned no faces"
         except Exception as exc:
             problem = f"raised {exc.__class__.__name__}"
         if problem is None:
-            return
+            return True
         reference = self.detector.detect_faces(frame, min_face_size=20)
+        if problem == "returned no faces" and not reference:
+            return False  # no face at 20 either: an empty frame proves nothing
         self.notes.append(
             f"mtcnn 1.0.0 {problem} at min_face_size={self.min_face_size} "
             f"({len(reference)} face(s) at 20): its pyramid keeps levels < 12 px; "
@@ -175,12 +184,20 @@ class MtcnnPackageRunner:
 
         self.stage_pnet.build_scale_pyramid = pyramid_without_tiny_levels
         self.name = "mtcnn-package*"
+        return True
 
     def process(self, frame: np.ndarray) -> tuple[int, dict[str, float]]:
-        if not self._checked:
-            self._checked = True
-            if self.min_face_size > 20:
-                self._probe_and_patch(frame)
+        if not self._checked and self.min_face_size > 20:
+            # Probed on the first frames until one has a face to tell by.
+            self._probes += 1
+            settled = self._probe_and_patch(frame)
+            if settled or self._probes >= PROBE_FRAMES:
+                self._checked = True
+                if not settled:
+                    self.notes.append(
+                        f"no face at min_face_size=20 in the first {PROBE_FRAMES} frames: "
+                        "mtcnn 1.0.0's large-min-face failure could not be checked"
+                    )
         start = time.perf_counter()
         faces = self.detector.detect_faces(frame, min_face_size=self.min_face_size)
         return len(faces), {"detect": _ms(start)}
