@@ -21,6 +21,10 @@ from edgeface.vision.augment import DEFAULT_AUGMENTATION, Augmentation
 from edgeface.vision.image_io import decode_rgb
 from edgeface.vision.quality import ENROLMENT
 
+#: Most of an enrolment face's chip that may lie outside the photo (a little chin or hair
+#: cut off is common in portraits; a face cut by the edge is not enrolled).
+MAX_OUTSIDE_FRACTION = 0.05
+
 #: Most images one pushed identity may carry (each costs a detection + embedding on the door).
 MAX_IMAGES_PER_IDENTITY = 10
 
@@ -35,7 +39,12 @@ def enrolment_face(
     """The single good face of an enrolment image, else :class:`EnrolmentRefused`; its
     ``embedding`` is the gallery template ``augmentation`` makes (:mod:`edgeface.vision.augment`).
     """
-    faces = pipeline.analyse(rgb, limits=ENROLMENT, embed=False)
+    found = pipeline.analyse(rgb, limits=ENROLMENT, embed=False)
+    # A detection less than half the size of the largest face is someone far behind (or a
+    # false positive in a poster or pattern), not a second subject: it does not make the
+    # photo ambiguous. Two faces of similar size do.
+    largest = max((f.detection.width for f in found), default=0.0)
+    faces = [f for f in found if f.detection.width >= largest / 2]
     if len(faces) != 1:
         raise EnrolmentRefused(
             "no face found" if not faces else f"{len(faces)} faces found, need exactly one"
@@ -43,6 +52,13 @@ def enrolment_face(
     face = faces[0]
     if not face.quality.ok:
         raise EnrolmentRefused("; ".join(face.quality.reasons))
+    outside = pipeline.aligner.outside_fraction(rgb.shape, face.detection.landmarks)
+    if outside > MAX_OUTSIDE_FRACTION:
+        # The chip would be part face, part smeared edge pixels: a template of a half-face.
+        raise EnrolmentRefused(
+            f"the face is cut off by the edge of the photo ({100 * outside:.0f} % of it is "
+            "missing); use a photo with the whole face and some margin around it"
+        )
     face.embedding = pipeline.template_embedding(rgb, face, augmentation)
     return face
 

@@ -105,10 +105,32 @@ class FaceAligner:
         region = cv2.resize(
             rgb[y0:y1, x0:x1], None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA
         )
+        # cv2.resize maps region pixel q to source pixel (q + 0.5) / f - 0.5 (pixel centres),
+        # with f the ratio it actually used per axis (sizes are rounded): compose with that,
+        # or the chip is shifted by up to a third of a chip pixel against an unshrunk one.
+        fx = region.shape[1] / (x1 - x0)
+        fy = region.shape[0] / (y1 - y0)
         shrunk = matrix.copy()
-        shrunk[:, :2] = matrix[:, :2] / factor
-        shrunk[:, 2] = matrix[:, :2] @ np.array([x0, y0], float) + matrix[:, 2]
+        shrunk[:, :2] = matrix[:, :2] / np.array([fx, fy])
+        origin = np.array([x0 + 0.5 / fx - 0.5, y0 + 0.5 / fy - 0.5])
+        shrunk[:, 2] = matrix[:, :2] @ origin + matrix[:, 2]
         return region, shrunk
+
+    def outside_fraction(self, shape: tuple[int, ...], landmarks: np.ndarray) -> float:
+        """The fraction of this face's chip that lies outside an image of ``shape``: the part
+        the chip fills by repeating edge pixels (a face cut off by the photo's edge)."""
+        steps = (np.arange(16) + 0.5) * (self.size / 16)
+        grid = np.stack(np.meshgrid(steps, steps), axis=-1).reshape(-1, 2)
+        inverse = cv2.invertAffineTransform(self.matrix(landmarks))
+        source = grid @ inverse[:, :2].T + inverse[:, 2]
+        height, width = shape[:2]
+        inside = (
+            (source[:, 0] >= 0)
+            & (source[:, 0] <= width - 1)
+            & (source[:, 1] >= 0)
+            & (source[:, 1] <= height - 1)
+        )
+        return float(1.0 - inside.mean())
 
     def chips(self, rgb: np.ndarray, landmark_sets: list[np.ndarray]) -> np.ndarray:
         """Chips for several faces of one frame, stacked (N, size, size, 3) for one batch."""

@@ -54,6 +54,8 @@ class HaarProposer:
         self.shrink = min(1.0, CASCADE_WINDOW / max(self.min_face_size, CASCADE_WINDOW))
 
     def propose(self, rgb: np.ndarray) -> np.ndarray:
+        if min(rgb.shape[:2]) * self.shrink < CASCADE_WINDOW:
+            return np.empty((0, 4), dtype=np.float32)  # smaller than one window: no face fits
         grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
         if self.shrink < 1.0:
             grey = cv2.resize(

@@ -3,11 +3,18 @@
 Every model takes 8-bit RGB. Real inputs are grey PGM/GIF scans, 16-bit PNGs, RGBA
 screenshots, truncated downloads and 0-byte files; each is either converted or refused with a
 sentence that names the file, never a traceback from deep inside OpenCV.
+
+Phone photos are stored as the sensor saw them, with an EXIF orientation tag saying how to turn
+them. OpenCV honours it only when it may also drop alpha and 16-bit depth; edgeface decodes with
+those kept, so it reads the tag itself and turns the image: a portrait taken on a phone is
+upright for the detector, instead of lying on its side and "having no face".
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -38,31 +45,87 @@ def to_rgb8(image: np.ndarray, source: str = "image") -> np.ndarray:
     raise ImageError(f"{source}: unsupported image layout {image.shape}")
 
 
-def header_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from a PNG or JPEG header without decoding, or None if unknown.
+def jpeg_segments(data: bytes | memoryview) -> Iterator[tuple[int, int, int]]:
+    """``(marker, start, end)`` of each JPEG header segment's payload, up to the image data.
 
-    Lets a 12000×9000 photo be refused before OpenCV allocates 324 MB to decode it.
-    """
-    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
-        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
-    if data[:2] != b"\xff\xd8":
-        return None
+    Walks the whole header, segment by segment (each step jumps over one segment, so a phone
+    photo's 100 KB of EXIF, XMP and ICC data costs a few steps, not a scan)."""
+    if bytes(data[:2]) != b"\xff\xd8":
+        return
     offset = 2
-    while offset + 9 < len(data):
+    while offset + 4 <= len(data):
         if data[offset] != 0xFF:
-            return None
+            return
         marker = data[offset + 1]
         if marker == 0xFF:  # fill byte
             offset += 1
             continue
+        if marker == 0xDA:  # start of scan: the header is over
+            return
         length = int.from_bytes(data[offset + 2 : offset + 4], "big")
-        # SOF0..SOF15 carry the frame size, except DHT (C4), JPG (C8) and DAC (CC).
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            height = int.from_bytes(data[offset + 5 : offset + 7], "big")
-            width = int.from_bytes(data[offset + 7 : offset + 9], "big")
-            return width, height
+        if length < 2:
+            return
+        yield marker, offset + 4, min(offset + 2 + length, len(data))
         offset += 2 + length
+
+
+def header_size(data: bytes | memoryview) -> tuple[int, int] | None:
+    """(width, height) from a PNG or JPEG header without decoding, or None if unknown.
+
+    Lets a 12000×9000 photo be refused before OpenCV allocates 324 MB to decode it.
+    """
+    if bytes(data[:8]) == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    for marker, start, end in jpeg_segments(data):
+        # SOF0..SOF15 carry the frame size, except DHT (C4), JPG (C8) and DAC (CC).
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC) and end - start >= 5:
+            height = int.from_bytes(data[start + 1 : start + 3], "big")
+            width = int.from_bytes(data[start + 3 : start + 5], "big")
+            return width, height
     return None
+
+
+def exif_orientation(data: bytes | memoryview) -> int:
+    """The EXIF orientation (1–8) a JPEG's APP1 segment declares; 1 (as stored) if none."""
+    for marker, start, end in jpeg_segments(data):
+        if marker != 0xE1 or bytes(data[start : start + 6]) != b"Exif\x00\x00":
+            continue
+        tiff = bytes(data[start + 6 : end])
+        if tiff[:2] not in (b"II", b"MM") or len(tiff) < 8:
+            return 1
+        endian: Literal["little", "big"] = "little" if tiff[:2] == b"II" else "big"
+        first = int.from_bytes(tiff[4:8], endian)
+        if first + 2 > len(tiff):
+            return 1
+        count = int.from_bytes(tiff[first : first + 2], endian)
+        for index in range(count):
+            entry = first + 2 + 12 * index
+            if entry + 12 > len(tiff):
+                break
+            if int.from_bytes(tiff[entry : entry + 2], endian) == 0x0112:
+                value = int.from_bytes(tiff[entry + 8 : entry + 10], endian)
+                return value if 1 <= value <= 8 else 1
+        return 1
+    return 1
+
+
+def upright(image: np.ndarray, orientation: int) -> np.ndarray:
+    """``image`` turned as EXIF ``orientation`` says (1 = as stored … 8)."""
+    if orientation == 2:
+        return cv2.flip(image, 1)
+    if orientation == 3:
+        return cv2.rotate(image, cv2.ROTATE_180)
+    if orientation == 4:
+        return cv2.flip(image, 0)
+    if orientation == 5:
+        return cv2.transpose(image)
+    if orientation == 6:
+        return cv2.rotate(image, cv2.ROTATE_90_CLOCKWISE)
+    if orientation == 7:
+        return cv2.rotate(cv2.transpose(image), cv2.ROTATE_180)
+    if orientation == 8:
+        return cv2.rotate(image, cv2.ROTATE_90_COUNTERCLOCKWISE)
+    return image
 
 
 def read_rgb(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
@@ -94,7 +157,8 @@ def decode_rgb(
     buffer = np.frombuffer(data, dtype=np.uint8) if isinstance(data, bytes) else data
     if buffer.size == 0:
         raise ImageError(f"{source}: empty (0 bytes)")
-    declared = header_size(buffer[:65536].tobytes())
+    header = memoryview(buffer.data)
+    declared = header_size(header)
     if declared is not None and declared[0] * declared[1] > max_pixels:
         raise ImageError(
             f"{source}: {declared[0]}x{declared[1]} is larger than the "
@@ -111,4 +175,4 @@ def decode_rgb(
             f"{source}: {image.shape[1]}x{image.shape[0]} is larger than the "
             f"{max_pixels // 1_000_000} MP edgeface accepts; downscale it first"
         )
-    return to_rgb8(image, source)
+    return to_rgb8(upright(image, exif_orientation(header)), source)

@@ -1,0 +1,63 @@
+"""Decoding photos as users hand them over: phone pictures stored sideways with an EXIF
+orientation, and phone JPEGs whose metadata pushes the frame header past the first 64 KB."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgeface.errors import ImageError
+from edgeface.vision.image_io import decode_rgb, exif_orientation, header_size, read_rgb
+
+
+def jpeg_with_orientation(rgb: np.ndarray, orientation: int) -> bytes:
+    """What a phone writes: the pixels as the sensor saw them, and the tag to turn them."""
+    image_module = pytest.importorskip("PIL.Image")
+    stored = {
+        1: rgb,
+        3: np.rot90(rgb, 2),
+        6: np.rot90(rgb, 1),  # counter-clockwise on disk; the tag says turn it clockwise
+        8: np.rot90(rgb, -1),
+    }[orientation]
+    image = image_module.fromarray(np.ascontiguousarray(stored))
+    exif = image.getexif()
+    exif[0x0112] = orientation
+    out = io.BytesIO()
+    image.save(out, format="JPEG", quality=95, exif=exif)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("orientation", [1, 3, 6, 8])
+def test_phone_photos_are_turned_upright(photo_dir: Path, orientation: int) -> None:
+    upright = read_rgb(photo_dir / "obama.jpg")
+    data = jpeg_with_orientation(upright, orientation)
+    assert exif_orientation(data) == orientation
+    decoded = decode_rgb(data, "phone.jpg")
+    assert decoded.shape == upright.shape
+    difference = np.abs(decoded.astype(np.int16) - upright.astype(np.int16)).mean()
+    assert difference < 4.0  # JPEG re-encoding only, not a rotated image
+
+
+def test_a_sideways_phone_portrait_can_be_enrolled(tmp_path: Path, photo_dir: Path) -> None:
+    """The end-user symptom: stored sideways, the photo was refused as "no face found"."""
+    from edgeface.pipeline import FacePipeline
+    from edgeface.recognition.enrolment import enrolment_face
+
+    phone = tmp_path / "IMG_0001.jpg"
+    phone.write_bytes(jpeg_with_orientation(read_rgb(photo_dir / "obama.jpg"), 6))
+    enrolled = enrolment_face(FacePipeline(), read_rgb(phone), "none")
+    assert enrolled.embedding is not None
+
+
+def test_frame_size_is_found_behind_large_metadata() -> None:
+    """Phone JPEGs carry EXIF, XMP and ICC segments of 100 KB and more before the frame
+    header: a declared 20000x20000 picture must still be refused before it is decoded."""
+    metadata = b"".join(b"\xff\xe2" + (65535).to_bytes(2, "big") + bytes(65533) for _ in range(3))
+    frame = b"\xff\xc0" + (17).to_bytes(2, "big") + b"\x08" + (20000).to_bytes(2, "big") * 2
+    data = b"\xff\xd8" + metadata + frame + b"\x03" + bytes(9) + b"\xff\xda"
+    assert header_size(data) == (20000, 20000)
+    with pytest.raises(ImageError, match="20000x20000 is larger than"):
+        decode_rgb(data, "huge.jpg")
