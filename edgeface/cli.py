@@ -66,13 +66,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.frames > 0 and args.input and not Path(args.input).exists():
         raise EdgefaceError(f"--input {args.input}: no such file or folder")
     if args.plot:
-        from edgeface.commands import DRAW_EXTENSIONS
+        from edgeface.commands import check_draw_path
 
-        if Path(args.plot).suffix.lower() not in DRAW_EXTENSIONS:
-            raise EdgefaceError(
-                f"--plot {args.plot}: unknown image type; end the name with one of "
-                + ", ".join(DRAW_EXTENSIONS)
-            )
+        check_draw_path(args.plot, "--plot")
     payload: dict[str, Any] = {}
     text: list[str] = []
     if not args.skip_models:
@@ -161,28 +157,16 @@ def cmd_eval_lfw(args: argparse.Namespace) -> int:
         counter = FallbackCounter()
         cache = Path(args.cache) / f"lfw-{pipeline}.npz" if args.cache else None
         embed = PIPELINES[pipeline](args.threads, counter)
-        counts = {"fallbacks": 0}
-
-        def embed_counted(
-            path: Path,
-            embed: Any = embed,
-            counts: dict[str, int] = counts,
-            counter: FallbackCounter = counter,
-        ) -> Any:
-            vectors = embed(path)
-            counts["fallbacks"] = counter.fallbacks
-            return vectors
-
         per_variant = embed_all(
             data,
             names,
-            embed_counted,
+            embed,
             f"LFW {pipeline}",
             show_progress=not args.quiet,
             cache_file=cache,
-            counts=counts,
+            counter=counter,
         )
-        fallbacks[pipeline] = counts["fallbacks"]  # -1: from a cache that did not record it
+        fallbacks[pipeline] = counter.fallbacks  # -1: from a cache that did not record it
         for variant, embeddings in per_variant.items():
             results[variant] = evaluate_pairs(pairs, embeddings, far=args.far).as_dict()
         # A door stores a template once and compares plain live embeddings with it.

@@ -98,16 +98,17 @@ def draw(rgb: np.ndarray, faces: list[Face], labels: list[str] | None = None) ->
 DRAW_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
-def check_draw_path(path: str) -> None:
-    """Refuse a ``--draw`` name OpenCV cannot encode (it raises, rather than returning False,
-    for an unknown extension) or whose folder is missing — before the models run, not after."""
+def check_draw_path(path: str, option: str = "--draw") -> None:
+    """Refuse an output image name (``--draw``, ``bench --plot``) OpenCV cannot encode (it
+    raises, rather than returning False, for an unknown extension) or whose folder is missing —
+    before the models run, not after."""
     if Path(path).suffix.lower() not in DRAW_EXTENSIONS:
         raise EdgefaceError(
-            f"--draw {path}: unknown image type; end the name with one of "
+            f"{option} {path}: unknown image type; end the name with one of "
             + ", ".join(DRAW_EXTENSIONS)
         )
     if not Path(path).parent.is_dir():
-        raise EdgefaceError(f"--draw {path}: the folder {Path(path).parent} does not exist")
+        raise EdgefaceError(f"{option} {path}: the folder {Path(path).parent} does not exist")
 
 
 def write_drawing(path: str, canvas: np.ndarray) -> None:

@@ -118,7 +118,10 @@ class Outbox:
     def dropped(self) -> int:
         """Events discarded unpublished because the outbox was full (ever, for this file)."""
         with self._lock:
-            row = self._db.execute("SELECT value FROM counters WHERE name='dropped'").fetchone()
+            return self._dropped()
+
+    def _dropped(self) -> int:
+        row = self._db.execute("SELECT value FROM counters WHERE name='dropped'").fetchone()
         return int(row[0])
 
     def close(self) -> None:
@@ -137,5 +140,4 @@ class Outbox:
             (excess,),
         )
         self._db.execute("UPDATE counters SET value = value + ? WHERE name = 'dropped'", (excess,))
-        row = self._db.execute("SELECT value FROM counters WHERE name='dropped'").fetchone()
-        return int(row[0])
+        return self._dropped()

@@ -17,13 +17,13 @@ Two details keep this safe with real tools:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgeface.door.accepted_push import payload_digest
 from edgeface.door.state_files import write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ class PushFolder:
             except OSError as exc:
                 log.warning("push folder: cannot read %s: %s", path, exc)
                 continue
-            digest = hashlib.sha256(payload).hexdigest()
+            digest = payload_digest(payload)
             if self._handled.get(path.name) != digest:
                 ready.append(PushFile(path, payload, digest))
             else:

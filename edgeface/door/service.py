@@ -940,22 +940,23 @@ class DoorService:
         try:
             while True:
                 done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
-                for finished in done:
-                    if finished is not stop and finished.exception() is not None:
-                        name = getattr(finished, "get_name", lambda: "camera")()
-                        log.error("the %s task failed", name)
-                        exc = finished.exception()
-                        assert exc is not None
-                        raise exc
+                for finished in done - {stop}:
+                    error = finished.exception()
+                    if error is not None:
+                        log.error("the %s task failed", _task_name(finished))
+                        raise error
                 if stop in done or recognise in done:
                     return
-                stray = [f for f in done if f is not capture]
-                if stray:
-                    name = getattr(stray[0], "get_name", lambda: "?")()
-                    raise RuntimeError(f"the {name} task ended unexpectedly")
+                for finished in done - {capture}:
+                    raise RuntimeError(f"the {_task_name(finished)} task ended unexpectedly")
                 watched -= done  # the camera thread ended (a played file): wait for the rest
         finally:
             stop.cancel()
+
+
+def _task_name(future: asyncio.Future[Any]) -> str:
+    """A daemon task's name; the camera thread's future has none."""
+    return future.get_name() if isinstance(future, asyncio.Task) else "camera"
 
 
 def run_service(

@@ -11,6 +11,7 @@ import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -99,6 +100,12 @@ def unique_images(pairs: Sequence[Pair]) -> list[str]:
 EmbedFunction = Callable[[Path], dict[str, np.ndarray]]
 
 
+class FallbackCount(Protocol):
+    """What counts the images an embedding pipeline had to fall back on (no detection)."""
+
+    fallbacks: int
+
+
 def embed_all(
     data_dir: Path,
     names: Sequence[str],
@@ -106,25 +113,26 @@ def embed_all(
     label: str,
     show_progress: bool = True,
     cache_file: Path | None = None,
-    counts: dict[str, int] | None = None,
+    counter: FallbackCount | None = None,
 ) -> dict[str, dict[str, np.ndarray]]:
     """Embed each image once → ``{variant: {image name: embedding}}``.
 
     With ``cache_file`` the result is kept in an ``.npz`` (keys ``variant|name``) so a second
-    run with the same pipeline only re-scores. ``counts`` (e.g. how many images needed the
-    no-detection fallback) is read after embedding and stored with it (``meta|key``); a run
-    from the cache restores it, so it does not report 0 for work it did not redo.
+    run with the same pipeline only re-scores. ``counter`` (how many images ``embed`` had to
+    fall back on, as it counts them) is stored with it (``meta|fallbacks``) and restored from
+    the cache, so a cached run does not report 0 for work it did not redo (-1: an older cache
+    that did not record it).
     """
     if cache_file is not None and cache_file.exists():
         try:
             with np.load(cache_file) as cached:
                 restored: dict[str, dict[str, np.ndarray]] = {}
-                stored_counts: dict[str, int] = {}
+                stored_fallbacks = -1
                 for key in cached.files:
                     variant, _, name = key.partition("|")
-                    if variant == "meta":
-                        stored_counts[name] = int(cached[key])
-                    else:
+                    if key == "meta|fallbacks":
+                        stored_fallbacks = int(cached[key])
+                    elif variant != "meta":
                         restored.setdefault(variant, {})[name] = cached[key]
         except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
             # A truncated or foreign file: numpy's own error (a zip or pickle complaint) says
@@ -134,9 +142,8 @@ def embed_all(
                 f"delete it (rm {cache_file}) and run again to recompute it"
             ) from None
         if restored and all(set(v) >= set(names) for v in restored.values()):
-            if counts is not None:
-                # An older cache without the counts: unknown, not zero.
-                counts.update({k: stored_counts.get(k, -1) for k in counts} | stored_counts)
+            if counter is not None:
+                counter.fallbacks = stored_fallbacks
             return restored
     missing = [name for name in names if not (Path(data_dir) / name).exists()]
     if missing:
@@ -155,7 +162,8 @@ def embed_all(
         bar.close()
     if cache_file is not None:
         flat = {f"{v}|{n}": e for v, per_name in result.items() for n, e in per_name.items()}
-        flat.update({f"meta|{k}": np.asarray(n) for k, n in (counts or {}).items()})
+        if counter is not None:
+            flat["meta|fallbacks"] = np.asarray(counter.fallbacks)
         try:
             cache_file.parent.mkdir(parents=True, exist_ok=True)
             np.savez(cache_file, **flat)  # type: ignore[arg-type]
