@@ -164,6 +164,19 @@ class AuditConfig:
 
 
 @dataclass
+class SecondFactorConfig:
+    """Two-factor entry (edgeface.door.second_factor): a face *and* a factor naming the same
+    person, sent over MQTT by whatever checked it (Home Assistant and a keypad, an NFC tag ...)."""
+
+    #: Who needs one: [] = nobody, ["all"] = everybody, or identity names.
+    required_for: list[str] = field(default_factory=list)
+    #: Face and factor must come within this many seconds of each other (either order).
+    window_seconds: float = 30.0
+    #: Shared secret the sender puts in each factor message ("env:NAME" / "file:/path").
+    secret: str | None = None
+
+
+@dataclass
 class Config:
     device_id: str = "door"
     state_dir: str = "/var/lib/edgeface"
@@ -175,6 +188,7 @@ class Config:
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     snapshots: SnapshotConfig = field(default_factory=SnapshotConfig)
     push: PushConfig = field(default_factory=PushConfig)
+    second_factor: SecondFactorConfig = field(default_factory=SecondFactorConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
 
     @property
@@ -262,6 +276,7 @@ BOUNDS: dict[str, Bound] = {
     "snapshots.retention_days": Bound(0, 36500, low_open=True, note="days"),
     "push.max_bytes": Bound(1024, 268_435_455, note="bytes; the top is MQTT's largest message"),
     "push.folder_poll_seconds": Bound(0, 3600, low_open=True, note=_SECONDS),
+    "second_factor.window_seconds": Bound(0, 3600, low_open=True, note=_SECONDS),
     "audit.max_bytes": Bound(4096, note="bytes"),
     "audit.keep": Bound(1, note="files, the current one included"),
 }
@@ -558,8 +573,28 @@ def _check_consistency(config: Config, source: str) -> None:
             f"{source}: mqtt.remote_unlock is on but mqtt.remote_unlock_secret is empty; "
             "remote unlock needs a shared secret"
         )
+    _check_second_factor(config, source)
     if not config.device_id.replace("-", "").replace("_", "").isalnum():
         raise ConfigError(
             f"{source}: device_id {config.device_id!r} may only hold letters, digits, - and _ "
             "(it becomes part of MQTT topics)"
         )
+
+
+def _check_second_factor(config: Config, source: str) -> None:
+    """Two-factor entry needs the channel its factors arrive on and the secret that
+    authenticates them; without either, the people who need a factor could never enter."""
+    f = config.second_factor
+    if not f.required_for:
+        return
+    if not config.mqtt.enabled:
+        raise ConfigError(
+            f"{source}: second_factor.required_for needs mqtt.enabled (factors arrive over MQTT)"
+        )
+    if not f.secret:
+        raise ConfigError(
+            f"{source}: second_factor.required_for is set but second_factor.secret is empty; "
+            "the sender of the factors must be authenticated"
+        )
+    if any(not name.strip() for name in f.required_for):
+        raise ConfigError(f"{source}: second_factor.required_for holds an empty name")

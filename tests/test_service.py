@@ -251,6 +251,8 @@ def test_remote_unlock_needs_the_shared_secret(
         assert "locked" in kinds[kinds.index("unlocked") :]
     else:
         assert "unlocked" not in kinds and "remote_unlock_refused" not in kinds
+        # ... and says why, rather than leaving whoever sent it guessing
+        assert any("remote_unlock is off" in str(e.get("detail")) for e in events)
         assert all(s.state is False for s in factory.pin(PIN).states)
     listener.close()
 

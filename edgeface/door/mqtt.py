@@ -55,6 +55,9 @@ EVENT_TYPES = (
     "gallery_updated",
     "config_reloaded",
     "remote_unlock_refused",
+    "second_factor_required",
+    "second_factor_accepted",
+    "second_factor_refused",
     "gallery_rejected",
     "denied",
     "error",
@@ -190,7 +193,9 @@ class DoorMqtt:
         if self.config.discovery:
             client.subscribe(f"{self.config.discovery_prefix}/status", qos=1)
             self.publish_discovery()
-        if self.config.remote_unlock:
+        if self.on_command is not None:
+            # Always, not only with remote unlock on: two-factor entry can be switched on by a
+            # reload, and a command sent to a door that refuses it should say so in its events.
             client.subscribe(self.topic("command", "#"), qos=1)
         if self.on_gallery is not None:
             for topic in self.gallery_topics:

@@ -7,7 +7,8 @@ kinds:
   off the event loop and swapped in), recognition thresholds, schedules and gallery path, relay
   timings, the relay and door-contact pins (the old output is driven locked and released before
   the new one is claimed), push keys (so a leaked key can be revoked with a reload) and the
-  push folder, snapshots and the log level;
+  push folder, snapshots, two-factor entry (who needs it, its window and its secret) and the
+  log level;
 * **restart-only** — everything that names the daemon or its connections: ``device_id``,
   ``state_dir``, the whole ``mqtt`` section, push groups and on/off (they decide which topics
   are subscribed), the GPIO pin factory, and any section not listed below. Those keep their
@@ -42,6 +43,7 @@ LIVE_PREFIXES = (
     "push.max_bytes",
     "push.folder",
     "snapshots.",
+    "second_factor.",
     "log_level",
 )
 

@@ -46,6 +46,7 @@ from edgeface.door.push_folder import PushFolder
 from edgeface.door.relay import DoorRelay
 from edgeface.door.reload import ReloadPlan, plan_reload
 from edgeface.door.schedules import AccessSchedule
+from edgeface.door.second_factor import SecondFactors
 from edgeface.door.snapshots import SnapshotStore
 from edgeface.door.sources import FrameSource, SourceError, open_source
 from edgeface.door.systemd import SystemdNotifier, watchdog_interval
@@ -70,6 +71,9 @@ AUDITED = frozenset(
         "denied",
         "unknown",
         "remote_unlock_refused",
+        "second_factor_required",
+        "second_factor_accepted",
+        "second_factor_refused",
         "unlock_interrupted",
         "gallery_updated",
         "gallery_rejected",
@@ -220,6 +224,9 @@ class DoorService:
         self.accepted_push = AcceptedPushRecord(self.state_dir / "accepted-push.json")
         self._use_gallery(self._read_gallery(config))
         self.schedule = AccessSchedule.from_config(config.recognition.schedules)
+        self.second_factors = SecondFactors(
+            config.second_factor.required_for, config.second_factor.window_seconds
+        )
         self.snapshots = self._make_snapshots(config.snapshots)
         self.push_folder = self._make_push_folder(config)
         self.tracker = make_tracker(config.recognition)
@@ -504,14 +511,22 @@ class DoorService:
             self._loop.call_soon_threadsafe(self.command, name, payload)
 
     def command(self, name: str, payload: bytes) -> None:
-        """``<base>/command/lock`` with ``{"action": "UNLOCK"|"LOCK", "code": SECRET}``.
+        """``<base>/command/lock`` with ``{"action": "UNLOCK"|"LOCK", "code": SECRET}``, or
+        ``<base>/command/second_factor`` (see :meth:`second_factor`).
 
-        Only when ``mqtt.remote_unlock`` is on (then a secret is mandatory, see config). A wrong
-        or missing code is refused and reported; the comparison takes constant time.
+        Remote lock commands only when ``mqtt.remote_unlock`` is on (then a secret is mandatory,
+        see config). A wrong or missing code is refused and reported; the comparison takes
+        constant time.
         """
+        if name == "second_factor":
+            self.second_factor(payload)
+            return
         m = self.config.mqtt
-        if name != "lock" or not m.remote_unlock or not m.remote_unlock_secret:
-            self.emit("error", detail=f"ignored command {name!r}: remote commands are disabled")
+        if name != "lock":
+            self.emit("error", detail=f"ignored unknown command {name!r}")
+            return
+        if not m.remote_unlock or not m.remote_unlock_secret:
+            self.emit("error", detail="ignored a lock command: mqtt.remote_unlock is off")
             return
         try:
             request = json.loads(payload)
@@ -531,6 +546,40 @@ class DoorService:
                 self.emit("remote_unlock_refused", reason="already open or cooling down")
         else:
             self.emit("error", detail=f"refused remote command: unknown action {action!r}")
+
+    def second_factor(self, payload: bytes) -> None:
+        """``{"identity": NAME, "code": SECRET}``: something that checked a second factor (a
+        keypad PIN, an NFC tag ...) says it belongs to NAME. NAME's face, recognised within
+        ``second_factor.window_seconds`` before or after, then opens the door once
+        (:mod:`edgeface.door.second_factor`). Refused and reported: two-factor entry off, a
+        malformed message, a wrong code, a name that needs no factor or is not enrolled."""
+        f = self.config.second_factor
+        if not self.second_factors.enabled or not f.secret:
+            self.emit("second_factor_refused", reason="two-factor entry is not configured")
+            return
+        try:
+            request = json.loads(payload)
+            identity, code = request["identity"], request["code"]
+            if not isinstance(identity, str) or not isinstance(code, str):
+                raise TypeError
+        except (ValueError, KeyError, TypeError):
+            self.emit("second_factor_refused", reason='not {"identity": NAME, "code": SECRET} JSON')
+            return
+        if not hmac.compare_digest(code.encode(), f.secret.encode()):
+            self.emit("second_factor_refused", identity=identity, reason="wrong code")
+            return
+        if identity not in self.gallery.identities:
+            self.emit("second_factor_refused", identity=identity, reason="not enrolled")
+            return
+        if not self.second_factors.required(identity):
+            self.emit("second_factor_refused", identity=identity, reason="needs no second factor")
+            return
+        self.second_factors.offer(identity)
+        self.emit(
+            "second_factor_accepted",
+            identity=identity,
+            valid_seconds=self.second_factors.window_seconds,
+        )
 
     # ----- tasks -----------------------------------------------------------------------------
     def _capture(self, loop: asyncio.AbstractEventLoop, wake: asyncio.Event) -> None:
@@ -707,21 +756,37 @@ class DoorService:
         self._admit(track, identity, latency)
 
     def _admit(self, track: Track, identity: str, latency: float) -> None:
-        """Open for a confirmed ``identity`` if its schedule allows it now and the relay is
-        free; a refusal by the schedule is reported once per track."""
+        """Open for a confirmed ``identity`` if its schedule allows it now, its second factor
+        (where it needs one) has come, and the relay is free. A refusal by the schedule and the
+        wait for a factor are each reported once per track; the track is retried while it is
+        still recognised, so a factor typed after the face was confirmed still opens."""
         if not self.schedule.allows(identity):
             if not track.denied:
                 track.denied = True
                 self.emit("denied", track=track.id, identity=identity, reason="outside schedule")
             return
+        needs_factor = self.second_factors.required(identity)
+        if needs_factor and not self.second_factors.fresh(identity):
+            if not track.awaiting_factor:
+                track.awaiting_factor = True
+                self.emit(
+                    "second_factor_required",
+                    track=track.id,
+                    identity=identity,
+                    window_seconds=self.second_factors.window_seconds,
+                )
+            return
         if self.relay.unlock(identity=identity):
             track.unlocked = True
+            if needs_factor:
+                self.second_factors.use(identity)
             self.emit(
                 "unlocked",
                 track=track.id,
                 identity=identity,
                 seconds=self.relay.unlock_seconds,
                 frame_to_unlock_ms=round(latency * 1000, 1),
+                **({"second_factor": True} if needs_factor else {}),
             )
 
     async def _watch_relay(self) -> None:
@@ -785,6 +850,8 @@ class DoorService:
             self.config = plan.config
             self._use_gallery(gallery)
             self.schedule = AccessSchedule.from_config(plan.config.recognition.schedules)
+            f = plan.config.second_factor
+            self.second_factors.reconfigure(f.required_for, f.window_seconds)
             if pipeline is not None:
                 self.pipeline = pipeline
             if plan.touches("recognition.confirm_window") or plan.touches(

@@ -46,6 +46,8 @@ class Track:
     confirmed: str | None = None
     unlocked: bool = False  # the door was opened for this track's confirmed identity
     denied: bool = False  # its schedule refused it (reported once; retried while it stays)
+    #: confirmed, and told a second factor is needed (reported once; waits while it stays)
+    awaiting_factor: bool = False
     unknown_reported_at: float | None = None
     best_distance: float = float("inf")
     embeddings: deque[np.ndarray] = field(default_factory=lambda: deque(maxlen=1))

@@ -1,0 +1,72 @@
+"""Two-factor entry: a recognised face *and* a second factor naming the same person.
+
+A camera cannot tell a face from a good photo or a phone screen showing it: anyone holding up
+an enrolled person's picture is, to the recogniser, that person. Where that matters, the door
+can require a second factor for some or all people — a PIN typed on a keypad, an NFC tag, a
+phone arriving home — checked by Home Assistant (or anything else on the broker), which then
+publishes ``{"identity": NAME, "code": SECRET}`` on ``<base>/<device_id>/command/second_factor``.
+The door opens only when the face and the factor name the same person within
+``window_seconds`` of each other, in either order: factor first (tag, then look at the camera)
+or face first (the face is confirmed and waits while the person types the PIN).
+
+The door trusts the sender to have checked that the factor belongs to the person it names;
+the shared secret authenticates the sender (keep it out of the YAML with ``env:``/``file:``
+and use TLS on the broker so it cannot be read off the network). One factor lets one person in
+once: it is used up by the unlock it completes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+
+#: The ``required_for`` entry that means everybody.
+EVERYONE = "all"
+
+
+class SecondFactors:
+    """Who needs a second factor, and the factors that arrived and are still fresh."""
+
+    def __init__(
+        self,
+        required_for: Iterable[str],
+        window_seconds: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.required_for = frozenset(required_for)
+        self.window_seconds = window_seconds
+        self._clock = clock
+        #: identity -> when its newest factor arrived (monotonic seconds)
+        self._arrived: dict[str, float] = {}
+
+    def reconfigure(self, required_for: Iterable[str], window_seconds: float) -> None:
+        """New rules from a reload; factors that already arrived keep their arrival time."""
+        self.required_for = frozenset(required_for)
+        self.window_seconds = window_seconds
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.required_for)
+
+    def required(self, identity: str) -> bool:
+        """Whether ``identity`` may enter only with a second factor."""
+        return EVERYONE in self.required_for or identity in self.required_for
+
+    def offer(self, identity: str) -> None:
+        """A factor for ``identity`` arrived (already authenticated by the caller)."""
+        self._forget_stale()
+        self._arrived[identity] = self._clock()
+
+    def fresh(self, identity: str) -> bool:
+        """Whether a factor for ``identity`` arrived within the window and is not used up."""
+        arrived = self._arrived.get(identity)
+        return arrived is not None and self._clock() - arrived <= self.window_seconds
+
+    def use(self, identity: str) -> None:
+        """The unlock this factor completed happened: it cannot open the door again."""
+        self._arrived.pop(identity, None)
+
+    def _forget_stale(self) -> None:
+        now = self._clock()
+        for identity in [i for i, t in self._arrived.items() if now - t > self.window_seconds]:
+            del self._arrived[identity]
