@@ -18,6 +18,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from edgeface.config import is_device_id
 from edgeface.errors import EdgefaceError
 from edgeface.model_files import embedder_fingerprint
 from edgeface.output import emit
@@ -411,6 +412,15 @@ def cmd_gallery_push(args: argparse.Namespace) -> int:
         raise EdgefaceError(
             f"--base-topic {args.base_topic!r}: give a topic prefix without wildcards (+ #)"
         )
+    expected = {d.strip() for d in (args.expect or "").split(",") if d.strip()}
+    if args.expect is not None and not expected:
+        raise EdgefaceError("--expect: name at least one device id")
+    for door_id in sorted(expected):
+        if not is_device_id(door_id):
+            # No door can have this id (config refuses it): waiting for it would only time out.
+            raise EdgefaceError(
+                f"--expect {door_id!r}: a device id holds only letters, digits, - and _"
+            )
     photos: dict[str, list[bytes]] = {}
     for name, *files in args.photos or []:
         if not files:
@@ -421,9 +431,6 @@ def cmd_gallery_push(args: argparse.Namespace) -> int:
     gallery = GalleryStore(args.gallery).load()
     if not photos and not gallery.identities:
         raise EdgefaceError(f"{args.gallery}: the gallery is empty; nothing to push")
-    expected = {d.strip() for d in (args.expect or "").split(",") if d.strip()}
-    if args.expect is not None and not expected:
-        raise EdgefaceError("--expect: name at least one device id")
     if args.expect_count is not None and args.expect_count < 1:
         raise EdgefaceError("--expect-count must be at least 1")
     if args.version is not None and args.version < 1:

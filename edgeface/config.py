@@ -574,11 +574,17 @@ def _check_consistency(config: Config, source: str) -> None:
             "remote unlock needs a shared secret"
         )
     _check_second_factor(config, source)
-    if not config.device_id.replace("-", "").replace("_", "").isalnum():
+    if not is_device_id(config.device_id):
         raise ConfigError(
             f"{source}: device_id {config.device_id!r} may only hold letters, digits, - and _ "
             "(it becomes part of MQTT topics)"
         )
+
+
+def is_device_id(text: str) -> bool:
+    """Whether ``text`` can name a door: letters, digits, - and _ (it is an MQTT topic level,
+    so never a wildcard, a separator or empty)."""
+    return text.replace("-", "").replace("_", "").isalnum()
 
 
 def _check_second_factor(config: Config, source: str) -> None:

@@ -80,6 +80,9 @@ PUSH = ["gallery", "push", "--key", "k", "--key-id", "k1", "--broker", "127.0.0.
         ([*PUSH, "--device", "a/#"], "may not contain MQTT wildcards"),
         ([*PUSH, "--device", ""], "--device: give a non-empty name"),
         ([*PUSH, "--group", "lobby+"], "may not contain MQTT wildcards"),
+        ([*PUSH, "--group", "g", "--expect", "front,+"], "--expect '+': a device id holds"),
+        ([*PUSH, "--group", "g", "--expect", "a/b"], "--expect 'a/b': a device id holds"),
+        ([*PUSH, "--group", "g", "--expect", " , "], "--expect: name at least one device id"),
         # engine options
         (["detect", "x.jpg", "--min-face", "0"], "0 must be at least 12"),
         (["verify", "a.jpg", "b.jpg", "--min-face", "-5"], "-5 must be at least 12"),
