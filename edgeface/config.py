@@ -49,6 +49,9 @@ class CameraConfig:
     reconnect_min_seconds: float = 1.0
     #: ... up to this.
     reconnect_max_seconds: float = 30.0
+    #: Report the camera blind (covered lens, turned to a wall, too dark) when its picture has
+    #: been nearly uniform for this long (edgeface.door.camera_view); null = never.
+    blind_seconds: float | None = 30.0
 
 
 @dataclass
@@ -253,6 +256,7 @@ BOUNDS: dict[str, Bound] = {
     "camera.stream_timeout_seconds": Bound(0, 3600, low_open=True, note=_SECONDS),
     "camera.reconnect_min_seconds": Bound(0, 3600, low_open=True, note=_SECONDS),
     "camera.reconnect_max_seconds": Bound(0, 3600, low_open=True, note=_SECONDS),
+    "camera.blind_seconds": Bound(0, 86400, low_open=True, note="seconds; null = never report"),
     "detector.min_face_size": Bound(12, 4096, note="pixels; MTCNN's smallest window is 12"),
     "detector.frame_budget_ms": Bound(
         0, 60000, low_open=True, note="milliseconds; null = never fall back to Haar"

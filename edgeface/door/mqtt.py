@@ -52,6 +52,8 @@ EVENT_TYPES = (
     "door_closed",
     "camera_lost",
     "camera_restored",
+    "camera_blind",
+    "camera_view_restored",
     "gallery_updated",
     "config_reloaded",
     "remote_unlock_refused",
@@ -357,6 +359,15 @@ class DoorMqtt:
             "state_topic": self.topic("state", "camera"),
             "payload_on": "online",
             "payload_off": "offline",
+        }
+        messages[f"{prefix}/binary_sensor/{node}/camera_view/config"] = {
+            **common,
+            "name": "Camera view blocked",
+            "unique_id": f"{node}_camera_view",
+            "device_class": "problem",
+            "state_topic": self.topic("state", "camera_view"),
+            "payload_on": "blind",
+            "payload_off": "clear",
         }
         return messages
 

@@ -40,6 +40,7 @@ from edgeface.config import (
 )
 from edgeface.door.accepted_push import AcceptedPushRecord, payload_digest
 from edgeface.door.audit import AuditLog
+from edgeface.door.camera_view import CameraView
 from edgeface.door.mqtt import DoorMqtt
 from edgeface.door.outbox import Outbox
 from edgeface.door.push_folder import PushFolder
@@ -71,6 +72,8 @@ AUDITED = frozenset(
         "denied",
         "unknown",
         "remote_unlock_refused",
+        "camera_blind",
+        "camera_view_restored",
         "second_factor_required",
         "second_factor_accepted",
         "second_factor_refused",
@@ -598,6 +601,7 @@ class DoorService:
         """
         delay = self.config.camera.reconnect_min_seconds
         lost_reported = False
+        view = CameraView(self.config.camera.blind_seconds or 0.0)
 
         def report_lost(detail: str) -> None:
             nonlocal lost_reported
@@ -609,6 +613,7 @@ class DoorService:
             c = self.config.camera
             self.camera_changed.clear()
             interval = 1.0 / c.max_fps if c.max_fps > 0 else 0.0
+            view.seconds = c.blind_seconds or 0.0  # a reload may have changed it
             frames = 0
             problem = "the camera stopped sending frames"
             try:
@@ -642,6 +647,15 @@ class DoorService:
                         loop.call_soon_threadsafe(self._camera_state, "online")
                     frames += 1
                     self.slot.put(frame)
+                    change = view.observe(frame)
+                    if change is not None:
+                        loop.call_soon_threadsafe(
+                            self._camera_view_event, change, view.spread, view.seconds
+                        )
+                    elif frames == 1:
+                        loop.call_soon_threadsafe(
+                            self._camera_view_state, "blind" if view.blind else "clear"
+                        )
                     loop.call_soon_threadsafe(wake.set)
                     next_at += interval
                     pause = next_at - time.monotonic()
@@ -669,6 +683,24 @@ class DoorService:
     def _camera_event(self, event_type: str, detail: str) -> None:
         self.emit(event_type, detail=detail)
         self._camera_state("online" if event_type == "camera_restored" else "offline")
+
+    def _camera_view_event(self, change: str, spread: float, seconds: float) -> None:
+        """The picture went blank for ``seconds``, or came back
+        (:mod:`edgeface.door.camera_view`); the door stays locked either way."""
+        if change == "blind":
+            self.emit(
+                "camera_blind",
+                detail=f"the picture has been nearly uniform for {seconds:g} s: "
+                "lens covered or blocked, or too dark",
+                spread=round(spread, 1),
+            )
+        else:
+            self.emit("camera_view_restored", spread=round(spread, 1))
+        self._camera_view_state(change)
+
+    def _camera_view_state(self, state: str) -> None:
+        if self.mqtt:
+            self.mqtt.state("camera_view", state)
 
     def _camera_state(self, state: str) -> None:
         if self.mqtt:
