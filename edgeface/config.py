@@ -364,7 +364,7 @@ def parse_config(text: str, source: str = "<config>") -> Config:
             f"{source}: invalid YAML: lists or mappings nested too deeply; "
             "a configuration needs only a few levels"
         ) from None
-    _check_consistency(config, source)
+    check_consistency(config, source)
     return config
 
 
@@ -454,7 +454,9 @@ def _convert(kind: Any, node: yaml.Node, name: str, source: str) -> Any:
     if kind is str:
         if isinstance(value, (dict, list)) or value is None:
             raise ConfigError(f"{where}: expected text, got {value!r}")
-        return resolve_secret(str(value), where)
+        # Text as written, not what YAML 1.1 makes of it: unquoted, a password 0123 would be
+        # the octal number 83, a device id 007 would be "7", a name "yes" would be "True".
+        return resolve_secret(typing.cast(yaml.ScalarNode, node).value, where)
     raise ConfigError(f"{where}: unsupported setting type {kind}")
 
 
@@ -531,8 +533,10 @@ def _check_related_numbers(config: Config, source: str) -> None:
         )
 
 
-def _check_consistency(config: Config, source: str) -> None:
-    """Rules that span several keys (each message still names the keys)."""
+def check_consistency(config: Config, source: str) -> None:
+    """Rules that span several keys (each message still names the keys). Also run on the
+    configuration a reload would apply, which mixes the new file's live settings with the
+    running values of those that need a restart."""
     rec, m = config.recognition, config.mqtt
     _check_related_numbers(config, source)
     try:
@@ -585,6 +589,10 @@ def _check_consistency(config: Config, source: str) -> None:
         )
 
 
+#: Shortest second_factor.secret accepted (characters).
+MIN_FACTOR_SECRET = 16
+
+
 def is_device_id(text: str) -> bool:
     """Whether ``text`` can name a door: letters, digits, - and _ (it is an MQTT topic level,
     so never a wildcard, a separator or empty)."""
@@ -606,5 +614,20 @@ def _check_second_factor(config: Config, source: str) -> None:
             f"{source}: second_factor.required_for is set but second_factor.secret is empty; "
             "the sender of the factors must be authenticated"
         )
-    if any(not name.strip() for name in f.required_for):
-        raise ConfigError(f"{source}: second_factor.required_for holds an empty name")
+    if len(f.secret) < MIN_FACTOR_SECRET:
+        raise ConfigError(
+            f"{source}: second_factor.secret is {len(f.secret)} characters; use at least "
+            f"{MIN_FACTOR_SECRET} (e.g. the output of: openssl rand -hex 16) — it is checked by "
+            "a machine, not typed, and a short one can be guessed by sending many messages"
+        )
+    for name in f.required_for:
+        if not name.strip() or name != name.strip():
+            raise ConfigError(
+                f"{source}: second_factor.required_for: {name!r} is empty or has spaces "
+                "around it, so it would match nobody"
+            )
+        if name.lower() == "all" and name != "all":
+            raise ConfigError(
+                f"{source}: second_factor.required_for: write {name!r} as all (lower case) "
+                "to mean everybody"
+            )

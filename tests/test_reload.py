@@ -278,3 +278,26 @@ def test_reload_of_a_bad_file_is_refused_and_the_door_keeps_running(
     assert service.relay.unlock(identity="test") and factory.pin(17).state is True
     service.relay.close()
     assert factory.pin(17).state is False
+
+
+def test_reload_is_checked_as_it_would_run_not_only_as_written(
+    tmp_path: Path,
+    photo_dir: Path,
+    factory: MockFactory,  # noqa: F811
+) -> None:
+    """The new file turns MQTT and two-factor entry on together. Valid as written, but MQTT
+    needs a restart: applied now, two-factor entry would wait for factors that cannot arrive
+    (everyone it names locked out, with no word why). The reload is refused, saying so."""
+
+    def enable(config_file: Path) -> None:
+        text = config_file.read_text().replace("enabled: false", "enabled: true")
+        config_file.write_text(
+            text + "second_factor:\n  required_for: [all]\n  secret: 0123456789abcdef0123\n"
+        )
+
+    service, events = reload_once(tmp_path, photo_dir, factory, enable)
+    refused = [str(e["detail"]) for e in events if e["event_type"] == "error"]
+    assert refused and "reload refused" in refused[0], refused
+    assert "(until a restart)" in refused[0] and "needs mqtt.enabled" in refused[0]
+    assert service.config.second_factor.required_for == []  # still as it ran
+    service.relay.close()

@@ -29,7 +29,7 @@ from edgeface.door.reload import plan_reload
 from edgeface.door.second_factor import SecondFactors
 from edgeface.door.service import DoorService
 
-SECRET = "s3cret-factor"
+SECRET = "5ecret-factor-0123456789abcdef"
 TOPIC = "edgeface/front/command/second_factor"
 
 
@@ -68,20 +68,51 @@ def test_a_factor_is_fresh_for_its_window_and_opens_once() -> None:
     assert not SecondFactors([], 5).enabled
 
 
-def test_second_factor_settings_are_checked_and_reload_live() -> None:
-    with pytest.raises(ConfigError, match=r"needs mqtt\.enabled"):
-        parse_config("second_factor:\n  required_for: [all]\n  secret: x\n")
-    with pytest.raises(ConfigError, match=r"second_factor\.secret is empty"):
-        parse_config("mqtt:\n  enabled: true\nsecond_factor:\n  required_for: [alice]\n")
-    with pytest.raises(ConfigError, match=r"second_factor\.window_seconds"):
-        parse_config("second_factor:\n  window_seconds: 0\n")
-    running = parse_config("mqtt:\n  enabled: true\n")
-    fresh = parse_config(
-        "mqtt:\n  enabled: true\nsecond_factor:\n  required_for: [alice]\n  secret: x\n"
+def factor_config(required_for: str, secret: str = SECRET, mqtt: bool = True) -> str:
+    return (
+        f"mqtt:\n  enabled: {str(mqtt).lower()}\n"
+        f"second_factor:\n  required_for: {required_for}\n  secret: {secret}\n"
     )
-    plan = plan_reload(running, fresh)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (factor_config("[all]", mqtt=False), r"needs mqtt\.enabled"),
+        ("mqtt:\n  enabled: true\nsecond_factor:\n  required_for: [a]\n", "secret is empty"),
+        (factor_config("[alice]", secret="x" * 15), "15 characters; use at least 16"),
+        (factor_config("[All]"), "write 'All' as all"),
+        (factor_config("['alice ']"), "has spaces around it"),
+        (factor_config("['']"), "is empty"),
+        ("second_factor:\n  window_seconds: 0\n", r"second_factor\.window_seconds"),
+    ],
+)
+def test_second_factor_settings_that_would_protect_nobody_are_refused(
+    text: str, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_config(text)
+
+
+def test_names_are_read_as_written_and_the_rules_reload_live() -> None:
+    # YAML 1.1 would make 007 the number 7 and yes the boolean True: rules for nobody.
+    assert parse_config(factor_config("[007, yes]")).second_factor.required_for == ["007", "yes"]
+    running = parse_config("mqtt:\n  enabled: true\n")
+    plan = plan_reload(running, parse_config(factor_config("[alice]")))
     assert "second_factor.required_for" in plan.applied and not plan.restart_required
     assert plan.config.second_factor.required_for == ["alice"]
+
+
+def test_a_reload_drops_factors_that_arrived_under_the_old_rules() -> None:
+    clock = Clock()
+    factors = SecondFactors(["alice"], window_seconds=30, clock=clock)
+    factors.offer("alice")
+    clock.now += 100
+    factors.reconfigure(["alice"], window_seconds=3600)  # a longer window ...
+    assert not factors.fresh("alice")  # ... does not bring the expired factor back
+    factors.offer("alice")
+    factors.reconfigure(["alice"], window_seconds=3600)  # e.g. the secret was rotated
+    assert not factors.fresh("alice")
 
 
 def door(tmp_path: Path, photo_dir: Path, broker: Broker, plan: list[tuple[str, int]]) -> Config:
@@ -183,3 +214,107 @@ def test_factor_first_then_face_and_never_the_face_alone(
         assert kinds.count("second_factor_required") == 1 and "unlocked" not in kinds
         assert high == []
     listener.close()
+
+
+def idle_door(tmp_path: Path, photo_dir: Path, broker: Broker, **extra: object) -> Config:
+    """A door whose camera is missing (it stays locked and keeps running), Obama enrolled."""
+    gallery = tmp_path / "gallery.json"
+    enrol(gallery, photo_dir / "obama.jpg", "obama")
+    settings: dict[str, object] = {
+        "device_id": "front",
+        "state_dir": str(tmp_path / "state"),
+        "camera": CameraConfig(source="/dev/video97", reconnect_min_seconds=5),
+        "recognition": RecognitionConfig(gallery=str(gallery)),
+        "relay": RelayConfig(pin=PIN),
+        "mqtt": MqttConfig(enabled=True, host="127.0.0.1", port=broker.port),
+        "second_factor": SecondFactorConfig(required_for=["obama"], secret=SECRET),
+    }
+    return Config(**{**settings, **extra})  # type: ignore[arg-type]
+
+
+def run_with_messages(
+    service: DoorService, broker: Broker, messages: list[bytes], settle: float = 1.5
+) -> None:
+    publisher = Listener(broker.port)
+
+    async def scenario() -> int:
+        task = asyncio.create_task(service.run())
+        assert service.mqtt is not None
+        await asyncio.to_thread(service.mqtt.connected.wait, 10)
+        await asyncio.sleep(0.3)  # subscriptions in place
+        for message in messages:
+            publisher.client.publish(TOPIC, message, qos=1)
+        await asyncio.sleep(settle)
+        service.stop_requested.set()
+        return await task
+
+    assert asyncio.run(asyncio.wait_for(scenario(), timeout=60)) == 0
+    publisher.close()
+
+
+def test_unauthenticated_commands_cannot_flood_the_audit_trail_or_crash_the_handler(
+    tmp_path: Path,
+    photo_dir: Path,
+    factory: MockFactory,
+    broker: Broker,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Anyone who can publish to the topic can send junk: a lone surrogate as the code,
+    JSON nested past the parser's limit, a huge message, and hundreds of wrong codes carrying
+    a long made-up name. None of it raises; only a few refusals a minute are reported, with
+    the reason only; and a real factor still gets through."""
+    config = idle_door(tmp_path, photo_dir, broker)
+    events: list[dict[str, object]] = []
+    service = DoorService(config, pin_factory=factory, on_event=events.append)
+    flood = factor("Z" * 900, "guess").encode()
+    messages = [
+        b'{"identity": "obama", "code": "\\udc80"}',
+        b"[" * 1000,
+        b'{"identity": "obama", "code": "' + b"x" * 2000 + b'"}',
+        *[flood] * 200,
+        factor("obama").encode(),
+    ]
+    run_with_messages(service, broker, messages)
+    refused = [e for e in events if e["event_type"] == "second_factor_refused"]
+    assert [e["reason"] for e in refused] == [
+        "wrong code",
+        'not {"identity": NAME, "code": SECRET} JSON',
+        "command over 1024 bytes ignored",
+        "wrong code",
+        "wrong code",
+    ]
+    assert all("identity" not in e for e in refused)  # the sender was not authenticated
+    assert [e["identity"] for e in events if e["event_type"] == "second_factor_accepted"] == [
+        "obama"
+    ]
+    audit = (tmp_path / "state" / "audit.log").read_text()
+    assert "ZZZZ" not in audit and audit.count("second_factor_refused") == 5
+    assert not [r for r in caplog.records if r.levelname == "ERROR"], caplog.text
+
+
+def test_rules_for_people_not_in_the_gallery_are_reported(
+    tmp_path: Path, photo_dir: Path, factory: MockFactory, broker: Broker
+) -> None:
+    """A misspelt name in a restricting rule restricts nobody: the person it was meant for
+    would enter on their face alone, at any time. The door says so at start, and doctor fails."""
+    from edgeface.door.doctor import check_gallery
+
+    config = idle_door(
+        tmp_path,
+        photo_dir,
+        broker,
+        second_factor=SecondFactorConfig(required_for=["obamma"], secret=SECRET),
+        recognition=RecognitionConfig(
+            gallery=str(tmp_path / "gallery.json"),
+            schedules={"obama": [{"days": ["mon"], "from": "09:00", "to": "10:00"}], "bidn": []},
+        ),
+    )
+    events: list[dict[str, object]] = []
+    service = DoorService(config, pin_factory=factory, on_event=events.append)
+    service.relay.close()
+    details = [str(e["detail"]) for e in events if e["event_type"] == "error"]
+    assert len(details) == 2, details
+    assert "recognition.schedules names 'bidn', who is not in the gallery" in details[0]
+    assert "second_factor.required_for names 'obamma'" in details[1]
+    check = check_gallery(config)
+    assert not check.ok and "'obamma'" in check.detail and "'bidn'" in check.detail

@@ -77,6 +77,11 @@ def check_gallery(config: Config) -> Check:
             f"{config.recognition.gallery} is empty: nobody can enter "
             "(edgeface enroll NAME photo.jpg --gallery ...)",
         )
+    from edgeface.door.rule_names import rules_naming_strangers
+
+    strangers = rules_naming_strangers(config, gallery)
+    if strangers:
+        return Check("gallery", False, "; ".join(strangers))
     return Check("gallery", True, f"{len(gallery.identities)} people, version {gallery.version}")
 
 

@@ -36,13 +36,16 @@ class SecondFactors:
         self.required_for = frozenset(required_for)
         self.window_seconds = window_seconds
         self._clock = clock
-        #: identity -> when its newest factor arrived (monotonic seconds)
-        self._arrived: dict[str, float] = {}
+        #: identity -> until when its newest factor may complete an entry (monotonic seconds)
+        self._valid_until: dict[str, float] = {}
 
     def reconfigure(self, required_for: Iterable[str], window_seconds: float) -> None:
-        """New rules from a reload; factors that already arrived keep their arrival time."""
+        """New rules from a reload. Factors that arrived under the old rules are dropped: a
+        longer window must not bring an expired one back, and a rotated secret must not leave
+        one sent with the old secret usable."""
         self.required_for = frozenset(required_for)
         self.window_seconds = window_seconds
+        self._valid_until.clear()
 
     @property
     def enabled(self) -> bool:
@@ -54,19 +57,16 @@ class SecondFactors:
 
     def offer(self, identity: str) -> None:
         """A factor for ``identity`` arrived (already authenticated by the caller)."""
-        self._forget_stale()
-        self._arrived[identity] = self._clock()
+        now = self._clock()
+        for stale in [i for i, until in self._valid_until.items() if now > until]:
+            del self._valid_until[stale]
+        self._valid_until[identity] = now + self.window_seconds
 
     def fresh(self, identity: str) -> bool:
         """Whether a factor for ``identity`` arrived within the window and is not used up."""
-        arrived = self._arrived.get(identity)
-        return arrived is not None and self._clock() - arrived <= self.window_seconds
+        until = self._valid_until.get(identity)
+        return until is not None and self._clock() <= until
 
     def use(self, identity: str) -> None:
         """The unlock this factor completed happened: it cannot open the door again."""
-        self._arrived.pop(identity, None)
-
-    def _forget_stale(self) -> None:
-        now = self._clock()
-        for identity in [i for i, t in self._arrived.items() if now - t > self.window_seconds]:
-            del self._arrived[identity]
+        self._valid_until.pop(identity, None)

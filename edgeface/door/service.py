@@ -36,6 +36,7 @@ from edgeface.config import (
     RecognitionConfig,
     RelayConfig,
     SnapshotConfig,
+    check_consistency,
     load_config,
 )
 from edgeface.door.accepted_push import AcceptedPushRecord, payload_digest
@@ -46,11 +47,13 @@ from edgeface.door.outbox import Outbox
 from edgeface.door.push_folder import PushFolder
 from edgeface.door.relay import DoorRelay
 from edgeface.door.reload import ReloadPlan, plan_reload
+from edgeface.door.rule_names import rules_naming_strangers
 from edgeface.door.schedules import AccessSchedule
 from edgeface.door.second_factor import SecondFactors
 from edgeface.door.snapshots import SnapshotStore
 from edgeface.door.sources import FrameSource, SourceError, open_source
 from edgeface.door.systemd import SystemdNotifier, watchdog_interval
+from edgeface.door.throttle import ReportThrottle
 from edgeface.door.tracker import FaceTracker, Track
 from edgeface.errors import EdgefaceError
 from edgeface.logs import configure_logging
@@ -106,6 +109,29 @@ class FrameSlot:
         with self._lock:
             frame, self._frame = self._frame, None
             return frame
+
+
+#: Largest remote command read (bytes); real ones are under 200.
+MAX_COMMAND_BYTES = 1024
+
+
+def _json_object(payload: bytes) -> dict[str, Any] | None:
+    """A remote command's JSON object, or None for anything else — including what makes the
+    parser itself fail (invalid UTF-8, nesting past the recursion limit)."""
+    try:
+        request = json.loads(payload)
+    except (ValueError, RecursionError):
+        return None
+    return request if isinstance(request, dict) else None
+
+
+def _code_matches(code: object, secret: str) -> bool:
+    """Constant-time comparison of a command's code with the configured secret. A lone
+    surrogate (valid JSON, not encodable as UTF-8) is just a wrong code, not an exception."""
+    if not isinstance(code, str):
+        return False
+    encoded = code.encode("utf-8", "surrogatepass")
+    return hmac.compare_digest(encoded, secret.encode("utf-8", "surrogatepass"))
 
 
 def claimed_version(payload: bytes) -> int | None:
@@ -225,6 +251,10 @@ class DoorService:
         #: The newest push accepted, kept apart from the gallery file: replay protection
         #: survives a lost or replaced gallery file (edgeface.door.accepted_push).
         self.accepted_push = AcceptedPushRecord(self.state_dir / "accepted-push.json")
+        #: refusals of unauthenticated commands are reported at a bounded rate
+        self._refusals = ReportThrottle()
+        #: rules that name nobody in the gallery, already reported (edgeface.door.rule_names)
+        self._stray_rule_names: set[str] = set()
         self._use_gallery(self._read_gallery(config))
         self.schedule = AccessSchedule.from_config(config.recognition.schedules)
         self.second_factors = SecondFactors(
@@ -332,6 +362,17 @@ class DoorService:
         self.matcher = Matcher(gallery, r.threshold, r.margin)
         if self.mqtt:
             self.mqtt.state("gallery_version", gallery.version)
+        self._check_rule_names()
+
+    def _check_rule_names(self) -> None:
+        """Say once (per gallery or configuration change that brings it up) when a schedule or
+        a two-factor rule names nobody in the gallery (:mod:`edgeface.door.rule_names`)."""
+        problems = rules_naming_strangers(self.config, self.gallery)
+        for problem in problems:
+            if problem not in self._stray_rule_names:
+                log.warning("%s", problem)
+                self.emit("error", detail=problem)
+        self._stray_rule_names = set(problems)
 
     def _door_state(self, closed: bool, report: bool = True) -> None:
         if report:
@@ -519,27 +560,31 @@ class DoorService:
 
         Remote lock commands only when ``mqtt.remote_unlock`` is on (then a secret is mandatory,
         see config). A wrong or missing code is refused and reported; the comparison takes
-        constant time.
+        constant time. Whatever is refused before the code has been checked is reported through
+        :meth:`_refuse` (nothing of it echoed, and throttled).
         """
+        if len(payload) > MAX_COMMAND_BYTES:
+            kind = "second_factor_refused" if name == "second_factor" else "error"
+            self._refuse(kind, reason=f"command over {MAX_COMMAND_BYTES} bytes ignored")
+            return
         if name == "second_factor":
             self.second_factor(payload)
             return
         m = self.config.mqtt
         if name != "lock":
-            self.emit("error", detail=f"ignored unknown command {name!r}")
+            self._refuse("error", detail="ignored a command on an unknown topic")
             return
         if not m.remote_unlock or not m.remote_unlock_secret:
-            self.emit("error", detail="ignored a lock command: mqtt.remote_unlock is off")
+            self._refuse("error", detail="ignored a lock command: mqtt.remote_unlock is off")
             return
-        try:
-            request = json.loads(payload)
-            action, code = str(request["action"]).upper(), str(request.get("code", ""))
-        except (ValueError, KeyError, TypeError):
-            self.emit("error", detail='refused remote command: not {"action", "code"} JSON')
+        request = _json_object(payload)
+        if request is None or "action" not in request:
+            self._refuse("remote_unlock_refused", reason='not {"action", "code"} JSON')
             return
-        if not hmac.compare_digest(code.encode(), m.remote_unlock_secret.encode()):
-            self.emit("remote_unlock_refused", reason="wrong code")
+        if not _code_matches(request.get("code", ""), m.remote_unlock_secret):
+            self._refuse("remote_unlock_refused", reason="wrong code")
             return
+        action = str(request["action"]).upper()
         if action == "LOCK":
             self.relay.lock()
         elif action == "UNLOCK":
@@ -548,31 +593,32 @@ class DoorService:
             else:
                 self.emit("remote_unlock_refused", reason="already open or cooling down")
         else:
-            self.emit("error", detail=f"refused remote command: unknown action {action!r}")
+            self.emit("error", detail=f"refused remote command: unknown action {action[:32]!r}")
 
     def second_factor(self, payload: bytes) -> None:
         """``{"identity": NAME, "code": SECRET}``: something that checked a second factor (a
-        keypad PIN, an NFC tag ...) says it belongs to NAME. NAME's face, recognised within
-        ``second_factor.window_seconds`` before or after, then opens the door once
-        (:mod:`edgeface.door.second_factor`). Refused and reported: two-factor entry off, a
-        malformed message, a wrong code, a name that needs no factor or is not enrolled."""
+        keypad PIN, an NFC tag ...) says it belongs to NAME. NAME's face, recognised at the
+        door when it arrives or within ``second_factor.window_seconds`` after, then opens the
+        door once (:mod:`edgeface.door.second_factor`). Refused and reported: two-factor entry
+        off, a malformed message, a wrong code, a name that needs no factor or is not
+        enrolled."""
         f = self.config.second_factor
         if not self.second_factors.enabled or not f.secret:
-            self.emit("second_factor_refused", reason="two-factor entry is not configured")
+            self._refuse("second_factor_refused", reason="two-factor entry is not configured")
             return
-        try:
-            request = json.loads(payload)
-            identity, code = request["identity"], request["code"]
-            if not isinstance(identity, str) or not isinstance(code, str):
-                raise TypeError
-        except (ValueError, KeyError, TypeError):
-            self.emit("second_factor_refused", reason='not {"identity": NAME, "code": SECRET} JSON')
+        request = _json_object(payload)
+        identity = request.get("identity") if request else None
+        if request is None or not isinstance(identity, str):
+            self._refuse(
+                "second_factor_refused", reason='not {"identity": NAME, "code": SECRET} JSON'
+            )
             return
-        if not hmac.compare_digest(code.encode(), f.secret.encode()):
-            self.emit("second_factor_refused", identity=identity, reason="wrong code")
+        if not _code_matches(request.get("code"), f.secret):
+            self._refuse("second_factor_refused", reason="wrong code")
             return
+        # From here on the sender is authenticated: its refusals name the person.
         if identity not in self.gallery.identities:
-            self.emit("second_factor_refused", identity=identity, reason="not enrolled")
+            self.emit("second_factor_refused", identity=identity[:64], reason="not enrolled")
             return
         if not self.second_factors.required(identity):
             self.emit("second_factor_refused", identity=identity, reason="needs no second factor")
@@ -583,6 +629,17 @@ class DoorService:
             identity=identity,
             valid_seconds=self.second_factors.window_seconds,
         )
+
+    def _refuse(self, event_type: str, **fields: Any) -> None:
+        """Report a command refused before its sender was authenticated: only the reason,
+        never the message's content (an unauthenticated sender must not choose what goes into
+        the audit trail), and at most a few per minute (:mod:`edgeface.door.throttle`)."""
+        left_out = self._refusals.allow()
+        if left_out is None:
+            return
+        if left_out:
+            fields["not_reported_before"] = left_out
+        self.emit(event_type, **fields)
 
     # ----- tasks -----------------------------------------------------------------------------
     def _capture(self, loop: asyncio.AbstractEventLoop, wake: asyncio.Event) -> None:
@@ -864,6 +921,10 @@ class DoorService:
             try:
                 fresh = load_config(self.config_path) if self.config_path else self.config
                 plan = plan_reload(self.config, fresh)
+                if plan.restart_required:
+                    # The file is consistent, but what would run mixes its live settings with
+                    # running values (e.g. two-factor entry on, MQTT still off until a restart).
+                    check_consistency(plan.config, f"{self.config_path} (until a restart)")
                 gallery = self._read_gallery(plan.config, strict=True)
                 pipeline = None
                 if plan.touches("detector.") or plan.touches("recognition.embedder_precision"):
@@ -882,8 +943,9 @@ class DoorService:
             self.config = plan.config
             self._use_gallery(gallery)
             self.schedule = AccessSchedule.from_config(plan.config.recognition.schedules)
-            f = plan.config.second_factor
-            self.second_factors.reconfigure(f.required_for, f.window_seconds)
+            if plan.touches("second_factor."):
+                f = plan.config.second_factor
+                self.second_factors.reconfigure(f.required_for, f.window_seconds)
             if pipeline is not None:
                 self.pipeline = pipeline
             if plan.touches("recognition.confirm_window") or plan.touches(
