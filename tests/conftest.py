@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 from broker import Broker
+from gpiozero import Device
+from gpiozero.pins.mock import MockFactory
 from photos import SHARED_DATA, sdist_photo_dir
 
 
@@ -34,3 +36,15 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
         yield server
     finally:
         server.kill()
+
+
+@pytest.fixture
+def factory() -> Iterator[MockFactory]:
+    """gpiozero's own mock pins, handed to the door explicitly; the process-wide default
+    factory is restored afterwards (a module may override this, e.g. to install it as the
+    default)."""
+    previous = Device.pin_factory
+    pins = MockFactory()
+    yield pins
+    pins.reset()
+    Device.pin_factory = previous

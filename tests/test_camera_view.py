@@ -9,9 +9,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pytest
 from broker import Broker, Listener
-from gpiozero import Device
 from gpiozero.pins.mock import MockFactory
 from test_service import PIN
 
@@ -20,15 +18,6 @@ from edgeface.config import CameraConfig, Config, MqttConfig, RecognitionConfig,
 from edgeface.door.camera_view import BLIND_SPREAD, CameraView, picture_spread
 from edgeface.door.service import DoorService
 from edgeface.vision.image_io import read_rgb
-
-
-@pytest.fixture
-def factory() -> MockFactory:
-    previous = Device.pin_factory
-    factory = MockFactory()
-    yield factory
-    factory.reset()
-    Device.pin_factory = previous
 
 
 def covered(rgb: np.ndarray) -> np.ndarray:

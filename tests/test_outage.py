@@ -12,7 +12,7 @@ from pathlib import Path
 
 from broker import Broker, Listener
 from gpiozero.pins.mock import MockFactory
-from test_service import factory, make_clip  # noqa: F401  (factory is a fixture)
+from test_service import make_clip
 
 from edgeface.config import CameraConfig, Config, MqttConfig, RecognitionConfig, RelayConfig
 from edgeface.door.demo import enrol
@@ -36,7 +36,7 @@ def _door(tmp_path: Path, clip: Path, port: int) -> Config:
 def test_dead_broker_does_not_stop_the_door_and_a_restart_delivers_every_event_in_order(
     tmp_path: Path,
     photo_dir: Path,
-    factory: MockFactory,  # noqa: F811
+    factory: MockFactory,
 ) -> None:
     folder = tmp_path / "broker"
     folder.mkdir()

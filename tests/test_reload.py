@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from gpiozero import DigitalOutputDevice
 from gpiozero.pins.mock import MockFactory
-from test_service import factory, make_clip  # noqa: F401  (factory is a fixture)
+from test_service import make_clip
 
 from edgeface.config import Config, MqttConfig, RelayConfig, parse_config
 from edgeface.door.demo import enrol
@@ -67,7 +67,7 @@ def _config_text(tmp_path: Path, clip: Path, pin: int, unlock: float, host: str)
 def test_sighup_moves_relay_pin_and_camera_without_unlocking_the_old_pin(
     tmp_path: Path,
     photo_dir: Path,
-    factory: MockFactory,  # noqa: F811
+    factory: MockFactory,
 ) -> None:
     stranger, known = tmp_path / "stranger.avi", tmp_path / "known.avi"
     make_clip(stranger, photo_dir, [("biden.jpg", 10)])
@@ -141,7 +141,7 @@ def reload_once(
 def test_reload_with_a_corrupt_gallery_keeps_the_running_one(
     tmp_path: Path,
     photo_dir: Path,
-    factory: MockFactory,  # noqa: F811
+    factory: MockFactory,
 ) -> None:
     gallery = tmp_path / "gallery.json"
     enrol(gallery, photo_dir / "obama.jpg", "obama")
@@ -159,7 +159,7 @@ def test_reload_with_a_corrupt_gallery_keeps_the_running_one(
 def test_reload_to_another_embedder_refuses_the_gallery_it_cannot_compare(
     tmp_path: Path,
     photo_dir: Path,
-    factory: MockFactory,  # noqa: F811
+    factory: MockFactory,
 ) -> None:
     """The gallery was enrolled with the int8 embedder; a reload switching the daemon to the
     fp32 embedder would compare live fp32 embeddings with stored int8 ones: refused, and the
@@ -184,7 +184,7 @@ def test_reload_to_another_embedder_refuses_the_gallery_it_cannot_compare(
 def test_daemon_started_with_another_embedder_stays_locked_and_says_why(
     tmp_path: Path,
     photo_dir: Path,
-    factory: MockFactory,  # noqa: F811
+    factory: MockFactory,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     enrol(tmp_path / "gallery.json", photo_dir / "obama.jpg", "obama")  # int8 embedder
@@ -204,7 +204,7 @@ def test_daemon_started_with_another_embedder_stays_locked_and_says_why(
 def test_relay_pin_that_cannot_be_claimed_keeps_the_old_one_locked(
     tmp_path: Path,
     photo_dir: Path,
-    factory: MockFactory,  # noqa: F811
+    factory: MockFactory,
 ) -> None:
     """A reload naming a pin something else holds: the old pin is claimed again, locked.
     (A pin the board does not have is refused with the file: see the test below.)"""
@@ -254,7 +254,7 @@ def test_relay_pin_that_cannot_be_claimed_keeps_the_old_one_locked(
 def test_reload_of_a_bad_file_is_refused_and_the_door_keeps_running(
     tmp_path: Path,
     photo_dir: Path,
-    factory: MockFactory,  # noqa: F811
+    factory: MockFactory,
     find: bytes,
     replace: bytes,
     reason: str,
@@ -283,7 +283,7 @@ def test_reload_of_a_bad_file_is_refused_and_the_door_keeps_running(
 def test_reload_is_checked_as_it_would_run_not_only_as_written(
     tmp_path: Path,
     photo_dir: Path,
-    factory: MockFactory,  # noqa: F811
+    factory: MockFactory,
 ) -> None:
     """The new file turns MQTT and two-factor entry on together. Valid as written, but MQTT
     needs a restart: applied now, two-factor entry would wait for factors that cannot arrive

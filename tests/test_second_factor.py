@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 from broker import Broker, Listener
-from gpiozero import Device
 from gpiozero.pins.mock import MockFactory
 from test_service import PIN, make_clip
 
@@ -31,15 +30,6 @@ from edgeface.door.service import DoorService
 
 SECRET = "5ecret-factor-0123456789abcdef"
 TOPIC = "edgeface/front/command/second_factor"
-
-
-@pytest.fixture
-def factory() -> MockFactory:
-    previous = Device.pin_factory
-    factory = MockFactory()
-    yield factory
-    factory.reset()
-    Device.pin_factory = previous
 
 
 class Clock:

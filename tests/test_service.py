@@ -12,7 +12,6 @@ import cv2
 import numpy as np
 import pytest
 from broker import Broker, Listener, free_port
-from gpiozero import Device
 from gpiozero.pins.mock import MockFactory
 
 from edgeface.bench.frames import letterbox
@@ -31,15 +30,6 @@ def make_clip(path: Path, photo_dir: Path, plan: list[tuple[str, int]]) -> None:
         for _ in range(count):
             writer.write(frame)
     writer.release()
-
-
-@pytest.fixture
-def factory() -> MockFactory:
-    previous = Device.pin_factory
-    factory = MockFactory()
-    yield factory
-    factory.reset()
-    Device.pin_factory = previous
 
 
 def run(service: DoorService) -> int:

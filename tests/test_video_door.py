@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 from gpiozero.pins.mock import MockFactory
-from test_service import factory  # noqa: F401  (a fixture)
 
 from edgeface.config import CameraConfig, Config, DetectorConfig, RecognitionConfig, RelayConfig
 from edgeface.door.service import DoorService
@@ -51,7 +50,7 @@ def enrol_cli(gallery: Path, name: str, photo: Path) -> None:
 def test_door_opens_for_the_performer_only_when_he_is_enrolled(
     tmp_path: Path,
     shared_data: Path,
-    factory: MockFactory,  # noqa: F811
+    factory: MockFactory,
     enrolled: str,
     opens: bool,
     fusion_frames: int,
