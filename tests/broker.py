@@ -7,6 +7,7 @@ restarted broker still holds retained messages and sessions.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -15,6 +16,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -194,3 +196,14 @@ class Listener:
     def close(self) -> None:
         self.client.loop_stop()
         self.client.disconnect()
+
+
+async def run_connected(service: Any, settle: float = 0.3) -> asyncio.Task[int]:
+    """Start ``service.run()`` and return its task once the door's MQTT connection is up and,
+    after ``settle`` seconds, its subscriptions are in place (so a message published next
+    reaches it)."""
+    task = asyncio.create_task(service.run())
+    assert service.mqtt is not None
+    await asyncio.to_thread(service.mqtt.connected.wait, 10)
+    await asyncio.sleep(settle)
+    return task

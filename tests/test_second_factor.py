@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
-from broker import Broker, Listener
+from broker import Broker, Listener, run_connected
 from gpiozero.pins.mock import MockFactory
 from test_service import PIN, make_clip
 
@@ -184,10 +184,7 @@ def test_factor_first_then_face_and_never_the_face_alone(
     service = DoorService(config, pin_factory=factory, on_event=events.append)
 
     async def scenario() -> int:
-        task = asyncio.create_task(service.run())
-        assert service.mqtt is not None
-        await asyncio.to_thread(service.mqtt.connected.wait, 10)
-        await asyncio.sleep(0.3)  # subscriptions in place
+        task = await run_connected(service)  # subscriptions in place
         if send_factor:
             listener.client.publish(TOPIC, factor("obama"), qos=1)
         return await task
@@ -228,10 +225,7 @@ def run_with_messages(
     publisher = Listener(broker.port)
 
     async def scenario() -> int:
-        task = asyncio.create_task(service.run())
-        assert service.mqtt is not None
-        await asyncio.to_thread(service.mqtt.connected.wait, 10)
-        await asyncio.sleep(0.3)  # subscriptions in place
+        task = await run_connected(service)  # subscriptions in place
         for message in messages:
             publisher.client.publish(TOPIC, message, qos=1)
         await asyncio.sleep(settle)

@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from broker import Broker, Listener, free_port
+from broker import Broker, Listener, free_port, run_connected
 from gpiozero.pins.mock import MockFactory
 
 from edgeface.bench.frames import letterbox
@@ -219,10 +219,7 @@ def test_remote_unlock_needs_the_shared_secret(
     topic = "edgeface/front/command/lock"
 
     async def scenario() -> int:
-        task = asyncio.create_task(service.run())
-        assert service.mqtt is not None
-        await asyncio.to_thread(service.mqtt.connected.wait, 10)
-        await asyncio.sleep(0.3)  # subscriptions in place
+        task = await run_connected(service)  # subscriptions in place
         listener.client.publish(topic, json.dumps({"action": "UNLOCK", "code": "guess"}), qos=1)
         await asyncio.sleep(0.5)
         listener.client.publish(topic, json.dumps({"action": "UNLOCK", "code": "s3cret"}), qos=1)
@@ -283,10 +280,8 @@ def test_a_retained_unlock_command_is_never_obeyed_and_is_cleared(
     service = DoorService(config, pin_factory=factory, on_event=events.append)
 
     async def scenario() -> int:
-        task = asyncio.create_task(service.run())
-        assert service.mqtt is not None
-        await asyncio.to_thread(service.mqtt.connected.wait, 10)
-        await asyncio.sleep(1.0)  # the retained command has been delivered by now
+        # by the end of the settling time the retained command has been delivered
+        task = await run_connected(service, settle=1.0)
         service.stop_requested.set()
         return await task
 
