@@ -11,10 +11,9 @@ from pathlib import Path
 import pytest
 from broker import Broker, Listener, run_connected
 from gpiozero.pins.mock import MockFactory
-from test_service import PIN, make_clip
+from test_service import PIN, door_without_camera, enrolled_door
 
 from edgeface.config import (
-    CameraConfig,
     Config,
     ConfigError,
     MqttConfig,
@@ -106,16 +105,12 @@ def test_a_reload_drops_factors_that_arrived_under_the_old_rules() -> None:
 
 
 def door(tmp_path: Path, photo_dir: Path, broker: Broker, plan: list[tuple[str, int]]) -> Config:
-    clip = tmp_path / "door.avi"
-    make_clip(clip, photo_dir, plan)
-    gallery = tmp_path / "gallery.json"
-    enrol(gallery, photo_dir / "obama.jpg", "obama")
-    return Config(
+    return enrolled_door(
+        tmp_path,
+        photo_dir,
+        plan,
+        RelayConfig(pin=PIN, unlock_seconds=0.3, cooldown_seconds=0.3),
         device_id="front",
-        state_dir=str(tmp_path / "state"),
-        camera=CameraConfig(source=str(clip), loop=False, max_fps=10),
-        recognition=RecognitionConfig(gallery=str(gallery)),
-        relay=RelayConfig(pin=PIN, unlock_seconds=0.3, cooldown_seconds=0.3),
         mqtt=MqttConfig(enabled=True, host="127.0.0.1", port=broker.port),
         second_factor=SecondFactorConfig(required_for=["obama"], secret=SECRET),
     )
@@ -203,20 +198,20 @@ def test_factor_first_then_face_and_never_the_face_alone(
     listener.close()
 
 
-def idle_door(tmp_path: Path, photo_dir: Path, broker: Broker, **extra: object) -> Config:
-    """A door whose camera is missing (it stays locked and keeps running), Obama enrolled."""
+def idle_door(tmp_path: Path, photo_dir: Path, broker: Broker, **sections: object) -> Config:
+    """A door whose camera is missing (it stays locked and keeps running), Obama enrolled,
+    needing a second factor."""
     gallery = tmp_path / "gallery.json"
     enrol(gallery, photo_dir / "obama.jpg", "obama")
     settings: dict[str, object] = {
-        "device_id": "front",
-        "state_dir": str(tmp_path / "state"),
-        "camera": CameraConfig(source="/dev/video97", reconnect_min_seconds=5),
         "recognition": RecognitionConfig(gallery=str(gallery)),
-        "relay": RelayConfig(pin=PIN),
-        "mqtt": MqttConfig(enabled=True, host="127.0.0.1", port=broker.port),
         "second_factor": SecondFactorConfig(required_for=["obama"], secret=SECRET),
     }
-    return Config(**{**settings, **extra})  # type: ignore[arg-type]
+    return door_without_camera(
+        tmp_path,
+        MqttConfig(enabled=True, host="127.0.0.1", port=broker.port),
+        **{**settings, **sections},
+    )
 
 
 def run_with_messages(

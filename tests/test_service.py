@@ -7,6 +7,7 @@ import asyncio
 import json
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -30,6 +31,44 @@ def make_clip(path: Path, photo_dir: Path, plan: list[tuple[str, int]]) -> None:
         for _ in range(count):
             writer.write(frame)
     writer.release()
+
+
+def enrolled_door(
+    tmp_path: Path,
+    photo_dir: Path,
+    plan: list[tuple[str, int]],
+    relay: RelayConfig,
+    recognition: dict[str, Any] | None = None,
+    **sections: Any,
+) -> Config:
+    """The set-up most daemon tests share: Obama enrolled from obama.jpg, a clip of ``plan``
+    played once at 10 frames/s as the camera, the relay on ``PIN``. ``recognition`` adds
+    recognition settings; ``sections`` sets other parts of the configuration."""
+    clip = tmp_path / "door.avi"
+    make_clip(clip, photo_dir, plan)
+    gallery = tmp_path / "gallery.json"
+    enrol(gallery, photo_dir / "obama.jpg", "obama")
+    return Config(
+        state_dir=str(tmp_path / "state"),
+        camera=CameraConfig(source=str(clip), loop=False, max_fps=10),
+        recognition=RecognitionConfig(gallery=str(gallery), **(recognition or {})),
+        relay=relay,
+        **sections,
+    )
+
+
+def door_without_camera(tmp_path: Path, mqtt: MqttConfig, **sections: Any) -> Config:
+    """A door named "front" whose camera is missing (it stays locked, keeps running and
+    answers over MQTT), with an empty gallery unless ``sections`` say otherwise."""
+    settings: dict[str, Any] = {
+        "device_id": "front",
+        "state_dir": str(tmp_path / "state"),
+        "camera": CameraConfig(source="/dev/video97", reconnect_min_seconds=0.2),
+        "recognition": RecognitionConfig(gallery=str(tmp_path / "none.json")),
+        "relay": RelayConfig(pin=PIN, unlock_seconds=0.5),
+        "mqtt": mqtt,
+    }
+    return Config(**{**settings, **sections})
 
 
 def run(service: DoorService) -> int:
@@ -63,17 +102,13 @@ def test_enrolled_person_unlocks_stranger_does_not(
     tmp_path: Path, photo_dir: Path, factory: MockFactory, broker: Broker
 ) -> None:
     listener = Listener(broker.port)
-    clip = tmp_path / "door.avi"
     # A stranger (biden) for 1.5 s, then the enrolled person (a different photo of obama).
-    make_clip(clip, photo_dir, [("biden.jpg", 15), ("obama2.jpg", 15)])
-    gallery = tmp_path / "gallery.json"
-    enrol(gallery, photo_dir / "obama.jpg", "obama")
-    config = Config(
+    config = enrolled_door(
+        tmp_path,
+        photo_dir,
+        [("biden.jpg", 15), ("obama2.jpg", 15)],
+        RelayConfig(pin=PIN, unlock_seconds=0.5, cooldown_seconds=0.5),
         device_id="front",
-        state_dir=str(tmp_path / "state"),
-        camera=CameraConfig(source=str(clip), loop=False, max_fps=10),
-        recognition=RecognitionConfig(gallery=str(gallery)),
-        relay=RelayConfig(pin=PIN, unlock_seconds=0.5, cooldown_seconds=0.5),
         mqtt=MqttConfig(enabled=True, host="127.0.0.1", port=broker.port),
     )
     events: list[dict[str, object]] = []
@@ -206,14 +241,7 @@ def test_remote_unlock_needs_the_shared_secret(
         remote_unlock=enabled,
         remote_unlock_secret="s3cret" if enabled else None,
     )
-    config = Config(
-        device_id="front",
-        state_dir=str(tmp_path / "state"),
-        camera=CameraConfig(source="/dev/video97", reconnect_min_seconds=0.2),
-        recognition=RecognitionConfig(gallery=str(tmp_path / "none.json")),
-        relay=RelayConfig(pin=PIN, unlock_seconds=0.5),
-        mqtt=mqtt_config,
-    )
+    config = door_without_camera(tmp_path, mqtt_config)
     events: list[dict[str, object]] = []
     service = DoorService(config, pin_factory=factory, on_event=events.append)
     topic = "edgeface/front/command/lock"
@@ -262,13 +290,9 @@ def test_a_retained_unlock_command_is_never_obeyed_and_is_cleared(
     publisher.publish(topic, command, qos=1, retain=True).wait_for_publish(5)
     publisher.loop_stop()
     publisher.disconnect()
-    config = Config(
-        device_id="front",
-        state_dir=str(tmp_path / "state"),
-        camera=CameraConfig(source="/dev/video97", reconnect_min_seconds=0.2),
-        recognition=RecognitionConfig(gallery=str(tmp_path / "none.json")),
-        relay=RelayConfig(pin=PIN, unlock_seconds=0.5),
-        mqtt=MqttConfig(
+    config = door_without_camera(
+        tmp_path,
+        MqttConfig(
             enabled=True,
             host="127.0.0.1",
             port=broker.port,
@@ -302,15 +326,11 @@ def test_a_person_recognised_during_the_cooldown_is_let_in_when_it_ends(
     recognised after the cooldown, he is let in, once."""
     import time
 
-    clip = tmp_path / "door.avi"
-    make_clip(clip, photo_dir, [("obama2.jpg", 50)])  # 5 s at the door
-    gallery = tmp_path / "gallery.json"
-    enrol(gallery, photo_dir / "obama.jpg", "obama")
-    config = Config(
-        state_dir=str(tmp_path / "state"),
-        camera=CameraConfig(source=str(clip), loop=False, max_fps=10),
-        recognition=RecognitionConfig(gallery=str(gallery)),
-        relay=RelayConfig(pin=PIN, unlock_seconds=1.0, cooldown_seconds=1.0),
+    config = enrolled_door(
+        tmp_path,
+        photo_dir,
+        [("obama2.jpg", 50)],  # 5 s at the door
+        RelayConfig(pin=PIN, unlock_seconds=1.0, cooldown_seconds=1.0),
     )
     events: list[tuple[float, str]] = []
     started = time.monotonic()
@@ -335,16 +355,12 @@ def test_a_full_outbox_disk_neither_stops_nor_hangs_the_daemon(
     event used to raise before the daemon's ``try``, leaving it hung with the relay never
     closed. Now the events are only logged, the enrolled person still gets in, and the daemon
     stops cleanly with the door locked."""
-    clip = tmp_path / "door.avi"
-    make_clip(clip, photo_dir, [("obama2.jpg", 20)])
-    gallery = tmp_path / "gallery.json"
-    enrol(gallery, photo_dir / "obama.jpg", "obama")
-    config = Config(
+    config = enrolled_door(
+        tmp_path,
+        photo_dir,
+        [("obama2.jpg", 20)],
+        RelayConfig(pin=PIN, unlock_seconds=0.3),
         device_id="front",
-        state_dir=str(tmp_path / "state"),
-        camera=CameraConfig(source=str(clip), loop=False, max_fps=10),
-        recognition=RecognitionConfig(gallery=str(gallery)),
-        relay=RelayConfig(pin=PIN, unlock_seconds=0.3),
         mqtt=MqttConfig(enabled=True, host="127.0.0.1", port=free_port()),  # broker down
     )
     events: list[dict[str, object]] = []
@@ -395,22 +411,18 @@ def test_recognised_person_outside_their_schedule_is_denied(
 ) -> None:
     import datetime
 
-    clip = tmp_path / "door.avi"
-    make_clip(clip, photo_dir, [("obama2.jpg", 15)])
-    gallery = tmp_path / "gallery.json"
-    enrol(gallery, photo_dir / "obama.jpg", "obama")
     # A window that is certainly not now: one minute, on a day that is not today.
     other_day = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"][
         (datetime.datetime.now().weekday() + 3) % 7
     ]
-    config = Config(
-        state_dir=str(tmp_path / "state"),
-        camera=CameraConfig(source=str(clip), loop=False, max_fps=10),
-        recognition=RecognitionConfig(
-            gallery=str(gallery),
-            schedules={"obama": [{"days": [other_day], "from": "03:00", "to": "03:01"}]},
-        ),
-        relay=RelayConfig(pin=PIN, unlock_seconds=0.3),
+    config = enrolled_door(
+        tmp_path,
+        photo_dir,
+        [("obama2.jpg", 15)],
+        RelayConfig(pin=PIN, unlock_seconds=0.3),
+        recognition={
+            "schedules": {"obama": [{"days": [other_day], "from": "03:00", "to": "03:01"}]}
+        },
     )
     events: list[dict[str, object]] = []
     assert run(DoorService(config, pin_factory=factory, on_event=events.append)) == 0
@@ -428,21 +440,17 @@ def test_face_snapshots_only_when_configured_and_pruned(
 
     from edgeface.config import SnapshotConfig
 
-    clip = tmp_path / "door.avi"
-    make_clip(clip, photo_dir, [("biden.jpg", 10), ("obama2.jpg", 10)])
-    gallery = tmp_path / "gallery.json"
-    enrol(gallery, photo_dir / "obama.jpg", "obama")
     folder = tmp_path / "state" / "snapshots"
     folder.mkdir(parents=True)
     stale = folder / "20200101T000000-unknown-track1.jpg"
     stale.write_bytes(b"old")
     eight_days_ago = time.time() - 8 * 86400
     os.utime(stale, (eight_days_ago, eight_days_ago))
-    config = Config(
-        state_dir=str(tmp_path / "state"),
-        camera=CameraConfig(source=str(clip), loop=False, max_fps=10),
-        recognition=RecognitionConfig(gallery=str(gallery)),
-        relay=RelayConfig(pin=PIN, unlock_seconds=0.2),
+    config = enrolled_door(
+        tmp_path,
+        photo_dir,
+        [("biden.jpg", 10), ("obama2.jpg", 10)],
+        RelayConfig(pin=PIN, unlock_seconds=0.2),
         snapshots=SnapshotConfig(enabled=enabled, retention_days=7),
     )
     assert run(DoorService(config, pin_factory=factory)) == 0

@@ -31,8 +31,11 @@ THUMBNAIL = (32, 24)
 
 def picture_spread(rgb: np.ndarray) -> float:
     """How much the frame's brightness varies across the picture, in grey levels."""
-    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if rgb.ndim == 3 else rgb
-    thumbnail = cv2.resize(grey, THUMBNAIL, interpolation=cv2.INTER_AREA)
+    # Shrink first, then make it grey: per frame this touches the full-size picture once
+    # (grey is linear in the colours, so the order makes no difference to the figure).
+    thumbnail = cv2.resize(rgb, THUMBNAIL, interpolation=cv2.INTER_AREA)
+    if thumbnail.ndim == 3:
+        thumbnail = cv2.cvtColor(thumbnail, cv2.COLOR_RGB2GRAY)
     return float(thumbnail.astype(np.float32).std())
 
 

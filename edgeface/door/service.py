@@ -658,7 +658,7 @@ class DoorService:
         """
         delay = self.config.camera.reconnect_min_seconds
         lost_reported = False
-        view = CameraView(self.config.camera.blind_seconds or 0.0)
+        view = CameraView(seconds=0.0)  # its time limit is set from the settings at each open
 
         def report_lost(detail: str) -> None:
             nonlocal lost_reported
