@@ -89,6 +89,9 @@ class RecognitionConfig:
     enrolment_augmentation: Literal["none", "flip", "grid"] = "grid"
     #: Per-identity access windows (edgeface.door.schedules); people not listed: any time.
     schedules: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    #: synchronised: people with a schedule are refused while the system clock has no NTP time
+    #: (edgeface.door.clock_sync); any: trust the clock as it is (battery-backed clock).
+    schedule_clock: Literal["synchronised", "any"] = "synchronised"
 
 
 @dataclass

@@ -151,6 +151,22 @@ def check_audit(config: Config) -> Check:
     return Check("audit", True, f"{path}: {report.entries} entries, chain intact")
 
 
+def check_clock(config: Config) -> Check:
+    """Schedules are read against the clock; one without NTP time would apply them at the
+    wrong hours, so the daemon refuses scheduled people until it is synchronised."""
+    from edgeface.door.clock_sync import ScheduleClock
+
+    rec = config.recognition
+    if not rec.schedules:
+        return Check("clock", True, "no schedules: access does not depend on the clock")
+    clock = ScheduleClock(rec.schedule_clock)
+    if rec.schedule_clock == "any":
+        return Check("clock", True, "schedules use the clock as it is (schedule_clock: any)")
+    if not clock.trusted():
+        return Check("clock", False, clock.problem())
+    return Check("clock", True, "synchronised: schedules apply")
+
+
 def run_checks(path: Path) -> list[Check]:
     config_check, config = check_config(path)
     checks = [config_check, check_runtime()]
@@ -159,6 +175,7 @@ def run_checks(path: Path) -> list[Check]:
     steps: list[Callable[[Config], Check]] = [
         check_models,
         check_gallery,
+        check_clock,
         check_camera,
         check_gpio,
         check_broker,

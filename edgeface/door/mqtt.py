@@ -54,6 +54,8 @@ EVENT_TYPES = (
     "camera_restored",
     "camera_blind",
     "camera_view_restored",
+    "clock_unsynchronised",
+    "clock_synchronised",
     "gallery_updated",
     "config_reloaded",
     "remote_unlock_refused",

@@ -97,6 +97,10 @@ class AccessSchedule:
             }
         )
 
+    def restricts(self, identity: str) -> bool:
+        """Whether ``identity`` has a schedule (and so depends on the clock)."""
+        return identity in self.windows
+
     def allows(self, identity: str, moment: dt.datetime | None = None) -> bool:
         windows = self.windows.get(identity)
         if windows is None:

@@ -42,6 +42,7 @@ from edgeface.config import (
 from edgeface.door.accepted_push import AcceptedPushRecord, payload_digest
 from edgeface.door.audit import AuditLog
 from edgeface.door.camera_view import CameraView
+from edgeface.door.clock_sync import ScheduleClock
 from edgeface.door.mqtt import DoorMqtt
 from edgeface.door.outbox import Outbox
 from edgeface.door.push_folder import PushFolder
@@ -77,6 +78,8 @@ AUDITED = frozenset(
         "remote_unlock_refused",
         "camera_blind",
         "camera_view_restored",
+        "clock_unsynchronised",
+        "clock_synchronised",
         "second_factor_required",
         "second_factor_accepted",
         "second_factor_refused",
@@ -257,6 +260,11 @@ class DoorService:
         self._stray_rule_names: set[str] = set()
         self._use_gallery(self._read_gallery(config))
         self.schedule = AccessSchedule.from_config(config.recognition.schedules)
+        self.schedule_clock = ScheduleClock(config.recognition.schedule_clock)
+        #: whether the clock was trusted when last looked at; None while no schedule needs it
+        self._clock_trusted: bool | None = None
+        #: how often a change of the clock's state is looked for (decisions ask it every time)
+        self.clock_check_seconds = 10.0
         self.second_factors = SecondFactors(
             config.second_factor.required_for, config.second_factor.window_seconds
         )
@@ -849,11 +857,13 @@ class DoorService:
         (where it needs one) has come, and the relay is free. A refusal by the schedule and the
         wait for a factor are each reported once per track; the track is retried while it is
         still recognised, so a factor typed after the face was confirmed still opens."""
-        if not self.schedule.allows(identity):
-            if not track.denied:
-                track.denied = True
-                self.emit("denied", track=track.id, identity=identity, reason="outside schedule")
-            return
+        if self.schedule.restricts(identity):
+            if not self.schedule_clock.trusted():
+                self._deny(track, identity, "clock not synchronised")
+                return
+            if not self.schedule.allows(identity):
+                self._deny(track, identity, "outside schedule")
+                return
         needs_factor = self.second_factors.required(identity)
         if needs_factor and not self.second_factors.fresh(identity):
             if not track.awaiting_factor:
@@ -877,6 +887,35 @@ class DoorService:
                 frame_to_unlock_ms=round(latency * 1000, 1),
                 **({"second_factor": True} if needs_factor else {}),
             )
+
+    def _deny(self, track: Track, identity: str, reason: str) -> None:
+        """Refuse a recognised person, reported once per track (it is retried every frame)."""
+        if not track.denied:
+            track.denied = True
+            self.emit("denied", track=track.id, identity=identity, reason=reason)
+
+    def _check_clock(self) -> None:
+        """Say when schedules stop or start being checkable against the clock
+        (:mod:`edgeface.door.clock_sync`): only while someone has a schedule and the policy
+        asks for a synchronised clock, once per change."""
+        if not self.schedule.windows or self.schedule_clock.policy == "any":
+            self._clock_trusted = None
+            return
+        trusted = self.schedule_clock.trusted()
+        if trusted == self._clock_trusted:
+            return
+        if not trusted:
+            problem = self.schedule_clock.problem()
+            log.warning("%s", problem)
+            self.emit("clock_unsynchronised", detail=problem)
+        elif self._clock_trusted is False:
+            self.emit("clock_synchronised")
+        self._clock_trusted = trusted
+
+    async def _watch_clock(self) -> None:
+        while not self.stop_requested.is_set():
+            self._check_clock()
+            await asyncio.sleep(self.clock_check_seconds)
 
     async def _watch_relay(self) -> None:
         """Report lock-state changes (the pulse ends in gpiozero's thread)."""
@@ -943,6 +982,8 @@ class DoorService:
             self.config = plan.config
             self._use_gallery(gallery)
             self.schedule = AccessSchedule.from_config(plan.config.recognition.schedules)
+            self.schedule_clock.policy = plan.config.recognition.schedule_clock
+            self._check_clock()
             if plan.touches("second_factor."):
                 f = plan.config.second_factor
                 self.second_factors.reconfigure(f.required_for, f.window_seconds)
@@ -1052,6 +1093,7 @@ class DoorService:
                 asyncio.create_task(self._recognise(wake), name="recognise"),
                 asyncio.create_task(self._watch_relay(), name="relay"),
                 asyncio.create_task(self._watch_push_folder(), name="push-folder"),
+                asyncio.create_task(self._watch_clock(), name="clock"),
             ]
             interval = watchdog_interval()
             if interval:

@@ -45,7 +45,7 @@ class Track:
     votes: deque[str | None] = field(default_factory=deque)
     confirmed: str | None = None
     unlocked: bool = False  # the door was opened for this track's confirmed identity
-    denied: bool = False  # its schedule refused it (reported once; retried while it stays)
+    denied: bool = False  # schedule or clock refused it (reported once; retried while it stays)
     #: confirmed, and told a second factor is needed (reported once; waits while it stays)
     awaiting_factor: bool = False
     unknown_reported_at: float | None = None
