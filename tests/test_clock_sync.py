@@ -14,7 +14,7 @@ import pytest
 from gpiozero.pins.mock import MockFactory
 
 from edgeface.config import ConfigError, RelayConfig, parse_config
-from edgeface.door.clock_sync import ScheduleClock, kernel_clock_synchronised
+from edgeface.door.clock_sync import ScheduleClock, clock_synchronised, kernel_clock_synchronised
 from edgeface.door.doctor import check_clock
 from edgeface.door.service import DoorService
 from tests.test_service import PIN, enrolled_door, run
@@ -40,6 +40,32 @@ def test_the_kernel_is_asked_without_changing_anything() -> None:
             assert (shown.stdout.strip() == "yes") is first
 
 
+def test_where_the_kernel_cannot_be_asked_timesyncd_answers(tmp_path: Path) -> None:
+    """A sandbox that forbids adjtimex (systemd's ProtectClock=) leaves the flag file that
+    systemd-timesyncd creates once it has set the clock in this boot."""
+    flag = tmp_path / "synchronized"
+    assert clock_synchronised(flag, kernel=lambda: None) is None  # nobody can tell
+    flag.touch()
+    assert clock_synchronised(flag, kernel=lambda: None) is True
+    assert clock_synchronised(flag, kernel=lambda: False) is False  # the kernel decides
+
+
+def test_the_unit_lets_the_daemon_read_the_clock_state() -> None:
+    """ProtectClock=yes (and a @clock system-call filter) make even the read-only adjtimex fail
+    with EPERM; under such a unit every scheduled person would be refused for good."""
+    unit = Path(__file__).resolve().parent.parent / "systemd" / "edgeface.service"
+    directives = [
+        line.strip()
+        for line in unit.read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert not [d for d in directives if d.startswith("ProtectClock=") and "no" not in d]
+    filters = " ".join(d for d in directives if d.startswith("SystemCallFilter="))
+    for forbidden in ("@clock", "adjtimex", "clock_adjtime"):
+        assert forbidden not in filters
+    assert "CapabilityBoundingSet=" in directives  # no CAP_SYS_TIME: the clock cannot be set
+
+
 def test_policy() -> None:
     for state in (True, False, None):
         assert ScheduleClock("any", probe=lambda state=state: state).trusted()
@@ -60,7 +86,7 @@ def test_doctor_reports_the_clock_only_where_schedules_need_it(tmp_path: Path) -
         "recognition:\n  schedules:\n    cleaner:\n      - {days: [mon], from: 09:00, to: 10:00}\n"
     )
     verdict = check_clock(scheduled)
-    assert verdict.ok is (kernel_clock_synchronised() is True)  # this machine's real state
+    assert verdict.ok is (clock_synchronised() is True)  # this machine's real state
     if not verdict.ok:
         assert "people with a schedule are refused" in verdict.detail
     scheduled.recognition.schedule_clock = "any"

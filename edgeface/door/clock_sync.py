@@ -9,7 +9,11 @@ out at the right ones.
 The kernel knows whether an NTP client (systemd-timesyncd, chrony, ntpd) keeps the clock in step:
 ``adjtimex(2)``, asked without changing anything, returns ``TIME_ERROR`` while nobody does. This
 is what ``timedatectl`` shows as "System clock synchronized"; asking needs no privilege and costs
-one system call, so it is asked at every decision rather than cached.
+one system call, so it is asked at every decision rather than cached. systemd's
+``ProtectClock=yes`` forbids even this read (EPERM, systemd 252 of Debian 12), which is why the
+shipped unit leaves it out — its empty capability set already keeps the daemon from setting the
+clock. Where the kernel cannot be asked, systemd-timesyncd's flag file
+(:data:`TIMESYNCD_FLAG`, created at its first synchronisation after boot) is the answer.
 
 Under ``recognition.schedule_clock: synchronised`` (the default) a person *with* a schedule is
 refused while the clock is not synchronised; everyone else is unaffected (their access does not
@@ -23,6 +27,7 @@ import ctypes
 import ctypes.util
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Literal
 
 #: adjtimex(2)'s return value while the clock is not synchronised (STA_UNSYNC or STA_CLOCKERR).
@@ -30,11 +35,14 @@ TIME_ERROR = 5
 #: Larger than ``struct timex`` on every Linux ABI (208 bytes on 64-bit); zeroed, so its
 #: ``modes`` field is 0 and the call only reads.
 _TIMEX_BYTES = 512
+#: Created by systemd-timesyncd (the NTP client of Debian and Raspberry Pi OS) once it has set
+#: the clock in this boot; /run is emptied at every boot.
+TIMESYNCD_FLAG = Path("/run/systemd/timesync/synchronized")
 
 
 def kernel_clock_synchronised() -> bool | None:
     """The kernel's view: True while an NTP client keeps the clock in step, False while not,
-    None where it cannot be asked (not Linux, no C library)."""
+    None where it cannot be asked (not Linux, no C library, a sandbox that forbids the call)."""
     if not sys.platform.startswith("linux"):
         return None
     try:
@@ -47,13 +55,25 @@ def kernel_clock_synchronised() -> bool | None:
     return state != TIME_ERROR
 
 
+def clock_synchronised(
+    flag: Path = TIMESYNCD_FLAG,
+    kernel: Callable[[], bool | None] = kernel_clock_synchronised,
+) -> bool | None:
+    """The kernel's answer where it can be asked, else whether systemd-timesyncd has
+    synchronised the clock in this boot (None: nobody can tell)."""
+    state = kernel()
+    if state is not None:
+        return state
+    return True if flag.exists() else None
+
+
 class ScheduleClock:
     """Answers "may a schedule be checked against the clock now?" for the door."""
 
     def __init__(
         self,
         policy: Literal["synchronised", "any"],
-        probe: Callable[[], bool | None] = kernel_clock_synchronised,
+        probe: Callable[[], bool | None] = clock_synchronised,
     ) -> None:
         self.policy = policy
         self._probe = probe
