@@ -52,6 +52,14 @@ def test_a_factor_is_fresh_for_its_window_and_opens_once() -> None:
     factors.offer("alice")
     factors.use("alice")
     assert not factors.fresh("alice")  # used up by the unlock it completed
+    factors.offer("alice")
+    clock.now += 10
+    factors.offer("alice")  # a second one extends the first
+    clock.now += 25
+    assert factors.fresh("alice") and factors.expired() == []
+    clock.now += 6
+    assert factors.expired() == ["alice"] and factors.expired() == []  # said once
+    assert not factors.fresh("alice")
     everyone = SecondFactors(["all"], window_seconds=5, clock=clock)
     assert everyone.required("bob") and everyone.enabled
     assert not SecondFactors([], 5).enabled
@@ -297,3 +305,28 @@ def test_rules_for_people_not_in_the_gallery_are_reported(
     assert "second_factor.required_for names 'obamma'" in details[1]
     check = check_gallery(config)
     assert not check.ok and "'obamma'" in check.detail and "'bidn'" in check.detail
+
+
+def test_a_factor_whose_face_never_comes_is_reported_expired(
+    tmp_path: Path, photo_dir: Path, factory: MockFactory, broker: Broker
+) -> None:
+    """Obama's PIN is typed but nobody shows his face within the window: the door stays locked
+    and says, once, that the factor ran out (audited)."""
+    config = idle_door(
+        tmp_path,
+        photo_dir,
+        broker,
+        second_factor=SecondFactorConfig(required_for=["obama"], secret=SECRET, window_seconds=1),
+    )
+    events: list[dict[str, object]] = []
+    service = DoorService(config, pin_factory=factory, on_event=events.append)
+    run_with_messages(service, broker, [factor("obama").encode()], settle=3.0)
+    kinds = [e["event_type"] for e in events]
+    assert kinds.count("second_factor_accepted") == 1
+    assert kinds.count("second_factor_expired") == 1
+    assert kinds.index("second_factor_accepted") < kinds.index("second_factor_expired")
+    expired = next(e for e in events if e["event_type"] == "second_factor_expired")
+    assert expired["identity"] == "obama" and expired["window_seconds"] == 1
+    assert "unlocked" not in kinds
+    trail = (tmp_path / "state" / "audit.log").read_text()
+    assert '"second_factor_expired"' in trail

@@ -62,6 +62,7 @@ EVENT_TYPES = (
     "second_factor_required",
     "second_factor_accepted",
     "second_factor_refused",
+    "second_factor_expired",
     "gallery_rejected",
     "denied",
     "error",

@@ -56,16 +56,25 @@ class SecondFactors:
         return EVERYONE in self.required_for or identity in self.required_for
 
     def offer(self, identity: str) -> None:
-        """A factor for ``identity`` arrived (already authenticated by the caller)."""
-        now = self._clock()
-        for stale in [i for i, until in self._valid_until.items() if now > until]:
-            del self._valid_until[stale]
-        self._valid_until[identity] = now + self.window_seconds
+        """A factor for ``identity`` arrived (already authenticated by the caller). One that
+        is still fresh is extended; one per person is kept, so the table is bounded by the
+        gallery."""
+        self._valid_until[identity] = self._clock() + self.window_seconds
 
     def fresh(self, identity: str) -> bool:
         """Whether a factor for ``identity`` arrived within the window and is not used up."""
         until = self._valid_until.get(identity)
         return until is not None and self._clock() <= until
+
+    def expired(self) -> list[str]:
+        """The people whose factor ran out unused since the last call, each reported once: the
+        factor came (a PIN typed, a tag read) but the face never did — worth telling, as it is
+        either someone who gave up at the door or someone else's attempt with their factor."""
+        now = self._clock()
+        gone = sorted(i for i, until in self._valid_until.items() if now > until)
+        for identity in gone:
+            del self._valid_until[identity]
+        return gone
 
     def use(self, identity: str) -> None:
         """The unlock this factor completed happened: it cannot open the door again."""

@@ -83,6 +83,7 @@ AUDITED = frozenset(
         "second_factor_required",
         "second_factor_accepted",
         "second_factor_refused",
+        "second_factor_expired",
         "unlock_interrupted",
         "gallery_updated",
         "gallery_rejected",
@@ -912,6 +913,17 @@ class DoorService:
             self.emit("clock_synchronised")
         self._clock_trusted = trusted
 
+    async def _watch_factors(self) -> None:
+        """Report second factors that ran out before their person's face was recognised."""
+        while not self.stop_requested.is_set():
+            for identity in self.second_factors.expired():
+                self.emit(
+                    "second_factor_expired",
+                    identity=identity,
+                    window_seconds=self.second_factors.window_seconds,
+                )
+            await asyncio.sleep(0.5)
+
     async def _watch_clock(self) -> None:
         while not self.stop_requested.is_set():
             self._check_clock()
@@ -1094,6 +1106,7 @@ class DoorService:
                 asyncio.create_task(self._watch_relay(), name="relay"),
                 asyncio.create_task(self._watch_push_folder(), name="push-folder"),
                 asyncio.create_task(self._watch_clock(), name="clock"),
+                asyncio.create_task(self._watch_factors(), name="second-factors"),
             ]
             interval = watchdog_interval()
             if interval:
