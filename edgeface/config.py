@@ -105,6 +105,11 @@ class RelayConfig:
     pin_factory: str | None = None
     #: Optional door contact (reed switch) input, reported as door opened/closed.
     door_contact_pin: int | None = None
+    #: With a door contact: door_held_open when the door stays open this long (null = never).
+    held_open_seconds: float | None = 60.0
+    #: With a door contact: door_forced when it opens without an unlock. Off by default: a door
+    #: people leave by its inside handle would raise it at every exit (edgeface.door.door_alarms).
+    door_forced_alarm: bool = False
 
 
 @dataclass
@@ -278,6 +283,7 @@ BOUNDS: dict[str, Bound] = {
     "relay.unlock_seconds": Bound(0, 3600, low_open=True, note=_SECONDS),
     "relay.max_unlock_seconds": Bound(0, 3600, low_open=True, note=_SECONDS),
     "relay.cooldown_seconds": Bound(0, 3600, note="seconds; 0 = none"),
+    "relay.held_open_seconds": Bound(0, 86400, low_open=True, note=f"{_SECONDS}; null = never"),
     "mqtt.port": Bound(1, 65535),
     "mqtt.keepalive_seconds": Bound(1, 65535, note="seconds; MQTT's keep-alive is 16 bits"),
     "snapshots.retention_days": Bound(0, 36500, low_open=True, note="days"),
@@ -528,6 +534,11 @@ def _check_related_numbers(config: Config, source: str) -> None:
         raise ConfigError(
             f"{source}: camera.reconnect_max_seconds must be >= camera.reconnect_min_seconds "
             f"({c.reconnect_max_seconds} vs {c.reconnect_min_seconds})"
+        )
+    if r.door_forced_alarm and r.door_contact_pin is None:
+        raise ConfigError(
+            f"{source}: relay.door_forced_alarm needs relay.door_contact_pin (the door contact "
+            "is what tells that the door was opened)"
         )
     if r.door_contact_pin == r.pin:
         raise ConfigError(

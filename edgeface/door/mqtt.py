@@ -50,6 +50,8 @@ EVENT_TYPES = (
     "unlock_interrupted",
     "door_opened",
     "door_closed",
+    "door_forced",
+    "door_held_open",
     "camera_lost",
     "camera_restored",
     "camera_blind",

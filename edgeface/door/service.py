@@ -43,6 +43,7 @@ from edgeface.door.accepted_push import AcceptedPushRecord, payload_digest
 from edgeface.door.audit import AuditLog
 from edgeface.door.camera_view import CameraView
 from edgeface.door.clock_sync import ScheduleClock
+from edgeface.door.door_alarms import DoorAlarms
 from edgeface.door.mqtt import DoorMqtt
 from edgeface.door.outbox import Outbox
 from edgeface.door.push_folder import PushFolder
@@ -84,6 +85,8 @@ AUDITED = frozenset(
         "second_factor_accepted",
         "second_factor_refused",
         "second_factor_expired",
+        "door_forced",
+        "door_held_open",
         "unlock_interrupted",
         "gallery_updated",
         "gallery_rejected",
@@ -238,6 +241,7 @@ class DoorService:
         (a missing model, an unreadable gallery) still closes the relay."""
         r = config.relay
         self.audit: AuditLog | None = None  # set below, once MQTT exists to copy it
+        self.door_alarms = DoorAlarms(r.held_open_seconds, r.door_forced_alarm)
         self.contact: Any = self._make_contact(r.door_contact_pin)
         self.mqtt: DoorMqtt | None = None
         if config.mqtt.enabled:
@@ -384,8 +388,12 @@ class DoorService:
         self._stray_rule_names = set(problems)
 
     def _door_state(self, closed: bool, report: bool = True) -> None:
+        """The door contact changed (``report``) or was read at start or on a new pin."""
+        forced = self.door_alarms.contact(closed, initial=not report)
         if report:
             self.emit("door_closed" if closed else "door_opened")
+        if forced:
+            self.emit("door_forced", detail="the door opened while locked, without an unlock")
         if self.mqtt:
             self.mqtt.state("door", "closed" if closed else "open")
 
@@ -597,7 +605,7 @@ class DoorService:
         if action == "LOCK":
             self.relay.lock()
         elif action == "UNLOCK":
-            if self.relay.unlock(identity="remote"):
+            if self._pulse_relay("remote"):
                 self.emit("unlocked", identity=None, remote=True, seconds=self.relay.unlock_seconds)
             else:
                 self.emit("remote_unlock_refused", reason="already open or cooling down")
@@ -876,7 +884,7 @@ class DoorService:
                     window_seconds=self.second_factors.window_seconds,
                 )
             return
-        if self.relay.unlock(identity=identity):
+        if self._pulse_relay(identity):
             track.unlocked = True
             if needs_factor:
                 self.second_factors.use(identity)
@@ -888,6 +896,14 @@ class DoorService:
                 frame_to_unlock_ms=round(latency * 1000, 1),
                 **({"second_factor": True} if needs_factor else {}),
             )
+
+    def _pulse_relay(self, identity: str) -> bool:
+        """Unlock (False while a pulse or its cooldown runs); opening the door now is an entry,
+        not a forced door (:mod:`edgeface.door.door_alarms`)."""
+        if not self.relay.unlock(identity=identity):
+            return False
+        self.door_alarms.entry_allowed(self.relay.unlock_seconds)
+        return True
 
     def _deny(self, track: Track, identity: str, reason: str) -> None:
         """Refuse a recognised person, reported once per track (it is retried every frame)."""
@@ -913,21 +929,26 @@ class DoorService:
             self.emit("clock_synchronised")
         self._clock_trusted = trusted
 
-    async def _watch_factors(self) -> None:
-        """Report second factors that ran out before their person's face was recognised."""
+    async def _watch_time(self) -> None:
+        """What happens by time passing rather than by an event, looked at twice a second: a
+        second factor that ran out before its person's face was recognised, a door held open,
+        and (every ``clock_check_seconds``) the clock's synchronisation."""
+        clock_checked = float("-inf")
         while not self.stop_requested.is_set():
+            now = time.monotonic()
+            if now - clock_checked >= self.clock_check_seconds:
+                clock_checked = now
+                self._check_clock()
             for identity in self.second_factors.expired():
                 self.emit(
                     "second_factor_expired",
                     identity=identity,
                     window_seconds=self.second_factors.window_seconds,
                 )
+            open_for = self.door_alarms.held_open()
+            if open_for is not None:
+                self.emit("door_held_open", seconds=round(open_for, 1))
             await asyncio.sleep(0.5)
-
-    async def _watch_clock(self) -> None:
-        while not self.stop_requested.is_set():
-            self._check_clock()
-            await asyncio.sleep(self.clock_check_seconds)
 
     async def _watch_relay(self) -> None:
         """Report lock-state changes (the pulse ends in gpiozero's thread)."""
@@ -1048,10 +1069,13 @@ class DoorService:
                 self.emit("error", detail=detail)
         elif plan.touches("relay."):
             self.relay.set_timing(new.unlock_seconds, new.max_unlock_seconds, new.cooldown_seconds)
+        self.door_alarms.held_open_seconds = new.held_open_seconds
+        self.door_alarms.forced_alarm = new.door_forced_alarm
         if plan.touches("relay.door_contact_pin"):
             if self.contact is not None:
                 self.contact.close()
             self.contact = None
+            self.door_alarms.contact(closed=True, initial=True)  # the old contact says nothing
             try:
                 self.contact = self._make_contact(new.door_contact_pin)
             except Exception as exc:
@@ -1105,8 +1129,7 @@ class DoorService:
                 asyncio.create_task(self._recognise(wake), name="recognise"),
                 asyncio.create_task(self._watch_relay(), name="relay"),
                 asyncio.create_task(self._watch_push_folder(), name="push-folder"),
-                asyncio.create_task(self._watch_clock(), name="clock"),
-                asyncio.create_task(self._watch_factors(), name="second-factors"),
+                asyncio.create_task(self._watch_time(), name="timers"),
             ]
             interval = watchdog_interval()
             if interval:

@@ -1,0 +1,135 @@
+"""Door forced open and door held open, from the door contact (gpiozero MockFactory pins) and
+the daemon's own unlocks."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from gpiozero.pins.mock import MockFactory
+from test_service import PIN, door_without_camera, enrolled_door
+
+from edgeface.config import ConfigError, MqttConfig, RelayConfig, parse_config
+from edgeface.door.door_alarms import ENTRY_GRACE_SECONDS, DoorAlarms
+from edgeface.door.service import DoorService
+
+CONTACT = 27
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_forced_means_opened_without_an_entry() -> None:
+    clock = Clock()
+    alarms = DoorAlarms(held_open_seconds=None, forced_alarm=True, clock=clock)
+    assert alarms.contact(closed=False)  # nobody was let in
+    assert not alarms.contact(closed=False)  # the same opening, reported again
+    alarms.contact(closed=True)
+    alarms.entry_allowed(3.0)
+    clock.now += 3.0 + ENTRY_GRACE_SECONDS - 0.1
+    assert not alarms.contact(closed=False)  # pulled just as the strike locked again
+    alarms.contact(closed=True)
+    clock.now += 0.2
+    assert alarms.contact(closed=False)  # the pulse and its grace are over
+    alarms.contact(closed=True)
+    assert not alarms.contact(closed=False, initial=True)  # found open at start: unknown why
+    quiet = DoorAlarms(held_open_seconds=None, forced_alarm=False, clock=clock)
+    assert not quiet.contact(closed=False)  # off: a door with free egress
+
+
+def test_held_open_is_said_once_per_opening() -> None:
+    clock = Clock()
+    alarms = DoorAlarms(held_open_seconds=60, forced_alarm=False, clock=clock)
+    assert alarms.held_open() is None  # closed (never opened)
+    alarms.contact(closed=False)
+    clock.now += 59
+    assert alarms.held_open() is None
+    clock.now += 2
+    assert alarms.held_open() == 61 and alarms.held_open() is None
+    alarms.contact(closed=True)
+    alarms.contact(closed=False)
+    clock.now += 60
+    assert alarms.held_open() == 60  # a new opening
+    never = DoorAlarms(held_open_seconds=None, forced_alarm=False, clock=clock)
+    never.contact(closed=False)
+    clock.now += 10**6
+    assert never.held_open() is None
+
+
+def test_configuration() -> None:
+    with pytest.raises(ConfigError, match=r"door_forced_alarm needs relay\.door_contact_pin"):
+        parse_config("relay:\n  door_forced_alarm: true\n")
+    with pytest.raises(ConfigError, match=r"relay\.held_open_seconds"):
+        parse_config("relay:\n  held_open_seconds: 0\n")
+    config = parse_config("relay:\n  door_contact_pin: 27\n  held_open_seconds: null\n")
+    assert config.relay.held_open_seconds is None and not config.relay.door_forced_alarm
+
+
+@pytest.mark.parametrize("forced_alarm", [True, False])
+def test_daemon_reports_a_forced_and_a_held_open_door(
+    tmp_path: Path, factory: MockFactory, forced_alarm: bool
+) -> None:
+    """The door is opened with nobody let in and left open for longer than the limit."""
+    relay = RelayConfig(
+        pin=PIN, door_contact_pin=CONTACT, held_open_seconds=1.0, door_forced_alarm=forced_alarm
+    )
+    config = door_without_camera(tmp_path, MqttConfig(), relay=relay)
+    events: list[dict[str, object]] = []
+    service = DoorService(config, pin_factory=factory, on_event=events.append)
+
+    async def scenario() -> int:
+        task = asyncio.create_task(service.run())
+        await asyncio.sleep(0.3)
+        reed = factory.pin(CONTACT)
+        reed.drive_low()  # shut
+        await asyncio.sleep(0.3)
+        reed.drive_high()  # opened: nobody was let in
+        await asyncio.sleep(2.0)  # held open past the limit
+        reed.drive_low()
+        await asyncio.sleep(0.3)
+        service.stop_requested.set()
+        return await task
+
+    assert asyncio.run(asyncio.wait_for(scenario(), timeout=60)) == 0
+    kinds = [e["event_type"] for e in events]
+    door = [k for k in kinds if k.startswith("door_")]
+    expected = ["door_closed", "door_opened", "door_forced", "door_held_open", "door_closed"]
+    assert door == (expected if forced_alarm else [k for k in expected if k != "door_forced"])
+    held = next(e for e in events if e["event_type"] == "door_held_open")
+    assert 1.0 <= float(held["seconds"]) < 2.0  # type: ignore[arg-type]
+    trail = (tmp_path / "state" / "audit.log").read_text()
+    assert '"door_held_open"' in trail and ('"door_forced"' in trail) is forced_alarm
+
+
+def test_opening_after_a_recognised_unlock_is_no_forced_door(
+    tmp_path: Path, photo_dir: Path, factory: MockFactory
+) -> None:
+    relay = RelayConfig(
+        pin=PIN, unlock_seconds=0.3, door_contact_pin=CONTACT, door_forced_alarm=True
+    )
+    config = enrolled_door(tmp_path, photo_dir, [("obama2.jpg", 30)], relay)
+    events: list[dict[str, object]] = []
+    service = DoorService(config, pin_factory=factory, on_event=events.append)
+
+    async def scenario() -> int:
+        task = asyncio.create_task(service.run())
+        await asyncio.sleep(0.2)
+        reed = factory.pin(CONTACT)
+        reed.drive_low()
+        while not any(e["event_type"] == "unlocked" for e in events):
+            await asyncio.sleep(0.02)
+        reed.drive_high()  # Obama pushes the door open
+        await asyncio.sleep(0.5)
+        reed.drive_low()
+        return await task
+
+    assert asyncio.run(asyncio.wait_for(scenario(), timeout=120)) == 0
+    kinds = [e["event_type"] for e in events]
+    assert "door_opened" in kinds and "door_forced" not in kinds
+    assert kinds.index("unlocked") < kinds.index("door_opened")
