@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 from gpiozero.pins.mock import MockFactory
+from test_service import PIN, enrolled_door, run
 
 from edgeface.config import ConfigError, RelayConfig, parse_config
 from edgeface.door.clock_sync import ScheduleClock, clock_synchronised, kernel_clock_synchronised
 from edgeface.door.doctor import check_clock
 from edgeface.door.service import DoorService
-from tests.test_service import PIN, enrolled_door, run
 
 EVERY_DAY = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 ALWAYS = [{"days": EVERY_DAY, "from": "00:00", "to": "24:00"}]
