@@ -105,6 +105,9 @@ class RelayConfig:
     pin_factory: str | None = None
     #: Optional door contact (reed switch) input, reported as door opened/closed.
     door_contact_pin: int | None = None
+    #: Optional exit (request-to-exit) button inside, to ground: a press unlocks like a
+    #: recognised face. Never the only way out (fire safety wants a mechanical release too).
+    exit_button_pin: int | None = None
     #: With a door contact: door_held_open when the door stays open this long (null = never).
     held_open_seconds: float | None = 60.0
     #: With a door contact: door_forced when it opens without an unlock. Off by default: a door
@@ -283,6 +286,7 @@ BOUNDS: dict[str, Bound] = {
     "relay.unlock_seconds": Bound(0, 3600, low_open=True, note=_SECONDS),
     "relay.max_unlock_seconds": Bound(0, 3600, low_open=True, note=_SECONDS),
     "relay.cooldown_seconds": Bound(0, 3600, note="seconds; 0 = none"),
+    "relay.exit_button_pin": Bound(0, 27, note=f"{_GPIO}; null = no exit button"),
     "relay.held_open_seconds": Bound(0, 86400, low_open=True, note=f"{_SECONDS}; null = never"),
     "mqtt.port": Bound(1, 65535),
     "mqtt.keepalive_seconds": Bound(1, 65535, note="seconds; MQTT's keep-alive is 16 bits"),
@@ -540,11 +544,20 @@ def _check_related_numbers(config: Config, source: str) -> None:
             f"{source}: relay.door_forced_alarm needs relay.door_contact_pin (the door contact "
             "is what tells that the door was opened)"
         )
-    if r.door_contact_pin == r.pin:
-        raise ConfigError(
-            f"{source}: relay.door_contact_pin must be another GPIO than relay.pin ({r.pin}); "
-            "one pin cannot drive the relay and read the door contact"
-        )
+    pins = {"relay.pin": r.pin}
+    for key, pin in (
+        ("relay.door_contact_pin", r.door_contact_pin),
+        ("relay.exit_button_pin", r.exit_button_pin),
+    ):
+        if pin is None:
+            continue
+        taken = next((name for name, used in pins.items() if used == pin), None)
+        if taken:
+            raise ConfigError(
+                f"{source}: {key} must be another GPIO than {taken} ({pin}); one pin cannot "
+                "do two jobs"
+            )
+        pins[key] = pin
 
 
 def check_consistency(config: Config, source: str) -> None:

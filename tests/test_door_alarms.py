@@ -133,3 +133,66 @@ def test_opening_after_a_recognised_unlock_is_no_forced_door(
     kinds = [e["event_type"] for e in events]
     assert "door_opened" in kinds and "door_forced" not in kinds
     assert kinds.index("unlocked") < kinds.index("door_opened")
+
+
+EXIT = 22
+
+
+def test_exit_button_lets_people_out_without_a_forced_door(
+    tmp_path: Path, factory: MockFactory
+) -> None:
+    """A press of the exit button inside pulses the relay (reported as an unlock by the exit
+    button, audited); the door then opened is no forced door. Pressed again during the pulse,
+    nothing more happens."""
+    relay = RelayConfig(
+        pin=PIN,
+        unlock_seconds=0.5,
+        door_contact_pin=CONTACT,
+        exit_button_pin=EXIT,
+        door_forced_alarm=True,
+    )
+    config = door_without_camera(tmp_path, MqttConfig(), relay=relay)
+    events: list[dict[str, object]] = []
+    service = DoorService(config, pin_factory=factory, on_event=events.append)
+
+    async def scenario() -> int:
+        task = asyncio.create_task(service.run())
+        await asyncio.sleep(0.3)
+        reed, button = factory.pin(CONTACT), factory.pin(EXIT)
+        reed.drive_low()  # shut
+        await asyncio.sleep(0.2)
+        button.drive_low()  # pressed
+        await asyncio.sleep(0.1)
+        button.drive_high()
+        await asyncio.sleep(0.1)
+        button.drive_low()  # pressed again while the door is unlocked
+        await asyncio.sleep(0.1)
+        button.drive_high()
+        reed.drive_high()  # the door opens
+        await asyncio.sleep(0.3)
+        reed.drive_low()
+        await asyncio.sleep(0.8)
+        service.stop_requested.set()
+        return await task
+
+    assert asyncio.run(asyncio.wait_for(scenario(), timeout=60)) == 0
+    kinds = [e["event_type"] for e in events]
+    unlocked = [e for e in events if e["event_type"] == "unlocked"]
+    assert len(unlocked) == 1 and unlocked[0]["exit_button"] is True
+    assert unlocked[0]["identity"] is None
+    assert "door_opened" in kinds and "door_forced" not in kinds
+    assert len([s for s in factory.pin(PIN).states if s.state]) == 1  # one pulse
+    assert '"exit_button":true' in (tmp_path / "state" / "audit.log").read_text()
+
+
+def test_one_pin_one_job() -> None:
+    for text, message in (
+        ("relay:\n  pin: 22\n  exit_button_pin: 22\n", "exit_button_pin must be another"),
+        (
+            "relay:\n  door_contact_pin: 27\n  exit_button_pin: 27\n",
+            r"exit_button_pin must be another GPIO than relay\.door_contact_pin",
+        ),
+        ("relay:\n  pin: 27\n  door_contact_pin: 27\n", "door_contact_pin must be another"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            parse_config(text)

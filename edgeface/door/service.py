@@ -228,8 +228,9 @@ class DoorService:
             pin_factory=self._pin_factory,
         )
 
-    def _make_contact(self, pin: int | None) -> Any:
-        """Optional door contact: a reed switch to ground, closed (pin low) while shut."""
+    def _make_input(self, pin: int | None) -> Any:
+        """An optional switch to ground (pin low while closed): the door contact (a reed switch,
+        closed while the door is shut) or the exit button (closed while pressed)."""
         if pin is None:
             return None
         from gpiozero import Button
@@ -242,7 +243,8 @@ class DoorService:
         r = config.relay
         self.audit: AuditLog | None = None  # set below, once MQTT exists to copy it
         self.door_alarms = DoorAlarms(r.held_open_seconds, r.door_forced_alarm)
-        self.contact: Any = self._make_contact(r.door_contact_pin)
+        self.contact: Any = self._make_input(r.door_contact_pin)
+        self.exit_button: Any = self._make_input(r.exit_button_pin)
         self.mqtt: DoorMqtt | None = None
         if config.mqtt.enabled:
             self.mqtt = DoorMqtt(
@@ -1072,15 +1074,40 @@ class DoorService:
         self.door_alarms.held_open_seconds = new.held_open_seconds
         self.door_alarms.forced_alarm = new.door_forced_alarm
         if plan.touches("relay.door_contact_pin"):
-            if self.contact is not None:
-                self.contact.close()
-            self.contact = None
             self.door_alarms.contact(closed=True, initial=True)  # the old contact says nothing
-            try:
-                self.contact = self._make_contact(new.door_contact_pin)
-            except Exception as exc:
-                self.emit("error", detail=f"door contact pin {new.door_contact_pin}: {exc}")
+            self.contact = self._replace_input(self.contact, new.door_contact_pin, "door contact")
             self._watch_contact()
+        if plan.touches("relay.exit_button_pin"):
+            self.exit_button = self._replace_input(
+                self.exit_button, new.exit_button_pin, "exit button"
+            )
+            self._watch_exit_button()
+
+    def _replace_input(self, current: Any, pin: int | None, what: str) -> Any:
+        """Release ``current`` and claim ``pin`` (None: nothing); a pin that cannot be claimed
+        is reported and leaves the input off — the door itself stays as it is."""
+        if current is not None:
+            current.close()
+        try:
+            return self._make_input(pin)
+        except Exception as exc:  # gpiozero raises many kinds (PinInvalidPin, GPIOPinInUse…)
+            self.emit("error", detail=f"{what} pin {pin}: {exc}")
+            return None
+
+    def _watch_exit_button(self) -> None:
+        """A press of the exit button (gpiozero's thread → the event loop) unlocks."""
+        loop = self._loop
+        if self.exit_button is None or loop is None:
+            return
+        self.exit_button.when_pressed = lambda: loop.call_soon_threadsafe(self._exit_pressed)
+
+    def _exit_pressed(self) -> None:
+        """Someone inside asks to leave: one pulse, like a recognised face (nothing while a
+        pulse or its cooldown runs — the door is open, or was a moment ago)."""
+        if self._pulse_relay("exit button"):
+            self.emit(
+                "unlocked", identity=None, exit_button=True, seconds=self.relay.unlock_seconds
+            )
 
     def _watch_contact(self) -> None:
         """Report the door contact's changes (gpiozero's thread → the event loop)."""
@@ -1123,6 +1150,7 @@ class DoorService:
                 self._gallery_state("ready", "")  # its version and groups, before any push
                 self.mqtt.start()
             self._watch_contact()
+            self._watch_exit_button()
             wake = asyncio.Event()
             capture = loop.run_in_executor(None, self._capture, loop, wake)
             tasks = [
@@ -1156,8 +1184,9 @@ class DoorService:
             self.camera_changed.set()  # wakes the camera thread from a reconnect back-off wait
             self.relay.close()  # fail-secure: driven locked, then released
             self.emit("daemon_stopped", status=status, door="locked")
-            if self.contact is not None:
-                self.contact.close()
+            for switch in (self.contact, self.exit_button):
+                if switch is not None:
+                    switch.close()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
