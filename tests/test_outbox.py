@@ -90,3 +90,18 @@ def test_a_full_disk_raises_the_real_error_and_loses_nothing_stored(tmp_path: Pa
         for i in range(1, 1000):
             box.add("t", {"n": i, "padding": "x" * 2000})
     assert json.loads(box.pending()[0].payload)["n"] == 0
+
+
+def test_the_write_ahead_log_does_not_stay_at_its_high_water_mark(tmp_path: Path) -> None:
+    """Thousands of events stored and acknowledged (a day at a busy door): the WAL file is
+    cut back after checkpoints instead of keeping the size it once reached (4 MB)."""
+    from edgeface.door.outbox import WAL_LIMIT_BYTES
+
+    box = Outbox(tmp_path / "outbox.db")
+    payload = {"detail": "x" * 400}
+    for _ in range(3000):
+        box.acknowledge(box.add("edgeface/door/event", payload))
+    wal = tmp_path / "outbox.db-wal"
+    assert wal.stat().st_size <= WAL_LIMIT_BYTES + 64 * 1024, wal.stat().st_size
+    assert box.pending() == []
+    box.close()

@@ -185,6 +185,17 @@ def test_camera_folder_of_unreadable_files_is_reported_lost_and_stop_is_prompt(
     assert all(s.state is False for s in factory.pin(PIN).states)
 
 
+def test_a_stop_is_not_reported_as_a_lost_camera(
+    tmp_path: Path, photo_dir: Path, factory: MockFactory
+) -> None:
+    """A working, looping camera at the moment the daemon is stopped: the capture thread ends
+    its read loop, which must not be taken for the camera going away."""
+    events = run_for(1.0, CameraConfig(source=str(photo_dir), max_fps=10), tmp_path, factory)
+    kinds = [e["event_type"] for e in events]
+    assert kinds[0] == "daemon_started" and kinds[-1] == "daemon_stopped"
+    assert "camera_lost" not in kinds, kinds
+
+
 def test_daemon_killed_during_an_unlock_reports_it_after_restart(
     tmp_path: Path, photo_dir: Path
 ) -> None:

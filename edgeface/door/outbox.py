@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 #: After the first dropped event, a warning every this many more.
 DROP_WARNING_EVERY = 1000
+#: Size the outbox's write-ahead log is cut back to after a checkpoint (bytes).
+WAL_LIMIT_BYTES = 256 * 1024
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -61,6 +63,9 @@ class Outbox:
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
+        # After each checkpoint the write-ahead log is cut back to this size; without a limit
+        # it stays at its high-water mark (4 MB after 20 minutes of events, measured).
+        self._db.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
         self._db.executescript(SCHEMA)
 
     def add(

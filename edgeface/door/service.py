@@ -745,6 +745,8 @@ class DoorService:
             finally:
                 with contextlib.suppress(Exception):
                     source.close()
+            if self.stop_requested.is_set():
+                return  # the daemon is stopping: the camera was not lost
             if self.camera_changed.is_set():
                 continue  # a reload changed the camera: open the new one
             if Path(c.source).is_file() and not c.loop:
