@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 from broker import Broker, Listener
 from gpiozero.pins.mock import MockFactory
+from manual_clock import ManualClock
 from test_service import PIN
 
 from edgeface.bench.frames import letterbox
@@ -37,18 +38,10 @@ def test_real_scenes_are_far_from_blank_and_covered_lenses_are_not(photo_dir: Pa
     assert picture_spread(noisy_grey.astype(np.uint8)) < BLIND_SPREAD  # sensor noise averages out
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_blind_only_after_it_lasts_and_clear_at_the_first_good_frame(photo_dir: Path) -> None:
     scene = letterbox(read_rgb(photo_dir / "obama.jpg"), (640, 480))
     dark = covered(scene)
-    clock = Clock()
+    clock = ManualClock(0.0)
     view = CameraView(seconds=2.0, clock=clock)
     changes = []
     for t, frame in [(0, scene), (1, dark), (2, dark), (2.9, dark), (3.0, dark), (4, dark)]:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from gpiozero.pins.mock import MockFactory
+from manual_clock import ManualClock
 from test_service import PIN, door_without_camera, enrolled_door
 
 from edgeface.config import ConfigError, MqttConfig, RelayConfig, parse_config
@@ -17,16 +18,8 @@ from edgeface.door.service import DoorService
 CONTACT = 27
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_forced_means_opened_without_an_entry() -> None:
-    clock = Clock()
+    clock = ManualClock(1000.0)
     alarms = DoorAlarms(held_open_seconds=None, forced_alarm=True, clock=clock)
     assert alarms.contact(closed=False)  # nobody was let in
     assert not alarms.contact(closed=False)  # the same opening, reported again
@@ -44,7 +37,7 @@ def test_forced_means_opened_without_an_entry() -> None:
 
 
 def test_held_open_is_said_once_per_opening() -> None:
-    clock = Clock()
+    clock = ManualClock(1000.0)
     alarms = DoorAlarms(held_open_seconds=60, forced_alarm=False, clock=clock)
     assert alarms.held_open() is None  # closed (never opened)
     alarms.contact(closed=False)
@@ -71,6 +64,31 @@ def test_configuration() -> None:
     assert config.relay.held_open_seconds is None and not config.relay.door_forced_alarm
 
 
+def play_switches(
+    tmp_path: Path, factory: MockFactory, relay: RelayConfig, steps: list[tuple[int, str, float]]
+) -> list[dict[str, object]]:
+    """The events of a door without a camera whose GPIO inputs are driven in ``steps``:
+    (pin, "low" = switch closed | "high" = open, seconds to wait after)."""
+    config = door_without_camera(tmp_path, MqttConfig(), relay=relay)
+    events: list[dict[str, object]] = []
+    service = DoorService(config, pin_factory=factory, on_event=events.append)
+
+    async def scenario() -> int:
+        task = asyncio.create_task(service.run())
+        await asyncio.sleep(0.3)
+        for pin, level, pause in steps:
+            if level == "low":
+                factory.pin(pin).drive_low()
+            else:
+                factory.pin(pin).drive_high()
+            await asyncio.sleep(pause)
+        service.stop_requested.set()
+        return await task
+
+    assert asyncio.run(asyncio.wait_for(scenario(), timeout=60)) == 0
+    return events
+
+
 @pytest.mark.parametrize("forced_alarm", [True, False])
 def test_daemon_reports_a_forced_and_a_held_open_door(
     tmp_path: Path, factory: MockFactory, forced_alarm: bool
@@ -79,26 +97,10 @@ def test_daemon_reports_a_forced_and_a_held_open_door(
     relay = RelayConfig(
         pin=PIN, door_contact_pin=CONTACT, held_open_seconds=1.0, door_forced_alarm=forced_alarm
     )
-    config = door_without_camera(tmp_path, MqttConfig(), relay=relay)
-    events: list[dict[str, object]] = []
-    service = DoorService(config, pin_factory=factory, on_event=events.append)
-
-    async def scenario() -> int:
-        task = asyncio.create_task(service.run())
-        await asyncio.sleep(0.3)
-        reed = factory.pin(CONTACT)
-        reed.drive_low()  # shut
-        await asyncio.sleep(0.3)
-        reed.drive_high()  # opened: nobody was let in
-        await asyncio.sleep(2.0)  # held open past the limit
-        reed.drive_low()
-        await asyncio.sleep(0.3)
-        service.stop_requested.set()
-        return await task
-
-    assert asyncio.run(asyncio.wait_for(scenario(), timeout=60)) == 0
+    shut, opened_for_2s = (CONTACT, "low", 0.3), (CONTACT, "high", 2.0)
+    events = play_switches(tmp_path, factory, relay, [shut, opened_for_2s, shut])
     kinds = [e["event_type"] for e in events]
-    door = [k for k in kinds if k.startswith("door_")]
+    door = [k for k in kinds if str(k).startswith("door_")]
     expected = ["door_closed", "door_opened", "door_forced", "door_held_open", "door_closed"]
     assert door == (expected if forced_alarm else [k for k in expected if k != "door_forced"])
     held = next(e for e in events if e["event_type"] == "door_held_open")
@@ -151,31 +153,10 @@ def test_exit_button_lets_people_out_without_a_forced_door(
         exit_button_pin=EXIT,
         door_forced_alarm=True,
     )
-    config = door_without_camera(tmp_path, MqttConfig(), relay=relay)
-    events: list[dict[str, object]] = []
-    service = DoorService(config, pin_factory=factory, on_event=events.append)
-
-    async def scenario() -> int:
-        task = asyncio.create_task(service.run())
-        await asyncio.sleep(0.3)
-        reed, button = factory.pin(CONTACT), factory.pin(EXIT)
-        reed.drive_low()  # shut
-        await asyncio.sleep(0.2)
-        button.drive_low()  # pressed
-        await asyncio.sleep(0.1)
-        button.drive_high()
-        await asyncio.sleep(0.1)
-        button.drive_low()  # pressed again while the door is unlocked
-        await asyncio.sleep(0.1)
-        button.drive_high()
-        reed.drive_high()  # the door opens
-        await asyncio.sleep(0.3)
-        reed.drive_low()
-        await asyncio.sleep(0.8)
-        service.stop_requested.set()
-        return await task
-
-    assert asyncio.run(asyncio.wait_for(scenario(), timeout=60)) == 0
+    press, release = (EXIT, "low", 0.1), (EXIT, "high", 0.1)
+    steps = [(CONTACT, "low", 0.2), press, release, press, (EXIT, "high", 0.0)]
+    steps += [(CONTACT, "high", 0.3), (CONTACT, "low", 0.8)]  # the door opens, and shuts
+    events = play_switches(tmp_path, factory, relay, steps)
     kinds = [e["event_type"] for e in events]
     unlocked = [e for e in events if e["event_type"] == "unlocked"]
     assert len(unlocked) == 1 and unlocked[0]["exit_button"] is True

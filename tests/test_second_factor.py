@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from broker import Broker, Listener, run_connected
 from gpiozero.pins.mock import MockFactory
+from manual_clock import ManualClock
 from test_service import PIN, door_without_camera, enrolled_door
 
 from edgeface.config import (
@@ -31,16 +32,8 @@ SECRET = "5ecret-factor-0123456789abcdef"
 TOPIC = "edgeface/front/command/second_factor"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_a_factor_is_fresh_for_its_window_and_opens_once() -> None:
-    clock = Clock()
+    clock = ManualClock()
     factors = SecondFactors(["alice"], window_seconds=30, clock=clock)
     assert factors.required("alice") and not factors.required("bob")
     assert not factors.fresh("alice")
@@ -101,7 +94,7 @@ def test_names_are_read_as_written_and_the_rules_reload_live() -> None:
 
 
 def test_a_reload_drops_factors_that_arrived_under_the_old_rules() -> None:
-    clock = Clock()
+    clock = ManualClock()
     factors = SecondFactors(["alice"], window_seconds=30, clock=clock)
     factors.offer("alice")
     clock.now += 100
