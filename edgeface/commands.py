@@ -473,17 +473,17 @@ def cmd_gallery_push(args: argparse.Namespace) -> int:
             # full gallery, not a change to a gallery it never had.
             base = delta_base_version(client.gallery_versions(doors), doors)
             document = key.sign(photo_push(photos, version, target, time.time(), base), args.key_id)
-            client.publish(topic, document, retain=False)
+            digest = client.publish(topic, document, retain=False)
         else:
             document = key.sign(full_push(gallery, version, target, time.time()), args.key_id)
-            client.publish(topic, document)
+            digest = client.publish(topic, document)
 
         def progress(reports: dict[str, DoorReport]) -> None:
             line = progress_line(reports, version, args.expect_count)
             print(line, file=sys.stderr, flush=True)
 
         reports = client.wait_for(
-            doors, version, args.timeout, progress, args.expect_count, args.group
+            doors, version, args.timeout, progress, args.expect_count, args.group, digest
         )
     finally:
         client.close()

@@ -256,6 +256,20 @@ def test_wrong_key_is_rejected_and_photos_are_enrolled_by_the_door(
         assert (
             list(stored.identities) == ["obama"] and len(stored.identities["obama"].embeddings) == 1
         )
+        # A rejected push leaves the door's version as it was, so the next push claims the same
+        # version: its pusher must not take the door's old rejection for the answer.
+        only_two = ["--photos", "biden", str(cut)]
+        result = push(pem, broker, people, "--device", "a", "--timeout", "60", *only_two)
+        assert result.returncode == 1, result.stdout + result.stderr
+        (door,) = json.loads(result.stdout)["doors"]
+        assert door["status"] == "rejected" and "could be enrolled" in door["reason"]
+        good = ["--photos", "biden", str(photo_dir / "biden.jpg")]
+        result = push(pem, broker, people, "--device", "a", "--timeout", "60", *good)
+        assert result.returncode == 0, result.stdout + result.stderr
+        (door,) = json.loads(result.stdout)["doors"]
+        assert door["status"] == "applied"
+        stored = GalleryStore(tmp_path / "a" / "gallery.json").load()
+        assert sorted(stored.identities) == ["biden", "obama"]
         # What stays retained for a door that connects later is the last full push, not the delta.
         listener.close()  # (Listener uses one client id: one at a time)
         late = Listener(broker.port, "edgeface/a/gallery/set")

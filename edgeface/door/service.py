@@ -563,6 +563,10 @@ class DoorService:
             }
             if payload is not None:
                 state["push_version"] = claimed_version(payload)
+                # The version alone does not name a push: after a rejection the next push
+                # claims the same version (the door's did not change), and its pusher must not
+                # take this old answer for one to its own push.
+                state["push_digest"] = payload_digest(payload)
             if images:
                 state["images"] = images  # per pushed image: enrolled, or rejected and why
             self.mqtt.retained(self.mqtt.topic("gallery", "state"), state)

@@ -23,6 +23,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from edgeface.config import read_secret_file
+from edgeface.door.accepted_push import payload_digest
 from edgeface.errors import EdgefaceError
 
 
@@ -264,12 +265,15 @@ class PushClient:
             found = {d: _version(self.states.get(d, {}).get("version")) for d in doors}
         return {d: v for d, v in found.items() if v is not None}
 
-    def publish(self, topic: str, document: dict[str, Any], retain: bool = True) -> None:
-        """Publish (retained unless told otherwise), QoS 1; wait until the broker has it."""
-        info = self.client.publish(topic, json.dumps(document), qos=1, retain=retain)
+    def publish(self, topic: str, document: dict[str, Any], retain: bool = True) -> str:
+        """Publish (retained unless told otherwise), QoS 1; wait until the broker has it.
+        Returns the payload's digest, which a door's answer names (:meth:`wait_for`)."""
+        payload = json.dumps(document).encode("utf-8")
+        info = self.client.publish(topic, payload, qos=1, retain=retain)
         info.wait_for_publish(timeout=10)
         if not info.is_published():
             raise EdgefaceError(f"the broker at {self.address} did not take the push")
+        return payload_digest(payload)
 
     def wait_for(
         self,
@@ -279,8 +283,11 @@ class PushClient:
         on_progress: Callable[[dict[str, DoorReport]], None] | None = None,
         at_least: int | None = None,
         group: str | None = None,
+        digest: str | None = None,
     ) -> dict[str, DoorReport]:
         """Each door's answer to ``version``: applied, rejected (with its reason) or silent.
+        ``digest`` (of the payload sent, :meth:`publish`) keeps a door's earlier rejection of
+        another push that claimed the same version from being taken for an answer.
 
         Without ``at_least`` it waits until every one of ``doors`` answered. With it, it waits
         until that many applied it, also counting doors that announce ``group`` while it
@@ -293,7 +300,7 @@ class PushClient:
                 watched = set(doors)
                 if at_least is not None and group is not None:
                     watched |= self._members(group)
-                reports = {d: self._report(d, version) for d in sorted(watched)}
+                reports = {d: self._report(d, version, digest) for d in sorted(watched)}
                 summary = tuple((d, r.status) for d, r in reports.items())
                 if on_progress and summary != last:
                     on_progress(reports)
@@ -307,10 +314,12 @@ class PushClient:
                     return reports
                 self._changed.wait(min(left, 0.5))
 
-    def _report(self, device: str, version: int) -> DoorReport:
-        """Match a door's retained state to our push by version, not by time (door clocks
-        may be off): applied — it runs that version now (also after a restart, "ready");
-        rejected — its answer names our push's version."""
+    def _report(self, device: str, version: int, digest: str | None = None) -> DoorReport:
+        """Match a door's retained state to our push by version and payload, not by time (door
+        clocks may be off): applied — it runs that version now (also after a restart,
+        "ready"); rejected — its answer names our push's version and, where the door says
+        which payload it answers, ours (a rejected push leaves the door's version as it was,
+        so the next push claims the same version)."""
         state = self.states.get(device, {})
         online = None
         if device in self.availability:
@@ -318,7 +327,9 @@ class PushClient:
         images = [i for i in state.get("images") or [] if isinstance(i, dict)]
         if state.get("version") == version and state.get("status") in ("applied", "ready"):
             return DoorReport(device, "applied", online=online, images=images)
-        if state.get("status") == "rejected" and state.get("push_version") == version:
+        answered = state.get("push_digest")
+        ours = digest is None or answered is None or answered == digest
+        if state.get("status") == "rejected" and state.get("push_version") == version and ours:
             reason = str(state.get("reason", ""))
             return DoorReport(device, "rejected", reason, online, images)
         return DoorReport(device, "silent", online=online)
