@@ -6,6 +6,7 @@
 set -eu
 here=$(cd "$(dirname "$0")/.." && pwd)
 
+apt-get update -qq || true
 apt-get install -y python3-venv python3-lgpio 2>/dev/null || apt-get install -y python3-venv
 getent group gpio >/dev/null || groupadd --system gpio
 id edgeface >/dev/null 2>&1 || useradd --system --home-dir /var/lib/edgeface --shell /usr/sbin/nologin \
@@ -18,13 +19,22 @@ install -d -m 0755 /opt/edgeface
 install -m 0644 "$here/README.md" /opt/edgeface/README.md
 
 install -d -m 0750 -o root -g edgeface /etc/edgeface
+first_install=no
 if [ ! -f /etc/edgeface/edgeface.yaml ]; then
     install -m 0640 -o root -g edgeface "$here/config/edgeface.example.yaml" /etc/edgeface/edgeface.yaml
-    echo "wrote /etc/edgeface/edgeface.yaml — edit camera, relay pin and MQTT, then restart"
+    first_install=yes
 fi
-/opt/edgeface/venv/bin/edgeface doctor --config /etc/edgeface/edgeface.yaml || true
 
 install -m 0644 "$here/systemd/edgeface.service" /etc/systemd/system/edgeface.service
 systemctl daemon-reload
-systemctl enable --now edgeface
-echo "edgeface installed: journalctl -u edgeface -f"
+if [ "$first_install" = yes ]; then
+    # Not started on the untouched example (camera 0, nobody enrolled): configure, enrol and
+    # run doctor first — doctor opens the camera and the relay pin, which a running daemon holds.
+    systemctl enable edgeface
+    echo "wrote /etc/edgeface/edgeface.yaml: edit it, enrol people, run doctor, then"
+    echo "  sudo systemctl start edgeface && journalctl -u edgeface -f"
+else
+    systemctl enable edgeface
+    systemctl restart edgeface
+    echo "edgeface upgraded and restarted: journalctl -u edgeface -f"
+fi

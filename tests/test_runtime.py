@@ -215,3 +215,19 @@ def test_wheel_installed_outside_the_checkout_finds_its_models(tmp_path: Path) -
     package_file, directory = result.stdout.split()
     assert package_file.startswith(str(site))
     assert directory == str(site / "edgeface" / "models")
+
+
+def test_a_board_without_litert_wheels_can_still_install() -> None:
+    """LiteRT has no 32-bit Arm wheels: there, depending on it would fail the whole install,
+    so it is required only where it exists, and the legacy extra brings tflite-runtime."""
+    import tomllib
+    from packaging.requirements import Requirement
+
+    pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
+    project = tomllib.loads(pyproject.read_text())["project"]
+    litert = next(Requirement(r) for r in project["dependencies"] if r.startswith("ai-edge-litert"))
+    assert litert.marker is not None
+    for machine, wanted in (("x86_64", True), ("aarch64", True), ("armv7l", False)):
+        assert litert.marker.evaluate({"platform_machine": machine}) is wanted, machine
+    legacy = [Requirement(r).name for r in project["optional-dependencies"]["legacy"]]
+    assert "tflite-runtime" in legacy
