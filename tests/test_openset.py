@@ -32,7 +32,8 @@ def test_missing_folder_is_a_clear_error(tmp_path: Path) -> None:
         load_identities([tmp_path / "nope"])
 
 
-def test_rates_on_separable_and_confusable_embeddings(tmp_path: Path) -> None:
+def separable(tmp_path: Path) -> tuple[dict[str, list[Path]], dict[Path, np.ndarray]]:
+    """30 people, 4 images each: tight clusters far apart."""
     rng = np.random.default_rng(0)
     centres = {f"p{i}": rng.normal(size=128) for i in range(30)}
     paths: dict[str, list[Path]] = {}
@@ -43,6 +44,25 @@ def test_rates_on_separable_and_confusable_embeddings(tmp_path: Path) -> None:
             vector = centre / np.linalg.norm(centre) + 0.05 * rng.normal(size=128)
             vectors[path] = (vector / np.linalg.norm(vector)).astype(np.float32)
             paths.setdefault(f"set/{name}", []).append(path)
+    return paths, vectors
+
+
+def test_a_far_too_few_impostors_cannot_show_is_not_measured(tmp_path: Path) -> None:
+    """36 impostor probes cannot show a false-accept rate of 0.1 %: the threshold below all
+    of them would only say "under 1/36" and be far too loose to copy into a door."""
+    paths, vectors = separable(tmp_path)
+    report = evaluate_open_set(paths, vectors.__getitem__, trials=1, show_progress=False)
+    impostors = report.impostor_probes_per_trial
+    assert 10 <= impostors < 1000
+    assert np.isnan(report.correct_accept_at_far["0.001"])
+    assert np.isnan(report.threshold_at_far["0.001"])
+    assert "FAR 0.001: not measured" in report.summary(1)
+    if impostors >= 100:
+        assert not np.isnan(report.threshold_at_far["0.01"])
+
+
+def test_rates_on_separable_and_confusable_embeddings(tmp_path: Path) -> None:
+    paths, vectors = separable(tmp_path)
     report = evaluate_open_set(paths, vectors.__getitem__, trials=3, show_progress=False)
     # Tight clusters far apart: every genuine probe found and accepted, no impostor accepted.
     assert report.rank1 == 1.0

@@ -94,11 +94,19 @@ class OpenSetReport:
             f"{self.impostor_probes_per_trial:.0f} impostor probes",
             f"  rank-1 (closed set): {100 * self.rank1:.2f} %",
         ]
-        lines += [
-            f"  correct accepts at FAR {far}: {100 * rate:.2f} % "
-            f"(threshold {self.threshold_at_far[far]:.3f})"
-            for far, rate in self.correct_accept_at_far.items()
-        ]
+        impostors = round(self.impostor_probes_per_trial * self.trials)
+        for far, rate in self.correct_accept_at_far.items():
+            if np.isnan(rate):
+                lines.append(
+                    f"  correct accepts at FAR {far}: not measured — {impostors} impostor "
+                    f"probes cannot show a rate that low (need at least {1 / float(far):.0f}; "
+                    "add never-enrolled people or trials)"
+                )
+            else:
+                lines.append(
+                    f"  correct accepts at FAR {far}: {100 * rate:.2f} % "
+                    f"(threshold {self.threshold_at_far[far]:.3f})"
+                )
         lines.append(
             f"  at threshold {self.default_threshold} / margin {self.default_margin}: correct "
             f"accepts {100 * self.default_correct_accept:.2f} %, false accepts "
@@ -223,8 +231,14 @@ def evaluate_open_set(
     at_far: dict[str, float] = {}
     thresholds: dict[str, float] = {}
     for far in fars:
+        if len(imp) * far < 1:
+            # Fewer impostor probes than 1/far: not one of them may pass, and the threshold
+            # below all of them says only that the rate is under 1/len(imp) — far looser than
+            # a threshold at ``far`` would be. Not measured (NaN: null in JSON).
+            at_far[f"{far:g}"] = thresholds[f"{far:g}"] = float("nan")
+            continue
         allowed = int(np.floor(far * len(imp)))
-        cut = float(imp[allowed]) if allowed < len(imp) else float("inf")
+        cut = float(imp[allowed])
         at_far[f"{far:g}"] = float(np.mean(ok & (g < cut))) if len(g) else 0.0
         thresholds[f"{far:g}"] = cut
     return OpenSetReport(
