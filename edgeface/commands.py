@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from edgeface.config import is_device_id
-from edgeface.errors import EdgefaceError
+from edgeface.errors import EdgefaceError, ImageError
 from edgeface.model_files import embedder_fingerprint
 from edgeface.output import emit
 from edgeface.pipeline import Face, FacePipeline, PipelineSettings
@@ -206,9 +206,17 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     gallery = store.load()
     accepted: list[tuple[str, Face]] = []
     results: list[dict[str, Any]] = []
+    unreadable = 0
     for path in args.images:
         try:
-            face = enrolment_face(pipeline, read_rgb(path), args.augment)
+            rgb = read_rgb(path)
+        except ImageError as exc:  # a file to fix (exit 2), not a photo refused (exit 1)
+            unreadable += 1
+            reason = str(exc).removeprefix(f"{path}: ")  # the line names the file already
+            results.append({"image": path, "ok": False, "reason": reason})
+            continue
+        try:
+            face = enrolment_face(pipeline, rgb, args.augment)
         except EdgefaceError as exc:
             results.append({"image": path, "ok": False, "reason": str(exc)})
             continue
@@ -243,7 +251,7 @@ def cmd_enroll(args: argparse.Namespace) -> int:
         {"name": args.name, "enrolled": not refused, "gallery_version": version, "images": results},
         "\n".join([head, *lines]),
     )
-    return 0 if not refused else 1
+    return 2 if unreadable else 1 if refused else 0
 
 
 # ----- identify -------------------------------------------------------------------------------

@@ -372,3 +372,20 @@ def test_a_file_name_that_is_not_utf8_is_printed_escaped(tmp_path: Path, photo_d
     assert result.returncode == 0, result.stderr.decode(errors="replace")
     assert b"Traceback" not in result.stderr
     assert b"caf\\udce9.jpg" in result.stdout
+
+
+def test_enroll_with_a_missing_photo_is_an_error_to_fix(tmp_path: Path, photo_dir: Path) -> None:
+    """A file that cannot be read is exit 2 like every other command (a refused photo is 1),
+    the path is named once, and nothing is saved."""
+    gallery = tmp_path / "g.json"
+    missing = tmp_path / "nothing.jpg"
+    result = edgeface(
+        "enroll", "obama", str(photo_dir / "obama.jpg"), str(missing), "--gallery", str(gallery)
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    line = next(x for x in result.stdout.splitlines() if "REFUSED" in x)
+    assert line.count(str(missing)) == 1 and "no such file" in line
+    assert not gallery.exists()
+    cut_off = photo_dir / "obama_partial_face.jpg"
+    refused = edgeface("enroll", "obama", str(cut_off), "--gallery", str(gallery))
+    assert refused.returncode == 1, refused.stdout  # a photo refused, not a file to fix
