@@ -300,7 +300,10 @@ class DoorService:
         """Log, hand to the caller (demo: print), store for MQTT (durable, in order), and add
         the decisions and changes that matter afterwards to the audit trail."""
         record = {"event_type": event_type, "timestamp": round(time.time(), 3), **fields}
-        log.info("event %s", json.dumps(record, default=str))
+        # An "error" event (a refused reload, a pin that cannot be claimed …) is a warning in the
+        # journal too, so `journalctl -p warning` shows it.
+        level = logging.WARNING if event_type == "error" else logging.INFO
+        log.log(level, "event %s", json.dumps(record, default=str))
         if self.on_event:
             self.on_event(record)
         if self.mqtt:
@@ -1051,7 +1054,7 @@ class DoorService:
             )
             if plan.restart_required:
                 log.warning(
-                    "reload: %s changed but only take effect after a restart",
+                    "reload: %s changed; the change takes effect only after a restart",
                     ", ".join(plan.restart_required),
                 )
 

@@ -21,6 +21,9 @@ from edgeface.errors import EdgefaceError, ImageError
 from edgeface.vision.image_io import read_rgb, to_rgb8
 
 log = logging.getLogger(__name__)
+# OpenCV prints its own "[ WARN:0 ] can't open camera by index" lines at every reconnect try,
+# around the one message the daemon gives for a lost camera (which says what to check).
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".webp", ".tif", ".tiff"}
 
