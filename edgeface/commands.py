@@ -145,12 +145,13 @@ def cmd_detect(args: argparse.Namespace) -> int:
 # ----- verify ---------------------------------------------------------------------------------
 
 
-def single_face(pipeline: FacePipeline, path: str) -> Face:
-    """The one face of an image meant to show one person (the largest, if several)."""
+def single_face(pipeline: FacePipeline, path: str) -> tuple[Face, int]:
+    """The one face of an image meant to show one person (the largest, if several), and how
+    many faces the image has (the caller says which one was compared)."""
     faces = pipeline.analyse(read_rgb(path), embed_rejected=True)
     if not faces:
         raise NoFace(f"{path}: no face found")
-    return max(faces, key=lambda f: f.detection.area)
+    return max(faces, key=lambda f: f.detection.area), len(faces)
 
 
 class NoFace(EdgefaceError):
@@ -160,7 +161,8 @@ class NoFace(EdgefaceError):
 def cmd_verify(args: argparse.Namespace) -> int:
     pipeline = pipeline_from(args)
     try:
-        a, b = single_face(pipeline, args.image_a), single_face(pipeline, args.image_b)
+        a, faces_a = single_face(pipeline, args.image_a)
+        b, faces_b = single_face(pipeline, args.image_b)
     except NoFace as exc:
         print(f"edgeface: {exc}", file=sys.stderr)
         if args.json:
@@ -175,6 +177,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
     same, distance = verify(a.embedding, b.embedding, args.threshold)
     warnings = [
         f"{p}: {r}" for p, f in ((args.image_a, a), (args.image_b, b)) for r in f.quality.reasons
+    ]
+    warnings += [
+        f"{p}: {n} faces, compared the largest (box {f.detection.x1:.0f},{f.detection.y1:.0f}-"
+        f"{f.detection.x2:.0f},{f.detection.y2:.0f})"
+        for p, f, n in ((args.image_a, a, faces_a), (args.image_b, b, faces_b))
+        if n > 1
     ]
     text = (
         f"{'same person' if same else 'different people'} "

@@ -389,3 +389,19 @@ def test_enroll_with_a_missing_photo_is_an_error_to_fix(tmp_path: Path, photo_di
     cut_off = photo_dir / "obama_partial_face.jpg"
     refused = edgeface("enroll", "obama", str(cut_off), "--gallery", str(gallery))
     assert refused.returncode == 1, refused.stdout  # a photo refused, not a file to fix
+
+
+def test_verify_says_which_face_of_a_group_photo_it_compared(
+    tmp_path: Path, photo_dir: Path
+) -> None:
+    from edgeface.vision.image_io import read_rgb
+
+    both = [cv2.resize(read_rgb(photo_dir / n), (400, 500)) for n in ("obama.jpg", "biden.jpg")]
+    group = tmp_path / "group.jpg"
+    cv2.imwrite(str(group), cv2.cvtColor(np.hstack(both), cv2.COLOR_RGB2BGR))
+    result = edgeface("verify", str(photo_dir / "obama2.jpg"), str(group), "--json")
+    warnings = json.loads(result.stdout)["quality_warnings"]
+    assert any(f"{group}: 2 faces, compared the largest" in w for w in warnings), warnings
+    pair = (str(photo_dir / "obama2.jpg"), str(photo_dir / "obama.jpg"))
+    alone = edgeface("verify", *pair, "--json")
+    assert not any("faces, compared" in w for w in json.loads(alone.stdout)["quality_warnings"])
