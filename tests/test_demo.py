@@ -36,6 +36,8 @@ def test_demo_unlocks_for_the_enrolled_person_only_and_publishes(broker: Broker)
         assert listener.wait(
             lambda: {"unknown", "recognised", "unlocked", "locked"} <= set(events())
         )
+        # A demo leaves no Home Assistant device behind (retained discovery configs would).
+        assert not [t for t, _, _ in listener.messages if t.startswith("homeassistant/")]
     finally:
         listener.close()
 

@@ -98,7 +98,9 @@ def run_demo(broker: str | None = None, workdir: Path | None = None) -> int:
         enrol(gallery, photos / "obama.jpg", "Barack Obama")
         mqtt = MqttConfig()
         if address:
-            mqtt = MqttConfig(enabled=True, host=address[0], port=address[1])
+            # No Home Assistant discovery: its retained entity configs would leave a phantom
+            # "demo" door in Home Assistant after the demo has ended.
+            mqtt = MqttConfig(enabled=True, host=address[0], port=address[1], discovery=False)
         config = Config(
             device_id="demo",
             state_dir=str(root / "state"),
