@@ -23,7 +23,7 @@ from edgeface.errors import EdgefaceError, ImageError
 from edgeface.model_files import embedder_fingerprint
 from edgeface.output import emit
 from edgeface.pipeline import Face, FacePipeline, PipelineSettings
-from edgeface.recognition.enrolment import enrolment_face
+from edgeface.recognition.enrolment import MAX_OUTSIDE_FRACTION, enrolment_face
 from edgeface.recognition.gallery import Gallery, GalleryError, GalleryStore
 from edgeface.recognition.matcher import DEFAULT_MARGIN, DEFAULT_THRESHOLD, Matcher, verify
 from edgeface.vision.image_io import read_rgb
@@ -127,18 +127,26 @@ def cmd_detect(args: argparse.Namespace) -> int:
     if args.draw:
         check_draw_path(args.draw)
     rgb = read_rgb(args.image)
-    faces = pipeline_from(args).analyse(rgb, embed=False)
+    pipeline = pipeline_from(args)
+    faces = pipeline.analyse(rgb, embed=False)
     if args.draw:
         write_drawing(args.draw, draw(rgb, faces))
     lines = [f"{args.image}: {len(faces)} face(s)"]
+    records = []
     for i, face in enumerate(faces):
         d = face.detection
         verdict = "ok" if face.quality.ok else "; ".join(face.quality.reasons)
+        # How much of the aligned face lies outside the photo: recognition copes with a
+        # little, enrolment refuses more than MAX_OUTSIDE_FRACTION — say so before `enroll`.
+        outside = pipeline.aligner.outside_fraction(rgb.shape, d.landmarks)
+        if outside > MAX_OUTSIDE_FRACTION:
+            verdict += f"; cut off by the photo's edge ({100 * outside:.0f} %: not for enrolment)"
         lines.append(
             f"  #{i} box {d.x1:.0f},{d.y1:.0f}-{d.x2:.0f},{d.y2:.0f} score {d.score:.3f} "
             f"{d.detector}, quality: {verdict}"
         )
-    emit(args, {"image": args.image, "faces": [face_record(f) for f in faces]}, "\n".join(lines))
+        records.append({**face_record(face), "outside_fraction": round(outside, 3)})
+    emit(args, {"image": args.image, "faces": records}, "\n".join(lines))
     return 0 if faces else 1
 
 

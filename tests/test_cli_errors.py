@@ -405,3 +405,14 @@ def test_verify_says_which_face_of_a_group_photo_it_compared(
     pair = (str(photo_dir / "obama2.jpg"), str(photo_dir / "obama.jpg"))
     alone = edgeface("verify", *pair, "--json")
     assert not any("faces, compared" in w for w in json.loads(alone.stdout)["quality_warnings"])
+
+
+def test_detect_warns_of_a_face_enroll_would_refuse_as_cut_off(photo_dir: Path) -> None:
+    cut = edgeface("detect", str(photo_dir / "obama_partial_face.jpg"))
+    assert "cut off by the photo's edge" in cut.stdout and "not for enrolment" in cut.stdout
+    (face,) = json.loads(
+        edgeface("detect", str(photo_dir / "obama_partial_face.jpg"), "--json").stdout
+    )["faces"]
+    assert face["outside_fraction"] > 0.05
+    whole = edgeface("detect", str(photo_dir / "obama.jpg"))
+    assert "cut off" not in whole.stdout
