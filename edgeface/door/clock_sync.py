@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -40,15 +41,27 @@ _TIMEX_BYTES = 512
 TIMESYNCD_FLAG = Path("/run/systemd/timesync/synchronized")
 
 
-def kernel_clock_synchronised() -> bool | None:
-    """The kernel's view: True while an NTP client keeps the clock in step, False while not,
-    None where it cannot be asked (not Linux, no C library, a sandbox that forbids the call)."""
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    """The C library, loaded once: finding it runs ``ldconfig -p`` (about 2 ms), too slow for
+    every decision, while the adjtimex call itself is a few microseconds."""
     if not sys.platform.startswith("linux"):
         return None
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        return ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    except OSError:
+        return None
+
+
+def kernel_clock_synchronised() -> bool | None:
+    """The kernel's view: True while an NTP client keeps the clock in step, False while not,
+    None where it cannot be asked (not Linux, no C library, a sandbox that forbids the call)."""
+    libc = _libc()
+    if libc is None:
+        return None
+    try:
         state = libc.adjtimex(ctypes.create_string_buffer(_TIMEX_BYTES))
-    except (OSError, AttributeError):
+    except AttributeError:  # a C library without adjtimex
         return None
     if state < 0:
         return None
