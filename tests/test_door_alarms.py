@@ -89,6 +89,14 @@ def play_switches(
     return events
 
 
+def test_door_contact_is_reported(tmp_path: Path, factory: MockFactory) -> None:
+    relay = RelayConfig(pin=PIN, door_contact_pin=CONTACT)
+    shut, opened = (CONTACT, "low", 0.2), (CONTACT, "high", 0.2)  # reed switch to ground
+    events = play_switches(tmp_path, factory, relay, [shut, opened])
+    door = [e["event_type"] for e in events if str(e["event_type"]).startswith("door_")]
+    assert door == ["door_closed", "door_opened"]
+
+
 @pytest.mark.parametrize("forced_alarm", [True, False])
 def test_daemon_reports_a_forced_and_a_held_open_door(
     tmp_path: Path, factory: MockFactory, forced_alarm: bool

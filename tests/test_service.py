@@ -390,33 +390,6 @@ def test_a_full_outbox_disk_neither_stops_nor_hangs_the_daemon(
     assert factory.pin(PIN).states[-1].state is False
 
 
-def test_door_contact_is_reported(tmp_path: Path, factory: MockFactory) -> None:
-    contact_pin = 27
-    config = Config(
-        state_dir=str(tmp_path / "state"),
-        camera=CameraConfig(source="/dev/video97", reconnect_min_seconds=0.2),
-        recognition=RecognitionConfig(gallery=str(tmp_path / "none.json")),
-        relay=RelayConfig(pin=PIN, door_contact_pin=contact_pin),
-    )
-    events: list[dict[str, object]] = []
-    service = DoorService(config, pin_factory=factory, on_event=events.append)
-
-    async def scenario() -> int:
-        task = asyncio.create_task(service.run())
-        await asyncio.sleep(0.3)
-        reed = factory.pin(contact_pin)
-        reed.drive_low()  # door shut: reed switch closes to ground
-        await asyncio.sleep(0.2)
-        reed.drive_high()  # door opened
-        await asyncio.sleep(0.2)
-        service.stop_requested.set()
-        return await task
-
-    assert asyncio.run(scenario()) == 0
-    door = [e["event_type"] for e in events if str(e["event_type"]).startswith("door_")]
-    assert door == ["door_closed", "door_opened"]
-
-
 def test_recognised_person_outside_their_schedule_is_denied(
     tmp_path: Path, photo_dir: Path, factory: MockFactory
 ) -> None:
