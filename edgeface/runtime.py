@@ -14,9 +14,12 @@ thing an installer sees.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
-from collections.abc import Callable
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -140,14 +143,75 @@ def load_interpreter(
     check_model_file(model_path)
     rt = available_runtime(runtime)
     try:
-        interpreter = rt.interpreter_class(model_path=str(model_path), num_threads=num_threads)
-        interpreter.allocate_tensors()
+        with _runtime_banner_dropped():
+            interpreter = rt.interpreter_class(model_path=str(model_path), num_threads=num_threads)
+            interpreter.allocate_tensors()
+            _invoke_once(interpreter)
     except Exception as exc:
         raise ModelLoadError(
             f"model file {model_path} could not be loaded by {rt.name}: {exc}; "
             "the file is corrupt or was built for a newer runtime"
         ) from exc
     return interpreter
+
+
+def _invoke_once(interpreter: Any) -> None:
+    """Run the model once on zeros.
+
+    A model whose ops this runtime lacks can load and allocate, then fail on the first frame;
+    running it here turns that into a load error that names the file, at start-up rather than
+    at the door. It also moves the delegate's one-off set-up out of the first frame's time.
+    """
+    import numpy as np
+
+    for detail in interpreter.get_input_details():
+        interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))
+    interpreter.invoke()
+
+
+#: What the TFLite C++ runtime prints on stderr, once per process, when XNNPACK takes a model.
+_RUNTIME_BANNER = b"INFO: Created TensorFlow Lite XNNPACK delegate"
+_banner_dropped = False
+
+
+@contextlib.contextmanager
+def _runtime_banner_dropped() -> Iterator[None]:
+    """Keep the runtime's one-off "INFO: Created ... delegate" line off stderr.
+
+    The C++ runtime writes it straight to file descriptor 2 (no log level or environment
+    variable turns it off), so it landed in the middle of every command's output and in the
+    journal. Until it has been seen, stderr is sent to a temporary file while a model loads;
+    everything else written there meanwhile (a real runtime error, another thread's log line)
+    is written back to stderr afterwards, so nothing is lost.
+    """
+    global _banner_dropped
+    if _banner_dropped:
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):
+        yield
+        return
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept = []
+            for line in captured.read().splitlines(keepends=True):
+                if line.startswith(_RUNTIME_BANNER):
+                    _banner_dropped = True
+                else:
+                    kept.append(line)
+            if kept:
+                os.write(2, b"".join(kept))
 
 
 def pixels_as_input(pixels: Any, dtype: Any) -> Any:

@@ -160,11 +160,13 @@ class Broker:
 class Listener:
     """A real subscriber that records what it receives."""
 
-    def __init__(self, port: int, topics: str = "#", **auth: str) -> None:
+    def __init__(
+        self, port: int, topics: str = "#", client_id: str = "listener", **auth: str
+    ) -> None:
         self.messages: list[tuple[str, bytes, bool]] = []
         self.lock = threading.Lock()
         self.client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2, client_id="listener", clean_session=False
+            mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False
         )
         if auth:
             self.client.username_pw_set(auth["username"], auth["password"])

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 from broker import Broker, Listener
 from photos import cache_dir, sdist_photo_dir
@@ -28,7 +29,7 @@ def test_demo_unlocks_for_the_enrolled_person_only_and_publishes(broker: Broker)
         assert kinds.count("unknown") == 1 and kinds.count("unlocked") == 1
         assert kinds.index("unknown") < kinds.index("recognised") < kinds.index("unlocked")
         assert "Barack Obama" in next(line for line in lines if "unlocked" in line)
-        assert lines[-1] == "relay: energised 1 time(s); now LOCKED"
+        assert "relay: energised 1 time(s); now LOCKED" in lines
 
         def events() -> set[str]:
             return {json.loads(p)["event_type"] for p in listener.payloads("edgeface/demo/event")}
@@ -38,6 +39,24 @@ def test_demo_unlocks_for_the_enrolled_person_only_and_publishes(broker: Broker)
         )
         # A demo leaves no Home Assistant device behind (retained discovery configs would).
         assert not [t for t, _, _ in listener.messages if t.startswith("homeassistant/")]
+        # Nor a retained "demo" door: lock state, availability, audit head were all cleared.
+        published = {t for t, p, _ in listener.messages if p and t.startswith("edgeface/demo/")}
+        assert {"edgeface/demo/state/lock", "edgeface/demo/availability"} <= published
+        retained_before = {t for t in published if "/event" not in t and t != "edgeface/demo/audit"}
+        assert lines[-1] == f"broker: cleared the demo's {len(retained_before)} retained topic(s)"
+        late = Listener(broker.port, topics="edgeface/demo/#", client_id="late")
+        try:
+            # The broker sends retained messages at subscription, before anything published
+            # after it: once a probe comes back, whatever was retained has arrived too.
+            def probe_back() -> bool:
+                late.client.publish("edgeface/demo/probe", b"probe", qos=1)
+                time.sleep(0.2)
+                return bool(late.payloads("edgeface/demo/probe"))
+
+            assert late.wait(probe_back)
+        finally:
+            late.close()
+        assert [t for t, _, _ in late.messages if t != "edgeface/demo/probe"] == []
     finally:
         listener.close()
 

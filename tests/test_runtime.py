@@ -138,6 +138,46 @@ def test_daemon_code_never_imports_tensorflow_or_dlib() -> None:
     assert result.stdout.strip() == "[]"
 
 
+def test_loading_models_leaves_stderr_clean() -> None:
+    # The C++ runtime's "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." used to land
+    # in the middle of every command's output; a fresh process is the only place it shows.
+    result = run_python(
+        """
+        from edgeface.model_files import load_model
+        for name in ("pnet", "rnet", "onet", "embedder"):
+            load_model(name).invoke()
+        print("loaded")
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "loaded"
+    assert result.stderr == ""
+
+
+def test_other_stderr_output_while_a_model_loads_is_kept() -> None:
+    # Only the banner is dropped: a runtime error, or another thread's log line written while
+    # stderr is diverted, comes out afterwards, in order.
+    result = run_python(
+        """
+        import os, sys
+        from edgeface import runtime
+        with runtime._runtime_banner_dropped():
+            os.write(2, b"ERROR: op not supported\\n")
+            os.write(2, b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\\n")
+            print("camera: reconnecting", file=sys.stderr)
+        assert runtime._banner_dropped
+        with runtime._runtime_banner_dropped():  # once seen, stderr is left alone
+            os.write(2, b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\\n")
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == [
+        "ERROR: op not supported",
+        "camera: reconnecting",
+        "INFO: Created TensorFlow Lite XNNPACK delegate for CPU.",
+    ]
+
+
 @pytest.mark.slow
 def test_wheel_installed_outside_the_checkout_finds_its_models(tmp_path: Path) -> None:
     repo = Path(__file__).resolve().parent.parent

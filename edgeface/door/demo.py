@@ -14,6 +14,8 @@ import asyncio
 import json
 import os
 import tempfile
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +76,49 @@ def enrol(gallery_path: Path, photo: Path, name: str) -> None:
     GalleryStore(gallery_path, embedder=embedder_fingerprint("int8")).save(gallery)
 
 
+def clear_retained(host: str, port: int, prefix: str, quiet_seconds: float = 0.5) -> int:
+    """Delete every retained message under ``prefix/#``; returns how many there were.
+
+    The daemon keeps its lock state, last person, availability and audit head retained, as a
+    door must; after a demo they would stay on the user's broker for good, a door called
+    "demo" that is offline forever. Retained messages arrive right after the subscription;
+    the broker sends no end marker, so a short quiet spell ends the collection.
+    """
+    import paho.mqtt.client as mqtt
+
+    topics: set[str] = set()
+    last_message = [time.monotonic()]
+    subscribed = threading.Event()
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"edgeface-demo-{os.getpid()}")
+
+    def on_message(_c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
+        if message.retain and message.payload:
+            topics.add(message.topic)
+        last_message[0] = time.monotonic()
+
+    def on_subscribe(*_args: Any) -> None:
+        last_message[0] = time.monotonic()
+        subscribed.set()
+
+    client.on_message = on_message
+    client.on_subscribe = on_subscribe
+    client.on_connect = lambda c, *_: c.subscribe(f"{prefix}/#", qos=1)
+    client.connect(host, port)
+    client.loop_start()
+    try:
+        if not subscribed.wait(10.0):
+            raise EdgefaceError(f"broker {host}:{port} did not answer; retained demo topics kept")
+        while time.monotonic() - last_message[0] < quiet_seconds:
+            time.sleep(0.05)
+        client.unsubscribe(f"{prefix}/#")
+        for topic in sorted(topics):
+            client.publish(topic, b"", qos=1, retain=True).wait_for_publish(10.0)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return len(topics)
+
+
 def run_demo(broker: str | None = None, workdir: Path | None = None) -> int:
     """Build the clip, enrol, run the daemon on it, print events and the relay's history."""
     from gpiozero.pins.mock import MockFactory
@@ -126,4 +171,7 @@ def run_demo(broker: str | None = None, workdir: Path | None = None) -> int:
         pulses = [s.state for s in pin.states].count(True)
         print(f"relay: energised {pulses} time(s); now {'LOCKED' if not pin.state else 'UNLOCKED'}")
         factory.reset()
+    if address:
+        cleared = clear_retained(*address, f"{mqtt.base_topic}/{config.device_id}")
+        print(f"broker: cleared the demo's {cleared} retained topic(s)")
     return status
