@@ -219,6 +219,7 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     if any image is refused nothing is saved, so a gallery never holds half an enrolment."""
     pipeline = pipeline_from(args)
     store = GalleryStore(args.gallery, embedder=embedder_fingerprint(args.precision))
+    new_gallery = not Path(args.gallery).exists()  # said aloud: a mistyped --gallery starts one
     gallery = store.load()
     accepted: list[tuple[str, Face]] = []
     results: list[dict[str, Any]] = []
@@ -257,8 +258,9 @@ def cmd_enroll(args: argparse.Namespace) -> int:
         for r in results
     ]
     head = (
-        f"enrolled {args.name!r} from {len(accepted)} image(s); gallery {args.gallery} "
-        f"version {version}"
+        f"enrolled {args.name!r} from {len(accepted)} image(s); "
+        + ("new gallery" if new_gallery else "gallery")
+        + f" {args.gallery} version {version}"
         if not refused
         else f"not enrolled: {len(refused)} of {len(results)} image(s) refused, nothing saved"
     )
@@ -280,8 +282,12 @@ def cmd_identify(args: argparse.Namespace) -> int:
     store = GalleryStore(args.gallery, embedder=embedder_fingerprint(args.precision))
     gallery = store.load()
     if not gallery.identities:
+        missing = not Path(args.gallery).exists()
         raise EdgefaceError(
-            f"gallery {args.gallery} is empty; enrol people first with `edgeface enroll`"
+            f"gallery {args.gallery} "
+            + ("does not exist" if missing else "is empty")
+            + "; enrol people first with `edgeface enroll`"
+            + (" (or give the right --gallery)" if missing else "")
         )
     matcher = Matcher(gallery, threshold=args.threshold, margin=args.margin)
     rgb = read_rgb(args.image)
@@ -660,13 +666,23 @@ def cmd_gallery(args: argparse.Namespace) -> int:
         }
         for name, identity in sorted(gallery.identities.items())
     ]
-    lines = [f"gallery {args.gallery}, version {gallery.version}, {len(rows)} identities"]
+    exists = Path(args.gallery).exists()
+    lines = [
+        f"gallery {args.gallery}, version {gallery.version}, {len(rows)} identities"
+        if exists
+        else f"gallery {args.gallery} does not exist yet (`edgeface enroll` creates it)"
+    ]
     lines += [
         f"  {r['name']:<24} {r['embeddings']:>3} embedding(s)  last {r['enrolled']}" for r in rows
     ]
     emit(
         args,
-        {"gallery": str(args.gallery), "version": gallery.version, "identities": rows},
+        {
+            "gallery": str(args.gallery),
+            "exists": exists,
+            "version": gallery.version,
+            "identities": rows,
+        },
         "\n".join(lines),
     )
     return 0

@@ -416,3 +416,21 @@ def test_detect_warns_of_a_face_enroll_would_refuse_as_cut_off(photo_dir: Path) 
     assert face["outside_fraction"] > 0.05
     whole = edgeface("detect", str(photo_dir / "obama.jpg"))
     assert "cut off" not in whole.stdout
+
+
+def test_a_mistyped_gallery_path_is_said_aloud(tmp_path: Path, photo_dir: Path) -> None:
+    """Enrolling into a path that does not exist starts a gallery there — a mistyped --gallery
+    would otherwise leave people enrolled where the door never looks — so the first enrolment
+    says "new gallery", and identify/list name a missing file as missing, not as empty."""
+    typo = tmp_path / "galery" / "g.json"
+    first = edgeface("enroll", "obama", str(photo_dir / "obama.jpg"), "--gallery", str(typo))
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.startswith(f"enrolled 'obama' from 1 image(s); new gallery {typo} ")
+    again = edgeface("enroll", "obama", str(photo_dir / "obama2.jpg"), "--gallery", str(typo))
+    assert again.stdout.startswith(f"enrolled 'obama' from 1 image(s); gallery {typo} ")
+    missing = tmp_path / "gallery" / "g.json"
+    result = edgeface("identify", str(photo_dir / "obama.jpg"), "--gallery", str(missing))
+    assert_one_line_error(result, f"gallery {missing} does not exist")
+    listing = edgeface("gallery", "list", "--gallery", str(missing), "--json")
+    assert json.loads(listing.stdout)["exists"] is False
+    assert not missing.parent.exists()
