@@ -15,7 +15,13 @@ id edgeface >/dev/null 2>&1 || useradd --system --home-dir /var/lib/edgeface --s
 install -d -m 0755 /opt/edgeface
 # --system-site-packages lets gpiozero use Debian's lgpio on a Pi 5 / Bookworm.
 [ -x /opt/edgeface/venv/bin/python ] || python3 -m venv --system-site-packages /opt/edgeface/venv
-/opt/edgeface/venv/bin/pip install --upgrade "$here"
+# Built from a copy: pip builds a local folder in place, which would leave root-owned build/
+# and *.egg-info folders in the user's checkout (and a later `git clean` or build failing).
+src=$(mktemp -d)
+trap 'rm -rf "$src"' EXIT
+tar -C "$here" --exclude='./.*' --exclude=./build --exclude='*.egg-info' -cf - . \
+    | tar -C "$src" -xf -
+/opt/edgeface/venv/bin/pip install --upgrade "$src"
 install -m 0644 "$here/README.md" /opt/edgeface/README.md
 
 install -d -m 0750 -o root -g edgeface /etc/edgeface
