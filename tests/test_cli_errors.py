@@ -234,6 +234,19 @@ def test_enrolment_records_must_be_mappings(tmp_path: Path) -> None:
     )
 
 
+def test_a_person_without_embeddings_is_refused(tmp_path: Path) -> None:
+    """Listed as enrolled, never recognised: `gallery list` would tell the installer the
+    person can get in. The file is refused as the push of such a gallery is."""
+    gallery = write_gallery(tmp_path / "g.json")
+    document = json.loads(gallery.read_text())
+    document["identities"]["ghost"] = {"embeddings": [], "enrolments": []}
+    gallery.write_text(json.dumps(document))
+    assert_one_line_error(
+        edgeface("gallery", "list", "--gallery", str(gallery)),
+        "identity 'ghost' has no embeddings (it could never be recognised)",
+    )
+
+
 def test_gallery_list_tolerates_enrolments_without_fields(tmp_path: Path) -> None:
     gallery = write_gallery(tmp_path / "g.json", enrolments=[{}])
     result = edgeface("gallery", "list", "--gallery", str(gallery), "--json")

@@ -105,7 +105,7 @@ def test_a_delta_applies_only_to_the_gallery_version_it_was_made_for() -> None:
 def test_a_full_push_may_not_hold_a_person_without_embeddings() -> None:
     document = base_document()
     document["gallery"]["identities"]["bob"] = {"embeddings": []}  # type: ignore[index]
-    with pytest.raises(PushRejected, match="identities without embeddings: 'bob'"):
+    with pytest.raises(PushRejected, match="identity 'bob' has no embeddings"):
         apply_push(gallery_of("carol"), verify(signed(document)))
 
 

@@ -156,7 +156,15 @@ class Gallery:
             raise GalleryError(f"{where}: identities must be a mapping of name → identity")
         gallery = cls(version=version, embedder=str(data.get("embedder", "")))
         for name, raw in raw_identities.items():
-            gallery.identities[name] = parse_identity(name, raw, where)
+            identity = parse_identity(name, raw, where)
+            if not identity.embeddings:
+                # Listed as enrolled but never recognised: a hand edit or a broken tool, and an
+                # installer reading `gallery list` would believe the person can get in.
+                raise GalleryError(
+                    f"{where}: identity {identity.name!r} has no embeddings (it could never "
+                    "be recognised); enrol the person again or remove them"
+                )
+            gallery.identities[identity.name] = identity
         return gallery
 
 
