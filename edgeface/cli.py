@@ -670,7 +670,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="edgeface",
         help="comma list: edgeface (int8, fp32, int8+flip), edgeface-grid (+ the grid "
         "enrolment template, 18 embeddings per image), dlib (needs edgeface[bench]); "
-        "default: %(default)s; about 4 minutes per pipeline on a 2-core x86",
+        "default: %(default)s; 1.5-4 minutes per pipeline on a 2-core x86",
     )
     lfw.add_argument(
         "--threads",
