@@ -61,6 +61,7 @@ EVENT_TYPES = (
     "gallery_updated",
     "config_reloaded",
     "remote_unlock_refused",
+    "code_lockout",
     "second_factor_required",
     "second_factor_accepted",
     "second_factor_refused",

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import stat as file_type
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,10 +42,20 @@ class PushFile:
 class PushFolder:
     """New or changed ``*.json`` files of a folder, each content handed over once."""
 
-    def __init__(self, folder: Path, record: Path, settle_seconds: float = 1.0) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        record: Path,
+        settle_seconds: float = 1.0,
+        max_bytes: int = 8 * 1024 * 1024,
+    ) -> None:
         self.folder = folder
         self.record = record
         self.settle_seconds = settle_seconds
+        #: No more than this (+1, so that verification reports it too large) is read of a file:
+        #: a huge file must not take the daemon's memory before the size check refuses it.
+        self.max_bytes = max_bytes
+        self._not_files: set[str] = set()  # reported once each
         self._seen: dict[str, tuple[int, int]] = {}  # name → (size, mtime_ns) at the last look
         self._handled: dict[str, str] = self._read_record()  # name → digest of what was handled
         #: name → (size, mtime_ns) at which its content was found already handled: such a file
@@ -76,8 +87,15 @@ class PushFolder:
         for path in entries:
             try:
                 stat = path.stat()
-            except FileNotFoundError:
-                continue  # removed between listing and looking
+            except OSError:
+                continue  # removed between listing and looking, or a dangling link
+            if not file_type.S_ISREG(stat.st_mode):
+                # A FIFO would block the read for ever, /dev/zero never ends: only plain files
+                # (or links to them) are pushes.
+                if path.name not in self._not_files:
+                    self._not_files.add(path.name)
+                    log.warning("push folder: ignoring %s: not a regular file", path)
+                continue
             current[path.name] = (stat.st_size, stat.st_mtime_ns)
             if self._unchanged.get(path.name) == current[path.name]:
                 continue  # handled before, not touched since
@@ -88,7 +106,8 @@ class PushFolder:
             if not settled:
                 continue  # new and still changing: look again next time
             try:
-                payload = path.read_bytes()
+                with path.open("rb") as handle:
+                    payload = handle.read(self.max_bytes + 1)
             except OSError as exc:
                 log.warning("push folder: cannot read %s: %s", path, exc)
                 continue

@@ -17,6 +17,7 @@ import contextlib
 import hmac
 import json
 import logging
+import math
 import signal
 import sqlite3
 import threading
@@ -43,6 +44,7 @@ from edgeface.door.accepted_push import AcceptedPushRecord, payload_digest
 from edgeface.door.audit import AuditLog
 from edgeface.door.camera_view import CameraView
 from edgeface.door.clock_sync import ScheduleClock
+from edgeface.door.code_lockout import CodeLockout
 from edgeface.door.door_alarms import DoorAlarms
 from edgeface.door.mqtt import DoorMqtt
 from edgeface.door.outbox import Outbox
@@ -77,6 +79,7 @@ AUDITED = frozenset(
         "denied",
         "unknown",
         "remote_unlock_refused",
+        "code_lockout",
         "camera_blind",
         "camera_view_restored",
         "clock_unsynchronised",
@@ -263,6 +266,7 @@ class DoorService:
         self.accepted_push = AcceptedPushRecord(self.state_dir / "accepted-push.json")
         #: refusals of unauthenticated commands are reported at a bounded rate
         self._refusals = ReportThrottle()
+        self._code_lockouts = {"lock": CodeLockout(), "second_factor": CodeLockout()}
         #: rules that name nobody in the gallery, already reported (edgeface.door.rule_names)
         self._stray_rule_names: set[str] = set()
         self._use_gallery(self._read_gallery(config))
@@ -350,7 +354,7 @@ class DoorService:
         p = config.push
         if not p.enabled or not p.folder:
             return None
-        return PushFolder(Path(p.folder), self.state_dir / "push-files.json")
+        return PushFolder(Path(p.folder), self.state_dir / "push-files.json", max_bytes=p.max_bytes)
 
     def _make_snapshots(self, s: SnapshotConfig) -> SnapshotStore | None:
         if not s.enabled:
@@ -607,8 +611,9 @@ class DoorService:
         if request is None or "action" not in request:
             self._refuse("remote_unlock_refused", reason='not {"action", "code"} JSON')
             return
-        if not _code_matches(request.get("code", ""), m.remote_unlock_secret):
-            self._refuse("remote_unlock_refused", reason="wrong code")
+        if not self._code_accepted(
+            "lock", request.get("code", ""), m.remote_unlock_secret, "remote_unlock_refused"
+        ):
             return
         action = str(request["action"]).upper()
         if action == "LOCK":
@@ -639,8 +644,9 @@ class DoorService:
                 "second_factor_refused", reason='not {"identity": NAME, "code": SECRET} JSON'
             )
             return
-        if not _code_matches(request.get("code"), f.secret):
-            self._refuse("second_factor_refused", reason="wrong code")
+        if not self._code_accepted(
+            "second_factor", request.get("code"), f.secret, "second_factor_refused"
+        ):
             return
         # From here on the sender is authenticated: its refusals name the person.
         if identity not in self.gallery.identities:
@@ -655,6 +661,31 @@ class DoorService:
             identity=identity,
             valid_seconds=self.second_factors.window_seconds,
         )
+
+    def _code_accepted(self, command: str, code: object, secret: str, refusal: str) -> bool:
+        """Whether ``code`` is the secret and may be checked at all (:mod:`code_lockout`):
+        during a lockout every code is refused unchecked; the wrong code that starts one is
+        reported once as ``code_lockout``."""
+        lockout = self._code_lockouts[command]
+        left = lockout.remaining()
+        if left > 0:
+            self._refuse(refusal, reason=f"too many wrong codes: refused for {math.ceil(left)} s")
+            return False
+        if _code_matches(code, secret):
+            lockout.right()
+            return True
+        self._refuse(refusal, reason="wrong code")
+        seconds = lockout.wrong()
+        if seconds is not None:
+            self.emit(
+                "code_lockout",
+                command=command,
+                wrong_codes=lockout.attempts,
+                seconds=seconds,
+                detail=f"{lockout.attempts} wrong codes in a row: every {command} code is "
+                f"refused for {seconds:.0f} s (someone may be guessing)",
+            )
+        return False
 
     def _refuse(self, event_type: str, **fields: Any) -> None:
         """Report a command refused before its sender was authenticated: only the reason,
