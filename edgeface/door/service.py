@@ -123,6 +123,9 @@ class FrameSlot:
 
 #: Largest remote command read (bytes); real ones are under 200.
 MAX_COMMAND_BYTES = 1024
+#: Pushes waiting to be applied (one at a time), in bytes as multiples of push.max_bytes: beyond
+#: that a flood on the push topic is dropped instead of held in memory.
+WAITING_PUSHES_MAX_BYTES_FACTOR = 4
 
 
 def _json_object(payload: bytes) -> dict[str, Any] | None:
@@ -144,11 +147,19 @@ def _code_matches(code: object, secret: str) -> bool:
     return hmac.compare_digest(encoded, secret.encode("utf-8", "surrogatepass"))
 
 
+#: What a door's ``gallery/state`` says of the push it answers: its claimed version and digest.
+PushAnswer = tuple[int | None, str]
+
+
+def push_answer(payload: bytes) -> PushAnswer:
+    return claimed_version(payload), payload_digest(payload)
+
+
 def claimed_version(payload: bytes) -> int | None:
     """The version a (possibly invalid) push claims, to say which push an answer is about."""
     try:
         version = json.loads(payload).get("version")
-    except (ValueError, AttributeError, UnicodeDecodeError):
+    except (ValueError, AttributeError, UnicodeDecodeError, RecursionError):
         return None
     return version if isinstance(version, int) and not isinstance(version, bool) else None
 
@@ -266,6 +277,7 @@ class DoorService:
         self.accepted_push = AcceptedPushRecord(self.state_dir / "accepted-push.json")
         #: refusals of unauthenticated commands are reported at a bounded rate
         self._refusals = ReportThrottle()
+        self._push_refusals = ReportThrottle()  # apart: junk pushes must not hide refused codes
         self._code_lockouts = {"lock": CodeLockout(), "second_factor": CodeLockout()}
         #: rules that name nobody in the gallery, already reported (edgeface.door.rule_names)
         self._stray_rule_names: set[str] = set()
@@ -292,7 +304,7 @@ class DoorService:
         #: The folder poll and a SIGHUP both scan the push folder: one scan at a time, so a
         #: file is never taken twice (and its second pass reported as a stale rejection).
         self._push_folder_lock = asyncio.Lock()
-        self._push_tasks: set[asyncio.Task[None]] = set()
+        self._push_tasks: dict[asyncio.Task[None], int] = {}  # → bytes of its payload
         self._reload_task: asyncio.Task[None] | None = None
         self.stop_requested = asyncio.Event()
         self.frames_done = 0
@@ -408,13 +420,45 @@ class DoorService:
 
     # ----- gallery pushes (MQTT) ------------------------------------------------------------
     def _gallery_from_thread(self, payload: bytes) -> None:
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._start_push, payload, "mqtt")
+        """Called on paho's thread. A message over ``push.max_bytes`` is refused here, before
+        it is queued: a flood of large junk on the push topic must not pile up in memory."""
+        if self._loop is None:
+            return
+        if len(payload) > self.config.push.max_bytes:
+            reason = f"payload too large ({len(payload)} bytes > {self.config.push.max_bytes})"
+            answer = (None, payload_digest(payload))  # not parsed: the version is not looked at
+            self._loop.call_soon_threadsafe(self._push_refused, reason, "mqtt", answer)
+            return
+        self._loop.call_soon_threadsafe(self._start_push, payload, "mqtt")
 
     def _start_push(self, payload: bytes, origin: str) -> None:
+        limit = WAITING_PUSHES_MAX_BYTES_FACTOR * self.config.push.max_bytes
+        waiting = sum(self._push_tasks.values())
+        if waiting + len(payload) > limit:
+            # Pushes are applied one at a time; megabytes of them waiting is a flood, not an
+            # installer. (A full push is published retained: the broker sends it again when
+            # the door reconnects, and its pusher is told it got no answer.)
+            self._push_refused(
+                f"dropped: {waiting} bytes of pushes already waiting (at most {limit})",
+                origin,
+                None,
+            )
+            return
         task = asyncio.create_task(self.apply_gallery_push(payload, origin))
-        self._push_tasks.add(task)  # keep a reference until done
-        task.add_done_callback(self._push_tasks.discard)
+        self._push_tasks[task] = len(payload)  # keeps a reference until done
+        task.add_done_callback(self._push_tasks.pop)
+
+    def _push_refused(self, reason: str, origin: str, answer: PushAnswer | None) -> None:
+        """A push rejected before its signature was verified: anyone on the broker can send
+        one, so it is reported throttled (:mod:`edgeface.door.throttle`), as refused commands
+        are, and answered on ``gallery/state`` (bounded: the reason quotes little of it)."""
+        left_out = self._push_refusals.allow()
+        if left_out is not None:
+            fields: dict[str, Any] = {"reason": reason, "origin": origin}
+            if left_out:
+                fields["not_reported_before"] = left_out
+            self.emit("gallery_rejected", gallery_version=self.gallery.version, **fields)
+        self._gallery_state("rejected", reason, None, answer)
 
     def _prepare_push(
         self, payload: bytes, digest: str, enroller: ImageEnroller
@@ -447,7 +491,13 @@ class DoorService:
                 )
             raise
         store = gallery_store(self.config.recognition)
-        updated = apply_push(self.gallery, document, enrol_images=enroller, embedder=store.embedder)
+        try:
+            updated = apply_push(
+                self.gallery, document, enrol_images=enroller, embedder=store.embedder
+            )
+        except PushRejected as exc:
+            exc.authenticated = True  # verified above: its sender holds a key
+            raise
         store.save(updated, bump=False)
         try:
             self.accepted_push.accepted(updated.version, digest)
@@ -465,7 +515,9 @@ class DoorService:
         at a time, in arrival order. ``origin`` (``mqtt`` or ``file:<name>``) is reported.
         """
         async with self._change_lock:
-            digest = payload_digest(payload)
+            # Off the event loop: hashing and parsing a push of megabytes takes a while.
+            answer = await asyncio.to_thread(push_answer, payload)
+            digest = answer[1]
             if self.accepted_push.already_applied(digest, self.gallery.version):
                 # The broker re-sends a retained push at every (re)subscription: the same
                 # bytes as the push applied last, so neither news nor a replay.
@@ -493,6 +545,9 @@ class DoorService:
                     self._prepare_push, payload, digest, enroller
                 )
             except PushRejected as exc:
+                if not exc.authenticated:
+                    self._push_refused(exc.reason, origin, answer)
+                    return
                 self.emit(
                     "gallery_rejected",
                     reason=exc.reason,
@@ -500,11 +555,11 @@ class DoorService:
                     origin=origin,
                     images=enroller.results,
                 )
-                self._gallery_state("rejected", exc.reason, enroller.results, payload)
+                self._gallery_state("rejected", exc.reason, enroller.results, answer)
                 return
             except (OSError, EdgefaceError) as exc:
                 self.emit("error", detail=f"gallery push could not be stored: {exc}")
-                self._gallery_state("rejected", f"could not be stored: {exc}", None, payload)
+                self._gallery_state("rejected", f"could not be stored: {exc}", None, answer)
                 return
             except Exception as exc:  # a defect must not end push handling for good
                 log.exception("gallery push from %s failed unexpectedly", origin)
@@ -516,7 +571,7 @@ class DoorService:
                     origin=origin,
                     images=enroller.results,
                 )
-                self._gallery_state("rejected", reason, enroller.results, payload)
+                self._gallery_state("rejected", reason, enroller.results, answer)
                 return
             self._use_gallery(updated)
             self.emit(
@@ -527,7 +582,7 @@ class DoorService:
                 origin=origin,
                 images=enroller.results,
             )
-            self._gallery_state("applied", "", enroller.results, payload)
+            self._gallery_state("applied", "", enroller.results, answer)
 
     async def _watch_push_folder(self) -> None:
         """Look at ``push.folder`` every ``folder_poll_seconds`` (and on SIGHUP, see reload)."""
@@ -541,7 +596,10 @@ class DoorService:
             return
         async with self._push_folder_lock:
             for item in self.push_folder.ready():
-                await self.apply_gallery_push(item.payload, origin=f"file:{item.path.name}")
+                try:
+                    await self.apply_gallery_push(item.payload, origin=f"file:{item.path.name}")
+                except Exception:  # a defect must not end the folder watch (nor loop a restart)
+                    log.exception("push folder: %s could not be handled", item.path)
                 try:
                     self.push_folder.handled(item)
                 except OSError as exc:  # it will be verified again (and be stale): no harm done
@@ -552,7 +610,7 @@ class DoorService:
         status: str,
         reason: str,
         images: list[dict[str, Any]] | None = None,
-        payload: bytes | None = None,
+        answer: PushAnswer | None = None,
     ) -> None:
         """Retained ``<base>/gallery/state``; ``push_version`` names the push it answers (the
         version the push claimed), so a pusher matches answers without trusting clocks."""
@@ -568,12 +626,11 @@ class DoorService:
                 "accepted_version": self.accepted_push.last.version,
                 "timestamp": round(time.time(), 3),
             }
-            if payload is not None:
-                state["push_version"] = claimed_version(payload)
-                # The version alone does not name a push: after a rejection the next push
-                # claims the same version (the door's did not change), and its pusher must not
-                # take this old answer for one to its own push.
-                state["push_digest"] = payload_digest(payload)
+            if answer is not None:
+                state["push_version"], state["push_digest"] = answer
+                # (the version alone does not name a push: after a rejection the next push
+                # claims the same version — the door's did not change — and its pusher must
+                # not take this old answer for one to its own push)
             if images:
                 state["images"] = images  # per pushed image: enrolled, or rejected and why
             self.mqtt.retained(self.mqtt.topic("gallery", "state"), state)

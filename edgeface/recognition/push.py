@@ -80,11 +80,27 @@ ED25519 = "Ed25519"
 
 
 class PushRejected(EdgefaceError):
-    """A push that must not be applied; ``reason`` says why (reported back to the sender)."""
+    """A push that must not be applied; ``reason`` says why (reported back to the sender).
 
-    def __init__(self, reason: str) -> None:
+    ``authenticated``: whether the push was signed by a key the door holds. Anyone on the
+    broker can cause the other rejections, so the door reports those throttled (they must not
+    flood the audit trail), and their reasons never repeat more than a few characters of the
+    sender's text."""
+
+    def __init__(self, reason: str, authenticated: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.authenticated = authenticated
+
+
+#: How much of a value from an unauthenticated push a rejection reason may repeat.
+ECHO_CHARACTERS = 40
+
+
+def shown(value: object) -> str:
+    """``repr(value)``, cut to ECHO_CHARACTERS: a name the sender chose, bounded."""
+    text = repr(value)
+    return text if len(text) <= ECHO_CHARACTERS else text[: ECHO_CHARACTERS - 1] + "…"
 
 
 def canonical(document: dict[str, Any]) -> bytes:
@@ -253,6 +269,17 @@ def verify_push(
         raise PushRejected("unsigned push")
     _check_signature(document, signature, keys, public_keys or {})
     # Signed by a holder of the key: now check it is meant for this door, and is new.
+    try:
+        _check_addressed_and_new(document, device_id, groups, current_version)
+    except PushRejected as exc:
+        exc.authenticated = True
+        raise
+    return document
+
+
+def _check_addressed_and_new(
+    document: dict[str, Any], device_id: str, groups: tuple[str, ...], current_version: int
+) -> None:
     target = document.get("target")
     if not isinstance(target, dict) or not (
         target.get("device") == device_id or (target.get("group") in groups and groups)
@@ -267,7 +294,6 @@ def verify_push(
         )
     if document.get("kind") not in ("full", "delta"):
         raise PushRejected("kind must be 'full' or 'delta'")
-    return document
 
 
 def _check_signature(
@@ -278,9 +304,9 @@ def _check_signature(
 ) -> None:
     alg, key_id = signature.get("alg"), str(signature.get("key_id"))
     if alg not in (ALGORITHM, ED25519):
-        raise PushRejected(f"unsupported signature algorithm {alg!r}")
+        raise PushRejected(f"unsupported signature algorithm {shown(alg)}")
     if key_id not in keys and key_id not in public_keys:
-        raise PushRejected(f"unknown signing key {signature.get('key_id')!r}")
+        raise PushRejected(f"unknown signing key {shown(signature.get('key_id'))}")
     if (alg == ALGORITHM) != (key_id in keys):
         kind = "an HMAC-SHA256" if key_id in keys else "an Ed25519"
         raise PushRejected(f"key {key_id!r} is {kind} key; the push claims {alg}")
