@@ -424,7 +424,7 @@ def cmd_gallery_push(args: argparse.Namespace) -> int:
     file) is checked before connecting, so a mistake never leaves a half-made push behind."""
     import time
 
-    from edgeface.recognition.push import full_push, load_signing_key, photo_push
+    from edgeface.recognition.push import MAX_VERSION, full_push, load_signing_key, photo_push
     from edgeface.recognition.push_client import (
         DoorReport,
         PushClient,
@@ -463,8 +463,8 @@ def cmd_gallery_push(args: argparse.Namespace) -> int:
         raise EdgefaceError(f"{args.gallery}: the gallery is empty; nothing to push")
     if args.expect_count is not None and args.expect_count < 1:
         raise EdgefaceError("--expect-count must be at least 1")
-    if args.version is not None and args.version < 1:
-        raise EdgefaceError("--version must be at least 1")
+    if args.version is not None and not 1 <= args.version <= MAX_VERSION:
+        raise EdgefaceError(f"--version must be from 1 to {MAX_VERSION}")
     key = load_signing_key(Path(args.key))
     host, port = parse_broker(args.broker)
     password = read_password(Path(args.password_file)) if args.password_file else None
@@ -493,6 +493,8 @@ def cmd_gallery_push(args: argparse.Namespace) -> int:
             version = args.version
         else:
             version = max(client.highest_version(), 0 if photos else gallery.version) + 1
+        if version > MAX_VERSION:
+            raise EdgefaceError(f"version {version} is past the highest a door accepts")
         target = {"device": args.device} if args.device else {"group": args.group}
         if args.device:
             topic = f"{args.base_topic}/{args.device}/gallery/set"

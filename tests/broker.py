@@ -91,7 +91,11 @@ class Broker:
     """One mosquitto process; ``stop``/``start`` keep the port and the persistence file."""
 
     def __init__(
-        self, workdir: Path, users: dict[str, str] | None = None, tls: bool = False
+        self,
+        workdir: Path,
+        users: dict[str, str] | None = None,
+        tls: bool = False,
+        extra: list[str] | None = None,
     ) -> None:
         if not Path(MOSQUITTO).exists():
             pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
@@ -125,6 +129,7 @@ class Broker:
             lines += ["allow_anonymous false", f"password_file {password_file}"]
         else:
             lines.append("allow_anonymous true")
+        lines += extra or []  # e.g. acl_file, message_size_limit
         self.config = workdir / "mosquitto.conf"
         self.config.write_text("\n".join(lines) + "\n")
 

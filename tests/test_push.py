@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from edgeface.recognition.gallery import Gallery, encode_embedding
 from edgeface.recognition.push import (
+    MAX_VERSION,
     PushRejected,
     apply_push,
     full_push,
@@ -100,6 +101,13 @@ def test_a_delta_applies_only_to_the_gallery_version_it_was_made_for() -> None:
     for wrong in ("3", True, None):
         with pytest.raises(PushRejected, match="must name the gallery version"):
             apply_push(current, verify(signed({**missed, "base_version": wrong})))
+
+
+def test_a_version_past_what_json_readers_hold_exactly_is_refused() -> None:
+    for version in (MAX_VERSION + 1, 10**4000):
+        with pytest.raises(PushRejected, match="version must be an integer of at most"):
+            verify(signed(base_document(version)))
+    assert verify(signed(base_document(MAX_VERSION)))["version"] == MAX_VERSION
 
 
 def test_a_full_push_may_not_hold_a_person_without_embeddings() -> None:

@@ -181,6 +181,36 @@ def test_survey_reads_groups_and_versions_and_a_count_includes_doors_nobody_list
         client.close()
 
 
+def test_forged_door_states_cannot_steer_the_pusher(broker: Broker, doors: list[FakeDoor]) -> None:
+    """Doors' retained states are not authenticated (the broker's ACLs are what protects them):
+    a forged one must not make the pusher sign a version no door can take (one with thousands
+    of digits made every later push and gallery write fail), nor crash it, nor enrol it in a
+    group by substring ("office" in "backoffice")."""
+    doors.append(FakeDoor(broker.port, "a", 3))
+    forger = Listener(broker.port, "none", client_id="forger")
+    forged = {
+        "huge": {"status": "ready", "version": 10**100, "groups": ["office"]},
+        "negative": {"status": "ready", "accepted_version": -5, "groups": ["office"]},
+        "number": {"status": "ready", "version": 2, "groups": 5},
+        "substring": {"status": "ready", "version": 2, "groups": "backoffice"},
+    }
+    for device, state in forged.items():
+        forger.client.publish(
+            f"edgeface/{device}/gallery/state", json.dumps(state), qos=1, retain=True
+        ).wait_for_publish(5)
+    client = PushClient("127.0.0.1", broker.port)
+    try:
+        client.survey(0.3)
+        assert client.group_members("office") == {"a", "huge", "negative"}
+        assert client.highest_version() == 3
+        assert client.versions({"a", "huge", "negative"}) == {"a": 3}
+    finally:
+        client.close()
+        for device in forged:
+            forger.client.publish(f"edgeface/{device}/gallery/state", b"", qos=1, retain=True)
+        forger.close()
+
+
 def test_cli_says_for_each_door_what_happened(
     tmp_path: Path, broker: Broker, doors: list[FakeDoor], capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -75,6 +75,10 @@ from edgeface.recognition.gallery import (
 
 PUSH_FORMAT = "edgeface-gallery-push"
 MAX_PUSH_BYTES = 4 * 1024 * 1024
+#: The highest gallery version: the largest integer every JSON reader holds exactly. A signed
+#: push may not go past it — one with a version of thousands of digits (a pusher misled by a
+#: forged door state) made every later push and gallery write fail.
+MAX_VERSION = 2**53 - 1
 ALGORITHM = "HMAC-SHA256"
 ED25519 = "Ed25519"
 
@@ -286,8 +290,8 @@ def _check_addressed_and_new(
     ):
         raise PushRejected(f"push is for {target!r}, not device {device_id!r} / groups {groups}")
     version = document.get("version")
-    if not isinstance(version, int) or isinstance(version, bool):
-        raise PushRejected("version must be an integer")
+    if not isinstance(version, int) or isinstance(version, bool) or version > MAX_VERSION:
+        raise PushRejected(f"version must be an integer of at most {MAX_VERSION}")
     if version <= current_version:
         raise PushRejected(
             f"stale or replayed push: version {version} is not newer than {current_version}"

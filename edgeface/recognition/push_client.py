@@ -25,6 +25,7 @@ import paho.mqtt.client as mqtt
 from edgeface.config import read_secret_file
 from edgeface.door.accepted_push import payload_digest
 from edgeface.errors import EdgefaceError
+from edgeface.recognition.push import MAX_VERSION
 
 
 def parse_broker(text: str) -> tuple[str, int]:
@@ -145,8 +146,22 @@ class PushOutcome:
 
 
 def _version(value: object) -> int | None:
-    """``value`` if it is a version number (an int, not a bool), else None."""
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    """``value`` if it is a version number (an int, not a bool, 0..MAX_VERSION), else None.
+
+    A door's retained state is not authenticated: anyone who may publish on the broker can
+    fake one, so nothing in it may make this pusher sign a version no door can take."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_VERSION:
+        return value
+    return None
+
+
+def groups_of(state: dict[str, Any]) -> list[str]:
+    """The groups a door's state announces (only a list of names counts: a string would make
+    ``in`` a substring test, "office" in "backoffice")."""
+    groups = state.get("groups")
+    if not isinstance(groups, list):
+        return []
+    return [g for g in groups if isinstance(g, str)]
 
 
 def floor_of(state: dict[str, Any]) -> int | None:
@@ -240,7 +255,7 @@ class PushClient:
 
     def _members(self, group: str) -> set[str]:
         """Doors announcing ``group``; the caller holds the lock."""
-        return {d for d, s in self.states.items() if group in (s.get("groups") or [])}
+        return {d for d, s in self.states.items() if group in groups_of(s)}
 
     def group_members(self, group: str) -> set[str]:
         with self._lock:
