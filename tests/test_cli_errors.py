@@ -447,3 +447,38 @@ def test_a_mistyped_gallery_path_is_said_aloud(tmp_path: Path, photo_dir: Path) 
     listing = edgeface("gallery", "list", "--gallery", str(missing), "--json")
     assert json.loads(listing.stdout)["exists"] is False
     assert not missing.parent.exists()
+
+
+def test_images_that_declare_gigapixels_are_refused_before_decoding(tmp_path: Path) -> None:
+    """The header check reads PNG and JPEG headers only: a 1 KB run-length BMP, or a JPEG with a
+    stray byte before its frame header (which libjpeg skips), declaring 30000x30000 pixels made
+    OpenCV allocate 1.8-5 GB first (bad-input sweep). OpenCV's own limit now refuses them."""
+    small = cv2.imencode(".jpg", np.full((16, 16, 3), 128, np.uint8))[1].tobytes()
+    frame = small.index(b"\xff\xc0")
+    huge = bytearray(small)
+    huge[frame + 5 : frame + 9] = (30000).to_bytes(2, "big") * 2
+    (tmp_path / "hidden.jpg").write_bytes(bytes(huge[:frame]) + b"\x00" + bytes(huge[frame:]))
+    header = b"BM" + (0).to_bytes(4, "little") + bytes(4) + (54 + 1024).to_bytes(4, "little")
+    info = [40, 30000, 30000, 1 | (8 << 16), 1, 0, 2835, 2835, 256, 0]
+    dib = b"".join(v.to_bytes(4, "little") for v in info)
+    (tmp_path / "bomb.bmp").write_bytes(header + dib + bytes(1024) + b"\x00\x01")
+    for name in ("hidden.jpg", "bomb.bmp"):
+        result = edgeface("detect", str(tmp_path / name))
+        assert_one_line_error(result, "declares more than the 50 MP edgeface accepts")
+
+
+def test_a_truncated_jpeg_is_refused_not_enrolled(tmp_path: Path, photo_dir: Path) -> None:
+    """libjpeg decodes what there is and paints the rest grey: the first 30 % of a portrait
+    (cut below the eyes) was enrolled as "ok", a template that then failed to match the same
+    man. A JPEG without its end marker is refused as truncated (exit 2, a file to fix)."""
+    data = (photo_dir / "obama.jpg").read_bytes()
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(data[: len(data) * 3 // 10])
+    gallery = tmp_path / "g.json"
+    result = edgeface("enroll", "obama", str(cut), "--gallery", str(gallery))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "the JPEG is truncated (no end marker)" in result.stdout
+    assert not gallery.exists()
+    whole = tmp_path / "whole.jpg"
+    whole.write_bytes(data + b"trailing bytes a phone appended")  # after the end marker: fine
+    assert edgeface("detect", str(whole)).returncode == 0

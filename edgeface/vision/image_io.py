@@ -19,11 +19,8 @@ from typing import Literal
 import cv2
 import numpy as np
 
+from edgeface import MAX_IMAGE_PIXELS as MAX_PIXELS
 from edgeface.errors import ImageError
-
-#: Frames larger than this many pixels are refused (a 12000×9000 photo is 108 MP: decoding it
-#: would take ~320 MB and its faces would need downscaling anyway).
-MAX_PIXELS = 50_000_000
 
 
 def to_rgb8(image: np.ndarray, source: str = "image") -> np.ndarray:
@@ -83,6 +80,20 @@ def header_size(data: bytes | memoryview) -> tuple[int, int] | None:
             width = int.from_bytes(data[start + 3 : start + 5], "big")
             return width, height
     return None
+
+
+def truncated_jpeg(data: bytes | memoryview) -> bool:
+    """Whether ``data`` is a JPEG whose image data has no end-of-image marker (FF D9).
+
+    Looked for after the header (an EXIF thumbnail carries its own end marker): in the
+    compressed data every FF byte is stuffed or a restart marker, so FF D9 there can only be the
+    end. Bytes after it (phones append some) do not matter."""
+    end_of_header = 0
+    for _marker, _start, end in jpeg_segments(data):
+        end_of_header = end
+    if end_of_header == 0:
+        return False  # not a JPEG (or no header segments at all)
+    return bytes(data[-2:]) != b"\xff\xd9" and b"\xff\xd9" not in bytes(data[end_of_header:])
 
 
 def exif_orientation(data: bytes | memoryview) -> int:
@@ -164,10 +175,22 @@ def decode_rgb(
             f"{source}: {declared[0]}x{declared[1]} is larger than the "
             f"{max_pixels // 1_000_000} MP edgeface accepts; downscale it first"
         )
-    image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED | cv2.IMREAD_ANYDEPTH)
-    if image is None and file is not None:
-        # GIFs without an extension (the Yale faces) and some PGMs decode via the file reader.
-        image = cv2.imread(str(file), cv2.IMREAD_UNCHANGED)
+    if truncated_jpeg(header):
+        # libjpeg decodes what is there and fills the rest with grey: a face cut off below the
+        # eyes was enrolled as "ok", a template that did not match the same man.
+        raise ImageError(f"{source}: the JPEG is truncated (no end marker); download it again")
+    try:
+        image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED | cv2.IMREAD_ANYDEPTH)
+        if image is None and file is not None:
+            # GIFs without an extension (the Yale faces) and some PGMs decode via the file reader.
+            image = cv2.imread(str(file), cv2.IMREAD_UNCHANGED)
+    except cv2.error as exc:
+        if "CV_IO_MAX_IMAGE_PIXELS" in str(exc):
+            raise ImageError(
+                f"{source}: declares more than the {max_pixels // 1_000_000} MP edgeface accepts; "
+                "downscale it first"
+            ) from None
+        raise ImageError(f"{source}: not a readable image ({exc.err or exc})") from None
     if image is None:
         raise ImageError(f"{source}: not a readable image (unknown format, truncated or corrupt)")
     if image.shape[0] * image.shape[1] > max_pixels:
