@@ -15,6 +15,7 @@ import dataclasses
 import difflib
 import math
 import os
+import stat
 import types
 import typing
 from dataclasses import dataclass, field
@@ -302,13 +303,69 @@ BOUNDS: dict[str, Bound] = {
 LENGTHS: dict[str, tuple[int, str]] = {"camera.roi": (4, "[x, y, width, height]")}
 
 
-def _in_range(value: float, name: str, where: str) -> None:
-    """Raise :class:`ConfigError` when ``name`` has a bound that ``value`` is outside."""
+def _in_range(value: float, name: str, where: str, written: str | None = None) -> None:
+    """Raise :class:`ConfigError` when ``name`` has a bound that ``value`` is outside.
+
+    ``written`` is the number as the file has it: ``1e400`` becomes infinity as a float, but
+    its writer meant a (far too large) number, so it is "out of range", not ".inf"."""
     bound = BOUNDS.get(name)
     if bound is None or bound.allows(value):
         return
-    problem = "is out of range" if math.isfinite(value) else "is not a finite number"
-    raise ConfigError(f"{where}: {value!r} {problem}; allowed: {bound.describe()}")
+    overflowed = written is not None and math.isinf(value) and "inf" not in written.lower()
+    if math.isfinite(value) or overflowed:
+        problem = "is out of range"
+    else:
+        problem = "is not a finite number"
+    shown = _clip(written) if written is not None else shown_value(value)
+    raise ConfigError(f"{where}: {shown} {problem}; allowed: {bound.describe()}")
+
+
+# ----- limits on what a file can make us do ----------------------------------------------------
+
+#: Largest configuration file read (bytes). A real one is a few kilobytes; without a bound a
+#: wrong path (a video, a log) is read whole into memory and parsed by pure-Python YAML for
+#: minutes — during a SIGHUP reload, while the door waits.
+MAX_CONFIG_BYTES = 1024 * 1024
+
+#: Largest ``file:`` secret read (bytes): a password or key is one short line, and a bound keeps
+#: a wrong path (``/dev/zero``, a disk image) from filling memory.
+MAX_SECRET_BYTES = 64 * 1024
+
+#: Longest integer accepted as written (characters). No setting needs more than a few digits;
+#: Python refuses to convert decimal text of more than 4300 digits (ValueError), and a long
+#: binary or hex number converts but then cannot be shown in a message.
+MAX_INTEGER_CHARS = 64
+
+#: Longest ``device_id`` (characters): it is an MQTT topic level and part of Home Assistant's
+#: entity ids, and a long one broke the MQTT sender (a topic has at most 65535 bytes).
+MAX_DEVICE_ID_CHARS = 64
+
+#: Longest ``mqtt.base_topic`` / ``mqtt.discovery_prefix`` (characters): with the device id and
+#: the fixed levels appended, every topic stays far below MQTT's 65535-byte limit.
+MAX_TOPIC_PREFIX_CHARS = 100
+
+#: How much of a bad value a message repeats (characters).
+SHOWN_CHARS = 60
+
+
+def _clip(text: str, limit: int = SHOWN_CHARS) -> str:
+    """``text``, cut to ``limit`` characters (saying how long it was) so that a message about
+    a megabyte-long value is still one readable line."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text)} characters)"
+
+
+def shown_value(value: object, limit: int = SHOWN_CHARS) -> str:
+    """``repr(value)`` for an error message, bounded: a value from a file may be huge (a long
+    string, a big list) and its whole repr would flood the log line or the terminal."""
+    if isinstance(value, str) and len(value) > limit:
+        return f"{value[:limit]!r}… ({len(value)} characters)"
+    try:
+        text = repr(value)
+    except (ValueError, RecursionError):  # an int beyond Python's digit limit; deep nesting
+        return f"a {type(value).__name__} too large to show"
+    return _clip(text, limit)
 
 
 # ----- loading ---------------------------------------------------------------------------------

@@ -219,7 +219,7 @@ def bad_files(tmp_path: Path, photo_dir: Path) -> dict[str, Path]:
     ("kind", "message"),
     [
         ("empty", "file is empty"),
-        ("truncated", "not a readable image"),
+        ("truncated", "the JPEG is truncated (no end marker)"),
         ("text", "not a readable image"),
         ("missing", "no such file"),
         ("directory", "not a file"),

@@ -1,4 +1,5 @@
-"""Where frames come from: a V4L2 camera, a network stream, a video file, a GIF, an image folder.
+"""Where frames come from: a V4L2 camera, a network stream, a video file, a GIF, an image folder
+or a single still image.
 
 Each source is a small class with ``read() -> RGB frame | None`` (None: no frame right now —
 end of a file played once, or a camera that stopped answering) and ``close()``. Opening failures
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
+import stat
 from pathlib import Path
 from typing import Protocol
 
@@ -84,10 +86,19 @@ class CaptureSource:
             self.capture.set(cv2.CAP_PROP_FRAME_HEIGHT, height)
 
     def read(self) -> np.ndarray | None:
+        """The next frame; a looping file starts again at its end. None: no frame now."""
         ok, frame = self.capture.read()
         if not ok and self.is_file and self.loop:
             self.capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
             ok, frame = self.capture.read()
+            if not ok:
+                # Some files cannot be rewound (a one-frame GIF, an image without a suffix
+                # OpenCV opened as a video): reopen them. Returning None instead would have the
+                # daemon report the camera lost and restored at every frame, without back-off.
+                self.capture.release()
+                self.capture = cv2.VideoCapture(self.target)
+                if self.capture.isOpened():
+                    ok, frame = self.capture.read()
         if not ok or frame is None:
             return None
         return to_rgb8(frame, self.description)
@@ -133,6 +144,62 @@ class FolderSource:
         self.files = []
 
 
+class ImageFileSource:
+    """One still image file as the camera (a test rig, a stills camera rewriting one file).
+
+    OpenCV opens an image as a one-frame video that cannot be rewound: looped, it ended after
+    every frame and the daemon reported the camera lost and restored ten times a second. Like a
+    folder of one image, this delivers the picture at the camera rate while ``loop`` is on, and
+    once without it. The file is decoded again only when it changes (its size, time or inode),
+    so a stills camera's new pictures are seen without decoding the same one at every frame.
+    """
+
+    def __init__(self, path: Path, loop: bool = True) -> None:
+        self.description = str(path)
+        self.path = path
+        self.loop = loop
+        self.delivered = False
+        # Read now, so that an unreadable image is refused when opened, saying why (the daemon
+        # then backs off, and ``edgeface doctor`` shows the reason), not "gave no frame".
+        self.signature = self._signature()
+        self.frame = self._decode()
+
+    def _signature(self) -> tuple[int, int, int]:
+        """What changes when the file is rewritten or replaced: modification time, size, inode."""
+        try:
+            info = self.path.stat()
+        except OSError as exc:
+            raise SourceError(f"{self.path}: cannot be read: {exc.strerror or exc}") from None
+        return info.st_mtime_ns, info.st_size, info.st_ino
+
+    def _decode(self) -> np.ndarray:
+        """The picture, read as everywhere else in edgeface (EXIF orientation, size limit)."""
+        try:
+            return read_rgb(self.path)
+        except ImageError as exc:
+            raise SourceError(str(exc)) from None
+
+    def read(self) -> np.ndarray | None:
+        """The picture (a copy: the caller may draw on it); None once delivered without
+        ``loop``, or when the file became unreadable (the daemon reports the camera lost)."""
+        if self.delivered and not self.loop:
+            return None
+        try:
+            signature = self._signature()
+            if signature != self.signature:
+                self.frame = self._decode()
+                self.signature = signature
+        except SourceError as exc:
+            log.warning("camera image: %s", exc)
+            return None
+        self.delivered = True
+        return self.frame.copy()
+
+    def close(self) -> None:
+        self.delivered = True
+        self.loop = False
+
+
 def is_stream(target: int | str) -> bool:
     """A URL (rtsp://, http://, …) rather than a device index, path or file."""
     return isinstance(target, str) and bool(re.match(r"^[a-z][a-z0-9+.-]*://", target, re.I))
@@ -145,19 +212,47 @@ def open_source(
     loop: bool = True,
     stream_timeout: float = 10.0,
 ) -> FrameSource:
-    """Open the source named by the configuration's ``camera.source``."""
+    """Open the source named by the configuration's ``camera.source``.
+
+    A path is looked at (``stat``, which never blocks) before OpenCV is given it: OpenCV's open
+    of a FIFO waits for a writer for ever, in the camera thread (the daemon never reports the
+    camera lost and outlives SIGTERM) or in ``edgeface doctor`` (which hangs). So only what
+    OpenCV can really read as a camera is passed on: regular files (videos, GIFs) and character
+    devices (V4L2 cameras, also through ``/dev/v4l/by-id`` links); folders and still images are
+    read by edgeface itself; FIFOs, sockets and block devices are refused, named.
+    """
     text = spec.strip()
     if re.fullmatch(r"\d+", text):
         return CaptureSource(int(text), width, height)
     if is_stream(text):
         return CaptureSource(text, width, height, stream_timeout=stream_timeout)
     path = Path(text)
-    if path.is_dir():
+    try:
+        mode = path.stat().st_mode  # follows links, as OpenCV would
+    except (FileNotFoundError, NotADirectoryError):
+        if text.startswith("/dev/"):
+            raise SourceError(f"{text}: no such camera device") from None
+        raise SourceError(f"{text}: no such file, folder or camera") from None
+    except (OSError, ValueError) as exc:  # no permission, a link loop, a NUL in the name
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise SourceError(f"{text}: cannot be opened: {reason}") from None
+    if stat.S_ISDIR(mode):
         return FolderSource(path, loop=loop)
-    if text.startswith("/dev/"):
-        if not path.exists():
-            raise SourceError(f"{text}: no such camera device")
+    if stat.S_ISCHR(mode):
         return CaptureSource(text, width, height)
-    if not path.exists():
-        raise SourceError(f"{text}: no such file, folder or camera")
+    if not stat.S_ISREG(mode):
+        raise SourceError(f"{text}: not a regular file or a camera device ({_kind(mode)})")
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return ImageFileSource(path, loop=loop)
     return CaptureSource(text, width, height, loop=loop)
+
+
+def _kind(mode: int) -> str:
+    """What a non-regular, non-device file is, for the message refusing it."""
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISBLK(mode):
+        return "a block device"
+    return f"file type {stat.S_IFMT(mode):o}"

@@ -38,21 +38,50 @@ def image_name(person: str, number: int) -> str:
     return f"images/{person}/{person}_{number:04d}.jpg"
 
 
+#: k-fold cross-validation picks each fold's threshold on the other folds, so it needs two.
+MIN_FOLDS = 2
+
+
+def _read_header(path: Path, line: str) -> tuple[int, int]:
+    """``(folds, pairs per class)`` from the first line, refusing what the protocol cannot score:
+    a count below 1 would make the "expected N pairs" check compare against 0 or a negative
+    number, and a single fold leaves no other fold to pick its threshold on."""
+    header = line.split()
+    usage = "first line must be '<folds> <pairs per class>' (LFW View-2: '10 300')"
+    try:
+        folds, per_class = int(header[0]), int(header[1])
+    except (IndexError, ValueError):
+        raise EdgefaceError(f"{path}: {usage}") from None
+    if folds < 1 or per_class < 1:
+        raise EdgefaceError(
+            f"{path}: {usage}, both positive whole numbers; found {header[0]!r} and {header[1]!r}"
+        )
+    if folds < MIN_FOLDS:
+        raise EdgefaceError(
+            f"{path}: {folds} fold; k-fold evaluation needs at least {MIN_FOLDS} folds (each "
+            "fold's threshold is chosen on the others), so the first line must say "
+            f"'{MIN_FOLDS} {per_class}' or more folds (LFW View-2: '10 300')"
+        )
+    return folds, per_class
+
+
 def read_pairs(data_dir: Path) -> list[Pair]:
     """Parse ``pairs.txt`` (header ``folds pairs_per_class``, then per fold matched, mismatched)."""
     path = Path(data_dir) / "pairs.txt"
     try:
-        lines = path.read_text().split("\n")
+        lines = path.read_text(encoding="utf-8").split("\n")
     except OSError as exc:
         raise EdgefaceError(
             f"cannot read LFW pairs file {path}: {exc.strerror}; --data must point at a folder "
             "holding pairs.txt and images/<Name>/<Name>_NNNN.jpg"
         ) from None
-    header = lines[0].split()
-    try:
-        folds, per_class = int(header[0]), int(header[1])
-    except (IndexError, ValueError):
-        raise EdgefaceError(f"{path}: first line must be '<folds> <pairs per class>'") from None
+    except UnicodeDecodeError as exc:
+        # A binary or foreign-encoded file: the codec's complaint says nothing about LFW.
+        raise EdgefaceError(
+            f"{path}: not a text pairs file (byte {exc.start} is not UTF-8); LFW's pairs.txt "
+            "is plain text, '<folds> <pairs per class>' and then one pair a line"
+        ) from None
+    folds, per_class = _read_header(path, lines[0])
     body = [line.split() for line in lines[1:] if line.strip()]
     if len(body) != folds * per_class * 2:
         raise EdgefaceError(

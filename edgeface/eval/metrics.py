@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgeface.errors import EdgefaceError
+
 
 @dataclass(frozen=True)
 class VerificationReport:
@@ -44,10 +46,13 @@ def best_threshold(distances: np.ndarray, same: np.ndarray) -> tuple[float, floa
     Every midpoint between consecutive sorted distances is a candidate, evaluated in one
     vectorised pass (cumulative counts), so this is exact and O(n log n).
     """
+    n = len(distances)
+    if n == 0:
+        # No candidate threshold exists; without this the lookup below is an IndexError.
+        raise ValueError("best_threshold needs at least one distance")
     order = np.argsort(distances, kind="stable")
     d = distances[order]
     s = same[order].astype(np.int64)
-    n = len(d)
     positives = int(s.sum())
     negatives = n - positives
     # Accepting the first k pairs (k = 0..n): correct = positives accepted + negatives rejected.
@@ -88,6 +93,14 @@ def verification_report(
     distances = np.asarray(distances, dtype=np.float64)
     same = np.asarray(same, dtype=bool)
     folds = np.asarray(folds)
+    distinct = len(np.unique(folds))
+    if distinct < 2:
+        # One fold leaves no other fold to choose its threshold on: scoring it with a threshold
+        # fitted on itself would be the optimistic figure cross-validation exists to avoid.
+        raise EdgefaceError(
+            f"k-fold evaluation needs pairs in at least 2 folds, got {distinct}; each fold's "
+            "threshold is chosen on the other folds"
+        )
     accuracies: list[float] = []
     thresholds: list[float] = []
     for fold in np.unique(folds):

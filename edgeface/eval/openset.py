@@ -19,11 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeface.errors import EdgefaceError
+from edgeface.errors import EdgefaceError, ImageError
 from edgeface.progress import Progress
 from edgeface.recognition.gallery import Gallery
 from edgeface.recognition.matcher import DEFAULT_THRESHOLD, Matcher
 from edgeface.vision.augment import mean_embedding
+from edgeface.vision.image_io import read_rgb
 
 SKIPPED_NAMES = {"readme", "readme.txt", "license", "license.txt"}
 
@@ -68,6 +69,7 @@ class OpenSetReport:
     identities: int
     images: int
     no_face: int
+    unreadable: int
     trials: int
     enrolled_per_trial: float
     genuine_probes_per_trial: float
@@ -87,7 +89,8 @@ class OpenSetReport:
     def summary(self, enrol: int, augmentation: str = "none") -> str:
         lines = [
             f"open-set identification: {self.identities} identities, {self.images} images "
-            f"({self.no_face} without a face), {self.trials} trials, enrol {enrol} each "
+            f"({self.unreadable} unreadable, {self.no_face} without a face), {self.trials} "
+            f"trials, enrol {enrol} each "
             f"(templates: {augmentation})",
             f"  per trial: {self.enrolled_per_trial:.0f} enrolled, "
             f"{self.genuine_probes_per_trial:.0f} genuine probes, "
@@ -128,15 +131,57 @@ def fused_probes(vectors: list[np.ndarray], fuse: int) -> list[np.ndarray]:
 
 
 def _check_enough_images(counts: dict[str, int], enrol: int) -> None:
-    """Refuse a split that can enrol nobody: each enrolled identity needs ``enrol`` images for
-    its templates plus at least one genuine probe. Otherwise every identity would silently
-    become an impostor and the report would show 0 % of nothing."""
+    """Refuse, before any model runs, a split that can enrol nobody however many faces are
+    found: each enrolled identity needs ``enrol`` images for its templates plus at least one
+    genuine probe. These are file counts; :func:`_check_something_scored` repeats the check
+    on usable faces after embedding, since files without a face would otherwise leave every
+    identity an impostor and the report would show 0 % of nothing."""
     most = max(counts.values(), default=0)
     if most <= enrol:
         raise EdgefaceError(
             f"--enrol {enrol} needs identities with at least {enrol + 1} images "
             f"({enrol} to enrol, 1 or more to probe); the most any identity has is {most}"
         )
+
+
+def _is_unreadable(path: Path) -> bool:
+    """Whether ``path`` is a file that cannot be decoded as an image, so that an embedding
+    function that returns ``None`` for both (as the CLI's does) still lets the report tell a
+    corrupt or non-image file from a photo without a face. A path that does not exist is a key
+    of precomputed embeddings rather than a file, and is left to the embedding function."""
+    if not path.exists():
+        return False
+    try:
+        read_rgb(path)
+    except ImageError:
+        return True
+    return False
+
+
+def _check_something_scored(
+    enrolled: int,
+    genuine: int,
+    trials: int,
+    images: int,
+    unreadable: int,
+    no_face: int,
+    usable: dict[str, list[Path]],
+    enrol: int,
+    fuse: int,
+) -> None:
+    """Refuse a run that enrolled nobody or had no genuine probe in any trial: its rank-1 and
+    correct-accept rates would be 0 % of nothing, printed as if measured. The message counts
+    unreadable files apart from photos without a usable face, as the fixes differ."""
+    if enrolled and genuine:
+        return
+    needed = enrol + max(fuse, 1)
+    most = max((len(images) for images in usable.values()), default=0)
+    raise EdgefaceError(
+        f"nothing to score: {enrolled} enrolled identities and {genuine} genuine probes over "
+        f"{trials} trials; of {images} images {unreadable} were unreadable and {no_face} had no "
+        f"usable face, and each enrolled identity needs {needed} usable ones (--enrol {enrol}, "
+        f"then {max(fuse, 1)} per probe) while the most any identity has is {most}"
+    )
 
 
 def evaluate_open_set(
@@ -175,11 +220,23 @@ def evaluate_open_set(
     bar = Progress(len(paths), "embedding", enabled=show_progress)
     vectors: dict[Path, np.ndarray | None] = {}
     templates: dict[Path, np.ndarray | None] = {}
+    unreadable: set[Path] = set()
     for path in paths:
-        vectors[path] = embed(path)
-        templates[path] = vectors[path] if enrol_embed is None else enrol_embed(path)
+        try:
+            vectors[path] = embed(path)
+            templates[path] = vectors[path] if enrol_embed is None else enrol_embed(path)
+        except ImageError:
+            # One unreadable file must not end a benchmark over thousands: count it instead.
+            vectors[path] = templates[path] = None
+            unreadable.add(path)
+        else:
+            if (vectors[path] is None or templates[path] is None) and _is_unreadable(path):
+                unreadable.add(path)
         bar.advance()
     bar.close()
+    no_face = sum(
+        (vectors[p] is None or templates[p] is None) and p not in unreadable for p in paths
+    )
     usable = {
         name: [p for p in images if vectors[p] is not None and templates[p] is not None]
         for name, images in identities.items()
@@ -225,6 +282,17 @@ def evaluate_open_set(
             impostor_d.append(match.distance)
             default_fa += match.identity is not None
         default_impostor_total += len(impostors)
+    _check_something_scored(
+        enrolled=int(counts[0]),
+        genuine=int(counts[1]),
+        trials=trials,
+        images=len(paths),
+        unreadable=len(unreadable),
+        no_face=no_face,
+        usable=usable,
+        enrol=enrol,
+        fuse=fuse,
+    )
     g = np.asarray(genuine_d)
     ok = np.asarray(genuine_ok, dtype=bool)
     imp = np.sort(np.asarray(impostor_d))
@@ -244,7 +312,8 @@ def evaluate_open_set(
     return OpenSetReport(
         identities=len(identities),
         images=len(paths),
-        no_face=sum(vectors[p] is None or templates[p] is None for p in paths),
+        no_face=no_face,
+        unreadable=len(unreadable),
         trials=trials,
         enrolled_per_trial=float(counts[0] / trials),
         genuine_probes_per_trial=float(counts[1] / trials),
