@@ -242,16 +242,20 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     refused = [r for r in results if not r["ok"]]
     version = gallery.version
     if not refused:
-        for path, face in accepted:
-            assert face.embedding is not None
-            gallery.add(
-                args.name,
-                face.embedding,
-                source=Path(path).name,
-                quality=face.quality.metrics,
-                augmentation=args.augment,
-            )
-        version = store.save(gallery)
+        # Read again under the lock: another enrolment may have saved while these photos were
+        # being embedded, and saving the copy read at the start would drop that person.
+        with store.locked():
+            gallery = store.load()
+            for path, face in accepted:
+                assert face.embedding is not None
+                gallery.add(
+                    args.name,
+                    face.embedding,
+                    source=Path(path).name,
+                    quality=face.quality.metrics,
+                    augmentation=args.augment,
+                )
+            version = store.save(gallery)
     lines = [
         f"  {'ok     ' if r['ok'] else 'REFUSED'} {r['image']}"
         + (f": {r['reason']}" if r["reason"] else "")
@@ -565,7 +569,7 @@ def cmd_gallery_rollback(store: GalleryStore, args: argparse.Namespace) -> int:
     It is saved as a *new* version, newer than both, so versions stay monotonic (a door never
     goes back to a version number it has seen, and a replayed old push stays stale); rolling
     back twice therefore undoes the rollback. It works when the current file is corrupt."""
-    previous_file = store.path.with_name(store.path.name + ".prev")
+    previous_file = store.target.with_name(store.target.name + ".prev")
     if not previous_file.exists():
         raise EdgefaceError(f"no previous version to roll back to ({previous_file} is missing)")
     previous = load_gallery_file(previous_file)
@@ -575,9 +579,9 @@ def cmd_gallery_rollback(store: GalleryStore, args: argparse.Namespace) -> int:
         # The current file is unreadable (that is why): keep it for inspection, out of the way,
         # so the save below does not make it the new ".prev".
         current_version = previous.version
-        corrupt = store.path.with_name(store.path.name + ".corrupt")
+        corrupt = store.target.with_name(store.target.name + ".corrupt")
         try:
-            os.replace(store.path, corrupt)
+            os.replace(store.target, corrupt)
         except OSError as exc:
             raise GalleryError(f"cannot move {store.path} to {corrupt}: {exc.strerror}") from None
     restored_from = previous.version
@@ -595,6 +599,14 @@ def cmd_gallery_rollback(store: GalleryStore, args: argparse.Namespace) -> int:
 
 def cmd_gallery(args: argparse.Namespace) -> int:
     store = GalleryStore(args.gallery)
+    if args.action in ("rollback", "import", "remove"):
+        with store.locked():  # read, change and save as one step (see GalleryStore.locked)
+            return gallery_action(store, args)
+    return gallery_action(store, args)
+
+
+def gallery_action(store: GalleryStore, args: argparse.Namespace) -> int:
+    """One ``edgeface gallery`` action on ``store``; the caller holds its lock if it writes."""
     if args.action == "rollback":
         return cmd_gallery_rollback(store, args)
     gallery = store.load()

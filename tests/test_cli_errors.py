@@ -4,6 +4,7 @@ traceback; ``--json`` stays RFC 8259 JSON. Real subprocesses, real files, as a u
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import stat
 import tempfile
@@ -482,3 +483,60 @@ def test_a_truncated_jpeg_is_refused_not_enrolled(tmp_path: Path, photo_dir: Pat
     whole = tmp_path / "whole.jpg"
     whole.write_bytes(data + b"trailing bytes a phone appended")  # after the end marker: fine
     assert edgeface("detect", str(whole)).returncode == 0
+
+
+def test_enrolments_at_the_same_time_are_all_kept(tmp_path: Path, photo_dir: Path) -> None:
+    """Ten `enroll` commands at once on one gallery (an installer's script): each read the
+    gallery, added its person and saved, and every save replaced the others' — 9 of 10 people
+    were lost while all ten said "enrolled" (bad-input sweep). They now take turns."""
+    import subprocess
+    import sys
+
+    gallery = tmp_path / "g.json"
+    photo = str(photo_dir / "obama.jpg")
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "edgeface", "enroll", f"person{i}", photo, "--gallery", gallery],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for i in range(6)
+    ]
+    assert [p.wait(timeout=300) for p in processes] == [0] * 6
+    document = json.loads(gallery.read_text())
+    assert sorted(document["identities"]) == [f"person{i}" for i in range(6)]
+    assert document["version"] == 6
+
+
+def test_a_symlinked_gallery_is_updated_where_it_points_keeping_its_mode(
+    tmp_path: Path, photo_dir: Path
+) -> None:
+    """The save replaced the link with a file (the target, which the daemon read, never got the
+    new person) and made a 0640 gallery 0600."""
+    (tmp_path / "state").mkdir()
+    real = write_gallery(tmp_path / "state" / "gallery.json")
+    real.chmod(0o640)
+    link = tmp_path / "gallery.json"
+    link.symlink_to(real)
+    result = edgeface("enroll", "obama", str(photo_dir / "obama.jpg"), "--gallery", str(link))
+    assert result.returncode == 0, result.stderr
+    assert link.is_symlink()
+    assert sorted(json.loads(real.read_text())["identities"]) == ["alice", "obama"]
+    assert stat.S_IMODE(real.stat().st_mode) == 0o640
+    assert (real.parent / "gallery.json.prev").exists()
+
+
+def test_gallery_files_that_are_no_documents_are_one_line_errors(tmp_path: Path) -> None:
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000)
+    huge = tmp_path / "huge.json"
+    huge.write_text('{"format": "edgeface-gallery", "version": ' + "9" * 5000 + "}")
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)
+    for path, message in (
+        (deep, "RecursionError"),
+        (huge, "ValueError"),
+        (fifo, "is not a regular file"),
+    ):
+        result = edgeface("gallery", "list", "--gallery", str(path), timeout=60)
+        assert_one_line_error(result, message)

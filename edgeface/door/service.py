@@ -498,7 +498,8 @@ class DoorService:
         except PushRejected as exc:
             exc.authenticated = True  # verified above: its sender holds a key
             raise
-        store.save(updated, bump=False)
+        with store.locked():  # a command-line change to the same file waits, or is waited for
+            store.save(updated, bump=False)
         try:
             self.accepted_push.accepted(updated.version, digest)
         except OSError as exc:  # the gallery file itself still carries the new version

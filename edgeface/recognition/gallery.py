@@ -17,9 +17,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
+import fcntl
 import json
 import os
+import stat
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -206,10 +210,44 @@ class GalleryStore:
         self.path = Path(path)
         self.embedder = embedder
 
+    @property
+    def target(self) -> Path:
+        """The file itself: a gallery path may be a symlink (``/etc/edgeface/gallery.json`` to
+        the state directory), and a save must replace what it points to, not the link."""
+        return Path(os.path.realpath(self.path))
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the gallery's lock from reading it to saving the change.
+
+        Saves are atomic, but two commands that each read the gallery, add someone and save
+        (ten enrolments at once in an installer's script) each wrote their own version over
+        the others': nine of ten people were silently lost. Whoever changes the file holds
+        this lock (``.<name>.lock`` beside it) across the whole read-change-write."""
+        target = self.target
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            descriptor = os.open(
+                target.with_name(f".{target.name}.lock"), os.O_RDWR | os.O_CREAT, 0o600
+            )
+        except OSError as exc:
+            raise GalleryError(
+                f"cannot save gallery {self.path}: {exc.strerror or exc}"
+                + (f" ({exc.filename})" if exc.filename not in (None, str(self.path)) else "")
+            ) from None
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(descriptor)  # closing releases the lock
+
     def load(self) -> Gallery:
         """The stored gallery, or an empty one if the file does not exist yet."""
         if not self.path.exists():
             return Gallery(embedder=self.embedder)
+        if not self.path.is_file():
+            # A FIFO would block for ever, /dev/zero never ends, a directory is a mistake.
+            raise GalleryError(f"gallery {self.path} is not a regular file")
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
@@ -220,6 +258,11 @@ class GalleryStore:
         except UnicodeDecodeError:
             raise GalleryError(
                 f"gallery {self.path} is not a text (UTF-8 JSON) file" + self._previous_hint()
+            ) from None
+        except (ValueError, RecursionError) as exc:  # a 5000-digit number, 100 000 brackets
+            raise GalleryError(
+                f"gallery {self.path} is not a gallery document ({exc.__class__.__name__}: "
+                f"{str(exc)[:80]})" + self._previous_hint()
             ) from None
         except OSError as exc:
             raise GalleryError(
@@ -236,7 +279,7 @@ class GalleryStore:
     def _previous_hint(self) -> str:
         """Where to find the version before, for an unreadable gallery — only if there is one
         (a gallery that was never saved twice has no ``.prev``)."""
-        previous = self.path.with_name(self.path.name + ".prev")
+        previous = self.target.with_name(self.target.name + ".prev")
         return f"; the previous version is in {previous.name}" if previous.exists() else ""
 
     def save(self, gallery: Gallery, bump: bool = True) -> int:
@@ -259,26 +302,36 @@ class GalleryStore:
         return version
 
     def _write(self, payload: bytes) -> None:
-        """Atomically replace the file with ``payload``, keeping the old one as ``.prev``."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
+        """Atomically replace the file with ``payload``, keeping the old one as ``.prev``.
+
+        The new file keeps the old one's mode and owner (where this user may set them): run as
+        root, `enroll` made a 0640 edgeface-group gallery a 0600 root one the daemon could not
+        read. A new gallery is 0600 — it holds biometric templates."""
+        path = self.target
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
         try:
+            if path.exists():
+                old = path.stat()
+                os.fchmod(fd, stat.S_IMODE(old.st_mode))
+                with contextlib.suppress(PermissionError):
+                    os.fchown(fd, old.st_uid, old.st_gid)
             with os.fdopen(fd, "wb") as handle:
                 handle.write(payload)
                 handle.flush()
                 os.fsync(handle.fileno())
-            if self.path.exists():
+            if path.exists():
                 # Keep the current version as .prev through a hard link, so the live path is
                 # never absent: a reader sees the old file or the new one, nothing in between.
-                link = self.path.with_name(f".{self.path.name}.prev-link")
+                link = path.with_name(f".{path.name}.prev-link")
                 link.unlink(missing_ok=True)
-                os.link(self.path, link)
-                os.replace(link, self.path.with_name(self.path.name + ".prev"))
-            os.replace(tmp, self.path)
+                os.link(path, link)
+                os.replace(link, path.with_name(path.name + ".prev"))
+            os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        directory = os.open(self.path.parent, os.O_RDONLY)
+        directory = os.open(path.parent, os.O_RDONLY)
         try:
             os.fsync(directory)
         finally:
