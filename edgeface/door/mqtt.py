@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import logging
 import ssl
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -268,7 +269,25 @@ class DoorMqtt:
                 with self._acks_lock:  # never held across a paho call (paho holds its own
                     self._acked_mids.clear()  # locks while it runs on_publish)
                     self._acked.clear()
-                info = self.client.publish(event.topic, event.payload, qos=1, retain=event.retain)
+                try:
+                    info = self.client.publish(
+                        event.topic, event.payload, qos=1, retain=event.retain
+                    )
+                except (ValueError, TypeError, struct.error) as exc:
+                    # A topic no broker takes (a wildcard, too long: stored by an older, bad
+                    # configuration) would stop this thread, and every event behind it, for
+                    # good — across restarts, as it stays first in the outbox. Into the
+                    # journal with it, whole, and on with the rest.
+                    log.error(
+                        "mqtt: event %s can never be published on %r (%s); dropped from the "
+                        "outbox: %s",
+                        event.seq,
+                        event.topic[:200],
+                        exc,
+                        event.payload[:2000],
+                    )
+                    self.outbox.acknowledge(event.seq)
+                    continue
                 if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
                     log.error("mqtt: publish failed (%s); will retry", mqtt.error_string(info.rc))
                     break
