@@ -43,9 +43,8 @@ MIN_FOLDS = 2
 
 
 def _read_header(path: Path, line: str) -> tuple[int, int]:
-    """``(folds, pairs per class)`` from the first line, refusing what the protocol cannot score:
-    a count below 1 would make the "expected N pairs" check compare against 0 or a negative
-    number, and a single fold leaves no other fold to pick its threshold on."""
+    """``(folds, pairs per class)`` from the first line, refusing counts below 1: they would
+    make the "expected N pairs" check compare against 0 or a negative number."""
     header = line.split()
     usage = "first line must be '<folds> <pairs per class>' (LFW View-2: '10 300')"
     try:
@@ -55,12 +54,6 @@ def _read_header(path: Path, line: str) -> tuple[int, int]:
     if folds < 1 or per_class < 1:
         raise EdgefaceError(
             f"{path}: {usage}, both positive whole numbers; found {header[0]!r} and {header[1]!r}"
-        )
-    if folds < MIN_FOLDS:
-        raise EdgefaceError(
-            f"{path}: {folds} fold; k-fold evaluation needs at least {MIN_FOLDS} folds (each "
-            "fold's threshold is chosen on the others), so the first line must say "
-            f"'{MIN_FOLDS} {per_class}' or more folds (LFW View-2: '10 300')"
         )
     return folds, per_class
 
@@ -115,6 +108,15 @@ def read_pairs(data_dir: Path) -> list[Pair]:
             raise EdgefaceError(
                 f"{path}: line {index + 2} is not 'name n1 n2' or 'name1 n1 name2 n2'"
             ) from None
+    # Checked after the lines, so a malformed line is named first; a well-formed single fold
+    # leaves no other fold to pick its threshold on (verification_report would refuse it later,
+    # after every image had been embedded).
+    if folds < MIN_FOLDS:
+        raise EdgefaceError(
+            f"{path}: {folds} fold; k-fold evaluation needs at least {MIN_FOLDS} folds (each "
+            "fold's threshold is chosen on the others), so the first line must say "
+            f"'{MIN_FOLDS} {per_class}' or more folds (LFW View-2: '10 300')"
+        )
     return pairs
 
 

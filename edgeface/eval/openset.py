@@ -90,8 +90,7 @@ class OpenSetReport:
         lines = [
             f"open-set identification: {self.identities} identities, {self.images} images "
             f"({self.unreadable} unreadable, {self.no_face} without a face), {self.trials} "
-            f"trials, enrol {enrol} each "
-            f"(templates: {augmentation})",
+            f"trials, enrol {enrol} each (templates: {augmentation})",
             f"  per trial: {self.enrolled_per_trial:.0f} enrolled, "
             f"{self.genuine_probes_per_trial:.0f} genuine probes, "
             f"{self.impostor_probes_per_trial:.0f} impostor probes",
@@ -179,8 +178,8 @@ def _check_something_scored(
     raise EdgefaceError(
         f"nothing to score: {enrolled} enrolled identities and {genuine} genuine probes over "
         f"{trials} trials; of {images} images {unreadable} were unreadable and {no_face} had no "
-        f"usable face, and each enrolled identity needs {needed} usable ones (--enrol {enrol}, "
-        f"then {max(fuse, 1)} per probe) while the most any identity has is {most}"
+        f"usable face, and an enrolled identity needs {needed} images with a usable face "
+        f"(--enrol {enrol}, then {max(fuse, 1)} per probe) but the most any has is {most}"
     )
 
 
