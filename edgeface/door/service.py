@@ -1111,6 +1111,14 @@ class DoorService:
                     "error", detail=f"reload refused, keeping the running configuration: {exc}"
                 )
                 return
+            except Exception as exc:  # a defect: refuse the reload, say so, keep the door up
+                log.exception("reload failed unexpectedly")
+                self.emit(
+                    "error",
+                    detail="reload refused, keeping the running configuration: internal error "
+                    f"({exc.__class__.__name__}: {str(exc)[:200]})",
+                )
+                return
             running = self.config
             self.config = plan.config
             self._use_gallery(gallery)
