@@ -340,6 +340,8 @@ def cmd_identify(args: argparse.Namespace) -> int:
 
 def load_gallery_file(path: Path) -> Gallery:
     """A gallery document from a file (export format), validated."""
+    if path.exists() and not path.is_file():
+        raise EdgefaceError(f"{path} is not a regular file")  # a FIFO would block for ever
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -348,6 +350,10 @@ def load_gallery_file(path: Path) -> Gallery:
         raise EdgefaceError(f"{path} is not a gallery file (not UTF-8 JSON text)") from None
     except json.JSONDecodeError as exc:
         raise EdgefaceError(f"{path} is not valid JSON (line {exc.lineno}): {exc.msg}") from None
+    except (ValueError, RecursionError) as exc:  # a 5000-digit number, 100 000 brackets
+        raise EdgefaceError(
+            f"{path} is not a gallery file ({exc.__class__.__name__}: {str(exc)[:80]})"
+        ) from None
     return Gallery.from_dict(data, str(path))
 
 

@@ -540,3 +540,6 @@ def test_gallery_files_that_are_no_documents_are_one_line_errors(tmp_path: Path)
     ):
         result = edgeface("gallery", "list", "--gallery", str(path), timeout=60)
         assert_one_line_error(result, message)
+        gallery = write_gallery(tmp_path / "g.json")
+        result = edgeface("gallery", "import", str(path), "--gallery", str(gallery), timeout=60)
+        assert_one_line_error(result, message)
