@@ -15,6 +15,7 @@ import dataclasses
 import difflib
 import math
 import os
+import re
 import stat
 import types
 import typing
@@ -232,7 +233,7 @@ class Bound:
 
     def allows(self, value: float) -> bool:
         """Whether ``value`` is finite and inside the range."""
-        if not math.isfinite(value) or value < self.low or (self.low_open and value == self.low):
+        if not _finite(value) or value < self.low or (self.low_open and value == self.low):
             return False
         if self.high is None:
             return True
@@ -245,6 +246,12 @@ class Bound:
             parts.append(f"{'less than' if self.high_open else 'at most'} {_number(self.high)}")
         text = " and ".join(parts)
         return f"{text} ({self.note})" if self.note else text
+
+
+def _finite(value: float) -> bool:
+    """``math.isfinite``, also for an int too large for a float (``relay.pin: 0xfff…``), where
+    ``math.isfinite`` raises OverflowError; Python compares such an int with a float exactly."""
+    return isinstance(value, int) or math.isfinite(value)
 
 
 def _number(value: float) -> str:
@@ -312,11 +319,9 @@ def _in_range(value: float, name: str, where: str, written: str | None = None) -
     if bound is None or bound.allows(value):
         return
     overflowed = written is not None and math.isinf(value) and "inf" not in written.lower()
-    if math.isfinite(value) or overflowed:
-        problem = "is out of range"
-    else:
-        problem = "is not a finite number"
-    shown = _clip(written) if written is not None else shown_value(value)
+    finite = _finite(value) or overflowed
+    problem = "is out of range" if finite else "is not a finite number"
+    shown = _clip(written) if overflowed and written is not None else shown_value(value)
     raise ConfigError(f"{where}: {shown} {problem}; allowed: {bound.describe()}")
 
 
@@ -327,14 +332,20 @@ def _in_range(value: float, name: str, where: str, written: str | None = None) -
 #: minutes — during a SIGHUP reload, while the door waits.
 MAX_CONFIG_BYTES = 1024 * 1024
 
+#: Most values (scalars, lists and mappings) a configuration may hold. The example has about
+#: 150 and a schedule for a thousand people about 15 000; pure-Python YAML takes some 40 µs
+#: each, so this keeps the worst a 1 MiB file can cost near two seconds instead of fifteen.
+MAX_CONFIG_NODES = 50_000
+
 #: Largest ``file:`` secret read (bytes): a password or key is one short line, and a bound keeps
 #: a wrong path (``/dev/zero``, a disk image) from filling memory.
 MAX_SECRET_BYTES = 64 * 1024
 
-#: Longest integer accepted as written (characters). No setting needs more than a few digits;
-#: Python refuses to convert decimal text of more than 4300 digits (ValueError), and a long
-#: binary or hex number converts but then cannot be shown in a message.
-MAX_INTEGER_CHARS = 64
+#: Longest integer accepted as written (characters). No setting needs more than a few digits,
+#: but Python refuses to convert decimal text of more than 4300 digits (a ValueError from deep
+#: inside PyYAML), and a long hex number converts but then cannot be printed in a message. A
+#: longer number is refused as such; a shorter one too large for its key is out of range.
+MAX_INTEGER_CHARS = 1000
 
 #: Longest ``device_id`` (characters): it is an MQTT topic level and part of Home Assistant's
 #: entity ids, and a long one broke the MQTT sender (a topic has at most 65535 bytes).
@@ -346,6 +357,8 @@ MAX_TOPIC_PREFIX_CHARS = 100
 
 #: How much of a bad value a message repeats (characters).
 SHOWN_CHARS = 60
+#: How much of a path a message repeats: paths are legitimately longer than values.
+PATH_CHARS = 200
 
 
 def _clip(text: str, limit: int = SHOWN_CHARS) -> str:
@@ -375,10 +388,20 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     """Read and validate a YAML file (raises :class:`ConfigError` with key and line)."""
     file = Path(path)
     try:
-        data = file.read_bytes()
+        with file.open("rb") as handle:
+            data = handle.read(MAX_CONFIG_BYTES + 1)  # one more byte tells "too large"
     except OSError as exc:
         raise ConfigError(f"cannot read configuration {file}: {exc.strerror}") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(_too_large(str(file)))
     return parse_config(_decode(data, str(file)), str(file))
+
+
+def _too_large(source: str) -> str:
+    return (
+        f"{source}: larger than {MAX_CONFIG_BYTES // 1024 // 1024} MiB; a configuration is a "
+        "few kilobytes — is this the right file?"
+    )
 
 
 def _decode(data: bytes, source: str) -> str:
@@ -401,13 +424,54 @@ class ConfigLoader(yaml.SafeLoader):
     ``10:00`` is 600, while ``07:00``, with its leading zero, stays text). A schedule written
     ``from: 22:00`` would then silently mean something else — Python reads "1320" as 13:20 —
     and open the door hours early. YAML 1.2 dropped base-60 numbers; so does this loader.
+
+    Aliases (``*name``) are refused: a configuration has no use for them, and nested ones
+    ("billion laughs") let a file of a few hundred bytes expand to gigabytes the moment
+    anything walks or prints the value — a reload would stall the daemon, then kill it.
     """
+
+    #: Nodes composed so far (see :data:`MAX_CONFIG_NODES`).
+    composed = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        """PyYAML's composer, but an alias is an error (with its line) instead of a reference
+        to the anchored node — refused before anything is built, so nothing can expand — and
+        so is a file with more than :data:`MAX_CONFIG_NODES` values."""
+        event = self.peek_event()
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.composer.ComposerError(
+                None,
+                None,
+                f"anchors and aliases (*{_clip(str(event.anchor), 40)}) are not supported; "
+                "write the value out",
+                event.start_mark,
+            )
+        self.composed += 1
+        if self.composed > MAX_CONFIG_NODES:
+            raise yaml.composer.ComposerError(
+                None,
+                None,
+                f"more than {MAX_CONFIG_NODES} values; a configuration needs far fewer",
+                event.start_mark,
+            )
+        return super().compose_node(parent, index)
+
+
+class _NumberTooLong(yaml.constructor.ConstructorError):
+    """An integer written with more than :data:`MAX_INTEGER_CHARS` characters."""
 
 
 def _number_or_clock(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
     if ":" in node.value:
         return node.value  # a time of day as written, not a base-60 number
     if node.tag.endswith(":int"):
+        if len(node.value) > MAX_INTEGER_CHARS:
+            raise _NumberTooLong(
+                None,
+                None,
+                f"{_clip(node.value, 20)} is not a number in range",
+                node.start_mark,
+            )
         return loader.construct_yaml_int(node)
     return loader.construct_yaml_float(node)
 
@@ -418,6 +482,8 @@ ConfigLoader.add_constructor("tag:yaml.org,2002:float", _number_or_clock)
 
 def parse_config(text: str, source: str = "<config>") -> Config:
     """Parse and validate YAML text (raises :class:`ConfigError` naming ``source``, key, line)."""
+    if len(text) > MAX_CONFIG_BYTES:
+        raise ConfigError(_too_large(source))
     try:
         node = yaml.compose(text, Loader=ConfigLoader)
         if node is None:
@@ -455,7 +521,7 @@ def _build(cls: type, node: yaml.Node, prefix: str, source: str) -> Any:
             close = difflib.get_close_matches(str(key), fields, n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""
             raise ConfigError(
-                f"{source}: unknown key '{prefix}{key}' (line {_line(key_node)}){hint}"
+                f"{source}: unknown key '{_clip(prefix + key)}' (line {_line(key_node)}){hint}"
             )
         if key in values:
             raise ConfigError(f"{source}: key '{prefix}{key}' given twice (line {_line(key_node)})")
@@ -474,7 +540,7 @@ def _key(node: yaml.Node, where: str) -> str:
 
 
 def _convert(kind: Any, node: yaml.Node, name: str, source: str) -> Any:
-    where = f"{source}: {name} (line {_line(node)})"
+    where = f"{source}: {_clip(name)} (line {_line(node)})"
     if dataclasses.is_dataclass(kind):
         return _build(typing.cast(type, kind), node, name + ".", source)
     origin = get_origin(kind)
@@ -487,7 +553,7 @@ def _convert(kind: Any, node: yaml.Node, name: str, source: str) -> Any:
         value = _scalar(node, where)
         if value not in get_args(kind):
             choices = ", ".join(repr(a) for a in get_args(kind))
-            raise ConfigError(f"{where}: {value!r} is not one of {choices}")
+            raise ConfigError(f"{where}: {shown_value(value)} is not one of {choices}")
         return value
     if origin is dict:
         if not isinstance(node, yaml.MappingNode):
@@ -496,7 +562,10 @@ def _convert(kind: Any, node: yaml.Node, name: str, source: str) -> Any:
         keys = [(_key(key, f"{source}: {name}"), value) for key, value in node.value]
         return {key: _convert(value_kind, value, f"{name}.{key}", source) for key, value in keys}
     if kind is Any:
-        return yaml.load(yaml.serialize(node), Loader=ConfigLoader)
+        try:
+            return yaml.load(yaml.serialize(node), Loader=ConfigLoader)
+        except _NumberTooLong as exc:  # its mark is in the re-serialised text, not the file
+            raise ConfigError(f"{where}: {exc.problem}") from None
     if origin is list:
         if not isinstance(node, yaml.SequenceNode):
             raise ConfigError(f"{where}: expected a list")
@@ -508,26 +577,66 @@ def _convert(kind: Any, node: yaml.Node, name: str, source: str) -> Any:
     value = _scalar(node, where)
     if kind is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+            raise ConfigError(f"{where}: expected true or false, got {shown_value(value)}")
         return value
     if kind is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected a whole number, got {value!r}")
+            raise ConfigError(f"{where}: expected a whole number, got {shown_value(value)}")
         _in_range(value, name, where)
         return value
     if kind is float:
+        scalar = typing.cast(yaml.ScalarNode, node)  # _scalar() refused anything else
+        written = scalar.value
+        if isinstance(value, str) and scalar.style is None and _EXPONENT_NUMBER.fullmatch(value):
+            value = float(value)  # 1e3: YAML 1.1 wants a dot (1.0e+3); people do not write one
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
+            raise ConfigError(f"{where}: expected a number, got {shown_value(value)}")
         number = _as_float(value)
-        _in_range(number, name, where)
+        # An int too large for a float (10**400 written out) stays "not a finite number".
+        _in_range(number, name, where, written if isinstance(value, float) else None)
         return number
     if kind is str:
         if isinstance(value, (dict, list)) or value is None:
-            raise ConfigError(f"{where}: expected text, got {value!r}")
+            raise ConfigError(f"{where}: expected text, got {shown_value(value)}")
         # Text as written, not what YAML 1.1 makes of it: unquoted, a password 0123 would be
         # the octal number 83, a device id 007 would be "7", a name "yes" would be "True".
-        return resolve_secret(typing.cast(yaml.ScalarNode, node).value, where)
+        text = resolve_secret(typing.cast(yaml.ScalarNode, node).value, where)
+        check = TEXT_CHECKS.get(name)
+        problem = check(text) if check else None
+        if problem:
+            raise ConfigError(f"{where}: {shown_value(text)} {problem}")
+        return text
     raise ConfigError(f"{where}: unsupported setting type {kind}")
+
+
+#: A number with an exponent as YAML 1.2 (and everyone) writes it, e.g. ``1e3``, ``2.5E-2``,
+#: which YAML 1.1 reads as text because it has no dot or no sign in the exponent.
+_EXPONENT_NUMBER = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)[eE][-+]?[0-9]+")
+
+
+def topic_prefix_problem(text: str) -> str | None:
+    """Why ``text`` cannot start the MQTT topics edgeface publishes to and subscribes to
+    (``mqtt.base_topic``, ``mqtt.discovery_prefix``), or None. Checked here because paho
+    refuses such a topic only when the daemon publishes — in the MQTT thread, which then
+    dies while ``doctor`` had said the file was fine."""
+    if not text:
+        return "is empty; give a topic prefix such as edgeface"
+    if len(text) > MAX_TOPIC_PREFIX_CHARS:
+        return f"is longer than {MAX_TOPIC_PREFIX_CHARS} characters"
+    if any(ch in text for ch in "+#\0"):
+        return "may not hold the MQTT wildcards + and # or a NUL character"
+    if text.startswith("$"):
+        return "may not start with $ (brokers keep such topics, e.g. $SYS, for themselves)"
+    if text.startswith("/") or text.endswith("/") or "//" in text:
+        return "may not start or end with / or have an empty level (//)"
+    return None
+
+
+#: Text settings with rules beyond "is text": key → a function naming the problem, or None.
+TEXT_CHECKS: dict[str, typing.Callable[[str], str | None]] = {
+    "mqtt.base_topic": topic_prefix_problem,
+    "mqtt.discovery_prefix": topic_prefix_problem,
+}
 
 
 def _as_float(value: int | float) -> float:
@@ -546,21 +655,47 @@ def _scalar(node: yaml.Node, where: str) -> Any:
         return node.value
     try:  # plain: what YAML makes of it (number, true/false, null ...)
         return ConfigLoader(node.value).get_single_data()
+    except _NumberTooLong as exc:
+        raise ConfigError(f"{where}: {exc.problem}") from None
     except yaml.YAMLError:  # plain text that is not a document on its own, e.g. "... x"
         return node.value
 
 
-def read_secret_file(path: Path, what: str = "secret file") -> str:
+def read_secret_file(path: Path, what: str = "secret file", *, regular_only: bool = False) -> str:
     """A secret kept in a file (so it is not in the YAML or in ``ps``): its first line,
-    stripped; "" for an empty file. Used for ``file:`` values and ``--password-file``."""
+    stripped; "" for an empty file. Used for ``file:`` values and ``--password-file``.
+
+    At most :data:`MAX_SECRET_BYTES` are read: ``/dev/zero`` or a disk image named by mistake
+    would otherwise fill memory. ``regular_only`` (``file:`` values in the configuration)
+    refuses anything but a regular file, without waiting: the daemon reads them at start and
+    on every reload, and a FIFO nobody writes to would block it for ever. ``--password-file``
+    may be a pipe (``<(pass show mqtt)``): someone is there to feed it."""
+    named = _clip(str(path), PATH_CHARS)
+    flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+    if regular_only:  # opening a FIFO for reading blocks until a writer appears; this does not
+        flags |= getattr(os, "O_NONBLOCK", 0)
     try:
-        lines = path.read_text().splitlines()
+        fd = os.open(path, flags)
+        with os.fdopen(fd, "rb") as handle:
+            if regular_only and not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                raise ConfigError(
+                    f"{what} {named} is not a regular file (a directory, device or "
+                    "pipe); put the secret in a file"
+                )
+            data = handle.read(MAX_SECRET_BYTES + 1)  # one more byte tells "too large"
     except OSError as exc:
-        raise ConfigError(f"cannot read {what} {path}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{what} {path} is not text") from None
+        raise ConfigError(f"cannot read {what} {named}: {exc.strerror}") from None
     except ValueError as exc:  # a path no file can have, e.g. with a NUL byte in it
-        raise ConfigError(f"cannot read {what} {str(path)!r}: {exc}") from None
+        raise ConfigError(f"cannot read {what} {shown_value(str(path))}: {exc}") from None
+    if len(data) > MAX_SECRET_BYTES:
+        raise ConfigError(
+            f"{what} {named} is larger than {MAX_SECRET_BYTES // 1024} KiB; a secret "
+            "is one short line — is this the right file?"
+        )
+    try:
+        lines = data.decode("utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise ConfigError(f"{what} {named} is not text") from None
     return lines[0].strip() if lines else ""
 
 
@@ -569,11 +704,13 @@ def resolve_secret(value: str, where: str) -> str:
     if value.startswith("env:"):
         name = value[4:]
         if name not in os.environ:
-            raise ConfigError(f"{where}: environment variable {name} is not set")
+            raise ConfigError(f"{where}: environment variable {_clip(name)} is not set")
         return os.environ[name]
     if value.startswith("file:"):
+        if not value[5:]:
+            raise ConfigError(f"{where}: 'file:' needs the path of the file after it")
         try:
-            return read_secret_file(Path(value[5:]))
+            return read_secret_file(Path(value[5:]), regular_only=True)
         except ConfigError as exc:
             raise ConfigError(f"{where}: {exc}") from None
     return value
@@ -641,15 +778,15 @@ def check_consistency(config: Config, source: str) -> None:
         for key_id, text in config.push.public_keys.items():
             if key_id in config.push.keys:
                 raise ConfigError(
-                    f"{source}: key id {key_id!r} is in both push.keys and push.public_keys; "
-                    "a key id must name one key"
+                    f"{source}: key id {shown_value(key_id)} is in both push.keys and "
+                    "push.public_keys; a key id must name one key"
                 )
             try:
                 parse_public_key(text)
             except ValueError as exc:
                 raise ConfigError(
-                    f"{source}: push.public_keys.{key_id} is not an Ed25519 public key ({exc}); "
-                    "use the base64 line of the .pub file from edgeface keys generate"
+                    f"{source}: push.public_keys.{_clip(key_id)} is not an Ed25519 public key "
+                    f"({exc}); use the base64 line of the .pub file from edgeface keys generate"
                 ) from None
         for key_id, key in config.push.keys.items():
             try:
@@ -657,7 +794,7 @@ def check_consistency(config: Config, source: str) -> None:
                     raise ValueError
             except ValueError:
                 raise ConfigError(
-                    f"{source}: push.keys.{key_id} must be a hex key of at least 16 bytes "
+                    f"{source}: push.keys.{_clip(key_id)} must be a hex key of at least 16 bytes "
                     "(edgeface keys generate)"
                 ) from None
     if m.remote_unlock and not m.remote_unlock_secret:
@@ -666,9 +803,15 @@ def check_consistency(config: Config, source: str) -> None:
             "remote unlock needs a shared secret"
         )
     _check_second_factor(config, source)
+    if len(config.device_id) > MAX_DEVICE_ID_CHARS:
+        raise ConfigError(
+            f"{source}: device_id {shown_value(config.device_id)} is longer than "
+            f"{MAX_DEVICE_ID_CHARS} characters (it becomes part of MQTT topics)"
+        )
     if not is_device_id(config.device_id):
         raise ConfigError(
-            f"{source}: device_id {config.device_id!r} may only hold letters, digits, - and _ "
+            f"{source}: device_id {shown_value(config.device_id)} may only hold letters, digits, "
+            "- and _ "
             "(it becomes part of MQTT topics)"
         )
 
@@ -707,11 +850,11 @@ def _check_second_factor(config: Config, source: str) -> None:
     for name in f.required_for:
         if not name.strip() or name != name.strip():
             raise ConfigError(
-                f"{source}: second_factor.required_for: {name!r} is empty or has spaces "
+                f"{source}: second_factor.required_for: {shown_value(name)} is empty or has spaces "
                 "around it, so it would match nobody"
             )
         if name.lower() == "all" and name != "all":
             raise ConfigError(
-                f"{source}: second_factor.required_for: write {name!r} as all (lower case) "
-                "to mean everybody"
+                f"{source}: second_factor.required_for: write {shown_value(name)} as all "
+                "(lower case) to mean everybody"
             )

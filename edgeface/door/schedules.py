@@ -15,6 +15,8 @@ import difflib
 import re
 from dataclasses import dataclass
 
+from edgeface.config import shown_value
+
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 #: The keys a window may have; each has a default, so a misspelt one would silently widen it.
 WINDOW_KEYS = ("days", "from", "to")
@@ -45,9 +47,11 @@ def parse_window(raw: dict[str, object], where: str) -> Window:
         raise ValueError(f"{where}.days must be a list like [mon, tue]")
     days = set()
     for day in days_raw:
-        name = str(day).strip().lower()[:3]
+        # Only text can name a day: str() of a list or mapping here would print a structure
+        # as large as the file allows just to compare its first three letters.
+        name = day.strip().lower()[:3] if isinstance(day, str) else ""
         if name not in DAYS:
-            raise ValueError(f"{where}.days: {day!r} is not a day (mon … sun)")
+            raise ValueError(f"{where}.days: {shown_value(day)} is not a day (mon … sun)")
         days.add(DAYS.index(name))
     start = _clock(raw.get("from", "00:00"), f"{where}.from")
     end_text = raw.get("to", "24:00")
@@ -60,11 +64,13 @@ def _clock(value: object, where: str) -> dt.time:
     number here is what YAML 1.1 makes of an unquoted 22:00 (1320), so neither is guessed at."""
     text = value if isinstance(value, str) else ""
     if not re.fullmatch(r"\d{1,2}:\d{2}", text.strip()):
-        raise ValueError(f'{where} must be a HH:MM time such as "07:30", got {value!r}')
+        raise ValueError(f'{where} must be a HH:MM time such as "07:30", got {shown_value(value)}')
     try:
         return dt.time.fromisoformat(text.strip().zfill(5))
     except ValueError:
-        raise ValueError(f"{where}: {value!r} is not a time of day (00:00 to 23:59)") from None
+        raise ValueError(
+            f"{where}: {shown_value(value)} is not a time of day (00:00 to 23:59)"
+        ) from None
 
 
 def _check_keys(raw: dict[str, object], where: str) -> None:
@@ -75,7 +81,8 @@ def _check_keys(raw: dict[str, object], where: str) -> None:
             close = difflib.get_close_matches(str(key), WINDOW_KEYS, n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""
             raise ValueError(
-                f"{where}: unknown key {key!r}{hint} (a window has only days, from and to)"
+                f"{where}: unknown key {shown_value(key)}{hint} (a window has only days, from "
+                "and to)"
             )
 
 
