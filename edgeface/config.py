@@ -25,7 +25,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
 
-from edgeface.errors import EdgefaceError
+from edgeface.errors import EdgefaceError, clip_text, shown_value
 
 
 class ConfigError(EdgefaceError):
@@ -321,7 +321,7 @@ def _in_range(value: float, name: str, where: str, written: str | None = None) -
     overflowed = written is not None and math.isinf(value) and "inf" not in written.lower()
     finite = _finite(value) or overflowed
     problem = "is out of range" if finite else "is not a finite number"
-    shown = _clip(written) if overflowed and written is not None else shown_value(value)
+    shown = clip_text(written) if overflowed and written is not None else shown_value(value)
     raise ConfigError(f"{where}: {shown} {problem}; allowed: {bound.describe()}")
 
 
@@ -355,30 +355,8 @@ MAX_DEVICE_ID_CHARS = 64
 #: the fixed levels appended, every topic stays far below MQTT's 65535-byte limit.
 MAX_TOPIC_PREFIX_CHARS = 100
 
-#: How much of a bad value a message repeats (characters).
-SHOWN_CHARS = 60
 #: How much of a path a message repeats: paths are legitimately longer than values.
 PATH_CHARS = 200
-
-
-def _clip(text: str, limit: int = SHOWN_CHARS) -> str:
-    """``text``, cut to ``limit`` characters (saying how long it was) so that a message about
-    a megabyte-long value is still one readable line."""
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit]}… ({len(text)} characters)"
-
-
-def shown_value(value: object, limit: int = SHOWN_CHARS) -> str:
-    """``repr(value)`` for an error message, bounded: a value from a file may be huge (a long
-    string, a big list) and its whole repr would flood the log line or the terminal."""
-    if isinstance(value, str) and len(value) > limit:
-        return f"{value[:limit]!r}… ({len(value)} characters)"
-    try:
-        text = repr(value)
-    except (ValueError, RecursionError):  # an int beyond Python's digit limit; deep nesting
-        return f"a {type(value).__name__} too large to show"
-    return _clip(text, limit)
 
 
 # ----- loading ---------------------------------------------------------------------------------
@@ -442,7 +420,7 @@ class ConfigLoader(yaml.SafeLoader):
             raise yaml.composer.ComposerError(
                 None,
                 None,
-                f"anchors and aliases (*{_clip(str(event.anchor), 40)}) are not supported; "
+                f"anchors and aliases (*{clip_text(str(event.anchor), 40)}) are not supported; "
                 "write the value out",
                 event.start_mark,
             )
@@ -469,7 +447,7 @@ def _number_or_clock(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
             raise _NumberTooLong(
                 None,
                 None,
-                f"{_clip(node.value, 20)} is not a number in range",
+                f"{clip_text(node.value, 20)} is not a number in range",
                 node.start_mark,
             )
         return loader.construct_yaml_int(node)
@@ -521,7 +499,7 @@ def _build(cls: type, node: yaml.Node, prefix: str, source: str) -> Any:
             close = difflib.get_close_matches(str(key), fields, n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""
             raise ConfigError(
-                f"{source}: unknown key '{_clip(prefix + key)}' (line {_line(key_node)}){hint}"
+                f"{source}: unknown key '{clip_text(prefix + key)}' (line {_line(key_node)}){hint}"
             )
         if key in values:
             raise ConfigError(f"{source}: key '{prefix}{key}' given twice (line {_line(key_node)})")
@@ -540,7 +518,7 @@ def _key(node: yaml.Node, where: str) -> str:
 
 
 def _convert(kind: Any, node: yaml.Node, name: str, source: str) -> Any:
-    where = f"{source}: {_clip(name)} (line {_line(node)})"
+    where = f"{source}: {clip_text(name)} (line {_line(node)})"
     if dataclasses.is_dataclass(kind):
         return _build(typing.cast(type, kind), node, name + ".", source)
     origin = get_origin(kind)
@@ -670,7 +648,7 @@ def read_secret_file(path: Path, what: str = "secret file", *, regular_only: boo
     refuses anything but a regular file, without waiting: the daemon reads them at start and
     on every reload, and a FIFO nobody writes to would block it for ever. ``--password-file``
     may be a pipe (``<(pass show mqtt)``): someone is there to feed it."""
-    named = _clip(str(path), PATH_CHARS)
+    named = clip_text(str(path), PATH_CHARS)
     flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
     if regular_only:  # opening a FIFO for reading blocks until a writer appears; this does not
         flags |= getattr(os, "O_NONBLOCK", 0)
@@ -704,7 +682,7 @@ def resolve_secret(value: str, where: str) -> str:
     if value.startswith("env:"):
         name = value[4:]
         if name not in os.environ:
-            raise ConfigError(f"{where}: environment variable {_clip(name)} is not set")
+            raise ConfigError(f"{where}: environment variable {clip_text(name)} is not set")
         return os.environ[name]
     if value.startswith("file:"):
         if not value[5:]:
@@ -785,7 +763,7 @@ def check_consistency(config: Config, source: str) -> None:
                 parse_public_key(text)
             except ValueError as exc:
                 raise ConfigError(
-                    f"{source}: push.public_keys.{_clip(key_id)} is not an Ed25519 public key "
+                    f"{source}: push.public_keys.{clip_text(key_id)} is not an Ed25519 public key "
                     f"({exc}); use the base64 line of the .pub file from edgeface keys generate"
                 ) from None
         for key_id, key in config.push.keys.items():
@@ -794,8 +772,8 @@ def check_consistency(config: Config, source: str) -> None:
                     raise ValueError
             except ValueError:
                 raise ConfigError(
-                    f"{source}: push.keys.{_clip(key_id)} must be a hex key of at least 16 bytes "
-                    "(edgeface keys generate)"
+                    f"{source}: push.keys.{clip_text(key_id)} must be a hex key of at least 16 "
+                    "bytes (edgeface keys generate)"
                 ) from None
     if m.remote_unlock and not m.remote_unlock_secret:
         raise ConfigError(

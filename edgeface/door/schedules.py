@@ -15,7 +15,7 @@ import difflib
 import re
 from dataclasses import dataclass
 
-from edgeface.config import shown_value
+from edgeface.errors import shown_value
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 #: The keys a window may have; each has a default, so a misspelt one would silently widen it.

@@ -452,12 +452,13 @@ class DoorService:
         """A push rejected before its signature was verified: anyone on the broker can send
         one, so it is reported throttled (:mod:`edgeface.door.throttle`), as refused commands
         are, and answered on ``gallery/state`` (bounded: the reason quotes little of it)."""
-        left_out = self._push_refusals.allow()
-        if left_out is not None:
-            fields: dict[str, Any] = {"reason": reason, "origin": origin}
-            if left_out:
-                fields["not_reported_before"] = left_out
-            self.emit("gallery_rejected", gallery_version=self.gallery.version, **fields)
+        self._refuse(
+            "gallery_rejected",
+            self._push_refusals,
+            gallery_version=self.gallery.version,
+            reason=reason,
+            origin=origin,
+        )
         self._gallery_state("rejected", reason, None, answer)
 
     def _prepare_push(
@@ -745,11 +746,14 @@ class DoorService:
             )
         return False
 
-    def _refuse(self, event_type: str, **fields: Any) -> None:
-        """Report a command refused before its sender was authenticated: only the reason,
+    def _refuse(
+        self, event_type: str, throttle: ReportThrottle | None = None, **fields: Any
+    ) -> None:
+        """Report a message refused before its sender was authenticated: only the reason,
         never the message's content (an unauthenticated sender must not choose what goes into
-        the audit trail), and at most a few per minute (:mod:`edgeface.door.throttle`)."""
-        left_out = self._refusals.allow()
+        the audit trail), and at most a few per minute (:mod:`edgeface.door.throttle`; commands
+        share one ``throttle``, pushes have their own)."""
+        left_out = (throttle or self._refusals).allow()
         if left_out is None:
             return
         if left_out:

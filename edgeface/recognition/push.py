@@ -64,7 +64,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
-from edgeface.errors import EdgefaceError
+from edgeface.errors import EdgefaceError, shown_value
 from edgeface.recognition.gallery import (
     Gallery,
     GalleryError,
@@ -99,12 +99,6 @@ class PushRejected(EdgefaceError):
 
 #: How much of a value from an unauthenticated push a rejection reason may repeat.
 ECHO_CHARACTERS = 40
-
-
-def shown(value: object) -> str:
-    """``repr(value)``, cut to ECHO_CHARACTERS: a name the sender chose, bounded."""
-    text = repr(value)
-    return text if len(text) <= ECHO_CHARACTERS else text[: ECHO_CHARACTERS - 1] + "…"
 
 
 def canonical(document: dict[str, Any]) -> bytes:
@@ -308,9 +302,11 @@ def _check_signature(
 ) -> None:
     alg, key_id = signature.get("alg"), str(signature.get("key_id"))
     if alg not in (ALGORITHM, ED25519):
-        raise PushRejected(f"unsupported signature algorithm {shown(alg)}")
+        raise PushRejected(f"unsupported signature algorithm {shown_value(alg, ECHO_CHARACTERS)}")
     if key_id not in keys and key_id not in public_keys:
-        raise PushRejected(f"unknown signing key {shown(signature.get('key_id'))}")
+        raise PushRejected(
+            f"unknown signing key {shown_value(signature.get('key_id'), ECHO_CHARACTERS)}"
+        )
     if (alg == ALGORITHM) != (key_id in keys):
         kind = "an HMAC-SHA256" if key_id in keys else "an Ed25519"
         raise PushRejected(f"key {key_id!r} is {kind} key; the push claims {alg}")
