@@ -24,7 +24,7 @@ from edgeface.model_files import embedder_fingerprint
 from edgeface.output import emit
 from edgeface.pipeline import Face, FacePipeline, PipelineSettings
 from edgeface.recognition.enrolment import MAX_OUTSIDE_FRACTION, enrolment_face
-from edgeface.recognition.gallery import Gallery, GalleryError, GalleryStore
+from edgeface.recognition.gallery import Gallery, GalleryError, GalleryStore, read_json_file
 from edgeface.recognition.matcher import DEFAULT_MARGIN, DEFAULT_THRESHOLD, Matcher, verify
 from edgeface.vision.image_io import read_rgb
 from edgeface.vision.quality import RECOGNITION
@@ -340,20 +340,7 @@ def cmd_identify(args: argparse.Namespace) -> int:
 
 def load_gallery_file(path: Path) -> Gallery:
     """A gallery document from a file (export format), validated."""
-    if path.exists() and not path.is_file():
-        raise EdgefaceError(f"{path} is not a regular file")  # a FIFO would block for ever
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise EdgefaceError(f"cannot read {path}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise EdgefaceError(f"{path} is not a gallery file (not UTF-8 JSON text)") from None
-    except json.JSONDecodeError as exc:
-        raise EdgefaceError(f"{path} is not valid JSON (line {exc.lineno}): {exc.msg}") from None
-    except (ValueError, RecursionError) as exc:  # a 5000-digit number, 100 000 brackets
-        raise EdgefaceError(
-            f"{path} is not a gallery file ({exc.__class__.__name__}: {str(exc)[:80]})"
-        ) from None
+    data = read_json_file(path, str(path))
     return Gallery.from_dict(data, str(path))
 
 

@@ -23,7 +23,7 @@ import json
 import os
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -203,6 +203,29 @@ def validate_name(name: object) -> str:
     return name
 
 
+def read_json_file(path: Path, name: str, hint: Callable[[], str] = str) -> Any:
+    """The JSON document in ``path`` (a gallery, or a file to import), or a
+    :class:`GalleryError` saying in one line why not; ``name`` is how the message names it,
+    ``hint`` adds where a previous version is, if there is one."""
+    if path.exists() and not path.is_file():
+        # A FIFO would block for ever, /dev/zero never ends, a directory is a mistake.
+        raise GalleryError(f"{name} is not a regular file")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise GalleryError(
+            f"{name} is not valid JSON (line {exc.lineno}): {exc.msg}" + hint()
+        ) from None
+    except UnicodeDecodeError:
+        raise GalleryError(f"{name} is not a text (UTF-8 JSON) file" + hint()) from None
+    except (ValueError, RecursionError) as exc:  # a 5000-digit number, 100 000 brackets
+        raise GalleryError(
+            f"{name} is not a gallery document ({exc.__class__.__name__}: {str(exc)[:80]})" + hint()
+        ) from None
+    except OSError as exc:
+        raise GalleryError(f"{name} cannot be read: {exc.strerror or exc}") from None
+
+
 class GalleryStore:
     """A gallery file on disk, loaded and saved atomically."""
 
@@ -245,29 +268,7 @@ class GalleryStore:
         """The stored gallery, or an empty one if the file does not exist yet."""
         if not self.path.exists():
             return Gallery(embedder=self.embedder)
-        if not self.path.is_file():
-            # A FIFO would block for ever, /dev/zero never ends, a directory is a mistake.
-            raise GalleryError(f"gallery {self.path} is not a regular file")
-        try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise GalleryError(
-                f"gallery {self.path} is not valid JSON (line {exc.lineno}): {exc.msg}"
-                + self._previous_hint()
-            ) from None
-        except UnicodeDecodeError:
-            raise GalleryError(
-                f"gallery {self.path} is not a text (UTF-8 JSON) file" + self._previous_hint()
-            ) from None
-        except (ValueError, RecursionError) as exc:  # a 5000-digit number, 100 000 brackets
-            raise GalleryError(
-                f"gallery {self.path} is not a gallery document ({exc.__class__.__name__}: "
-                f"{str(exc)[:80]})" + self._previous_hint()
-            ) from None
-        except OSError as exc:
-            raise GalleryError(
-                f"gallery {self.path} cannot be read: {exc.strerror or exc}"
-            ) from None
+        data = read_json_file(self.path, f"gallery {self.path}", self._previous_hint)
         gallery = Gallery.from_dict(data, str(self.path))
         if self.embedder and gallery.embedder and gallery.embedder != self.embedder:
             raise GalleryError(
