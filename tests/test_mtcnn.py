@@ -18,7 +18,16 @@ from photos import face_free_photos, load_rgb
 from edgeface.model_files import model_path
 from edgeface.runtime import delegation_report, load_interpreter, pixels_as_input
 from edgeface.vision.detection import Detection
-from edgeface.vision.mtcnn import MtcnnDetector, Octaves, _Net, crop_batch, nms
+from edgeface.vision.mtcnn import (
+    PNET_CACHE_PIXELS,
+    PNET_TILE,
+    MtcnnDetector,
+    Octaves,
+    _Net,
+    crop_batch,
+    nms,
+    pnet_output_size,
+)
 
 SDIST_PHOTOS = [
     "obama.jpg",
@@ -301,3 +310,48 @@ def test_detector_rejects_bad_images(int8: MtcnnDetector) -> None:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+@pytest.mark.parametrize("height, width", [(500, 700), (771, 389), (390, 1201), (1001, 777)])
+def test_tiled_pnet_level_equals_whole_level(
+    photo_dir: Path, int8: MtcnnDetector, height: int, width: int
+) -> None:
+    """A large level runs in tiles through one small interpreter; its outputs must be the
+    whole level's, bit for bit, odd-sized edges included."""
+    rgb = load_rgb(photo_dir / "obama.jpg")
+    whole = int8._pnet_for(height, width).run_resized(rgb, width, height)
+    logits, offsets = int8._pnet_level(rgb, width, height)
+    assert width * height > PNET_TILE * PNET_TILE  # really tiled
+    assert logits.shape == whole[2][0].shape and offsets.shape == whole[4][0].shape
+    np.testing.assert_array_equal(logits, whole[2][0])
+    np.testing.assert_array_equal(offsets, whole[4][0])
+
+
+def test_large_photo_detects_the_same_face_in_bounded_memory(photo_dir: Path) -> None:
+    """A 24 MP photo (obama.jpg enlarged 6.2×) at min face 20: P-Net's first level is 8.6 MP,
+    which took ~1.4 GB of interpreters untiled; tiled, the cache never holds more than
+    PNET_CACHE_PIXELS of inputs, and the face found is the small photo's, scaled."""
+    rgb = load_rgb(photo_dir / "obama.jpg")
+    factor = 6.2
+    big = cv2.resize(rgb, None, fx=factor, fy=factor, interpolation=cv2.INTER_LINEAR)
+    detector = MtcnnDetector(min_face_size=20)
+    small_face = detector.detect(rgb)[0]
+    faces = detector.detect(big)
+    assert len(faces) == 1
+    assert iou(faces[0].box, tuple(v * factor for v in small_face.box)) > 0.85
+    assert sum(h * w for h, w in detector._pnets) <= PNET_CACHE_PIXELS
+    assert max(h * w for h, w in detector._pnets) <= PNET_TILE * PNET_TILE
+
+
+def test_pnet_output_size_matches_the_interpreter(int8: MtcnnDetector) -> None:
+    for side in (12, 13, 51, 100, 384, 387):
+        out = int8._pnet_for(side, side + 1).run(np.zeros((1, side, side + 1, 3), np.uint8))
+        assert out[2].shape[1:3] == (pnet_output_size(side), pnet_output_size(side + 1))
+
+
+def test_tiled_pnet_level_fp32(photo_dir: Path, fp32: MtcnnDetector) -> None:
+    rgb = load_rgb(photo_dir / "biden.jpg")
+    whole = fp32._pnet_for(601, 803).run_resized(rgb, 803, 601)
+    logits, offsets = fp32._pnet_level(rgb, 803, 601)
+    np.testing.assert_allclose(logits, whole[2][0], atol=1e-4)
+    np.testing.assert_allclose(offsets, whole[4][0], atol=1e-4)

@@ -23,8 +23,11 @@ from edgeface import MAX_IMAGE_PIXELS as MAX_PIXELS
 from edgeface.errors import ImageError
 
 
-def to_rgb8(image: np.ndarray, source: str = "image") -> np.ndarray:
-    """Convert a decoded OpenCV array (grey, BGR, BGRA; 8 or 16 bit) to RGB uint8."""
+def to_rgb8(image: np.ndarray, source: str = "image", *, in_place: bool = False) -> np.ndarray:
+    """Convert a decoded OpenCV array (grey, BGR, BGRA; 8 or 16 bit) to RGB uint8.
+
+    ``in_place`` lets an 8-bit BGR array the caller owns become the result (channels swapped
+    where they are): a 48-megapixel photo then needs one 144 MB array, not two."""
     if image.dtype == np.uint16:
         image = (image >> 8).astype(np.uint8)
     elif image.dtype in (np.float32, np.float64):
@@ -36,6 +39,8 @@ def to_rgb8(image: np.ndarray, source: str = "image") -> np.ndarray:
     if image.ndim == 3 and image.shape[2] == 1:
         return cv2.cvtColor(image[:, :, 0], cv2.COLOR_GRAY2RGB)
     if image.ndim == 3 and image.shape[2] == 3:
+        if in_place and image.flags.c_contiguous and image.flags.writeable:
+            return cv2.cvtColor(image, cv2.COLOR_BGR2RGB, dst=image)
         return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
     if image.ndim == 3 and image.shape[2] == 4:
         return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
@@ -198,4 +203,4 @@ def decode_rgb(
             f"{source}: {image.shape[1]}x{image.shape[0]} is larger than the "
             f"{max_pixels // 1_000_000} MP edgeface accepts; downscale it first"
         )
-    return to_rgb8(upright(image, exif_orientation(header)), source)
+    return to_rgb8(upright(image, exif_orientation(header)), source, in_place=True)

@@ -39,6 +39,14 @@ PNET_WINDOW = 12
 PNET_STRIDE = 2
 RNET_SIZE = 24
 ONET_SIZE = 48
+#: Pyramid levels larger than this square run P-Net in tiles of this size. XNNPACK's
+#: convolutions keep ~160 bytes per input pixel (indirection buffers and the arena): a 48 MP
+#: photo's first level at min face 20 (17 MP) took 1.8 GB untiled. A 640×480 frame at min face
+#: 20 (first level 384×288) is not tiled.
+PNET_TILE = 384
+#: Interpreters kept for the untiled levels, in input pixels: one whole pyramid (levels below
+#: one tile add up to less than two tiles) plus the tile interpreter, and no more.
+PNET_CACHE_PIXELS = 3 * PNET_TILE * PNET_TILE
 
 #: Above this many boxes NMS switches from an all-pairs overlap matrix (fast, O(n²) memory) to a
 #: loop that shrinks the candidate list (slower per kept box, O(n) memory).
@@ -179,6 +187,12 @@ class Octaves:
         return image, sx, sy
 
 
+def pnet_output_size(side: int) -> int:
+    """How many P-Net outputs a level ``side`` pixels long has: 3×3 valid convolution, 2×2
+    max pooling that keeps a last odd row, then two more 3×3 valid convolutions."""
+    return -(-(side - 2) // 2) - 4
+
+
 def crop_batch(octaves: Octaves, boxes: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     """Square crops at ``boxes`` resized to ``size``², one uint8 batch, and the boxes cropped.
 
@@ -289,6 +303,11 @@ class MtcnnDetector:
     doubled its time in a prototype, so an interpreter is kept per input size, at most
     ``pnet_cache_size`` of them (a fixed camera resolution has a fixed pyramid: 640×480 at
     ``min_face_size=20`` has 11 levels). Not thread-safe: use one detector per thread.
+
+    Levels larger than ``PNET_TILE``² run in overlapping tiles through one fixed-size
+    interpreter (P-Net is fully convolutional, so a tile's outputs are the level's), and the
+    cache holds at most ``PNET_CACHE_PIXELS`` of inputs: memory stays ~70 MB for P-Net whatever
+    the photo's size, instead of growing with it (1.8 GB for 48 megapixels).
     """
 
     def __init__(
@@ -386,8 +405,7 @@ class MtcnnDetector:
         offsets: list[np.ndarray] = []
         for scale in self.scales(*octaves.levels[0].shape[:2]):
             source, w, h, sx, sy = octaves.plan(scale)
-            out = self._pnet_for(h, w).run_resized(source, w, h)
-            logits, reg = out[2][0], out[4][0]
+            logits, reg = self._pnet_level(source, w, h)
             diff = logits[..., 1] - logits[..., 0]
             ys, xs = np.nonzero(diff > self._pnet_logit)
             if ys.size == 0:
@@ -492,6 +510,51 @@ class MtcnnDetector:
             )
         return loaded
 
+    def _pnet_level(
+        self, source: np.ndarray, width: int, height: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """P-Net's logits ``(rows, cols, 2)`` and box offsets ``(rows, cols, 4)`` for
+        ``source`` resized to one pyramid level, in tiles when the level is large.
+
+        Output ``i`` sees input rows ``2i … 2i + 11``; a tile of ``T`` rows at an even offset
+        ``o`` gives outputs ``o/2 … o/2 + T/2 − 6``, so tiles ``T − 10`` apart give each output
+        exactly once, bit for bit the whole level's. The level is zero-padded to whole tiles
+        and the extra outputs dropped. Only an odd-sized level's last output row (column) would
+        differ — its max pooling window is cut short by the edge, and would see the padding —
+        so it is taken from a 13-pixel strip along that edge, run at its exact size."""
+        if width * height <= PNET_TILE * PNET_TILE:
+            out = self._pnet_for(height, width).run_resized(source, width, height)
+            return out[2][0], out[4][0]
+        rows, cols = pnet_output_size(height), pnet_output_size(width)
+        per_tile = pnet_output_size(PNET_TILE)
+        tiles_y, tiles_x = -(-rows // per_tile), -(-cols // per_tile)
+        step = 2 * per_tile
+        padded = np.zeros(
+            ((tiles_y - 1) * step + PNET_TILE, (tiles_x - 1) * step + PNET_TILE, 3), np.uint8
+        )
+        level = padded[:height, :width]
+        cv2.resize(source, (width, height), dst=level, interpolation=cv2.INTER_LINEAR)
+        logits = np.empty((tiles_y * per_tile, tiles_x * per_tile, 2), np.float32)
+        offsets = np.empty((tiles_y * per_tile, tiles_x * per_tile, 4), np.float32)
+        net = self._pnet_for(PNET_TILE, PNET_TILE)
+        for ty in range(tiles_y):
+            for tx in range(tiles_x):
+                tile = padded[ty * step : ty * step + PNET_TILE, tx * step : tx * step + PNET_TILE]
+                out = net.run(tile[None])
+                where = np.s_[
+                    ty * per_tile : (ty + 1) * per_tile, tx * per_tile : (tx + 1) * per_tile
+                ]
+                logits[where] = out[2][0]
+                offsets[where] = out[4][0]
+        strip = PNET_WINDOW + 1  # odd, so the strip starts at an even row of an odd-sized level
+        if height % 2:
+            out = self._pnet_for(strip, width).run(level[None, height - strip :])
+            logits[rows - 1, :cols], offsets[rows - 1, :cols] = out[2][0, -1], out[4][0, -1]
+        if width % 2:
+            out = self._pnet_for(height, strip).run(level[None, :, width - strip :])
+            logits[:rows, cols - 1], offsets[:rows, cols - 1] = out[2][0, :, -1], out[4][0, :, -1]
+        return logits[:rows, :cols], offsets[:rows, :cols]
+
     def _pnet_for(self, height: int, width: int) -> _Net:
         """The P-Net interpreter sized for one pyramid level (LRU-cached)."""
         key = (height, width)
@@ -503,7 +566,10 @@ class MtcnnDetector:
         net.interpreter.resize_tensor_input(net.input_index, [1, height, width, 3])
         net.interpreter.allocate_tensors()
         self._pnets[key] = net
-        while len(self._pnets) > self.pnet_cache_size:
+        while len(self._pnets) > 1 and (
+            len(self._pnets) > self.pnet_cache_size
+            or sum(h * w for h, w in self._pnets) > PNET_CACHE_PIXELS
+        ):
             self._pnets.popitem(last=False)
         return net
 
