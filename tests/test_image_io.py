@@ -61,3 +61,40 @@ def test_frame_size_is_found_behind_large_metadata() -> None:
     assert header_size(data) == (20000, 20000)
     with pytest.raises(ImageError, match="20000x20000 is larger than"):
         decode_rgb(data, "huge.jpg")
+
+
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+@pytest.mark.parametrize("image_format", ["PNG", "WEBP"])
+def test_png_and_webp_orientation_is_honoured(
+    photo_dir: Path, image_format: str, orientation: int
+) -> None:
+    """Editors and phones export PNG (``eXIf`` chunk) and WebP (``EXIF`` chunk) with the same
+    tag; the stored pixels are sideways until it is applied."""
+    image_module = pytest.importorskip("PIL.Image")
+    upright = read_rgb(photo_dir / "obama.jpg")
+    stored = {3: np.rot90(upright, 2), 6: np.rot90(upright, 1), 8: np.rot90(upright, -1)}
+    image = image_module.fromarray(np.ascontiguousarray(stored[orientation]))
+    exif = image.getexif()
+    exif[0x0112] = orientation
+    out = io.BytesIO()
+    image.save(out, format=image_format, exif=exif, lossless=True)
+    data = out.getvalue()
+    assert exif_orientation(data) == orientation
+    decoded = decode_rgb(data, f"phone.{image_format.lower()}")
+    assert decoded.shape == upright.shape
+    assert np.abs(decoded.astype(np.int16) - upright.astype(np.int16)).mean() < 1.0
+
+
+def test_png_without_exif_and_hostile_chunk_lengths_are_as_stored(photo_dir: Path) -> None:
+    png = io.BytesIO()
+    pil = pytest.importorskip("PIL.Image")
+    pil.fromarray(read_rgb(photo_dir / "biden.jpg")).save(png, format="PNG")
+    data = png.getvalue()
+    assert exif_orientation(data) == 1
+    # A chunk claiming 4 GB must end the walk, not raise or read past the end.
+    hostile = data[:8] + (0xFFFFFFF0).to_bytes(4, "big") + b"zzZz" + data[16:]
+    assert exif_orientation(hostile) == 1
+    riff = (
+        b"RIFF" + (40).to_bytes(4, "little") + b"WEBP" + b"VP8X" + (0xFFFFFF).to_bytes(4, "little")
+    )
+    assert exif_orientation(riff) == 1

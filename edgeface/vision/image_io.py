@@ -6,8 +6,9 @@ sentence that names the file, never a traceback from deep inside OpenCV.
 
 Phone photos are stored as the sensor saw them, with an EXIF orientation tag saying how to turn
 them. OpenCV honours it only when it may also drop alpha and 16-bit depth; edgeface decodes with
-those kept, so it reads the tag itself and turns the image: a portrait taken on a phone is
-upright for the detector, instead of lying on its side and "having no face".
+those kept, so it reads the tag itself (JPEG, PNG and WebP) and turns the image: a portrait
+taken on a phone is upright for the detector, instead of lying on its side and "having no
+face".
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import numpy as np
 
 from edgeface import MAX_IMAGE_PIXELS as MAX_PIXELS
 from edgeface.errors import ImageError
+from edgeface.files import is_link_loop
 
 
 def to_rgb8(image: np.ndarray, source: str = "image", *, in_place: bool = False) -> np.ndarray:
@@ -101,27 +103,70 @@ def truncated_jpeg(data: bytes | memoryview) -> bool:
     return bytes(data[-2:]) != b"\xff\xd9" and b"\xff\xd9" not in bytes(data[end_of_header:])
 
 
+def exif_block(data: bytes | memoryview) -> bytes | None:
+    """The EXIF (TIFF) block of a JPEG (APP1), PNG (``eXIf`` chunk) or WebP (``EXIF`` chunk)
+    photo, or None. Phones and editors write all three; only the JPEG one was read before,
+    so a sideways PNG or WebP portrait "had no face"."""
+    head = bytes(data[:12])
+    if head[:2] == b"\xff\xd8":
+        for marker, start, end in jpeg_segments(data):
+            if marker == 0xE1 and bytes(data[start : start + 6]) == b"Exif\x00\x00":
+                return bytes(data[start + 6 : end])
+        return None
+    if head[:8] == b"\x89PNG\r\n\x1a\n":
+        return _chunk(data, 8, b"eXIf", "big", header=8, after_type=False)
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        block = _chunk(data, 12, b"EXIF", "little", header=8, after_type=True)
+        # Some writers keep JPEG's "Exif\0\0" prefix in the WebP chunk too.
+        return block[6:] if block is not None and block[:6] == b"Exif\x00\x00" else block
+    return None
+
+
+def _chunk(
+    data: bytes | memoryview,
+    offset: int,
+    wanted: bytes,
+    endian: Literal["little", "big"],
+    *,
+    header: int,
+    after_type: bool,
+) -> bytes | None:
+    """The payload of the first chunk of type ``wanted`` in a PNG (length, type, data, CRC)
+    or RIFF (type, length, data, pad to even) file, jumping from chunk to chunk (PNG allows
+    ``eXIf`` after the image data, so a PNG's IDAT chunks are stepped over, not read)."""
+    while offset + header <= len(data):
+        fields = bytes(data[offset : offset + header])
+        kind, length = (
+            (fields[:4], int.from_bytes(fields[4:], endian))
+            if after_type
+            else (fields[4:], int.from_bytes(fields[:4], endian))
+        )
+        start = offset + header
+        if kind == wanted:
+            return bytes(data[start : start + length])
+        if kind == b"IEND" or length > len(data):
+            return None
+        offset = start + length + (length % 2 if after_type else 4)
+    return None
+
+
 def exif_orientation(data: bytes | memoryview) -> int:
-    """The EXIF orientation (1–8) a JPEG's APP1 segment declares; 1 (as stored) if none."""
-    for marker, start, end in jpeg_segments(data):
-        if marker != 0xE1 or bytes(data[start : start + 6]) != b"Exif\x00\x00":
-            continue
-        tiff = bytes(data[start + 6 : end])
-        if tiff[:2] not in (b"II", b"MM") or len(tiff) < 8:
-            return 1
-        endian: Literal["little", "big"] = "little" if tiff[:2] == b"II" else "big"
-        first = int.from_bytes(tiff[4:8], endian)
-        if first + 2 > len(tiff):
-            return 1
-        count = int.from_bytes(tiff[first : first + 2], endian)
-        for index in range(count):
-            entry = first + 2 + 12 * index
-            if entry + 12 > len(tiff):
-                break
-            if int.from_bytes(tiff[entry : entry + 2], endian) == 0x0112:
-                value = int.from_bytes(tiff[entry + 8 : entry + 10], endian)
-                return value if 1 <= value <= 8 else 1
+    """The EXIF orientation (1–8) a JPEG, PNG or WebP photo declares; 1 (as stored) if none."""
+    tiff = exif_block(data)
+    if tiff is None or tiff[:2] not in (b"II", b"MM") or len(tiff) < 8:
         return 1
+    endian: Literal["little", "big"] = "little" if tiff[:2] == b"II" else "big"
+    first = int.from_bytes(tiff[4:8], endian)
+    if first + 2 > len(tiff):
+        return 1
+    count = int.from_bytes(tiff[first : first + 2], endian)
+    for index in range(count):
+        entry = first + 2 + 12 * index
+        if entry + 12 > len(tiff):
+            break
+        if int.from_bytes(tiff[entry : entry + 2], endian) == 0x0112:
+            value = int.from_bytes(tiff[entry + 8 : entry + 10], endian)
+            return value if 1 <= value <= 8 else 1
     return 1
 
 
@@ -148,8 +193,10 @@ def read_rgb(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Read ``path`` as an RGB uint8 array, or raise :class:`ImageError` saying why not."""
     file = Path(path)
     try:
-        if not file.exists():
-            raise ImageError(f"{file}: no such file")
+        if not file.exists():  # also False for a link loop, which is no missing file
+            raise ImageError(
+                f"{file}: " + ("is a symbolic link loop" if is_link_loop(file) else "no such file")
+            )
         if not file.is_file():
             raise ImageError(f"{file}: not a file")
         size = file.stat().st_size
