@@ -63,8 +63,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from edgeface.bench.pipelines import BenchPlan, format_report, plot, ratios, run_plan
 
     # Checked first: the model table takes a while, and the pipelines run in worker processes.
-    if args.frames > 0 and args.input and not Path(args.input).exists():
-        raise EdgefaceError(f"--input {args.input}: no such file or folder")
+    if args.frames > 0 and args.input:
+        check_bench_input(args.input)
     if args.plot:
         from edgeface.commands import check_draw_path
 
@@ -99,6 +99,19 @@ def cmd_bench(args: argparse.Namespace) -> int:
             text.append(f"plot written to {args.plot}")
     emit(args, payload, "\n".join(text))
     return 0
+
+
+def check_bench_input(text: str) -> None:
+    """Refuse an ``--input`` that cannot be read before anything runs: a missing one, and
+    one the frame reader would wait on for ever (a FIFO) or cannot read (a socket)."""
+    from edgeface.door.sources import SourceError, source_file_mode
+
+    if not Path(text).exists():
+        raise EdgefaceError(f"--input {text}: no such file or folder")
+    try:
+        source_file_mode(text)
+    except SourceError as exc:
+        raise EdgefaceError(f"--input {exc}") from None
 
 
 def door_benchmark(args: argparse.Namespace, payload: dict[str, Any]) -> str:
@@ -283,7 +296,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_audit(args: argparse.Namespace) -> int:
     """``edgeface audit verify``: is the hash chain of the audit trail intact? Exit 0 if so, 1
     with the first broken file:line and why if not, 2 when there is nothing to check."""
-    from edgeface.door.audit import log_files, parse_head, verify
+    from edgeface.door.audit import AuditFileError, log_files, parse_head, verify
 
     if args.log:
         path = Path(args.log)
@@ -304,8 +317,13 @@ def cmd_audit(args: argparse.Namespace) -> int:
         raise EdgefaceError(f"{path}: no audit log there")
     try:
         report = verify(path, head)
+    except AuditFileError as exc:  # a FIFO, a device, a link loop: the message names it
+        raise EdgefaceError(str(exc)) from None
     except OSError as exc:
         raise EdgefaceError(f"{path}: cannot be read: {exc.strerror or exc}") from None
+    if report.ok and report.first_seq is None:
+        # Empty files: nothing to check, as when there is no log (not "intact: None..None").
+        raise EdgefaceError(f"{path}: no audit entries in it, nothing to verify")
     if report.ok:
         text = (
             f"intact: {report.entries} entries ({report.first_seq}..{report.last_seq}) in "

@@ -24,7 +24,13 @@ from edgeface.model_files import embedder_fingerprint
 from edgeface.output import emit
 from edgeface.pipeline import Face, FacePipeline, PipelineSettings
 from edgeface.recognition.enrolment import MAX_OUTSIDE_FRACTION, enrolment_face
-from edgeface.recognition.gallery import Gallery, GalleryError, GalleryStore, read_json_file
+from edgeface.recognition.gallery import (
+    Gallery,
+    GalleryError,
+    GalleryStore,
+    read_json_file,
+    validate_name,
+)
 from edgeface.recognition.matcher import DEFAULT_MARGIN, DEFAULT_THRESHOLD, Matcher, verify
 from edgeface.vision.image_io import read_rgb
 from edgeface.vision.quality import RECOGNITION
@@ -217,6 +223,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_enroll(args: argparse.Namespace) -> int:
     """Enrol NAME from images: each must show exactly one face that passes the enrolment gate;
     if any image is refused nothing is saved, so a gallery never holds half an enrolment."""
+    validate_name(args.name)  # before the models load and every photo is embedded for nothing
     pipeline = pipeline_from(args)
     store = GalleryStore(args.gallery, embedder=embedder_fingerprint(args.precision))
     new_gallery = not Path(args.gallery).exists()  # said aloud: a mistyped --gallery starts one
@@ -340,7 +347,7 @@ def cmd_identify(args: argparse.Namespace) -> int:
 
 def load_gallery_file(path: Path) -> Gallery:
     """A gallery document from a file (export format), validated."""
-    data = read_json_file(path, str(path))
+    data = read_json_file(path)
     return Gallery.from_dict(data, str(path))
 
 
@@ -453,9 +460,10 @@ def cmd_gallery_push(args: argparse.Namespace) -> int:
         if not files:
             raise EdgefaceError(f"--photos {name}: name the photo files after the person")
         photos[name] = [read_photo_bytes(Path(f)) for f in files]
-    if not photos and not Path(args.gallery).exists():
+    store = GalleryStore(args.gallery)
+    if not photos and not store.exists():
         raise EdgefaceError(f"no gallery file at {args.gallery} (enrol people or give --gallery)")
-    gallery = GalleryStore(args.gallery).load()
+    gallery = store.load()
     if not photos and not gallery.identities:
         raise EdgefaceError(f"{args.gallery}: the gallery is empty; nothing to push")
     if args.expect_count is not None and args.expect_count < 1:
@@ -604,6 +612,12 @@ def gallery_action(store: GalleryStore, args: argparse.Namespace) -> int:
         return cmd_gallery_rollback(store, args)
     gallery = store.load()
     if args.action == "export":
+        if not store.exists():
+            # An empty gallery written out for a mistyped --gallery would pass for a real one.
+            raise GalleryError(
+                f"gallery {args.gallery} does not exist; nothing to export "
+                "(give the right --gallery)"
+            )
         text = json.dumps(gallery.to_dict(), indent=1)
         if args.out == "-":
             sys.stdout.write(text + "\n")

@@ -16,7 +16,6 @@ import difflib
 import math
 import os
 import re
-import stat
 import types
 import typing
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 import yaml
 
 from edgeface.errors import EdgefaceError, clip_text, shown_value
+from edgeface.files import PATH_CHARS, read_regular_file
 
 
 class ConfigError(EdgefaceError):
@@ -212,6 +212,11 @@ class Config:
         """Where the audit trail lives: ``audit.path``, else ``<state_dir>/audit.log``."""
         return Path(self.audit.path) if self.audit.path else Path(self.state_dir) / "audit.log"
 
+    @property
+    def snapshot_folder(self) -> Path:
+        """Where face snapshots go: ``snapshots.folder``, else ``<state_dir>/snapshots``."""
+        return Path(self.snapshots.folder or Path(self.state_dir) / "snapshots")
+
 
 # ----- ranges ----------------------------------------------------------------------------------
 
@@ -351,13 +356,15 @@ MAX_INTEGER_CHARS = 1000
 #: entity ids, and a long one broke the MQTT sender (a topic has at most 65535 bytes).
 MAX_DEVICE_ID_CHARS = 64
 
+#: Longest ``push.groups`` entry (characters): like the device id, one MQTT topic level.
+MAX_GROUP_CHARS = 64
+
+#: Largest ``mqtt.ca_file`` read (bytes): a whole system CA bundle is a few hundred kilobytes.
+MAX_CA_FILE_BYTES = 4 * 1024 * 1024
+
 #: Longest ``mqtt.base_topic`` / ``mqtt.discovery_prefix`` (characters): with the device id and
 #: the fixed levels appended, every topic stays far below MQTT's 65535-byte limit.
 MAX_TOPIC_PREFIX_CHARS = 100
-
-#: How much of a path a message repeats: paths are legitimately longer than values.
-PATH_CHARS = 200
-
 
 # ----- loading ---------------------------------------------------------------------------------
 
@@ -493,6 +500,7 @@ def _build(cls: type, node: yaml.Node, prefix: str, source: str) -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
     values: dict[str, Any] = {}
+    lines: dict[str, int] = {}  # key → line of its value, for checks that span keys
     for key_node, value_node in node.value:
         key = _key(key_node, f"{source}: {where}")
         if key not in fields:
@@ -504,7 +512,11 @@ def _build(cls: type, node: yaml.Node, prefix: str, source: str) -> Any:
         if key in values:
             raise ConfigError(f"{source}: key '{prefix}{key}' given twice (line {_line(key_node)})")
         values[key] = _convert(hints[key], value_node, f"{prefix}{key}", source)
-    return cls(**values)
+        lines[key] = _line(value_node)
+    built = cls(**values)
+    if isinstance(built, MqttConfig):
+        _check_tls_files(built, lines, source)
+    return built
 
 
 def _key(node: yaml.Node, where: str) -> str:
@@ -537,8 +549,20 @@ def _convert(kind: Any, node: yaml.Node, name: str, source: str) -> Any:
         if not isinstance(node, yaml.MappingNode):
             raise ConfigError(f"{where}: expected a mapping")
         _, value_kind = get_args(kind)
-        keys = [(_key(key, f"{source}: {name}"), value) for key, value in node.value]
-        return {key: _convert(value_kind, value, f"{name}.{key}", source) for key, value in keys}
+        mapping: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            key = _key(key_node, f"{source}: {name}")
+            if key in mapping:
+                # Not the last one silently: two schedules for one person, or two keys with one
+                # id, are a mistake whichever of them was meant.
+                raise ConfigError(
+                    f"{source}: key '{clip_text(f'{name}.{key}')}' given twice "
+                    f"(line {_line(key_node)})"
+                )
+            mapping[key] = _convert(value_kind, value_node, f"{name}.{key}", source)
+        if name == "recognition.schedules":
+            _check_schedules(node, mapping, source)
+        return mapping
     if kind is Any:
         try:
             return yaml.load(yaml.serialize(node), Loader=ConfigLoader)
@@ -570,8 +594,10 @@ def _convert(kind: Any, node: yaml.Node, name: str, source: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {shown_value(value)}")
         number = _as_float(value)
-        # An int too large for a float (10**400 written out) stays "not a finite number".
-        _in_range(number, name, where, written if isinstance(value, float) else None)
+        # ``written`` also for a whole number: 10**400 written out becomes infinity as a float,
+        # but it was written as a (far too large) number, so it is "out of range", as for an
+        # integer key, not "inf is not a finite number" (an inf nobody wrote).
+        _in_range(number, name, where, written)
         return number
     if kind is str:
         if isinstance(value, (dict, list)) or value is None:
@@ -579,7 +605,7 @@ def _convert(kind: Any, node: yaml.Node, name: str, source: str) -> Any:
         # Text as written, not what YAML 1.1 makes of it: unquoted, a password 0123 would be
         # the octal number 83, a device id 007 would be "7", a name "yes" would be "True".
         text = resolve_secret(typing.cast(yaml.ScalarNode, node).value, where)
-        check = TEXT_CHECKS.get(name)
+        check = TEXT_CHECKS.get(_LIST_INDEX.sub("[]", name))
         problem = check(text) if check else None
         if problem:
             raise ConfigError(f"{where}: {shown_value(text)} {problem}")
@@ -610,11 +636,126 @@ def topic_prefix_problem(text: str) -> str | None:
     return None
 
 
+def topic_level_problem(text: str) -> str | None:
+    """Why ``text`` cannot be a ``push.groups`` entry, or None. Each group is one level of a
+    topic the door subscribes to (``<base_topic>/fleet/<group>/gallery/set``): a ``+`` or
+    ``#`` there is a wildcard (the door would take pushes meant for other groups), a ``/``
+    makes it several levels, and an empty one names no group anyone can push to."""
+    if not text.strip():
+        return "is empty; give a group name such as office"
+    if len(text) > MAX_GROUP_CHARS:
+        return f"is longer than {MAX_GROUP_CHARS} characters"
+    if any(ch in text for ch in "+#/"):
+        return "may not hold the MQTT wildcards + and # or a / (a group is one topic level)"
+    if not text.isprintable():
+        return "may not hold control characters"
+    if text != text.strip():
+        return "has spaces around it, so pushes to the group without them would not arrive"
+    return None
+
+
+def device_id_problem(text: str) -> str | None:
+    """Why ``text`` cannot be the ``device_id``, or None (see :func:`is_device_id`)."""
+    if len(text) > MAX_DEVICE_ID_CHARS:
+        return f"is longer than {MAX_DEVICE_ID_CHARS} characters (it becomes part of MQTT topics)"
+    if not is_device_id(text):
+        return (
+            "may only hold letters a-z and A-Z, digits, - and _ (it becomes an MQTT topic "
+            "level and part of Home Assistant's unique ids)"
+        )
+    return None
+
+
+def camera_source_problem(text: str) -> str | None:
+    """Why ``text`` cannot be ``camera.source``, or None: an empty source was opened as the
+    path "", i.e. the current directory, and read as a folder of images."""
+    if not text.strip():
+        return (
+            "is empty; give a camera index (0), a device (/dev/video0), a stream URL, a video "
+            "file or a folder of images"
+        )
+    return None
+
+
 #: Text settings with rules beyond "is text": key → a function naming the problem, or None.
+#: The items of a list are looked up as ``key[]`` (``push.groups[]``).
 TEXT_CHECKS: dict[str, typing.Callable[[str], str | None]] = {
     "mqtt.base_topic": topic_prefix_problem,
     "mqtt.discovery_prefix": topic_prefix_problem,
+    "push.groups[]": topic_level_problem,
+    "device_id": device_id_problem,
+    "camera.source": camera_source_problem,
 }
+
+#: ``[3]`` at the end of a key path: list items share their list's text check.
+_LIST_INDEX = re.compile(r"\[[0-9]+\]$")
+
+
+def _check_schedules(node: yaml.MappingNode, schedules: dict[str, Any], source: str) -> None:
+    """Each person's access windows, checked here rather than only in
+    :func:`check_consistency` because here the lines are known: a mistake names its key and
+    line like every other one. An empty list of windows is refused: it meant "never", which
+    nobody writes on purpose (the usual intent, "always", is no schedule at all)."""
+    from edgeface.door.schedules import parse_window
+
+    for key_node, windows_node in node.value:
+        name = str(key_node.value)
+        key = f"recognition.schedules.{name}"
+        windows = schedules[name]
+        if not windows:
+            raise ConfigError(
+                f"{source}: {clip_text(key)} (line {_line(windows_node)}): an empty list of "
+                "windows would keep this person out at all times; to keep someone out, remove "
+                "them from the gallery (edgeface gallery remove NAME); to let them in at any "
+                "time, delete their schedule"
+            )
+        for i, (window_node, window) in enumerate(zip(windows_node.value, windows, strict=True)):
+            where = f"{key}[{i}]"
+            try:
+                parse_window(window, where)
+            except ValueError as exc:
+                line = _window_line(window_node, str(exc), where)
+                raise ConfigError(f"{source}: {exc} (line {line})") from None
+
+
+def _window_line(window: yaml.Node, message: str, where: str) -> int:
+    """The line a schedule window's mistake is on: that of the key the message names
+    (``days``, ``from``, ``to``), else the window's own."""
+    if isinstance(window, yaml.MappingNode):
+        for key_node, value_node in window.value:
+            rest = message.removeprefix(f"{where}.{key_node.value}")
+            if rest != message and rest[:1] in (":", " "):
+                return _line(value_node)
+    return _line(window)
+
+
+def _check_tls_files(mqtt: MqttConfig, lines: dict[str, int], source: str) -> None:
+    """With MQTT over TLS, ``mqtt.ca_file`` must hold the CA's PEM certificate. Checked by
+    building the TLS context the daemon connects with (:func:`edgeface.door.mqtt.tls_context`),
+    while the file is read: a missing or garbage file passed ``doctor`` and then stopped
+    ``run`` at start with an ssl.SSLError traceback. First it is read as a bounded regular
+    file, because OpenSSL would wait for ever on a FIFO and read ``/dev/zero`` until memory
+    runs out."""
+    if not (mqtt.enabled and mqtt.tls and mqtt.ca_file):
+        return
+    import ssl
+
+    from edgeface.door.mqtt import tls_context
+
+    where = f"{source}: mqtt.ca_file (line {lines.get('ca_file', '?')})"
+    named = clip_text(mqtt.ca_file, PATH_CHARS)
+    try:
+        read_regular_file(Path(mqtt.ca_file), "CA file", MAX_CA_FILE_BYTES, error=ConfigError)
+        tls_context(mqtt)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    except ssl.SSLError as exc:
+        raise ConfigError(
+            f"{where}: {named} holds no PEM certificate ({exc.reason or exc}); give the "
+            "certificate of the CA that signed the broker's certificate"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot read {named}: {exc.strerror or exc}") from None
 
 
 def _as_float(value: int | float) -> float:
@@ -648,32 +789,18 @@ def read_secret_file(path: Path, what: str = "secret file", *, regular_only: boo
     refuses anything but a regular file, without waiting: the daemon reads them at start and
     on every reload, and a FIFO nobody writes to would block it for ever. ``--password-file``
     may be a pipe (``<(pass show mqtt)``): someone is there to feed it."""
-    named = clip_text(str(path), PATH_CHARS)
-    flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
-    if regular_only:  # opening a FIFO for reading blocks until a writer appears; this does not
-        flags |= getattr(os, "O_NONBLOCK", 0)
-    try:
-        fd = os.open(path, flags)
-        with os.fdopen(fd, "rb") as handle:
-            if regular_only and not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-                raise ConfigError(
-                    f"{what} {named} is not a regular file (a directory, device or "
-                    "pipe); put the secret in a file"
-                )
-            data = handle.read(MAX_SECRET_BYTES + 1)  # one more byte tells "too large"
-    except OSError as exc:
-        raise ConfigError(f"cannot read {what} {named}: {exc.strerror}") from None
-    except ValueError as exc:  # a path no file can have, e.g. with a NUL byte in it
-        raise ConfigError(f"cannot read {what} {shown_value(str(path))}: {exc}") from None
-    if len(data) > MAX_SECRET_BYTES:
-        raise ConfigError(
-            f"{what} {named} is larger than {MAX_SECRET_BYTES // 1024} KiB; a secret "
-            "is one short line — is this the right file?"
-        )
+    data = read_regular_file(
+        path,
+        what,
+        MAX_SECRET_BYTES,
+        error=ConfigError,
+        regular_only=regular_only,
+        too_large_hint="; a secret is one short line — is this the right file?",
+    )
     try:
         lines = data.decode("utf-8").splitlines()
     except UnicodeDecodeError:
-        raise ConfigError(f"{what} {named} is not text") from None
+        raise ConfigError(f"{what} {clip_text(str(path), PATH_CHARS)} is not text") from None
     return lines[0].strip() if lines else ""
 
 
@@ -781,17 +908,6 @@ def check_consistency(config: Config, source: str) -> None:
             "remote unlock needs a shared secret"
         )
     _check_second_factor(config, source)
-    if len(config.device_id) > MAX_DEVICE_ID_CHARS:
-        raise ConfigError(
-            f"{source}: device_id {shown_value(config.device_id)} is longer than "
-            f"{MAX_DEVICE_ID_CHARS} characters (it becomes part of MQTT topics)"
-        )
-    if not is_device_id(config.device_id):
-        raise ConfigError(
-            f"{source}: device_id {shown_value(config.device_id)} may only hold letters, digits, "
-            "- and _ "
-            "(it becomes part of MQTT topics)"
-        )
 
 
 #: Shortest second_factor.secret accepted (characters).
@@ -799,9 +915,13 @@ MIN_FACTOR_SECRET = 16
 
 
 def is_device_id(text: str) -> bool:
-    """Whether ``text`` can name a door: letters, digits, - and _ (it is an MQTT topic level,
-    so never a wildcard, a separator or empty)."""
-    return text.replace("-", "").replace("_", "").isalnum()
+    """Whether ``text`` can name a door: ASCII letters, digits, - and _. It is an MQTT topic
+    level (never a wildcard, a separator or empty) and part of Home Assistant's unique and
+    entity ids, which are ASCII: ``str.isalnum`` also let through "é", "ß" or "٣"."""
+    return _DEVICE_ID.fullmatch(text) is not None
+
+
+_DEVICE_ID = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def _check_second_factor(config: Config, source: str) -> None:

@@ -17,14 +17,13 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
-import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from edgeface.errors import ModelLoadError, RuntimeMissingError
+from edgeface.native_stderr import native_stderr
 
 #: Environment variable that forces one runtime (``ai_edge_litert``, ``tflite_runtime`` or
 #: ``tensorflow``).
@@ -170,48 +169,23 @@ def _invoke_once(interpreter: Any) -> None:
 
 
 #: What the TFLite C++ runtime prints on stderr, once per process, when XNNPACK takes a model.
-_RUNTIME_BANNER = b"INFO: Created TensorFlow Lite XNNPACK delegate"
+_RUNTIME_BANNER = "INFO: Created TensorFlow Lite XNNPACK delegate"
 _banner_dropped = False
 
 
 @contextlib.contextmanager
 def _runtime_banner_dropped() -> Iterator[None]:
-    """Keep the runtime's one-off "INFO: Created ... delegate" line off stderr.
-
-    The C++ runtime writes it straight to file descriptor 2 (no log level or environment
-    variable turns it off), so it landed in the middle of every command's output and in the
-    journal. Until it has been seen, stderr is sent to a temporary file while a model loads;
-    everything else written there meanwhile (a real runtime error, another thread's log line)
-    is written back to stderr afterwards, so nothing is lost.
-    """
+    """Keep the runtime's one-off "INFO: Created ... delegate" line off stderr (it landed in
+    the middle of every command's output and in the journal); until it has been seen, fd 2 is
+    caught while a model loads (:mod:`edgeface.native_stderr`: anything else is kept)."""
     global _banner_dropped
     if _banner_dropped:
         yield
         return
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError, AttributeError):
+    with native_stderr(lambda line: line.startswith(_RUNTIME_BANNER)) as banner:
         yield
-        return
-    with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), 2)
-        try:
-            yield
-        finally:
-            with contextlib.suppress(OSError, ValueError, AttributeError):
-                sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            captured.seek(0)
-            kept = []
-            for line in captured.read().splitlines(keepends=True):
-                if line.startswith(_RUNTIME_BANNER):
-                    _banner_dropped = True
-                else:
-                    kept.append(line)
-            if kept:
-                os.write(2, b"".join(kept))
+    if banner:
+        _banner_dropped = True
 
 
 def pixels_as_input(pixels: Any, dtype: Any) -> Any:

@@ -4,6 +4,7 @@ orientation, and phone JPEGs whose metadata pushes the frame header past the fir
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import numpy as np
@@ -98,3 +99,42 @@ def test_png_without_exif_and_hostile_chunk_lengths_are_as_stored(photo_dir: Pat
         b"RIFF" + (40).to_bytes(4, "little") + b"WEBP" + b"VP8X" + (0xFFFFFF).to_bytes(4, "little")
     )
     assert exif_orientation(riff) == 1
+
+
+def damaged_jpeg(photo_dir: Path) -> bytes:
+    """obama.jpg with a byte overwritten every ~1000 in its entropy-coded data: libjpeg
+    decodes around the damage (grey and smeared blocks) and only says so on stderr."""
+    data = bytearray((photo_dir / "obama.jpg").read_bytes())
+    for index in range(5000, len(data) - 100, 997):
+        data[index] = 0xAB
+    return bytes(data)
+
+
+def test_damaged_jpeg_is_refused_in_one_line(photo_dir: Path, capfd: pytest.CaptureFixture) -> None:
+    with pytest.raises(ImageError, match=r"phone\.jpg: the image data is damaged \(Corrupt JPEG"):
+        decode_rgb(damaged_jpeg(photo_dir), "phone.jpg")
+    assert capfd.readouterr().err == ""  # libjpeg's own line is in the error, not on stderr
+
+
+def test_extraneous_bytes_before_the_end_marker_are_not_damage(
+    photo_dir: Path, capfd: pytest.CaptureFixture
+) -> None:
+    """Some cameras pad before FF D9; libjpeg warns, but no pixel is lost."""
+    data = (photo_dir / "biden.jpg").read_bytes()
+    assert data.endswith(b"\xff\xd9")
+    padded = data[:-2] + b"\x00" * 7 + b"\xff\xd9"
+    np.testing.assert_array_equal(decode_rgb(padded, "padded.jpg"), decode_rgb(data, "biden.jpg"))
+    assert capfd.readouterr().err == ""
+
+
+def test_codec_capture_gives_back_everything_else(capfd: pytest.CaptureFixture) -> None:
+    """fd 2 is process-wide: a log line another thread writes while a photo decodes must reach
+    stderr (the journal) all the same."""
+    from edgeface.native_stderr import native_stderr
+    from edgeface.vision.image_io import codec_message
+
+    with native_stderr(codec_message) as claimed:
+        os.write(2, b"Corrupt JPEG data: bad Huffman code\n")
+        os.write(2, b"2026-11-23 edgeface.door: unlocked for obama\n")
+    assert claimed == ["Corrupt JPEG data: bad Huffman code"]
+    assert capfd.readouterr().err == "2026-11-23 edgeface.door: unlocked for obama\n"

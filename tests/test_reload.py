@@ -301,3 +301,59 @@ def test_reload_is_checked_as_it_would_run_not_only_as_written(
     assert "(until a restart)" in refused[0] and "needs mqtt.enabled" in refused[0]
     assert service.config.second_factor.required_for == []  # still as it ran
     service.relay.close()
+
+
+def test_a_reload_reads_the_file_off_the_event_loop(
+    tmp_path: Path,
+    photo_dir: Path,
+    factory: MockFactory,
+) -> None:
+    """A schedule for 3400 people (within the limits a file may have) is seconds of
+    pure-Python YAML. A reload parsed it on the event loop, which stood still that long: no
+    exit button, door contact, relay timing or MQTT command was served. The parse now runs in
+    a worker thread; the loop keeps ticking, and the reload still applies as a whole."""
+    import time
+
+    from edgeface.config import load_config
+
+    clip = tmp_path / "clip.avi"
+    make_clip(clip, photo_dir, [("obama2.jpg", 3)])
+    config_file = tmp_path / "edgeface.yaml"
+    config_file.write_text(_config_text(tmp_path, clip, 17, 0.4, "x"))
+    events: list[dict[str, object]] = []
+    service = DoorService(
+        parse_config(config_file.read_text()), config_file, factory, events.append
+    )
+    people = "".join(
+        f"    p{i:04d}: [{{days: [mon, tue, wed, thu, fri], from: '07:00', to: '19:00'}}]\n"
+        for i in range(3400)
+    )
+    text = config_file.read_text().replace(
+        "recognition:\n", "recognition:\n  schedules:\n" + people
+    )
+    config_file.write_text(text)
+    started = time.perf_counter()
+    load_config(config_file)
+    parse_seconds = time.perf_counter() - started  # on this machine, now
+
+    async def scenario() -> float:
+        service._loop = asyncio.get_running_loop()
+        reload = asyncio.create_task(service.apply_reload())
+        longest, last = 0.0, time.perf_counter()
+        while not reload.done():
+            await asyncio.sleep(0.01)
+            now = time.perf_counter()
+            longest, last = max(longest, now - last), now
+        await reload
+        return longest
+
+    longest_stall = asyncio.run(scenario())
+    reloaded = [e for e in events if e["event_type"] == "config_reloaded"]
+    assert len(reloaded) == 1, events
+    assert reloaded[0]["applied"] == ["recognition.schedules"]
+    assert len(service.schedule.windows) == 3400
+    assert parse_seconds > 0.5  # the file is big enough to measure a stall with
+    # Before: the whole parse (longest_stall >= parse_seconds). What is left on the loop is
+    # applying the plan (3400 schedules, an error event per person not in the gallery).
+    assert longest_stall < parse_seconds / 3, (longest_stall, parse_seconds)
+    service.relay.close()

@@ -120,7 +120,7 @@ def test_doctor_names_each_problem(tmp_path: Path, photo_dir: Path) -> None:
     assert "detector auto, embedder int8: 7 models verified" in checks["models"]["detail"]
     assert "no such camera device" in checks["camera"]["detail"]
     assert "cannot reach broker 127.0.0.1:1" in checks["mqtt"]["detail"]
-    assert "empty" in checks["gallery"]["detail"]
+    assert "none.json does not exist" in checks["gallery"]["detail"]  # not "empty"
 
     gallery = tmp_path / "gallery.json"
     faces = FacePipeline().analyse(read_rgb(photo_dir / "obama.jpg"))

@@ -12,6 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edgeface.door.sources import source_file_mode
 from edgeface.errors import EdgefaceError
 from edgeface.vision.image_io import read_rgb
 
@@ -71,6 +72,9 @@ def _read_once(source: str | None, size: tuple[int, int]) -> Iterator[np.ndarray
     elif path.suffix.lower() in IMAGE_SUFFIXES:
         yield letterbox(read_rgb(path), size)
     else:
+        # A FIFO or socket is refused by name (as for camera.source): OpenCV's open of a FIFO
+        # waits for a writer for ever, and the benchmark hung without a word.
+        source_file_mode(str(path))
         capture = cv2.VideoCapture(str(path))
         if not capture.isOpened():
             raise EdgefaceError(f"{path}: cannot open as a video, image or folder")

@@ -65,6 +65,7 @@ Power cuts (torn lines)
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import logging
@@ -75,6 +76,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from edgeface.files import read_regular_file
 
 log = logging.getLogger(__name__)
 
@@ -150,9 +153,24 @@ def _line(entry: Mapping[str, Any]) -> bytes:
     return text.encode() + b"\n"
 
 
+class AuditFileError(OSError):
+    """An audit file that is not one to read: a FIFO, a device, a directory, a link loop.
+
+    An OSError like any other unreadable log, so that the daemon runs without its log and says
+    so, and ``audit verify`` and ``doctor`` report it (reading a FIFO waited for ever)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(errno.EINVAL, message)
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
 def _lines(file: Path) -> list[bytes]:
-    """A file's lines as bytes: a torn line may not even be UTF-8, and must still be counted."""
-    lines = file.read_bytes().split(b"\n")
+    """A file's lines as bytes: a torn line may not even be UTF-8, and must still be counted.
+    Not bounded in size (a log is as large as ``audit.max_bytes`` says), but it must be a
+    regular file, which ends."""
+    lines = read_regular_file(file, "audit log", None, error=AuditFileError).split(b"\n")
     if lines and lines[-1] == b"":
         lines.pop()  # the file ends with a newline, as it should
     return lines

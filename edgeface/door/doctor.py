@@ -6,13 +6,17 @@ only ever driven to its locked level, then released.
 
 from __future__ import annotations
 
+import os
 import socket
+import ssl
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from edgeface.config import Config, load_config
-from edgeface.errors import EdgefaceError
+from edgeface.errors import EdgefaceError, clip_text
+from edgeface.files import PATH_CHARS, open_regular_file
 
 
 @dataclass(frozen=True)
@@ -66,16 +70,20 @@ def check_models(config: Config) -> Check:
 def check_gallery(config: Config) -> Check:
     from edgeface.door.service import gallery_store
 
+    store = gallery_store(config.recognition)
     try:
-        gallery = gallery_store(config.recognition).load()
+        gallery = store.load()
+        exists = store.exists()
     except EdgefaceError as exc:
         return Check("gallery", False, str(exc))
     if not gallery.identities:
+        # A missing file is a wrong path or a gallery never made, not "empty": say which.
+        state = "does not exist" if not exists else "is empty"
         return Check(
             "gallery",
             False,
-            f"{config.recognition.gallery} is empty: nobody can enter "
-            "(edgeface enroll NAME photo.jpg --gallery ...)",
+            f"{config.recognition.gallery} {state}: nobody can enter "
+            f"(edgeface enroll NAME photo.jpg --gallery {config.recognition.gallery})",
         )
     from edgeface.door.rule_names import rules_naming_strangers
 
@@ -123,15 +131,156 @@ def check_gpio(config: Config) -> Check:
 
 
 def check_broker(config: Config) -> Check:
+    """The broker reached as the daemon reaches it. With ``mqtt.tls`` that includes the TLS
+    handshake, with the very context the daemon builds (:func:`edgeface.door.mqtt.tls_context`):
+    a TCP connect alone passed a broker whose certificate the daemon then refused, or a port
+    without TLS, and the daemon retried for ever without a word in doctor. No MQTT session is
+    opened: the daemon's client id would throw a running daemon off the broker."""
     m = config.mqtt
     if not m.enabled:
         return Check("mqtt", True, "disabled")
+    address = f"{m.host}:{m.port}"
+    context: ssl.SSLContext | None = None
+    if m.tls:
+        from edgeface.door.mqtt import tls_context
+
+        try:  # the configuration check built it already; the file may have changed since
+            context = tls_context(m)
+        except ssl.SSLError as exc:
+            problem = f"no PEM certificate ({exc.reason or exc})"
+            return Check("mqtt", False, f"mqtt.ca_file {m.ca_file}: {problem}")
+        except OSError as exc:
+            return Check("mqtt", False, f"mqtt.ca_file {m.ca_file}: {exc.strerror or exc}")
     try:
-        with socket.create_connection((m.host, m.port), timeout=3):
+        connection = socket.create_connection((m.host, m.port), timeout=3)
+    except OSError as exc:
+        return Check("mqtt", False, f"cannot reach broker {address}: {exc.strerror or exc}")
+    with connection:
+        if context is None:
+            return Check("mqtt", True, f"broker {address} reachable")
+        try:
+            with context.wrap_socket(connection, server_hostname=m.host) as secured:
+                version = secured.version()
+        except ssl.SSLCertVerificationError as exc:
+            trusted = f"mqtt.ca_file {m.ca_file}" if m.ca_file else "the system's CAs (no ca_file)"
+            return Check(
+                "mqtt",
+                False,
+                f"broker {address}: TLS certificate not trusted ({exc.verify_message}); "
+                f"checked against {trusted}",
+            )
+        except (ssl.SSLError, OSError) as exc:  # refused, reset or silent mid-handshake
+            why = exc.reason if isinstance(exc, ssl.SSLError) else exc.strerror
+            return Check(
+                "mqtt",
+                False,
+                f"broker {address}: TLS handshake failed ({why or exc}); does it listen with "
+                f"TLS on port {m.port}?",
+            )
+    return Check("mqtt", True, f"broker {address} reachable, TLS certificate verified ({version})")
+
+
+def folder_problem(folder: Path, named: str) -> str | None:
+    """Why the daemon could not create ``folder`` (with its parents, as it does) or write in
+    it, or None. Nothing is left behind: an existing folder is probed with a temporary file
+    that is gone once closed; a missing one must have an existing ancestor that is a folder
+    the daemon may write in (probed the same way), since that is where it will be created.
+    ``named`` says in the message which setting the folder comes from ("state_dir")."""
+    shown = f"{named} {clip_text(str(folder), PATH_CHARS)}"
+    try:
+        if os.path.lexists(folder):
+            if not folder.is_dir():
+                return f"{shown} exists but is not a folder"
+            probe, problem = folder, f"{shown}: cannot write in it"
+        else:
+            probe = folder.parent
+            while not os.path.lexists(probe) and probe != probe.parent:
+                probe = probe.parent
+            if not probe.is_dir():
+                return f"{shown} cannot be created: {probe} is not a folder"
+            problem = f"{shown} cannot be created in {probe}"
+    except (OSError, ValueError) as exc:  # a name too long, a NUL byte, a link loop
+        return f"{shown}: {getattr(exc, 'strerror', None) or exc}"
+    try:
+        with tempfile.TemporaryFile(dir=probe, prefix=".edgeface-doctor-"):
             pass
     except OSError as exc:
-        return Check("mqtt", False, f"cannot reach broker {m.host}:{m.port}: {exc.strerror or exc}")
-    return Check("mqtt", True, f"broker {m.host}:{m.port} reachable")
+        return f"{problem} ({exc.strerror or exc})"
+    return None
+
+
+#: What an SQLite database file starts with (an empty file is a new database to SQLite).
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def check_state(config: Config) -> Check:
+    """``state_dir`` holds what the door keeps across restarts (an unlock in progress, the MQTT
+    outbox, the newest accepted push, the push folder's record). ``run`` creates it and writes
+    in it at start: a file in its place, or a folder it may not write in, stopped ``run`` with
+    a traceback after doctor had passed it. So did an outbox file that is not a database."""
+    state = Path(config.state_dir)
+    problem = folder_problem(state, "state_dir")
+    if problem:
+        return Check("state", False, problem)
+    if config.mqtt.enabled and os.path.lexists(state / "outbox.db"):
+        outbox = state / "outbox.db"
+        try:
+            with open_regular_file(outbox, "MQTT outbox") as handle:
+                header = handle.read(len(SQLITE_HEADER))
+        except (EdgefaceError, OSError) as exc:
+            return Check("state", False, str(exc))
+        if header and header != SQLITE_HEADER:
+            return Check(
+                "state",
+                False,
+                f"MQTT outbox {outbox} is not an SQLite database; move it away (the daemon "
+                "starts a new one)",
+            )
+    if not state.exists():
+        return Check("state", True, f"{state} will be created at start")
+    return Check("state", True, f"{state} writable")
+
+
+def check_snapshots(config: Config) -> Check:
+    """With ``snapshots.enabled`` the daemon creates the folder at start (a file in its place
+    stopped it with a traceback) and writes a JPEG per event (a folder it may not write in
+    lost every one, each only a line in the journal)."""
+    s = config.snapshots
+    if not s.enabled:
+        return Check("snapshot", True, "disabled")
+    folder = config.snapshot_folder
+    named = "snapshots.folder" if s.folder else "snapshots folder (<state_dir>/snapshots)"
+    problem = folder_problem(folder, named)
+    if problem:
+        return Check("snapshot", False, problem)
+    return Check("snapshot", True, f"{folder}: kept {s.retention_days:g} days")
+
+
+def check_push_folder(config: Config) -> Check:
+    """The daemon looks into ``push.folder`` for pushed files and treats a folder it cannot
+    list as an empty one (it may not exist yet), so a file in its place or a folder it may not
+    read would silently never deliver a push."""
+    p = config.push
+    if not p.enabled:
+        return Check("push", True, "disabled")
+    if not p.folder:
+        return Check("push", True, "over MQTT only (no push.folder)")
+    folder = Path(p.folder)
+    shown = f"push.folder {clip_text(p.folder, PATH_CHARS)}"
+    try:
+        if not os.path.lexists(folder):
+            return Check(
+                "push", True, f"{shown} does not exist yet: nothing is pushed until it does"
+            )
+        if not folder.is_dir():
+            return Check("push", False, f"{shown} exists but is not a folder")
+        with os.scandir(folder) as entries:
+            next(entries, None)
+    except (OSError, ValueError) as exc:
+        return Check(
+            "push", False, f"{shown} cannot be read: {getattr(exc, 'strerror', None) or exc}"
+        )
+    return Check("push", True, f"{shown} watched every {p.folder_poll_seconds:g} s")
 
 
 def check_audit(config: Config) -> Check:
@@ -140,6 +289,12 @@ def check_audit(config: Config) -> Check:
     if not config.audit.enabled:
         return Check("audit", True, "disabled")
     path = config.audit_path
+    # The daemon runs on without its trail when it cannot write it: said here, not only in
+    # the journal once the door is in service.
+    named = "audit.path's folder" if config.audit.path else "state_dir"
+    problem = folder_problem(path.parent, named) or _append_problem(path)
+    if problem:
+        return Check("audit", False, f"{problem}: the door would run without its audit trail")
     if not log_files(path):
         return Check("audit", True, f"{path}: no entries yet")
     try:
@@ -149,6 +304,20 @@ def check_audit(config: Config) -> Check:
     if not report.ok:
         return Check("audit", False, f"TAMPERED: {report.problem}")
     return Check("audit", True, f"{path}: {report.entries} entries, chain intact")
+
+
+def _append_problem(path: Path) -> str | None:
+    """Why an existing regular file cannot be appended to, or None. Opening for appending
+    changes nothing; anything but a regular file is left to the reader's own message (a FIFO
+    opened for writing would wait for a reader)."""
+    try:
+        if not path.is_file():
+            return None
+        with open(path, "ab"):
+            pass
+    except OSError as exc:
+        return f"{clip_text(str(path), PATH_CHARS)} cannot be written ({exc.strerror or exc})"
+    return None
 
 
 def check_clock(config: Config) -> Check:
@@ -179,6 +348,9 @@ def run_checks(path: Path) -> list[Check]:
         check_camera,
         check_gpio,
         check_broker,
+        check_state,
+        check_snapshots,
+        check_push_folder,
         check_audit,
     ]
     checks += [step(config) for step in steps]

@@ -75,6 +75,21 @@ EVENT_TYPES = (
 )
 
 
+def tls_context(config: MqttConfig) -> ssl.SSLContext:
+    """The TLS settings the door connects with: the broker's certificate must be signed by
+    ``ca_file`` (the system's CAs when null) and name the host. One function, because
+    ``edgeface doctor`` and the configuration check build the very same context: a CA file
+    that would fail here must fail there, not at the daemon's start.
+
+    Raises OSError (the file cannot be read) or ssl.SSLError (it holds no PEM certificate)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies the certificate and host name
+    if config.ca_file:
+        context.load_verify_locations(cafile=config.ca_file)
+    else:
+        context.load_default_certs()
+    return context
+
+
 class DoorMqtt:
     """The daemon's MQTT connection (paho runs its network loop in its own thread)."""
 
@@ -115,7 +130,7 @@ class DoorMqtt:
         if config.username:
             self.client.username_pw_set(config.username, config.password)
         if config.tls:
-            self.client.tls_set(ca_certs=config.ca_file, cert_reqs=ssl.CERT_REQUIRED)
+            self.client.tls_set_context(tls_context(config))
         self.client.will_set(self.topic("availability"), "offline", qos=1, retain=True)
         self.client.reconnect_delay_set(min_delay=1, max_delay=30)
         self.client.on_connect = self._on_connect

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from edgeface.door.accepted_push import payload_digest
 from edgeface.door.state_files import write_json_atomic
+from edgeface.files import FileReadError, open_regular_file
 
 log = logging.getLogger(__name__)
 
@@ -106,10 +107,15 @@ class PushFolder:
             if not settled:
                 continue  # new and still changing: look again next time
             try:
-                with path.open("rb") as handle:
+                # Opened without waiting and checked again: the file looked at above may have
+                # been replaced by a FIFO since, and a blocked read would stop the daemon.
+                with open_regular_file(path, "push file") as handle:
                     payload = handle.read(self.max_bytes + 1)
+            except FileReadError as exc:
+                log.warning("push folder: %s", exc)
+                continue
             except OSError as exc:
-                log.warning("push folder: cannot read %s: %s", path, exc)
+                log.warning("push folder: cannot read %s: %s", path, exc.strerror or exc)
                 continue
             digest = payload_digest(payload)
             if self._handled.get(path.name) != digest:

@@ -20,12 +20,14 @@ kinds:
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from edgeface.config import Config
+from edgeface.config import Config, check_consistency, load_config
 
 #: Dotted key prefixes a running door applies on reload (anything else needs a restart).
 LIVE_PREFIXES = (
@@ -96,3 +98,24 @@ def plan_reload(running: Config, fresh: Config) -> ReloadPlan:
             target_new, source_old = getattr(target_new, part), getattr(source_old, part)
         setattr(target_new, leaf, copy.deepcopy(getattr(source_old, leaf)))
     return ReloadPlan(merged, applied, kept)
+
+
+async def prepare_reload(running: Config, path: Path | None) -> ReloadPlan:
+    """The plan for a reload of ``path`` (None: the running configuration again), made in a
+    worker thread. Reading the file is pure-Python YAML and takes about two seconds for the
+    largest file accepted (:data:`edgeface.config.MAX_CONFIG_NODES`), and planning copies the
+    result; on the event loop that stalled the door (exit button, door contact, relay timing,
+    MQTT commands) for as long. Raises :class:`~edgeface.config.ConfigError` as
+    :func:`~edgeface.config.load_config` does, so a bad file is still refused as a whole.
+    ``running`` is only read: the daemon replaces its configuration, never changes it."""
+    return await asyncio.to_thread(_plan_from_file, running, path)
+
+
+def _plan_from_file(running: Config, path: Path | None) -> ReloadPlan:
+    fresh = load_config(path) if path is not None else running
+    plan = plan_reload(running, fresh)
+    if plan.restart_required:
+        # The file is consistent, but what would run mixes its live settings with running
+        # values (e.g. two-factor entry on, MQTT still off until a restart).
+        check_consistency(plan.config, f"{path} (until a restart)")
+    return plan

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from edgeface.errors import shown_value
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+DAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 #: The keys a window may have; each has a default, so a misspelt one would silently widen it.
 WINDOW_KEYS = ("days", "from", "to")
 
@@ -39,6 +40,20 @@ class Window:
         )
 
 
+def day_number(day: object) -> int | None:
+    """0 (Monday) … 6 for ``mon`` … ``sun`` or ``monday`` … ``sunday`` in any case, None for
+    anything else. Whole names only: matching the first three letters read "monkey" as
+    Monday and "Sunshine" as Sunday. Only text can name a day (str() of a list here would
+    print a structure as large as the file allows)."""
+    if not isinstance(day, str):
+        return None
+    name = day.strip().lower()
+    for number, (short, full) in enumerate(zip(DAYS, DAY_NAMES, strict=True)):
+        if name in (short, full):
+            return number
+    return None
+
+
 def parse_window(raw: dict[str, object], where: str) -> Window:
     """One window from configuration (raises ValueError naming ``where``)."""
     _check_keys(raw, where)
@@ -47,12 +62,12 @@ def parse_window(raw: dict[str, object], where: str) -> Window:
         raise ValueError(f"{where}.days must be a list like [mon, tue]")
     days = set()
     for day in days_raw:
-        # Only text can name a day: str() of a list or mapping here would print a structure
-        # as large as the file allows just to compare its first three letters.
-        name = day.strip().lower()[:3] if isinstance(day, str) else ""
-        if name not in DAYS:
-            raise ValueError(f"{where}.days: {shown_value(day)} is not a day (mon … sun)")
-        days.add(DAYS.index(name))
+        number = day_number(day)
+        if number is None:
+            raise ValueError(
+                f"{where}.days: {shown_value(day)} is not a day (mon … sun or monday … sunday)"
+            )
+        days.add(number)
     start = _clock(raw.get("from", "00:00"), f"{where}.from")
     end_text = raw.get("to", "24:00")
     end = dt.time.max if end_text == "24:00" else _clock(end_text, f"{where}.to")

@@ -37,7 +37,6 @@ from edgeface.config import (
     RecognitionConfig,
     RelayConfig,
     SnapshotConfig,
-    check_consistency,
     load_config,
 )
 from edgeface.door.accepted_push import AcceptedPushRecord, payload_digest
@@ -50,7 +49,7 @@ from edgeface.door.mqtt import DoorMqtt
 from edgeface.door.outbox import Outbox
 from edgeface.door.push_folder import PushFolder
 from edgeface.door.relay import DoorRelay
-from edgeface.door.reload import ReloadPlan, plan_reload
+from edgeface.door.reload import ReloadPlan, prepare_reload
 from edgeface.door.rule_names import rules_naming_strangers
 from edgeface.door.schedules import AccessSchedule
 from edgeface.door.second_factor import SecondFactors
@@ -1095,12 +1094,7 @@ class DoorService:
         restart (see :mod:`edgeface.door.reload`) keep their running values and are reported."""
         async with self._change_lock:
             try:
-                fresh = load_config(self.config_path) if self.config_path else self.config
-                plan = plan_reload(self.config, fresh)
-                if plan.restart_required:
-                    # The file is consistent, but what would run mixes its live settings with
-                    # running values (e.g. two-factor entry on, MQTT still off until a restart).
-                    check_consistency(plan.config, f"{self.config_path} (until a restart)")
+                plan = await prepare_reload(self.config, self.config_path)  # parsed off the loop
                 gallery = self._read_gallery(plan.config, strict=True)
                 pipeline = None
                 if plan.touches("detector.") or plan.touches("recognition.embedder_precision"):

@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from edgeface.errors import EdgefaceError, ImageError
+from edgeface.files import file_kind
 from edgeface.vision.image_io import read_rgb, to_rgb8
 
 log = logging.getLogger(__name__)
@@ -227,8 +228,23 @@ def open_source(
     if is_stream(text):
         return CaptureSource(text, width, height, stream_timeout=stream_timeout)
     path = Path(text)
+    mode = source_file_mode(text)
+    if stat.S_ISDIR(mode):
+        return FolderSource(path, loop=loop)
+    if stat.S_ISCHR(mode):
+        return CaptureSource(text, width, height)
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return ImageFileSource(path, loop=loop)
+    return CaptureSource(text, width, height, loop=loop)
+
+
+def source_file_mode(text: str) -> int:
+    """The ``st_mode`` of the file a path source names, if it is one frames can be read from
+    without blocking: a folder, a regular file or a character device (a camera); anything else
+    raises :class:`SourceError` naming it. ``stat`` never blocks, where OpenCV's open of a
+    FIFO waits for a writer for ever. Also used for ``edgeface bench --input``."""
     try:
-        mode = path.stat().st_mode  # follows links, as OpenCV would
+        mode = Path(text).stat().st_mode  # follows links, as OpenCV would
     except (FileNotFoundError, NotADirectoryError):
         if text.startswith("/dev/"):
             raise SourceError(f"{text}: no such camera device") from None
@@ -236,23 +252,6 @@ def open_source(
     except (OSError, ValueError) as exc:  # no permission, a link loop, a NUL in the name
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
         raise SourceError(f"{text}: cannot be opened: {reason}") from None
-    if stat.S_ISDIR(mode):
-        return FolderSource(path, loop=loop)
-    if stat.S_ISCHR(mode):
-        return CaptureSource(text, width, height)
-    if not stat.S_ISREG(mode):
-        raise SourceError(f"{text}: not a regular file or a camera device ({_kind(mode)})")
-    if path.suffix.lower() in IMAGE_SUFFIXES:
-        return ImageFileSource(path, loop=loop)
-    return CaptureSource(text, width, height, loop=loop)
-
-
-def _kind(mode: int) -> str:
-    """What a non-regular, non-device file is, for the message refusing it."""
-    if stat.S_ISFIFO(mode):
-        return "a FIFO"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    if stat.S_ISBLK(mode):
-        return "a block device"
-    return f"file type {stat.S_IFMT(mode):o}"
+    if not (stat.S_ISDIR(mode) or stat.S_ISCHR(mode) or stat.S_ISREG(mode)):
+        raise SourceError(f"{text}: not a regular file or a camera device ({file_kind(mode)})")
+    return mode

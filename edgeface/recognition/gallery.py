@@ -23,6 +23,7 @@ import json
 import os
 import stat
 import tempfile
+import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -31,7 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from edgeface.errors import EdgefaceError
+from edgeface.errors import EdgefaceError, shown_value
+from edgeface.files import is_link_loop, read_regular_file
 
 FORMAT = "edgeface-gallery"
 EMBEDDING_DIM = 128
@@ -174,7 +176,10 @@ class Gallery:
 
 def parse_identity(name: object, raw: object, where: str) -> Identity:
     """One identity of the gallery/push format, fully validated (name, embeddings, enrolments)."""
-    valid = validate_name(name)
+    try:
+        valid = validate_name(name)
+    except GalleryError as exc:  # named with the file: it is there that the name is fixed
+        raise GalleryError(f"{where}: {exc}") from None
     if not isinstance(raw, dict) or not isinstance(raw.get("embeddings"), list):
         raise GalleryError(f"{where}: identity {valid!r} needs a list of embeddings")
     vectors = [
@@ -195,23 +200,74 @@ def parse_identity(name: object, raw: object, where: str) -> Identity:
     return Identity(valid, vectors, list(enrolments))
 
 
+#: Longest identity name (characters): it is shown in one line of logs and Home Assistant.
+MAX_NAME_CHARS = 64
+
+#: Names the configuration gives a meaning of their own, and why: ``second_factor.required_for:
+#: [all]`` means everybody (``edgeface.door.second_factor.EVERYONE``), so a person enrolled as
+#: "all" could never be required a second factor alone — naming them would require it of all.
+RESERVED_NAMES = {"all": "second_factor.required_for uses 'all' to mean everybody"}
+
+#: Unicode categories a name may not contain: controls (ESC drives the terminal of whoever
+#: reads the log, TAB and newlines break its lines), format characters (U+202E shows a name
+#: reversed in logs and Home Assistant; U+200B makes two people whose names look the same),
+#: line and paragraph separators, and lone surrogates (which cannot be sent as UTF-8).
+FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+
+#: Format characters that are part of writing real names: ZWNJ (Persian, Indic scripts) and
+#: ZWJ (Indic conjuncts, emoji sequences).
+ALLOWED_FORMAT_CHARACTERS = frozenset({"\u200c", "\u200d"})
+
+
 def validate_name(name: object) -> str:
-    if not isinstance(name, str) or not name.strip() or len(name) > 64:
-        raise GalleryError(f"identity name {name!r} must be 1-64 characters")
-    if any(ch in name for ch in "/\\\x00\n\r#+"):
-        raise GalleryError(f"identity name {name!r} may not contain / \\ # + or control characters")
+    """``name`` if it can name a person, else a :class:`GalleryError` saying why not.
+
+    A name is a key of the gallery, a rule's key in the configuration and what logs, events
+    and Home Assistant show, so it must look like what it is: no invisible or control
+    characters, no spaces around it (" obama" would be another person than "obama"), and
+    none of the words the configuration reserves."""
+    if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME_CHARS:
+        raise GalleryError(
+            f"identity name {shown_value(name)} must be 1-{MAX_NAME_CHARS} characters"
+        )
+    if name != name.strip():
+        raise GalleryError(
+            f"identity name {name!r} has white space around it, which would make it another person "
+            f"than {name.strip()!r}; remove them"
+        )
+    if any(ch in name for ch in "/\\#+"):
+        raise GalleryError(f"identity name {name!r} may not contain / \\ # or +")
+    invisible = _invisible_character(name)
+    if invisible:
+        raise GalleryError(
+            f"identity name {name!r} may not contain control or invisible formatting "
+            f"characters ({invisible})"
+        )
+    reason = RESERVED_NAMES.get(name.casefold())
+    if reason:
+        raise GalleryError(f"identity name {name!r} is reserved: {reason}; choose another")
     return name
 
 
-def read_json_file(path: Path, name: str, hint: Callable[[], str] = str) -> Any:
+def _invisible_character(name: str) -> str:
+    """The first character of ``name`` of a :data:`FORBIDDEN_CATEGORIES` category, as
+    "U+202E at position 3" ("" if there is none)."""
+    for position, ch in enumerate(name, start=1):
+        if unicodedata.category(ch) in FORBIDDEN_CATEGORIES and ch not in ALLOWED_FORMAT_CHARACTERS:
+            return f"U+{ord(ch):04X} at position {position}"
+    return ""
+
+
+def read_json_file(path: Path, what: str = "", hint: Callable[[], str] = str) -> Any:
     """The JSON document in ``path`` (a gallery, or a file to import), or a
-    :class:`GalleryError` saying in one line why not; ``name`` is how the message names it,
-    ``hint`` adds where a previous version is, if there is one."""
-    if path.exists() and not path.is_file():
-        # A FIFO would block for ever, /dev/zero never ends, a directory is a mistake.
-        raise GalleryError(f"{name} is not a regular file")
+    :class:`GalleryError` saying in one line why not; ``what`` says what the file is
+    ("gallery"), ``hint`` adds where a previous version is, if there is one. Only a regular
+    file is read (:func:`~edgeface.files.read_regular_file`): a FIFO would block for ever,
+    /dev/zero never ends, a directory is a mistake."""
+    data = read_regular_file(path, what, None, error=GalleryError)
+    name = f"{what} {path}".lstrip()
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(data.decode("utf-8"))
     except json.JSONDecodeError as exc:
         raise GalleryError(
             f"{name} is not valid JSON (line {exc.lineno}): {exc.msg}" + hint()
@@ -222,8 +278,6 @@ def read_json_file(path: Path, name: str, hint: Callable[[], str] = str) -> Any:
         raise GalleryError(
             f"{name} is not a gallery document ({exc.__class__.__name__}: {str(exc)[:80]})" + hint()
         ) from None
-    except OSError as exc:
-        raise GalleryError(f"{name} cannot be read: {exc.strerror or exc}") from None
 
 
 class GalleryStore:
@@ -264,11 +318,21 @@ class GalleryStore:
         finally:
             os.close(descriptor)  # closing releases the lock
 
+    def exists(self) -> bool:
+        """Whether the gallery file is there. A symbolic link loop is neither there nor
+        missing but a mistake to fix: taken for "no gallery yet", it was reported as missing,
+        or an empty gallery was started in its place."""
+        if self.path.exists():
+            return True
+        if is_link_loop(self.path):
+            raise GalleryError(f"cannot read gallery {self.path}: it is a symbolic link loop")
+        return False
+
     def load(self) -> Gallery:
         """The stored gallery, or an empty one if the file does not exist yet."""
-        if not self.path.exists():
+        if not self.exists():
             return Gallery(embedder=self.embedder)
-        data = read_json_file(self.path, f"gallery {self.path}", self._previous_hint)
+        data = read_json_file(self.path, "gallery", self._previous_hint)
         gallery = Gallery.from_dict(data, str(self.path))
         if self.embedder and gallery.embedder and gallery.embedder != self.embedder:
             raise GalleryError(

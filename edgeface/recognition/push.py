@@ -65,6 +65,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 
 from edgeface.errors import EdgefaceError, shown_value
+from edgeface.files import read_regular_file
 from edgeface.recognition.gallery import (
     Gallery,
     GalleryError,
@@ -179,12 +180,21 @@ class SigningKey:
         return sign(document, self.secret, key_id)
 
 
+#: Largest key file read (bytes): a key is a line of hex or a short PEM block, and ``--key``
+#: naming /dev/zero or a disk image must not fill memory.
+MAX_KEY_FILE_BYTES = 64 * 1024
+
+
 def load_signing_key(path: Path) -> SigningKey:
-    """Read a key file written by ``edgeface keys generate`` (either kind) or by openssl."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise EdgefaceError(f"cannot read key file {path}: {exc.strerror}") from None
+    """Read a key file written by ``edgeface keys generate`` (either kind) or by openssl.
+    Only a regular file is read: ``--key`` naming a FIFO waited for a writer for ever."""
+    data = read_regular_file(
+        path,
+        "key file",
+        MAX_KEY_FILE_BYTES,
+        error=EdgefaceError,
+        too_large_hint="; a key is one line or a short PEM block — is this the right file?",
+    )
     if data.lstrip().startswith(b"-----BEGIN"):
         try:
             key = serialization.load_pem_private_key(data, password=None)

@@ -13,6 +13,7 @@ face".
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
@@ -23,6 +24,38 @@ import numpy as np
 from edgeface import MAX_IMAGE_PIXELS as MAX_PIXELS
 from edgeface.errors import ImageError
 from edgeface.files import is_link_loop
+from edgeface.native_stderr import native_stderr
+
+log = logging.getLogger(__name__)
+
+
+#: How the image codecs OpenCV uses start the lines they print on stderr.
+CODEC_PREFIXES = (
+    "Corrupt JPEG data",
+    "Premature end of JPEG file",
+    "Invalid JPEG file structure",
+    "Not a JPEG file",
+    "Bogus ",
+    "Unsupported ",
+    "Warning: ",
+    "libpng ",
+    "[ WARN:",
+    "[ERROR:",
+    "imread_(",
+)
+
+
+def codec_message(line: str) -> bool:
+    """Whether a line on stderr came from an image codec (not from another thread's log)."""
+    return line.startswith(CODEC_PREFIXES)
+
+
+def damaged_data(line: str) -> bool:
+    """Whether a codec message says pixels are missing or wrong. Extraneous bytes before a
+    marker (some cameras write them) lose nothing, so they are not damage."""
+    if line.startswith("Corrupt JPEG data"):
+        return "extraneous bytes before marker" not in line
+    return line.startswith("Premature end of JPEG file")
 
 
 def to_rgb8(image: np.ndarray, source: str = "image", *, in_place: bool = False) -> np.ndarray:
@@ -232,10 +265,11 @@ def decode_rgb(
         # eyes was enrolled as "ok", a template that did not match the same man.
         raise ImageError(f"{source}: the JPEG is truncated (no end marker); download it again")
     try:
-        image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED | cv2.IMREAD_ANYDEPTH)
-        if image is None and file is not None:
-            # GIFs without an extension (the Yale faces) and some PGMs decode via the file reader.
-            image = cv2.imread(str(file), cv2.IMREAD_UNCHANGED)
+        with native_stderr(codec_message) as messages:
+            image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED | cv2.IMREAD_ANYDEPTH)
+            if image is None and file is not None:
+                # GIFs without an extension (the Yale faces) and some PGMs: the file reader.
+                image = cv2.imread(str(file), cv2.IMREAD_UNCHANGED)
     except cv2.error as exc:
         if "CV_IO_MAX_IMAGE_PIXELS" in str(exc):
             raise ImageError(
@@ -243,8 +277,16 @@ def decode_rgb(
                 "downscale it first"
             ) from None
         raise ImageError(f"{source}: not a readable image ({exc.err or exc})") from None
+    damage = next((line for line in messages if damaged_data(line)), None)
+    if damage is not None:
+        # libjpeg decodes around the damage and returns an image with grey or smeared blocks:
+        # a face enrolled from that would not match its owner.
+        raise ImageError(f"{source}: the image data is damaged ({damage}); download it again")
+    for line in messages:
+        log.debug("%s: %s", source, line)
     if image is None:
-        raise ImageError(f"{source}: not a readable image (unknown format, truncated or corrupt)")
+        why = f"{messages[-1]}" if messages else "unknown format, truncated or corrupt"
+        raise ImageError(f"{source}: not a readable image ({why})")
     if image.shape[0] * image.shape[1] > max_pixels:
         raise ImageError(
             f"{source}: {image.shape[1]}x{image.shape[0]} is larger than the "

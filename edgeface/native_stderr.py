@@ -1,0 +1,59 @@
+"""What C libraries write straight to file descriptor 2, caught and sorted.
+
+The TFLite runtime announces its XNNPACK delegate there, libjpeg reports damaged image data
+there ("Corrupt JPEG data: premature end of data segment") and still returns an image, libpng
+warns about colour profiles. None of it goes through Python, so no log level turns it off: it
+landed in the middle of one-line error messages and in the journal, and the one message that
+matters — the photo is damaged — was never seen by the code deciding whether to enrol it.
+
+:func:`native_stderr` sends fd 2 to a temporary file for the duration of a block; lines the
+caller's ``claims`` predicate recognises are handed to the caller, everything else (another
+thread's log line, a real runtime error) is written back to stderr afterwards, so nothing is
+lost — only delayed by the block's few milliseconds. One block at a time (a lock), as fd 2 is
+process-wide.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+
+_lock = threading.RLock()
+
+
+@contextlib.contextmanager
+def native_stderr(claims: Callable[[str], bool]) -> Iterator[list[str]]:
+    """Catch fd 2 during the block; the yielded list holds the claimed lines (filled when the
+    block ends, stripped), the rest is written back to stderr. Where fd 2 cannot be
+    redirected (no such descriptor), nothing is caught and the list stays empty."""
+    claimed: list[str] = []
+    with _lock:
+        try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError, AttributeError):
+            yield claimed
+            return
+        with tempfile.TemporaryFile() as captured:
+            os.dup2(captured.fileno(), 2)
+            try:
+                yield claimed
+            finally:
+                with contextlib.suppress(OSError, ValueError, AttributeError):
+                    sys.stderr.flush()
+                os.dup2(saved, 2)
+                os.close(saved)
+                captured.seek(0)
+                kept = []
+                for line in captured.read().splitlines(keepends=True):
+                    text = line.decode("utf-8", "replace").strip()
+                    if text and claims(text):
+                        claimed.append(text)
+                    else:
+                        kept.append(line)
+                if kept:
+                    os.write(2, b"".join(kept))

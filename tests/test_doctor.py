@@ -1,0 +1,332 @@
+"""``edgeface doctor`` against what ``edgeface run`` needs at start.
+
+Each configuration here passed ``doctor`` and then failed in ``run`` (a traceback, a daemon
+retrying for ever, or a door running without its audit trail): a state folder that is a file,
+a snapshots folder nobody may write in, a push folder that is a file, a CA file that holds no
+certificate, a broker whose certificate the daemon does not trust. Real ``edgeface doctor``
+runs on real files, a real mosquitto (with TLS where it matters), gpiozero's mock pins; each
+test checks the line an installer reads and the exit status.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from broker import Broker, make_certificates
+from test_cli import edgeface
+from test_cli_errors import MODES_IGNORED, assert_one_line_error, write_gallery
+
+#: A folder no process may create anything in, root included (procfs).
+UNCREATABLE = "/proc/no-such-dir/edgeface"
+
+
+def base_config(tmp_path: Path, photo_dir: Path, extra: str = "", state: str = "") -> Path:
+    """A configuration on which every check passes (a still-image camera, a one-person
+    gallery, mock pins, no MQTT), plus ``extra`` YAML at the top level."""
+    gallery = write_gallery(tmp_path / "gallery.json")
+    path = tmp_path / "edgeface.yaml"
+    path.write_text(
+        f"state_dir: {state or tmp_path / 'state'}\n"
+        f"camera:\n  source: {photo_dir / 'obama.jpg'}\n"
+        f"recognition:\n  gallery: {gallery}\n"
+        "relay:\n  pin_factory: mock\n" + extra
+    )
+    return path
+
+
+def doctor(config: Path) -> tuple[int, dict[str, tuple[bool, str]]]:
+    """Run ``edgeface doctor``: its exit status and, per check, (ok, detail) as printed."""
+    result = edgeface("doctor", "--config", str(config), timeout=180)
+    assert "Traceback" not in result.stderr, result.stderr
+    checks: dict[str, tuple[bool, str]] = {}
+    for line in result.stdout.splitlines():
+        status, name, detail = line.split(maxsplit=2)
+        assert status in ("ok", "FAIL"), line
+        checks[name] = (status == "ok", detail)
+    return result.returncode, checks
+
+
+def failing(checks: dict[str, tuple[bool, str]]) -> dict[str, str]:
+    return {name: detail for name, (ok, detail) in checks.items() if not ok}
+
+
+@pytest.fixture
+def read_only(tmp_path: Path) -> Iterator[Path]:
+    """An existing folder this user may not write in (skipped where modes are ignored)."""
+    if MODES_IGNORED:
+        pytest.skip("file modes are not enforced for this user")
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(stat.S_IRUSR | stat.S_IXUSR)
+    yield folder
+    folder.chmod(0o755)
+
+
+def test_the_base_configuration_passes(tmp_path: Path, photo_dir: Path) -> None:
+    """The reference for the tests below: each adds one problem to a file that passes."""
+    code, checks = doctor(base_config(tmp_path, photo_dir))
+    assert code == 0 and not failing(checks), checks
+    assert checks["state"] == (True, f"{tmp_path / 'state'} will be created at start")
+    assert checks["snapshot"] == (True, "disabled") and checks["push"] == (True, "disabled")
+
+
+# ----- state_dir -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("where", "problem"),
+    [
+        ("{tmp}/a-file", "state_dir {tmp}/a-file exists but is not a folder"),
+        ("{tmp}/a-file/state", "state_dir {tmp}/a-file/state cannot be created: {tmp}/a-file is"),
+        (UNCREATABLE, f"state_dir {UNCREATABLE} cannot be created in /proc ("),
+    ],
+)
+def test_a_state_dir_run_cannot_use_fails_doctor(
+    tmp_path: Path, photo_dir: Path, where: str, problem: str
+) -> None:
+    """``run`` creates state_dir and writes in it at start: a file in its place stopped it
+    with a FileExistsError traceback, after doctor had passed the file. The audit trail, in
+    state_dir by default, is reported as lost too."""
+    (tmp_path / "a-file").write_text("not a folder\n")
+    state = where.format(tmp=tmp_path)
+    code, checks = doctor(base_config(tmp_path, photo_dir, state=state))
+    assert code == 1
+    assert set(failing(checks)) == {"state", "audit"}, checks
+    assert checks["state"][1].startswith(problem.format(tmp=tmp_path)), checks["state"]
+    assert checks["audit"][1].endswith("the door would run without its audit trail")
+
+
+def test_a_state_dir_without_write_permission_fails_doctor(
+    tmp_path: Path, photo_dir: Path, read_only: Path
+) -> None:
+    code, checks = doctor(base_config(tmp_path, photo_dir, state=str(read_only)))
+    assert code == 1 and set(failing(checks)) == {"state", "audit"}, checks
+    assert checks["state"][1] == f"state_dir {read_only}: cannot write in it (Permission denied)"
+
+
+def test_an_outbox_that_is_not_a_database_fails_doctor(
+    tmp_path: Path, photo_dir: Path, broker: Broker
+) -> None:
+    """With MQTT on, ``run`` opens ``<state_dir>/outbox.db`` with SQLite at start; a file that
+    is something else ("file is not a database") stopped it."""
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "outbox.db").write_text("events: none\n")
+    mqtt = f"mqtt:\n  enabled: true\n  host: 127.0.0.1\n  port: {broker.port}\n"
+    code, checks = doctor(base_config(tmp_path, photo_dir, mqtt))
+    assert code == 1 and set(failing(checks)) == {"state"}, checks
+    assert checks["state"][1] == (
+        f"MQTT outbox {state / 'outbox.db'} is not an SQLite database; move it away (the "
+        "daemon starts a new one)"
+    )
+
+
+# ----- snapshots, push folder, audit trail ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("folder", "problem"),
+    [
+        ("{tmp}/a-file", "snapshots.folder {tmp}/a-file exists but is not a folder"),
+        (UNCREATABLE, f"snapshots.folder {UNCREATABLE} cannot be created in /proc ("),
+    ],
+)
+def test_a_snapshots_folder_run_cannot_use_fails_doctor(
+    tmp_path: Path, photo_dir: Path, folder: str, problem: str
+) -> None:
+    """A file in its place stopped ``run`` at start (FileExistsError traceback)."""
+    (tmp_path / "a-file").write_text("not a folder\n")
+    snapshots = f"snapshots:\n  enabled: true\n  folder: {folder.format(tmp=tmp_path)}\n"
+    code, checks = doctor(base_config(tmp_path, photo_dir, snapshots))
+    assert code == 1 and set(failing(checks)) == {"snapshot"}, checks
+    assert checks["snapshot"][1].startswith(problem.format(tmp=tmp_path)), checks["snapshot"]
+
+
+def test_a_snapshots_folder_without_write_permission_fails_doctor(
+    tmp_path: Path, photo_dir: Path, read_only: Path
+) -> None:
+    """Every snapshot would be lost, each only a line in the journal."""
+    snapshots = f"snapshots:\n  enabled: true\n  folder: {read_only}\n"
+    code, checks = doctor(base_config(tmp_path, photo_dir, snapshots))
+    assert code == 1 and set(failing(checks)) == {"snapshot"}, checks
+    assert checks["snapshot"][1] == (
+        f"snapshots.folder {read_only}: cannot write in it (Permission denied)"
+    )
+
+
+def test_the_default_snapshots_folder_under_a_bad_state_dir_is_named_as_such(
+    tmp_path: Path, photo_dir: Path
+) -> None:
+    (tmp_path / "a-file").write_text("not a folder\n")
+    config = base_config(
+        tmp_path, photo_dir, "snapshots:\n  enabled: true\n", state=f"{tmp_path}/a-file"
+    )
+    code, checks = doctor(config)
+    assert code == 1 and set(failing(checks)) == {"state", "snapshot", "audit"}, checks
+    assert checks["snapshot"][1] == (
+        f"snapshots folder (<state_dir>/snapshots) {tmp_path}/a-file/snapshots cannot be "
+        f"created: {tmp_path}/a-file is not a folder"
+    )
+
+
+def test_a_push_folder_that_is_a_file_fails_doctor(tmp_path: Path, photo_dir: Path) -> None:
+    """The daemon treats a push folder it cannot list as one that does not exist yet: pushes
+    dropped "into" a file path would never be applied, without a word."""
+    (tmp_path / "pushes").write_text("not a folder\n")
+    push = (
+        f"push:\n  enabled: true\n  folder: {tmp_path}/pushes\n"
+        "  keys: {k1: 00112233445566778899aabbccddeeff}\n"
+    )
+    code, checks = doctor(base_config(tmp_path, photo_dir, push))
+    assert code == 1 and set(failing(checks)) == {"push"}, checks
+    assert checks["push"][1] == f"push.folder {tmp_path}/pushes exists but is not a folder"
+
+    (tmp_path / "pushes").unlink()  # not there yet: fine, nothing is pushed until it is
+    code, checks = doctor(base_config(tmp_path, photo_dir, push))
+    assert code == 0 and "does not exist yet" in checks["push"][1], checks
+    (tmp_path / "pushes").mkdir()
+    code, checks = doctor(base_config(tmp_path, photo_dir, push))
+    assert code == 0 and checks["push"] == (
+        True,
+        f"push.folder {tmp_path}/pushes watched every 2 s",
+    )
+
+
+def test_an_audit_trail_run_cannot_write_fails_doctor(tmp_path: Path, photo_dir: Path) -> None:
+    """``run`` does not stop then: it runs without its audit trail, said once in the journal.
+    That is a door whose unlocks are no longer recorded, so doctor fails on it."""
+    audit = f"audit:\n  path: {UNCREATABLE}/audit.log\n"
+    code, checks = doctor(base_config(tmp_path, photo_dir, audit))
+    assert code == 1 and set(failing(checks)) == {"audit"}, checks
+    assert checks["audit"][1].startswith(
+        f"audit.path's folder {UNCREATABLE} cannot be created in /proc ("
+    )
+    assert checks["audit"][1].endswith("the door would run without its audit trail")
+
+
+def test_an_audit_log_without_write_permission_fails_doctor(
+    tmp_path: Path, photo_dir: Path
+) -> None:
+    if MODES_IGNORED:
+        pytest.skip("file modes are not enforced for this user")
+    log = tmp_path / "audit.log"
+    log.write_text("")
+    log.chmod(stat.S_IRUSR)
+    code, checks = doctor(base_config(tmp_path, photo_dir, f"audit:\n  path: {log}\n"))
+    assert code == 1 and set(failing(checks)) == {"audit"}, checks
+    assert checks["audit"][1].startswith(f"{log} cannot be written (Permission denied)")
+
+
+# ----- MQTT over TLS -----------------------------------------------------------------------------
+
+
+def tls_config(
+    tmp_path: Path, photo_dir: Path, port: int, ca: str, host: str = "127.0.0.1"
+) -> Path:
+    ca_line = f"  ca_file: {ca}\n" if ca else ""
+    mqtt = f"mqtt:\n  enabled: true\n  host: {host}\n  port: {port}\n  tls: true\n{ca_line}"
+    return base_config(tmp_path, photo_dir, mqtt)
+
+
+def garbage(path: Path) -> str:
+    path.write_text("this is not a certificate\n")
+    return str(path)
+
+
+def a_private_key(path: Path) -> str:
+    """A PEM file, but a key, not a certificate (the usual mix-up of ca.key and ca.crt)."""
+    subprocess.run(
+        ["openssl", "genrsa", "-out", str(path), "2048"], check=True, capture_output=True
+    )
+    return str(path)
+
+
+def a_fifo(path: Path) -> str:
+    os.mkfifo(path)
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("make", "problem"),
+    [
+        pytest.param(lambda d: str(d / "missing.crt"), "it does not exist", id="missing"),
+        pytest.param(lambda d: garbage(d / "ca.crt"), "holds no PEM certificate", id="garbage"),
+        pytest.param(lambda d: a_private_key(d / "ca.key"), "holds no PEM certificate", id="key"),
+        pytest.param(lambda d: str(d), "it is a directory", id="folder"),
+        pytest.param(lambda d: a_fifo(d / "ca.fifo"), "is not a regular file (a FIFO)", id="fifo"),
+    ],
+)
+def test_a_ca_file_without_a_certificate_is_refused_by_doctor_and_run(
+    tmp_path: Path,
+    photo_dir: Path,
+    make,
+    problem: str,  # type: ignore[no-untyped-def]
+) -> None:
+    """``run`` died at start with an ssl.SSLError or FileNotFoundError traceback (paho's
+    tls_set), while ``doctor``, which only opened a TCP connection, passed. Now the file is
+    checked while the configuration is read, by building the daemon's own TLS context: both
+    refuse at once, naming the key and line. Nothing needs to listen for this."""
+    folder = tmp_path / "certs"
+    folder.mkdir()
+    config = tls_config(tmp_path, photo_dir, 1, make(folder))
+    code, checks = doctor(config)
+    assert code == 1 and list(checks) == ["config", "runtime"], checks
+    detail = checks["config"][1]
+    assert detail.startswith(f"{config}: mqtt.ca_file (line 13): ") and problem in detail, detail
+    run = edgeface("run", "--config", str(config), timeout=60)
+    assert_one_line_error(run, "mqtt.ca_file (line 13): ")
+    assert problem in run.stderr
+
+
+def test_doctor_completes_the_tls_handshake_the_daemon_would(
+    tmp_path: Path, photo_dir: Path
+) -> None:
+    """A TCP connect said "reachable" for a broker whose certificate the daemon then refused
+    (another CA, a host name the certificate does not name) and for a port without TLS; the
+    daemon retried for ever. Now doctor does the handshake with the daemon's TLS context."""
+    for name in ("tls-broker", "plain-broker", "other-ca"):
+        (tmp_path / name).mkdir()
+    broker = Broker(tmp_path / "tls-broker", tls=True)
+    plain = Broker(tmp_path / "plain-broker")
+    try:
+        broker.start()
+        plain.start()
+        right_ca = str(broker.ca_file)
+        code, checks = doctor(tls_config(tmp_path, photo_dir, broker.port, right_ca))
+        assert code == 0, checks
+        assert checks["mqtt"][1].startswith(
+            f"broker 127.0.0.1:{broker.port} reachable, TLS certificate verified (TLSv1."
+        )
+
+        other_ca = str(make_certificates(tmp_path / "other-ca"))
+        code, checks = doctor(tls_config(tmp_path, photo_dir, broker.port, other_ca))
+        assert code == 1 and set(failing(checks)) == {"mqtt"}, checks
+        # OpenSSL's words vary ("unable to get local issuer certificate", "self-signed
+        # certificate in certificate chain" when the other CA has the same name).
+        detail = checks["mqtt"][1]
+        assert detail.startswith(f"broker 127.0.0.1:{broker.port}: TLS certificate not trusted (")
+        assert detail.endswith(f"); checked against mqtt.ca_file {other_ca}"), detail
+
+        code, checks = doctor(tls_config(tmp_path, photo_dir, broker.port, ""))
+        assert code == 1 and set(failing(checks)) == {"mqtt"}, checks
+        assert "TLS certificate not trusted" in checks["mqtt"][1]
+        assert "the system's CAs (no ca_file)" in checks["mqtt"][1]
+
+        # The certificate names 127.0.0.1, not localhost: the daemon checks the host name too.
+        config = tls_config(tmp_path, photo_dir, broker.port, right_ca, host="localhost")
+        code, checks = doctor(config)
+        assert code == 1 and set(failing(checks)) == {"mqtt"}, checks
+        assert "TLS certificate not trusted (Hostname mismatch" in checks["mqtt"][1]
+
+        code, checks = doctor(tls_config(tmp_path, photo_dir, plain.port, right_ca))
+        assert code == 1 and set(failing(checks)) == {"mqtt"}, checks
+        assert checks["mqtt"][1].startswith(f"broker 127.0.0.1:{plain.port}: TLS handshake failed")
+        assert checks["mqtt"][1].endswith(f"does it listen with TLS on port {plain.port}?")
+    finally:
+        broker.kill()
+        plain.kill()
