@@ -121,8 +121,8 @@ def test_an_outbox_that_is_not_a_database_fails_doctor(
     code, checks = doctor(base_config(tmp_path, photo_dir, mqtt))
     assert code == 1 and set(failing(checks)) == {"state"}, checks
     assert checks["state"][1] == (
-        f"MQTT outbox {state / 'outbox.db'} is not an SQLite database; move it away (the "
-        "daemon starts a new one)"
+        f"MQTT outbox {state / 'outbox.db'} is not an SQLite database: run keeps it as "
+        "outbox.db.unreadable-<time> and starts a new one (its events are not sent)"
     )
 
 

@@ -217,7 +217,8 @@ def check_state(config: Config) -> Check:
     """``state_dir`` holds what the door keeps across restarts (an unlock in progress, the MQTT
     outbox, the newest accepted push, the push folder's record). ``run`` creates it and writes
     in it at start: a file in its place, or a folder it may not write in, stopped ``run`` with
-    a traceback after doctor had passed it. So did an outbox file that is not a database."""
+    a traceback after doctor had passed it. An outbox file that is not a database is set aside
+    by ``run`` (tests/test_run_startup.py), and still a failure here: its events are lost."""
     state = Path(config.state_dir)
     problem = folder_problem(state, "state_dir")
     if problem:
@@ -233,8 +234,8 @@ def check_state(config: Config) -> Check:
             return Check(
                 "state",
                 False,
-                f"MQTT outbox {outbox} is not an SQLite database; move it away (the daemon "
-                "starts a new one)",
+                f"MQTT outbox {outbox} is not an SQLite database: run keeps it as "
+                "outbox.db.unreadable-<time> and starts a new one (its events are not sent)",
             )
     if not state.exists():
         return Check("state", True, f"{state} will be created at start")

@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 DROP_WARNING_EVERY = 1000
 #: Size the outbox's write-ahead log is cut back to after a checkpoint (bytes).
 WAL_LIMIT_BYTES = 256 * 1024
+#: SQLite's result codes for a file that is not a database (SQLITE_NOTADB) or a damaged one
+#: (SQLITE_CORRUPT): set aside and replaced. A locked or unwritable database is not.
+UNUSABLE_DATABASE = (26, 11)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -60,13 +63,48 @@ class Outbox:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self.max_events = max_events
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        # After each checkpoint the write-ahead log is cut back to this size; without a limit
-        # it stays at its high-water mark (4 MB after 20 minutes of events, measured).
-        self._db.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
-        self._db.executescript(SCHEMA)
+        #: Where an outbox that was not an SQLite database (or a damaged one) was moved to
+        #: before a new one was started (None: opened as it was), for the daemon to report.
+        self.set_aside: Path | None = None
+        try:
+            self._db = self._open(str(path))
+        except sqlite3.DatabaseError as exc:
+            if (
+                getattr(exc, "sqlite_errorcode", None) not in UNUSABLE_DATABASE
+                or not self.path.is_file()
+            ):
+                raise
+            # A power cut on an SD card, or a file copied over it: the door must still run and
+            # record what happens. The old file is kept beside it for whoever wants to look.
+            self.set_aside = self.path.with_name(
+                f"{self.path.name}.unreadable-{time.strftime('%Y%m%dT%H%M%S')}"
+            )
+            for suffix in ("", "-wal", "-shm"):
+                old = Path(f"{self.path}{suffix}")
+                if old.exists():
+                    old.rename(f"{self.set_aside}{suffix}")
+            log.error(
+                "outbox: %s is not a usable database (%s); kept as %s, started anew",
+                path,
+                exc,
+                self.set_aside,
+            )
+            self._db = self._open(str(path))
+
+    @staticmethod
+    def _open(path: str) -> sqlite3.Connection:
+        db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            # After each checkpoint the write-ahead log is cut back to this size; without a
+            # limit it stays at its high-water mark (4 MB after 20 minutes of events, measured).
+            db.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
+            db.executescript(SCHEMA)
+        except BaseException:
+            db.close()
+            raise
+        return db
 
     def add(
         self, topic: str, payload: dict[str, Any], retain: bool = False, stamp: bool = True

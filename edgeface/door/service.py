@@ -37,6 +37,7 @@ from edgeface.config import (
     RecognitionConfig,
     RelayConfig,
     SnapshotConfig,
+    camera_source_problem,
     load_config,
 )
 from edgeface.door.accepted_push import AcceptedPushRecord, payload_digest
@@ -216,7 +217,14 @@ class DoorService:
         self.config_path = config_path
         self.on_event = on_event
         self.state_dir = Path(config.state_dir)
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a file of that name, a read-only file system, permissions
+            raise EdgefaceError(
+                f"state_dir {config.state_dir} cannot be used: {exc.strerror or exc} "
+                "(the door keeps its relay state and unsent events there; "
+                "edgeface doctor checks it)"
+            ) from None
         self.notifier = SystemdNotifier()
         factory = (
             pin_factory if pin_factory is not None else make_pin_factory(config.relay.pin_factory)
@@ -263,13 +271,19 @@ class DoorService:
             self.mqtt = DoorMqtt(
                 config.mqtt,
                 config.device_id,
-                Outbox(self.state_dir / "outbox.db"),
+                self._open_outbox(),
                 on_command=self._command_from_thread,
                 door_contact=r.door_contact_pin is not None,
                 gallery_groups=config.push.groups,
                 on_gallery=self._gallery_from_thread if config.push.enabled else None,
             )
         self.audit = self._open_audit(config)
+        if self.mqtt and self.mqtt.outbox.set_aside:
+            self.emit(
+                "error",
+                detail=f"the event outbox was not a usable database; kept as "
+                f"{self.mqtt.outbox.set_aside}, events from now on are kept in a new one",
+            )
         self.pipeline = make_pipeline(config.detector, config.recognition)
         #: The newest push accepted, kept apart from the gallery file: replay protection
         #: survives a lost or replaced gallery file (edgeface.door.accepted_push).
@@ -367,10 +381,27 @@ class DoorService:
             return None
         return PushFolder(Path(p.folder), self.state_dir / "push-files.json", max_bytes=p.max_bytes)
 
+    def _open_outbox(self) -> Outbox:
+        """The durable outbox; one that cannot be opened at all stops the start in one line
+        (events must not be lost silently), a damaged one is set aside (see Outbox)."""
+        path = self.state_dir / "outbox.db"
+        try:
+            return Outbox(path)
+        except (sqlite3.Error, OSError) as exc:
+            raise EdgefaceError(f"event outbox {path} cannot be opened: {exc}") from None
+
     def _make_snapshots(self, s: SnapshotConfig) -> SnapshotStore | None:
+        """Snapshots are optional: a folder that cannot be used is reported and the door runs
+        without them (as without an audit log that cannot be opened)."""
         if not s.enabled:
             return None
-        return SnapshotStore(Path(s.folder or self.state_dir / "snapshots"), s.retention_days)
+        folder = Path(s.folder or self.state_dir / "snapshots")
+        try:
+            return SnapshotStore(folder, s.retention_days)
+        except OSError as exc:
+            log.error("snapshots: cannot use %s, running without them: %s", folder, exc)
+            self.emit("error", detail=f"snapshot folder {folder} cannot be used: {exc}")
+            return None
 
     def _read_gallery(self, config: Config, strict: bool = False) -> Gallery:
         """The configured gallery file. At start an unreadable gallery means an empty one (the
@@ -1340,6 +1371,9 @@ def run_service(
     """``edgeface run``: load and validate the configuration, then run until stopped."""
     config = load_config(config_path)
     if source is not None:
+        problem = camera_source_problem(source)
+        if problem:
+            raise EdgefaceError(f"--source {problem}")
         config = replace(config, camera=replace(config.camera, source=source))
     if pin_factory is not None:
         config = replace(config, relay=replace(config.relay, pin_factory=pin_factory))

@@ -1,0 +1,99 @@
+"""``edgeface run`` at start, on the state it finds on disk: each case here stopped the daemon
+with a traceback (after ``doctor`` had passed it, before doctor learnt to check it).
+
+What a door must do differs by what is broken. The state folder holds the relay state and the
+unsent events: without it the daemon refuses to start, in one line. A snapshots folder is
+optional: the door runs without snapshots and says so. An outbox that is not a database (a
+power cut on an SD card, a file copied over it) is set aside, kept for inspection, and a new
+one started, so the door records and publishes from now on instead of refusing to open for
+anybody until someone logs in. Real ``edgeface run`` (mock pins, a still-image camera played
+once), a real mosquitto for the outbox.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+from broker import Broker, Listener
+from test_cli import edgeface
+from test_cli_errors import assert_one_line_error
+from test_doctor import base_config
+
+
+def run_once(config: Path, *extra: str) -> tuple[int, list[dict[str, object]], str]:
+    """Run the daemon over the one photo: exit status, the events it printed, its stderr."""
+    result = edgeface("run", "--config", str(config), "--print-events", *extra, timeout=180)
+    assert "Traceback" not in result.stderr, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    return result.returncode, events, result.stderr
+
+
+def played_once(tmp_path: Path, photo_dir: Path, extra: str = "", state: str = "") -> Path:
+    config = base_config(tmp_path, photo_dir, extra, state)
+    config.write_text(config.read_text().replace("  source:", "  loop: false\n  source:"))
+    return config
+
+
+def test_a_state_dir_that_is_a_file_stops_the_start_in_one_line(
+    tmp_path: Path, photo_dir: Path
+) -> None:
+    occupied = tmp_path / "state"
+    occupied.write_text("not a folder\n")
+    result = edgeface("run", "--config", str(played_once(tmp_path, photo_dir)), timeout=180)
+    assert_one_line_error(result, f"state_dir {occupied} cannot be used: File exists")
+
+
+def test_a_snapshots_folder_that_is_a_file_leaves_the_door_working(
+    tmp_path: Path, photo_dir: Path
+) -> None:
+    occupied = tmp_path / "snaps"
+    occupied.write_text("not a folder\n")
+    extra = f"snapshots:\n  enabled: true\n  folder: {occupied}\n"
+    code, events, _ = run_once(played_once(tmp_path, photo_dir, extra))
+    assert code == 0
+    errors = [e["detail"] for e in events if e["event_type"] == "error"]
+    assert errors == [
+        f"snapshot folder {occupied} cannot be used: [Errno 17] File exists: '{occupied}'"
+    ]
+    types = [e["event_type"] for e in events]
+    assert "daemon_started" in types and types[-1] == "daemon_stopped"
+
+
+def test_an_outbox_that_is_not_a_database_is_set_aside_and_events_flow(
+    tmp_path: Path, photo_dir: Path, broker: Broker
+) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "outbox.db").write_text("events: none\n")
+    mqtt = f"mqtt:\n  enabled: true\n  host: 127.0.0.1\n  port: {broker.port}\n"
+    listener = Listener(broker.port, "edgeface/door/event")
+    try:
+        code, events, stderr = run_once(played_once(tmp_path, photo_dir, mqtt))
+        assert code == 0, stderr
+        kept = [p for p in state.iterdir() if p.name.startswith("outbox.db.unreadable-")]
+        assert len(kept) == 1 and kept[0].read_text() == "events: none\n"
+        detail = next(e["detail"] for e in events if e["event_type"] == "error")
+        assert detail == (
+            f"the event outbox was not a usable database; kept as {kept[0]}, events from now on "
+            "are kept in a new one"
+        )
+        with sqlite3.connect(state / "outbox.db") as db:  # the new one is a real outbox
+            assert db.execute("SELECT count(*) FROM outbox").fetchone() == (0,)
+        # The error itself and everything after it reached the broker.
+        assert listener.wait(
+            lambda: (
+                {"error", "daemon_started", "daemon_stopped"}
+                <= {e["event_type"] for e in listener.events("edgeface/door/event")}
+            )
+        ), listener.messages
+    finally:
+        listener.close()
+
+
+def test_an_empty_source_on_the_command_line_is_refused(tmp_path: Path, photo_dir: Path) -> None:
+    """``run --source ''`` skipped the configuration's check and read the current directory
+    as a folder of images."""
+    result = edgeface("run", "--config", str(played_once(tmp_path, photo_dir)), "--source", "")
+    assert_one_line_error(result, "--source is empty; give a camera index")
