@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -48,3 +50,38 @@ def factory() -> Iterator[MockFactory]:
     yield pins
     pins.reset()
     Device.pin_factory = previous
+
+
+# ----- things a path can name besides a file (tests of what refuses them) -----------------------
+
+
+@pytest.fixture
+def fifo(tmp_path: Path) -> Path:
+    """A named pipe nobody writes to: opening it for reading the usual way waits for ever."""
+    path = tmp_path / "named.fifo"
+    os.mkfifo(path)
+    return path
+
+
+@pytest.fixture
+def loop(tmp_path: Path) -> Path:
+    """``loop-a`` → ``loop-b`` → ``loop-a``: looking either up fails with ELOOP."""
+    (tmp_path / "loop-a").symlink_to(tmp_path / "loop-b")
+    (tmp_path / "loop-b").symlink_to(tmp_path / "loop-a")
+    return tmp_path / "loop-a"
+
+
+@pytest.fixture
+def unix_socket(tmp_path: Path) -> Iterator[Path]:
+    """A listening Unix socket (it cannot be opened as a file at all)."""
+    path = tmp_path / "s.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        server.bind(str(path))
+    except OSError as exc:  # a tmp_path too long for a socket's address
+        server.close()
+        pytest.skip(f"cannot create a socket at {path}: {exc}")
+    try:
+        yield path
+    finally:
+        server.close()

@@ -9,26 +9,11 @@ import json
 import os
 from pathlib import Path
 
-import pytest
 from test_cli import edgeface
 from test_cli_errors import assert_one_line_error, write_gallery
 
 #: A hang (the old behaviour) runs into this and fails the test; a refusal takes a second.
 TIMEOUT = 60
-
-
-@pytest.fixture
-def fifo(tmp_path: Path) -> Path:
-    path = tmp_path / "named.fifo"
-    os.mkfifo(path)
-    return path
-
-
-@pytest.fixture
-def loop(tmp_path: Path) -> Path:
-    (tmp_path / "loop-a").symlink_to(tmp_path / "loop-b")
-    (tmp_path / "loop-b").symlink_to(tmp_path / "loop-a")
-    return tmp_path / "loop-a"
 
 
 def push(tmp_path: Path, key: Path) -> list[str]:

@@ -7,10 +7,8 @@ FIFOs, sockets, devices and symbolic links."""
 from __future__ import annotations
 
 import os
-import socket
 import stat
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,37 +25,6 @@ from edgeface.recognition.gallery import (
     GalleryStore,
     validate_name,
 )
-
-
-@pytest.fixture
-def fifo(tmp_path: Path) -> Path:
-    path = tmp_path / "named.fifo"
-    os.mkfifo(path)
-    return path
-
-
-@pytest.fixture
-def loop(tmp_path: Path) -> Path:
-    """``a`` → ``b`` → ``a``: looking either up fails with ELOOP."""
-    (tmp_path / "a").symlink_to(tmp_path / "b")
-    (tmp_path / "b").symlink_to(tmp_path / "a")
-    return tmp_path / "a"
-
-
-@pytest.fixture
-def unix_socket(tmp_path: Path) -> Iterator[Path]:
-    path = tmp_path / "s.sock"
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        server.bind(str(path))
-    except OSError as exc:  # a tmp_path too long for a socket's address
-        server.close()
-        pytest.skip(f"cannot create a socket at {path}: {exc}")
-    try:
-        yield path
-    finally:
-        server.close()
-
 
 # ----- the helper ------------------------------------------------------------------------------
 
