@@ -105,8 +105,9 @@ def check_bench_input(text: str) -> None:
     """Refuse an ``--input`` that cannot be read before anything runs: a missing one, and
     one the frame reader would wait on for ever (a FIFO) or cannot read (a socket)."""
     from edgeface.door.sources import SourceError, source_file_mode
+    from edgeface.files import is_link_loop
 
-    if not Path(text).exists():
+    if not Path(text).exists() and not is_link_loop(Path(text)):
         raise EdgefaceError(f"--input {text}: no such file or folder")
     try:
         source_file_mode(text)

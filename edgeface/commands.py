@@ -606,18 +606,22 @@ def cmd_gallery(args: argparse.Namespace) -> int:
     return gallery_action(store, args)
 
 
+def require_existing(store: GalleryStore, action: str) -> None:
+    """Refuse an action that means nothing on a gallery that does not exist (yet)."""
+    if not store.exists():
+        raise GalleryError(
+            f"gallery {store.path} does not exist; nothing to {action} (give the right --gallery)"
+        )
+
+
 def gallery_action(store: GalleryStore, args: argparse.Namespace) -> int:
     """One ``edgeface gallery`` action on ``store``; the caller holds its lock if it writes."""
     if args.action == "rollback":
         return cmd_gallery_rollback(store, args)
     gallery = store.load()
     if args.action == "export":
-        if not store.exists():
-            # An empty gallery written out for a mistyped --gallery would pass for a real one.
-            raise GalleryError(
-                f"gallery {args.gallery} does not exist; nothing to export "
-                "(give the right --gallery)"
-            )
+        # An empty gallery written out for a mistyped --gallery would pass for a real one.
+        require_existing(store, "export")
         text = json.dumps(gallery.to_dict(), indent=1)
         if args.out == "-":
             sys.stdout.write(text + "\n")
@@ -650,6 +654,8 @@ def gallery_action(store: GalleryStore, args: argparse.Namespace) -> int:
         )
         return 0
     if args.action == "diff":
+        # Against a mistyped --gallery every person would be listed as added.
+        require_existing(store, "compare")
         other = load_gallery_file(Path(args.other))
         added = sorted(set(other.identities) - set(gallery.identities))
         removed = sorted(set(gallery.identities) - set(other.identities))

@@ -69,6 +69,13 @@ def test_bench_with_a_fifo_as_input_is_refused(fifo: Path) -> None:
     assert_one_line_error(result, f"--input {fifo}: not a regular file or a camera device (a FIFO)")
 
 
+def test_bench_with_a_link_loop_as_input_says_so(loop: Path) -> None:
+    result = edgeface(
+        "bench", "--skip-models", "--frames", "1", "--input", str(loop), timeout=TIMEOUT
+    )
+    assert_one_line_error(result, f"--input {loop}: cannot be opened: it is a symbolic link loop")
+
+
 def test_a_photo_that_is_a_link_loop_is_not_called_missing(loop: Path) -> None:
     result = edgeface("detect", str(loop), timeout=TIMEOUT)
     assert_one_line_error(result, f"{loop}: is a symbolic link loop")
@@ -122,3 +129,13 @@ def test_enrolling_under_a_reserved_or_invisible_name_is_refused_before_any_work
         assert_one_line_error(result, message)
         assert "\x1b" not in result.stderr
     assert not gallery.exists()
+
+
+def test_comparing_a_gallery_that_does_not_exist_is_refused(tmp_path: Path) -> None:
+    """A mistyped --gallery listed every person of the other file as "+ added" (exit 1)."""
+    missing = tmp_path / "galery.json"
+    other = write_gallery(tmp_path / "other.json")
+    result = edgeface("gallery", "diff", "--gallery", str(missing), str(other), timeout=TIMEOUT)
+    assert_one_line_error(result, f"gallery {missing} does not exist; nothing to compare")
+    same = edgeface("gallery", "diff", "--gallery", str(other), str(other), timeout=TIMEOUT)
+    assert same.returncode == 0 and same.stdout.strip() == "no differences", same

@@ -10,6 +10,7 @@ from a worker thread by the camera task, never on the event loop.
 
 from __future__ import annotations
 
+import errno
 import logging
 import re
 import stat
@@ -251,6 +252,8 @@ def source_file_mode(text: str) -> int:
         raise SourceError(f"{text}: no such file, folder or camera") from None
     except (OSError, ValueError) as exc:  # no permission, a link loop, a NUL in the name
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        if isinstance(exc, OSError) and exc.errno == errno.ELOOP:
+            reason = "it is a symbolic link loop"
         raise SourceError(f"{text}: cannot be opened: {reason}") from None
     if not (stat.S_ISDIR(mode) or stat.S_ISCHR(mode) or stat.S_ISREG(mode)):
         raise SourceError(f"{text}: not a regular file or a camera device ({file_kind(mode)})")
