@@ -177,7 +177,7 @@ class Gallery:
 def parse_identity(name: object, raw: object, where: str) -> Identity:
     """One identity of the gallery/push format, fully validated (name, embeddings, enrolments)."""
     try:
-        valid = validate_name(name)
+        valid = validate_stored_name(name)
     except GalleryError as exc:  # named with the file: it is there that the name is fixed
         raise GalleryError(f"{where}: {exc}") from None
     if not isinstance(raw, dict) or not isinstance(raw.get("embeddings"), list):
@@ -204,56 +204,73 @@ def parse_identity(name: object, raw: object, where: str) -> Identity:
 MAX_NAME_CHARS = 64
 
 #: Names the configuration gives a meaning of their own, and why: ``second_factor.required_for:
-#: [all]`` means everybody (``edgeface.door.second_factor.EVERYONE``), so a person enrolled as
-#: "all" could never be required a second factor alone — naming them would require it of all.
+#: [all]`` means everybody (``edgeface.door.second_factor.EVERYONE``, compared as written), so
+#: a person enrolled as "all" could never be required a second factor alone.
 RESERVED_NAMES = {"all": "second_factor.required_for uses 'all' to mean everybody"}
 
-#: Unicode categories a name may not contain: controls (ESC drives the terminal of whoever
-#: reads the log, TAB and newlines break its lines), format characters (U+202E shows a name
-#: reversed in logs and Home Assistant; U+200B makes two people whose names look the same),
-#: line and paragraph separators, and lone surrogates (which cannot be sent as UTF-8).
-FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+#: Unicode categories a new name may not contain: controls (ESC drives the terminal of whoever
+#: reads the log, TAB and newlines break its lines), line and paragraph separators, and lone
+#: surrogates (which cannot be sent as UTF-8).
+FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
 
-#: Format characters that are part of writing real names: ZWNJ (Persian, Indic scripts) and
-#: ZWJ (Indic conjuncts, emoji sequences).
-ALLOWED_FORMAT_CHARACTERS = frozenset({"\u200c", "\u200d"})
+#: Bidirectional embeddings, overrides and isolates: U+202E shows "ecila" for "alice" in logs
+#: and Home Assistant. Other format characters are part of writing real names (ZWNJ in
+#: Persian, ZWJ in Indic conjuncts and emoji, LRM/RLM pasted with Arabic and Hebrew, the
+#: Mongolian vowel separator, flag tags) and are allowed.
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+#: The zero-width space: no script needs it in a name, and "oba\u200bma" looks like "obama".
+ZERO_WIDTH_SPACE = "\u200b"
 
 
-def validate_name(name: object) -> str:
-    """``name`` if it can name a person, else a :class:`GalleryError` saying why not.
+def validate_stored_name(name: object) -> str:
+    """``name`` if a gallery file or a push may hold it, else a :class:`GalleryError`.
 
-    A name is a key of the gallery, a rule's key in the configuration and what logs, events
-    and Home Assistant show, so it must look like what it is: no invisible or control
-    characters, no spaces around it (" obama" would be another person than "obama"), and
-    none of the words the configuration reserves."""
+    The rule names always had to meet; :func:`validate_name`'s stricter rules apply to names
+    being enrolled. A gallery written before those rules must still load: one refused name
+    made the whole gallery unreadable, and after a restart the door opened for nobody."""
     if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME_CHARS:
         raise GalleryError(
             f"identity name {shown_value(name)} must be 1-{MAX_NAME_CHARS} characters"
         )
+    if any(ch in name for ch in "/\\\x00\n\r#+"):
+        raise GalleryError(f"identity name {name!r} may not contain / \\ # + or line breaks")
+    return name
+
+
+def validate_name(name: object) -> str:
+    """``name`` if a person may be enrolled under it, else a :class:`GalleryError` saying why.
+
+    A name is a key of the gallery, a rule's key in the configuration and what logs, events
+    and Home Assistant show, so it must look like what it is: no control characters or
+    bidirectional overrides, no spaces around it (" obama" would be another person than
+    "obama"), and not a word the configuration reserves."""
+    name = validate_stored_name(name)
     if name != name.strip():
         raise GalleryError(
             f"identity name {name!r} has white space around it, which would make it another person "
             f"than {name.strip()!r}; remove them"
         )
-    if any(ch in name for ch in "/\\#+"):
-        raise GalleryError(f"identity name {name!r} may not contain / \\ # or +")
     invisible = _invisible_character(name)
     if invisible:
         raise GalleryError(
-            f"identity name {name!r} may not contain control or invisible formatting "
-            f"characters ({invisible})"
+            f"identity name {name!r} may not contain control characters, bidirectional "
+            f"overrides or zero-width spaces ({invisible})"
         )
-    reason = RESERVED_NAMES.get(name.casefold())
+    reason = RESERVED_NAMES.get(name)
     if reason:
         raise GalleryError(f"identity name {name!r} is reserved: {reason}; choose another")
     return name
 
 
 def _invisible_character(name: str) -> str:
-    """The first character of ``name`` of a :data:`FORBIDDEN_CATEGORIES` category, as
-    "U+202E at position 3" ("" if there is none)."""
+    """The first control character or bidirectional override in ``name``, as "U+202E at
+    position 3" ("" if there is none)."""
     for position, ch in enumerate(name, start=1):
-        if unicodedata.category(ch) in FORBIDDEN_CATEGORIES and ch not in ALLOWED_FORMAT_CHARACTERS:
+        if (
+            unicodedata.category(ch) in FORBIDDEN_CATEGORIES
+            or ch in BIDI_CONTROLS
+            or ch == ZERO_WIDTH_SPACE
+        ):
             return f"U+{ord(ch):04X} at position {position}"
     return ""
 

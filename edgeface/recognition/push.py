@@ -71,7 +71,7 @@ from edgeface.recognition.gallery import (
     GalleryError,
     Identity,
     parse_identity,
-    validate_name,
+    validate_stored_name,
 )
 
 PUSH_FORMAT = "edgeface-gallery-push"
@@ -405,7 +405,7 @@ def apply_push(
         if not isinstance(removals, list) or not isinstance(additions, dict):
             raise PushRejected("delta needs 'add' as a mapping and 'remove' as a list")
         for name in removals:
-            result.identities.pop(validate_name(name), None)
+            result.identities.pop(validate_stored_name(name), None)
         for name, entry in additions.items():
             if isinstance(entry, dict) and "images" in entry:
                 if enrol_images is None:
