@@ -758,7 +758,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def open_standard_streams() -> None:
+    """Give a closed stdin, stdout or stderr (``edgeface run 2>&-``, a careless supervisor)
+    /dev/null. Otherwise the next file opened takes the number: the audit log as fd 2 would
+    receive every C library's complaint, and stderr caught around image decoding would be
+    that file."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    open_standard_streams()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -32,13 +32,20 @@ def native_stderr(claims: Callable[[str], bool]) -> Iterator[list[str]]:
     redirected (no such descriptor), nothing is caught and the list stays empty."""
     claimed: list[str] = []
     with _lock:
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            sys.stderr.flush()  # sys.stderr may be None or closed: fd 2 is what matters
         try:
-            sys.stderr.flush()
             saved = os.dup(2)
-        except (OSError, ValueError, AttributeError):
+        except OSError:  # no fd 2 (see edgeface.cli.open_standard_streams)
             yield claimed
             return
-        with tempfile.TemporaryFile() as captured:
+        try:
+            captured = tempfile.TemporaryFile()  # noqa: SIM115 (closed by the with below)
+        except OSError:  # no room for a temporary file: nothing is caught, nothing leaks
+            os.close(saved)
+            yield claimed
+            return
+        with captured:
             os.dup2(captured.fileno(), 2)
             try:
                 yield claimed

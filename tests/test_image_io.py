@@ -138,3 +138,80 @@ def test_codec_capture_gives_back_everything_else(capfd: pytest.CaptureFixture) 
         os.write(2, b"2026-11-23 edgeface.door: unlocked for obama\n")
     assert claimed == ["Corrupt JPEG data: bad Huffman code"]
     assert capfd.readouterr().err == "2026-11-23 edgeface.door: unlocked for obama\n"
+
+
+def damaged_mjpeg_clip(photo_dir: Path, path: Path) -> Path:
+    """An MJPEG AVI whose every frame ends its image data early, as a USB camera's frames do
+    when the bus drops bytes: libjpeg says "Corrupt JPEG data: premature end of data segment"
+    on stderr for each frame it converts."""
+    import cv2
+
+    frame = cv2.resize(cv2.imread(str(photo_dir / "obama.jpg")), (320, 400))
+    writer = cv2.VideoWriter(
+        str(path), cv2.CAP_OPENCV_MJPEG, cv2.VideoWriter_fourcc(*"MJPG"), 10, (320, 400)
+    )
+    for _ in range(10):
+        writer.write(frame)
+    writer.release()
+    data = bytearray(path.read_bytes())
+    start = data.find(b"\xff\xda")
+    while start >= 0:
+        data[start + 2000 : start + 2002] = b"\xff\xd9"  # an end marker inside the scan
+        start = data.find(b"\xff\xda", start + 2)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_a_cameras_damaged_frames_do_not_make_a_good_photo_damaged(
+    tmp_path: Path, photo_dir: Path
+) -> None:
+    """fd 2 is process-wide: libjpeg's complaint about a camera frame, converted on the camera
+    thread while a pushed photo was being decoded, was read as the photo's — the good photo,
+    and with it the whole gallery push, was refused as damaged."""
+    import threading
+
+    import cv2
+
+    from edgeface.door.sources import open_source
+
+    clip = damaged_mjpeg_clip(photo_dir, tmp_path / "usb-camera.avi")
+    camera = open_source(str(clip), loop=True)
+    # OpenCV's own MJPEG reader converts each frame with libjpeg in retrieve(), as the V4L2
+    # backend does for a USB camera's MJPEG stream.
+    camera.capture.release()
+    camera.capture = cv2.VideoCapture(str(clip), cv2.CAP_OPENCV_MJPEG)
+    stop = threading.Event()
+
+    def capture() -> None:
+        while not stop.is_set():
+            assert camera.read() is not None
+
+    thread = threading.Thread(target=capture)
+    thread.start()
+    try:
+        good = (photo_dir / "biden.jpg").read_bytes()
+        for _ in range(40):
+            decode_rgb(good, "pushed.jpg")  # raised "the image data is damaged" before
+    finally:
+        stop.set()
+        thread.join()
+        camera.close()
+    assert camera.codec_lines > 0  # the camera's own damage was seen (and logged), not lost
+
+
+def test_a_damaged_photo_is_refused_with_stderr_closed(tmp_path: Path, photo_dir: Path) -> None:
+    """With fd 2 closed (``2>&-``) the temporary file catching the codecs' lines became fd 2
+    itself: the damage was never seen and the photo was read as good."""
+    import subprocess
+    import sys
+
+    photo = tmp_path / "damaged.jpg"
+    photo.write_bytes(damaged_jpeg(photo_dir))
+    result = subprocess.run(
+        [sys.executable, "-m", "edgeface", "detect", str(photo)],
+        stdout=subprocess.PIPE,
+        preexec_fn=lambda: os.close(2),
+        timeout=120,
+    )
+    assert result.returncode == 2, result.stdout
+    assert b"face(s)" not in result.stdout

@@ -22,9 +22,14 @@ import numpy as np
 
 from edgeface.errors import EdgefaceError, ImageError
 from edgeface.files import file_kind
-from edgeface.vision.image_io import read_rgb, to_rgb8
+from edgeface.native_stderr import native_stderr
+from edgeface.vision.image_io import codec_message, read_rgb, to_rgb8
 
 log = logging.getLogger(__name__)
+
+#: A camera whose frames make libjpeg complain does so at every frame: the first line and then
+#: one in this many are logged.
+CODEC_LOG_EVERY = 1000
 # OpenCV prints its own "[ WARN:0 ] can't open camera by index" lines at every reconnect try,
 # around the one message the daemon gives for a lost camera (which says what to check).
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
@@ -59,6 +64,8 @@ class CaptureSource:
         self.target = target
         self.loop = loop
         self.is_file = isinstance(target, str) and Path(target).is_file()
+        #: Lines the image codecs printed while converting this camera's frames.
+        self.codec_lines = 0
         if isinstance(target, int):
             self.capture = cv2.VideoCapture(target, cv2.CAP_V4L2)
         elif is_stream(target):
@@ -89,10 +96,10 @@ class CaptureSource:
 
     def read(self) -> np.ndarray | None:
         """The next frame; a looping file starts again at its end. None: no frame now."""
-        ok, frame = self.capture.read()
+        ok, frame = self._next()
         if not ok and self.is_file and self.loop:
             self.capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
-            ok, frame = self.capture.read()
+            ok, frame = self._next()
             if not ok:
                 # Some files cannot be rewound (a one-frame GIF, an image without a suffix
                 # OpenCV opened as a video): reopen them. Returning None instead would have the
@@ -100,10 +107,31 @@ class CaptureSource:
                 self.capture.release()
                 self.capture = cv2.VideoCapture(self.target)
                 if self.capture.isOpened():
-                    ok, frame = self.capture.read()
+                    ok, frame = self._next()
         if not ok or frame is None:
             return None
         return to_rgb8(frame, self.description)
+
+    def _next(self) -> tuple[bool, np.ndarray | None]:
+        """``capture.read()`` in its two steps: wait for the frame (``grab``), then convert it
+        (``retrieve``, where a USB camera's MJPEG goes through libjpeg) with the codecs' stderr
+        caught. libjpeg's "Corrupt JPEG data" lines from camera frames otherwise landed in the
+        middle of a photo being decoded on another thread (a gallery push) and had that photo
+        refused as damaged. The camera's own lines are logged here, rarely."""
+        if not self.capture.grab():
+            return False, None
+        with native_stderr(codec_message) as messages:
+            ok, frame = self.capture.retrieve()
+        for line in messages:
+            self.codec_lines += 1
+            if self.codec_lines % CODEC_LOG_EVERY == 1:
+                log.warning(
+                    "camera %s: %s (%d such line(s) so far)",
+                    self.description,
+                    line,
+                    self.codec_lines,
+                )
+        return ok, frame
 
     def close(self) -> None:
         self.capture.release()
