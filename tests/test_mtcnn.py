@@ -353,5 +353,21 @@ def test_tiled_pnet_level_fp32(photo_dir: Path, fp32: MtcnnDetector) -> None:
     rgb = load_rgb(photo_dir / "biden.jpg")
     whole = fp32._pnet_for(601, 803).run_resized(rgb, 803, 601)
     logits, offsets = fp32._pnet_level(rgb, 803, 601)
-    np.testing.assert_allclose(logits, whole[2][0], atol=1e-4)
-    np.testing.assert_allclose(offsets, whole[4][0], atol=1e-4)
+    np.testing.assert_array_equal(logits, whole[2][0])
+    np.testing.assert_array_equal(offsets, whole[4][0])
+
+
+def test_a_cameras_large_pyramid_stays_loaded_from_frame_to_frame(photo_dir: Path) -> None:
+    """Frames of one size (a camera) keep every interpreter their pyramid needs, beyond the
+    budget photos are held to: a 3280×2464 camera at min face 12 reloaded 47 P-Net
+    interpreters per frame under the fixed budget."""
+    frame = cv2.resize(load_rgb(photo_dir / "obama.jpg"), (3280, 2464))
+    detector = MtcnnDetector(min_face_size=12)
+    detector.detect(frame)
+    detector.detect(frame)
+    loaded = {key: id(net) for key, net in detector._pnets.items()}
+    assert sum(h * w for h, w in loaded) > PNET_CACHE_PIXELS  # more than a photo may keep
+    detector.detect(frame)
+    assert {key: id(net) for key, net in detector._pnets.items()} == loaded  # nothing reloaded
+    detector.detect(load_rgb(photo_dir / "biden.jpg"))  # another size: held to the budget
+    assert sum(h * w for h, w in detector._pnets) <= PNET_CACHE_PIXELS

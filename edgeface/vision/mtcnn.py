@@ -305,10 +305,13 @@ class MtcnnDetector:
     ``pnet_cache_size`` of them (a fixed camera resolution has a fixed pyramid: 640×480 at
     ``min_face_size=20`` has 11 levels). Not thread-safe: use one detector per thread.
 
-    Levels larger than ``PNET_TILE``² run in overlapping tiles through one fixed-size
-    interpreter (P-Net is fully convolutional, so a tile's outputs are the level's), and the
-    cache holds at most ``PNET_CACHE_PIXELS`` of inputs: memory stays ~70 MB for P-Net whatever
-    the photo's size, instead of growing with it (1.8 GB for 48 megapixels).
+    Levels larger than ``PNET_TILE``² run in overlapping tiles through one interpreter per
+    level (P-Net is fully convolutional, so a tile's outputs are the level's), and for photos
+    the cache holds at most ``PNET_CACHE_PIXELS`` of inputs (~140 MB of interpreters) instead
+    of ~160 bytes per pixel of every level: a 48 MP photo at min face 20 took 1.8 GB. The level
+    itself (3 bytes per pixel) and P-Net's output maps (~6 bytes per pixel) still grow with
+    it: the same photo at min face 12 peaks at 0.87 GB. Frames of one size seen twice in a row
+    (a camera) keep their whole pyramid loaded (:meth:`_evict`).
     """
 
     def __init__(
@@ -349,6 +352,11 @@ class MtcnnDetector:
         }
         # Load all three now, so a missing or corrupt file fails at start-up, not on a face.
         self._pnets: OrderedDict[tuple[int, int], _Net] = OrderedDict()
+        #: The frame size P-Net last ran on, the interpreters that frame used, and those the
+        #: frame before it of the same size used (kept whatever the budget: a camera).
+        self._frame_shape: tuple[int, ...] = ()
+        self._frame_keys: set[tuple[int, int]] = set()
+        self._steady_keys: set[tuple[int, int]] = set()
         self._pnet_for(PNET_WINDOW, PNET_WINDOW)
         self._rnet = self._load("rnet")
         self._onet = self._load("onet")
@@ -401,6 +409,9 @@ class MtcnnDetector:
     def pnet_stage(self, image: Octaves | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """P-Net over the pyramid: square integer boxes ``(n, 4)`` and their scores."""
         octaves = image if isinstance(image, Octaves) else Octaves(image)
+        shape = octaves.levels[0].shape[:2]
+        self._steady_keys = self._frame_keys if shape == self._frame_shape else set()
+        self._frame_shape, self._frame_keys = shape, set()
         windows: list[np.ndarray] = []
         scores: list[np.ndarray] = []
         offsets: list[np.ndarray] = []
@@ -562,6 +573,7 @@ class MtcnnDetector:
     def _pnet_for(self, height: int, width: int) -> _Net:
         """The P-Net interpreter sized for one pyramid level (LRU-cached)."""
         key = (height, width)
+        self._frame_keys.add(key)
         net = self._pnets.get(key)
         if net is not None:
             self._pnets.move_to_end(key)
@@ -570,12 +582,25 @@ class MtcnnDetector:
         net.interpreter.resize_tensor_input(net.input_index, [1, height, width, 3])
         net.interpreter.allocate_tensors()
         self._pnets[key] = net
-        while len(self._pnets) > 1 and (
+        self._evict(keep=key)
+        return net
+
+    def _evict(self, keep: tuple[int, int]) -> None:
+        """Drop the least recently used interpreters beyond ``pnet_cache_size`` and
+        :data:`PNET_CACHE_PIXELS`, except ``keep`` and those the previous frame of this size
+        used. A camera's frames all have one size: its whole pyramid stays loaded, however
+        large (a 3280×2464 frame at min face 12 reloaded 47 interpreters per frame under a
+        fixed budget); photos of changing sizes are held to the budget."""
+        while (
             len(self._pnets) > self.pnet_cache_size
             or sum(h * w for h, w in self._pnets) > PNET_CACHE_PIXELS
         ):
-            self._pnets.popitem(last=False)
-        return net
+            oldest = next(
+                (k for k in self._pnets if k != keep and k not in self._steady_keys), None
+            )
+            if oldest is None:
+                return
+            del self._pnets[oldest]
 
 
 def _image_left_first(points: np.ndarray) -> np.ndarray:
