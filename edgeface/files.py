@@ -76,11 +76,17 @@ def open_regular_file(
     if regular_only:  # opening a FIFO for reading blocks until a writer appears; this does not
         flags |= getattr(os, "O_NONBLOCK", 0)
     try:
-        fd = os.open(path, flags)
+        # Looked at before it is opened: opening a device can act (/dev/watchdog arms the
+        # watchdog, a serial port raises DTR). fstat below closes the race with a swap.
+        refusal = _refusal(os.stat(path).st_mode, subject, regular_only) if regular_only else ""
+        if not refusal:
+            fd = os.open(path, flags)
     except OSError as exc:
         raise error(_open_failure(path, subject, exc)) from None
     except ValueError as exc:  # a path no file can have, e.g. with a NUL byte in it
         raise error(f"cannot read {what} {shown_value(str(path))}: {exc}".lstrip()) from None
+    if refusal:
+        raise error(refusal)
     try:
         refusal = _refusal(os.fstat(fd).st_mode, subject, regular_only)
     except OSError as exc:

@@ -215,3 +215,31 @@ def test_a_damaged_photo_is_refused_with_stderr_closed(tmp_path: Path, photo_dir
     )
     assert result.returncode == 2, result.stdout
     assert b"face(s)" not in result.stdout
+
+
+def test_png_exif_with_a_jpeg_style_prefix_is_read(photo_dir: Path) -> None:
+    """Some writers copy JPEG's "Exif\\0\\0" header into PNG's eXIf chunk (readers such as
+    ImageMagick accept it): the orientation behind it counts too."""
+    import zlib
+
+    image_module = pytest.importorskip("PIL.Image")
+    image = image_module.fromarray(
+        np.ascontiguousarray(np.rot90(read_rgb(photo_dir / "obama.jpg"), 1))
+    )
+    exif = image.getexif()
+    exif[0x0112] = 6
+    out = io.BytesIO()
+    image.save(out, format="PNG", exif=exif)
+    data = out.getvalue()
+    at = data.index(b"eXIf") - 4
+    length = int.from_bytes(data[at : at + 4], "big")
+    payload = b"Exif\x00\x00" + data[at + 8 : at + 8 + length]
+    chunk = (
+        len(payload).to_bytes(4, "big")
+        + b"eXIf"
+        + payload
+        + zlib.crc32(b"eXIf" + payload).to_bytes(4, "big")
+    )
+    prefixed = data[:at] + chunk + data[at + 12 + length :]
+    assert exif_orientation(prefixed) == 6
+    assert decode_rgb(prefixed, "prefixed.png").shape == read_rgb(photo_dir / "obama.jpg").shape

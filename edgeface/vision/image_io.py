@@ -147,12 +147,13 @@ def exif_block(data: bytes | memoryview) -> bytes | None:
                 return bytes(data[start + 6 : end])
         return None
     if head[:8] == b"\x89PNG\r\n\x1a\n":
-        return _chunk(data, 8, b"eXIf", "big", header=8, after_type=False)
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        block = _chunk(data, 8, b"eXIf", "big", header=8, after_type=False)
+    elif head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         block = _chunk(data, 12, b"EXIF", "little", header=8, after_type=True)
-        # Some writers keep JPEG's "Exif\0\0" prefix in the WebP chunk too.
-        return block[6:] if block is not None and block[:6] == b"Exif\x00\x00" else block
-    return None
+    else:
+        return None
+    # Some writers keep JPEG's "Exif\0\0" prefix in the PNG or WebP chunk too.
+    return block[6:] if block is not None and block[:6] == b"Exif\x00\x00" else block
 
 
 def _chunk(
