@@ -501,6 +501,7 @@ def _build(cls: type, node: yaml.Node, prefix: str, source: str) -> Any:
     hints = typing.get_type_hints(cls)
     values: dict[str, Any] = {}
     lines: dict[str, int] = {}  # key → line of its value, for checks that span keys
+    key_lines: dict[str, int] = {}  # key → line it was first given on
     for key_node, value_node in node.value:
         key = _key(key_node, f"{source}: {where}")
         if key not in fields:
@@ -510,13 +511,27 @@ def _build(cls: type, node: yaml.Node, prefix: str, source: str) -> Any:
                 f"{source}: unknown key '{clip_text(prefix + key)}' (line {_line(key_node)}){hint}"
             )
         if key in values:
-            raise ConfigError(f"{source}: key '{prefix}{key}' given twice (line {_line(key_node)})")
+            raise _given_twice(source, prefix + key, key_lines[key], _line(key_node))
+        key_lines[key] = _line(key_node)
         values[key] = _convert(hints[key], value_node, f"{prefix}{key}", source)
         lines[key] = _line(value_node)
     built = cls(**values)
     if isinstance(built, MqttConfig):
         _check_tls_files(built, lines, source)
     return built
+
+
+def _given_twice(
+    source: str, key: str, first: int, second: int, *, last_used: bool = False
+) -> ConfigError:
+    """A key given twice in one mapping, naming the key and both lines: which value was meant
+    is not certain, so the installer keeps one (``last_used``: versions before this check used
+    the later one, i.e. the value an upgraded door ran with until now)."""
+    used = f" (earlier versions used the one on line {second})" if last_used else ""
+    return ConfigError(
+        f"{source}: key '{clip_text(key)}' is given twice, on line {first} and line {second}; "
+        f"delete one of them{used}"
+    )
 
 
 def _key(node: yaml.Node, where: str) -> str:
@@ -550,15 +565,18 @@ def _convert(kind: Any, node: yaml.Node, name: str, source: str) -> Any:
             raise ConfigError(f"{where}: expected a mapping")
         _, value_kind = get_args(kind)
         mapping: dict[str, Any] = {}
+        first_lines: dict[str, int] = {}
         for key_node, value_node in node.value:
             key = _key(key_node, f"{source}: {name}")
             if key in mapping:
                 # Not the last one silently: two schedules for one person, or two keys with one
-                # id, are a mistake whichever of them was meant.
-                raise ConfigError(
-                    f"{source}: key '{clip_text(f'{name}.{key}')}' given twice "
-                    f"(line {_line(key_node)})"
+                # id, are a mistake whichever of them was meant. Versions before the check
+                # used the last one, which the message says, so an upgraded door is fixed by
+                # deleting the other.
+                raise _given_twice(
+                    source, f"{name}.{key}", first_lines[key], _line(key_node), last_used=True
                 )
+            first_lines[key] = _line(key_node)
             mapping[key] = _convert(value_kind, value_node, f"{name}.{key}", source)
         if name == "recognition.schedules":
             _check_schedules(node, mapping, source)
@@ -637,20 +655,24 @@ def topic_prefix_problem(text: str) -> str | None:
 
 
 def topic_level_problem(text: str) -> str | None:
-    """Why ``text`` cannot be a ``push.groups`` entry, or None. Each group is one level of a
-    topic the door subscribes to (``<base_topic>/fleet/<group>/gallery/set``): a ``+`` or
-    ``#`` there is a wildcard (the door would take pushes meant for other groups), a ``/``
-    makes it several levels, and an empty one names no group anyone can push to."""
+    """Why ``text`` cannot be a ``push.groups`` entry, or None. A group is part of a topic the
+    door subscribes to (``<base_topic>/fleet/<group>/gallery/set``): a ``+`` or ``#`` there is
+    a wildcard (the door would take pushes meant for other groups), and an empty one names no
+    group anyone can push to. A ``/`` is allowed (``building-a/floor-2``: nested levels, in
+    the topic and in the push's signed target alike; it loaded before this check), but not an
+    empty level (``/office``, ``a//b``, ``office/``), which nobody means."""
     if not text.strip():
         return "is empty; give a group name such as office"
     if len(text) > MAX_GROUP_CHARS:
         return f"is longer than {MAX_GROUP_CHARS} characters"
-    if any(ch in text for ch in "+#/"):
-        return "may not hold the MQTT wildcards + and # or a / (a group is one topic level)"
+    if any(ch in text for ch in "+#"):
+        return "may not hold the MQTT wildcards + and #"
     if not text.isprintable():
         return "may not hold control characters"
     if text != text.strip():
         return "has spaces around it, so pushes to the group without them would not arrive"
+    if "" in text.split("/"):
+        return "has an empty topic level (a / at its start or end, or //); write e.g. site/floor-2"
     return None
 
 
@@ -659,10 +681,7 @@ def device_id_problem(text: str) -> str | None:
     if len(text) > MAX_DEVICE_ID_CHARS:
         return f"is longer than {MAX_DEVICE_ID_CHARS} characters (it becomes part of MQTT topics)"
     if not is_device_id(text):
-        return (
-            "may only hold letters a-z and A-Z, digits, - and _ (it becomes an MQTT topic "
-            "level and part of Home Assistant's unique ids)"
-        )
+        return "may only hold letters, digits, - and _ (it becomes an MQTT topic level)"
     return None
 
 
@@ -694,21 +713,14 @@ _LIST_INDEX = re.compile(r"\[[0-9]+\]$")
 def _check_schedules(node: yaml.MappingNode, schedules: dict[str, Any], source: str) -> None:
     """Each person's access windows, checked here rather than only in
     :func:`check_consistency` because here the lines are known: a mistake names its key and
-    line like every other one. An empty list of windows is refused: it meant "never", which
-    nobody writes on purpose (the usual intent, "always", is no schedule at all)."""
+    line like every other one. An empty list of windows is accepted and means "never" (no
+    window ever holds the moment), as it always has; "always" is no schedule at all."""
     from edgeface.door.schedules import parse_window
 
     for key_node, windows_node in node.value:
         name = str(key_node.value)
         key = f"recognition.schedules.{name}"
         windows = schedules[name]
-        if not windows:
-            raise ConfigError(
-                f"{source}: {clip_text(key)} (line {_line(windows_node)}): an empty list of "
-                "windows would keep this person out at all times; to keep someone out, remove "
-                "them from the gallery (edgeface gallery remove NAME); to let them in at any "
-                "time, delete their schedule"
-            )
         for i, (window_node, window) in enumerate(zip(windows_node.value, windows, strict=True)):
             where = f"{key}[{i}]"
             try:
@@ -915,13 +927,11 @@ MIN_FACTOR_SECRET = 16
 
 
 def is_device_id(text: str) -> bool:
-    """Whether ``text`` can name a door: ASCII letters, digits, - and _. It is an MQTT topic
-    level (never a wildcard, a separator or empty) and part of Home Assistant's unique and
-    entity ids, which are ASCII: ``str.isalnum`` also let through "é", "ß" or "٣"."""
-    return _DEVICE_ID.fullmatch(text) is not None
-
-
-_DEVICE_ID = re.compile(r"[A-Za-z0-9_-]+")
+    """Whether ``text`` can name a door: one or more letters and digits (any script, as
+    ``str.isalnum`` says: ``tür-1`` is a door), - and _. It is an MQTT topic level, so never
+    a wildcard, a separator, a space, a control character or empty. Also what
+    ``gallery push --expect`` accepts, so it never waits for a door no config can name."""
+    return bool(text) and all(ch.isalnum() or ch in "-_" for ch in text)
 
 
 def _check_second_factor(config: Config, source: str) -> None:

@@ -53,7 +53,10 @@ def test_example_config_documents_every_key() -> None:
         ("detector:\n  precision: int4\n", "detector.precision (line 2): 'int4' is not one of"),
         ("camera:\n  roi: 5\n", "camera.roi (line 2): expected a list"),
         ("camera: [1, 2]\n", "camera (line 1): expected a mapping"),
-        ("device_id: door\ndevice_id: gate\n", "key 'device_id' given twice (line 2)"),
+        (
+            "device_id: door\ndevice_id: gate\n",
+            "key 'device_id' is given twice, on line 1 and line 2",
+        ),
         ("camera:\n  source: [\n", "invalid YAML at line"),
         ("relay:\n  unlock_seconds: 30\n", "relay.unlock_seconds must be > 0 and <="),
         ("mqtt:\n  remote_unlock: true\n", "remote unlock needs a shared secret"),

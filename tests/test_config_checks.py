@@ -1,23 +1,38 @@
 """Configuration values that were accepted and then meant something nobody wrote.
 
-``days: [monkey]`` was Monday (the first three letters were compared), an empty schedule
-silently meant "never", an empty camera source was the current directory, a push group could be
-an MQTT wildcard, a device id could hold letters Home Assistant's ids do not, and a 401-digit
-number for a fractional setting was reported as "inf". Each is now one line naming the key and
-the line. Real files, read with :func:`load_config`.
+``days: [monkey]`` was Monday (the first three letters were compared), an empty camera source
+was the current directory, a push group could be an MQTT wildcard, a key given twice silently
+lost one of its values, and a 401-digit number for a fractional setting was reported as "inf".
+Each is now one line naming the key and the line. What loaded before and was meant as written
+still loads (``Tues``, ``bob: []``, ``building-a/floor-2``, ``tür-1``): a door that refuses its
+file after an upgrade does not start at the next reboot. Real files, read with
+:func:`load_config`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from broker import make_certificates
 from test_config_hostile import refused, schedule, write
 
-from edgeface.config import MAX_DEVICE_ID_CHARS, MAX_GROUP_CHARS, load_config
+from edgeface.config import (
+    MAX_DEVICE_ID_CHARS,
+    MAX_GROUP_CHARS,
+    device_id_problem,
+    is_device_id,
+    load_config,
+)
 from edgeface.door.schedules import AccessSchedule
+from edgeface.recognition.gallery import Gallery
+from edgeface.recognition.push import PushRejected, full_push, generate_key, sign, verify_push
+
+KEY = generate_key()
 
 # 2026-11-23 is a Monday.
 MONDAY = dt.date(2026, 11, 23)
@@ -25,12 +40,16 @@ MONDAY = dt.date(2026, 11, 23)
 # ----- schedules ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("day", ["monkey", "Sunshine", "tues", "mo", "thurs", "friday!", "'1'"])
-def test_only_real_day_names_are_days(tmp_path: Path, day: str) -> None:
-    """Only the first three letters were compared: "monkey" was Monday, "Sunshine" Sunday."""
+@pytest.mark.parametrize(
+    "day", ["monkey", "Sunshine", "mo", "su", "xyz", "''", "mondays", "thurs.", "friday!", "'1'"]
+)
+def test_only_day_names_and_their_starts_are_days(tmp_path: Path, day: str) -> None:
+    """Only the first three letters were compared: "monkey" was Monday, "Sunshine" Sunday.
+    A start of a day name of three letters or more is a day; anything else is not."""
     message = refused(write(tmp_path, schedule(f"{{days: [tue, {day}], from: '09:00'}}")))
     assert "recognition.schedules.bob[0].days: " in message and "is not a day" in message
-    assert "(mon … sun or monday … sunday)" in message and message.endswith("(line 5)")
+    assert "(a day name or its first 3+ letters: mon, tues, wed, thurs … sunday)" in message
+    assert message.endswith("(line 5)")
 
 
 def test_day_names_and_abbreviations_in_any_case_are_days(tmp_path: Path) -> None:
@@ -42,6 +61,26 @@ def test_day_names_and_abbreviations_in_any_case_are_days(tmp_path: Path) -> Non
     window = AccessSchedule.from_config(saturday.recognition.schedules).windows["bob"][0]
     assert window.days == frozenset({5})
     assert window.contains(dt.datetime.combine(MONDAY + dt.timedelta(days=5), dt.time(10)))
+
+
+@pytest.mark.parametrize(
+    ("days", "numbers"),
+    [
+        ("[Tues, Thurs, Weds]", {1, 2, 3}),  # loaded before the check; must load after it
+        ("[mond, tue, wedn, THUR, frid, satur, sund]", set(range(7))),
+        ("[weds, WEDNES, Wednesd]", {2}),
+    ],
+)
+def test_longer_starts_of_day_names_and_weds_are_days(
+    tmp_path: Path, days: str, numbers: set[int]
+) -> None:
+    """The first three letters were read, so ``Tues``, ``Thurs`` and ``Weds`` worked; after an
+    upgrade a door refusing them would not start at the next reboot and nobody would get in."""
+    config = load_config(write(tmp_path, schedule(f"{{days: {days}, from: '09:00'}}")))
+    window = AccessSchedule.from_config(config.recognition.schedules).windows["bob"][0]
+    assert window.days == frozenset(numbers)
+    thursday = dt.datetime.combine(MONDAY + dt.timedelta(days=3), dt.time(10))
+    assert window.contains(thursday) == (3 in numbers)
 
 
 def test_a_schedule_mistake_names_the_line_of_the_key_it_is_in(tmp_path: Path) -> None:
@@ -59,22 +98,56 @@ def test_a_schedule_mistake_names_the_line_of_the_key_it_is_in(tmp_path: Path) -
     assert message.endswith("(line 5)")
 
 
-def test_an_empty_schedule_is_refused_saying_how_to_write_never_and_always(
-    tmp_path: Path,
-) -> None:
-    """``obama: []`` was accepted and meant "never" (no window ever contains the moment),
-    which nobody writes on purpose; the usual intent, "any time", is no schedule at all."""
-    message = refused(write(tmp_path, "recognition:\n  schedules:\n    obama: []\n"))
-    assert "recognition.schedules.obama (line 3): an empty list of windows" in message
-    assert "remove them from the gallery (edgeface gallery remove NAME)" in message
-    assert "to let them in at any time, delete their schedule" in message
+def test_an_empty_schedule_loads_and_means_never(tmp_path: Path) -> None:
+    """``bob: []`` loaded before (no window ever holds the moment: never let in) and must keep
+    loading: refusing it stopped an upgraded door from starting at its next reboot."""
+    text = "device_id: hall\nrecognition:\n  schedules:\n    bob: []\n    carol:\n"
+    text += "      - {days: [mon], from: '09:00', to: '17:00'}\n"
+    config = load_config(write(tmp_path, text))
+    assert config.recognition.schedules == {
+        "bob": [],
+        "carol": [{"days": ["mon"], "from": "09:00", "to": "17:00"}],
+    }
+    access = AccessSchedule.from_config(config.recognition.schedules)
+    assert access.restricts("bob") and access.windows["bob"] == []
+    week = [
+        dt.datetime.combine(MONDAY + dt.timedelta(days=day), dt.time(hour, minute))
+        for day in range(7)
+        for hour in range(24)
+        for minute in (0, 59)
+    ]
+    assert not any(access.allows("bob", moment) for moment in week)
+    assert access.allows("carol", dt.datetime.combine(MONDAY, dt.time(10)))
+    assert all(access.allows("dave", moment) for moment in week)  # no schedule: any time
 
 
-def test_a_person_scheduled_twice_is_refused(tmp_path: Path) -> None:
-    """The second list silently replaced the first: whichever was meant, one was lost."""
+def test_a_person_scheduled_twice_is_refused_naming_both_lines(tmp_path: Path) -> None:
+    """The second list silently replaced the first: whichever was meant, one was lost. Kept
+    refused, but the message names the key and both lines, and which one was used before."""
     text = schedule("{days: [mon]}") + "    bob:\n      - {days: [tue]}\n"
     message = refused(write(tmp_path, text))
-    assert "key 'recognition.schedules.bob' given twice (line 6)" in message
+    assert message.endswith(
+        "key 'recognition.schedules.bob' is given twice, on line 4 and line 6; delete one of "
+        "them (earlier versions used the one on line 6)"
+    )
+
+
+def test_a_key_id_given_twice_is_refused_naming_both_lines(tmp_path: Path) -> None:
+    text = f"push:\n  keys:\n    k1: '{KEY}'\n    k2: '{KEY}'\n    k1: '{KEY}'\n"
+    message = refused(write(tmp_path, text))
+    assert "key 'push.keys.k1' is given twice, on line 3 and line 5; delete one" in message
+
+
+def test_a_section_given_twice_is_refused_naming_both_lines(tmp_path: Path) -> None:
+    """Two ``relay:`` sections (one pasted from the example at the end of the file)."""
+    text = "device_id: hall\nrelay:\n  pin: 17\nlog_level: info\nrelay:\n  pin: 27\n"
+    message = refused(write(tmp_path, text))
+    assert message.endswith("key 'relay' is given twice, on line 2 and line 5; delete one of them")
+    nested = "relay:\n  pin: 17\n  unlock_seconds: 3\n  pin: 27\n"
+    message = refused(write(tmp_path, nested))
+    assert message.endswith(
+        "key 'relay.pin' is given twice, on line 2 and line 4; delete one of them"
+    )
 
 
 # ----- camera, push groups, device id --------------------------------------------------------
@@ -91,20 +164,30 @@ def test_an_empty_camera_source_is_refused(tmp_path: Path, source: str) -> None:
 @pytest.mark.parametrize(
     ("group", "problem"),
     [
-        ("'+'", "may not hold the MQTT wildcards + and # or a /"),
-        ("'#'", "may not hold the MQTT wildcards"),
-        ("floor/2", "may not hold the MQTT wildcards + and # or a / (a group is one topic level)"),
+        ("'+'", "may not hold the MQTT wildcards + and #"),
+        ("'#'", "may not hold the MQTT wildcards + and #"),
+        ("building/+", "may not hold the MQTT wildcards"),
+        ("'building/#'", "may not hold the MQTT wildcards"),
+        ("/floor-2", "has an empty topic level (a / at its start or end, or //)"),
+        ("floor-2/", "has an empty topic level"),
+        ("building//floor-2", "has an empty topic level"),
+        ("/", "has an empty topic level"),
         ("''", "is empty; give a group name"),
         ("'  '", "is empty"),
         ("'office '", "has spaces around it"),
+        ("' a/b'", "has spaces around it"),
         ('"a\\tb"', "may not hold control characters"),
+        ('"a/\\nb"', "may not hold control characters"),
         ("g" * (MAX_GROUP_CHARS + 1), f"is longer than {MAX_GROUP_CHARS} characters"),
+        ("a/" * 32 + "b", f"is longer than {MAX_GROUP_CHARS} characters"),
     ],
 )
-def test_push_groups_must_be_one_topic_level(tmp_path: Path, group: str, problem: str) -> None:
-    """Each group is a level of a topic the door subscribes to
+def test_push_groups_are_topic_levels_without_wildcards(
+    tmp_path: Path, group: str, problem: str
+) -> None:
+    """Each group is part of a topic the door subscribes to
     (``<base_topic>/fleet/<group>/gallery/set``): ``+`` made the door take pushes meant for
-    every group, ``/`` several levels nobody pushes to."""
+    every group; an empty level is a group nobody pushes to."""
     text = f"device_id: hall\npush:\n  groups: [office, {group}]\n"
     message = refused(write(tmp_path, text))
     assert "push.groups[1] (line 3): " in message and problem in message
@@ -116,20 +199,75 @@ def test_sensible_push_groups_are_accepted(tmp_path: Path) -> None:
     assert config.push.groups == groups
 
 
-@pytest.mark.parametrize("device_id", ["türe", "door١", "ドア", "'front door'", "front/door", "''"])
-def test_a_device_id_is_ascii_letters_digits_dash_and_underscore(
-    tmp_path: Path, device_id: str
-) -> None:
-    """``str.isalnum`` let "türe" and an Arabic-Indic digit through; the id becomes an MQTT
-    topic level and part of Home Assistant's unique ids, which are ASCII."""
+def test_nested_push_groups_load_and_take_pushes_for_that_group(tmp_path: Path) -> None:
+    """``building-a/floor-2`` loaded before the check (a nested topic level) and must keep
+    loading; a push addressed to that group is for the door, one for ``building-a`` is not."""
+    groups = ["building-a/floor-2", "site/b/lobby", "Gebäude-1/Stock 2"]
+    text = f"device_id: hall\npush:\n  enabled: true\n  folder: {tmp_path}\n"
+    text += f"  keys: {{k1: '{KEY}'}}\n"
+    text += f"  groups: [{', '.join(groups)}]\n"
+    config = load_config(write(tmp_path, text))
+    assert config.push.groups == groups
+    gallery = Gallery(version=3, embedder="abc")
+    gallery.add("alice", np.eye(1, 128, dtype=np.float32)[0])
+
+    def verify(group: str) -> object:
+        raw = json.dumps(sign(full_push(gallery, 4, {"group": group}, time.time()), KEY, "k1"))
+        return verify_push(raw.encode(), config.push.keys, "hall", tuple(config.push.groups), 3)
+
+    assert verify("building-a/floor-2")
+    with pytest.raises(PushRejected):
+        verify("building-a")
+
+
+@pytest.mark.parametrize(
+    "device_id",
+    [
+        "'front door'",
+        "front/door",
+        "'door+'",
+        "'door#'",
+        "''",
+        '"door\\t1"',
+        '"door\\u202e1"',  # an invisible bidi override
+        "door.1",
+        "tu\u0308r",  # ü as u and a combining mark: not a letter on its own
+    ],
+)
+def test_a_device_id_is_letters_digits_dash_and_underscore(tmp_path: Path, device_id: str) -> None:
+    """The id becomes an MQTT topic level: no separator, wildcard, space or control
+    character, and never empty."""
     message = refused(write(tmp_path, f"device_id: {device_id}\n"))
     assert "device_id (line 1): " in message
-    assert "may only hold letters a-z and A-Z, digits, - and _" in message
+    assert "may only hold letters, digits, - and _ (it becomes an MQTT topic level)" in message
 
 
-def test_ascii_device_ids_are_accepted(tmp_path: Path) -> None:
-    for device_id in ("Front_Door-2", "hall", "007", "d" * MAX_DEVICE_ID_CHARS):
+def test_device_ids_in_any_script_are_accepted(tmp_path: Path) -> None:
+    """``tür-1`` loaded before the id was limited to ASCII, and must keep loading: a door
+    refusing its own name after an upgrade does not start at the next reboot."""
+    for device_id in (
+        "Front_Door-2",
+        "hall",
+        "007",
+        "tür-1",
+        "Büro_Eingang",
+        "door١",
+        "ドア",
+        "_-_",
+        "d" * MAX_DEVICE_ID_CHARS,
+        "ü" * MAX_DEVICE_ID_CHARS,
+    ):
         assert load_config(write(tmp_path, f"device_id: {device_id}\n")).device_id == device_id
+
+
+def test_push_expect_takes_the_device_ids_a_config_takes() -> None:
+    """``gallery push --expect`` waits only for ids a door can have (``is_device_id``)."""
+    assert is_device_id("tür-1") and is_device_id("ドア") and is_device_id("Front_Door-2")
+    for wrong in ("", "front door", "a/b", "+", "#", "door\t", "door\u202e"):
+        assert not is_device_id(wrong) and device_id_problem(wrong)
+    assert device_id_problem("ü" * (MAX_DEVICE_ID_CHARS + 1)) == (
+        f"is longer than {MAX_DEVICE_ID_CHARS} characters (it becomes part of MQTT topics)"
+    )
 
 
 # ----- numbers -------------------------------------------------------------------------------

@@ -2,10 +2,11 @@
 
 Configured as ``recognition.schedules``: identity → list of windows, each
 ``{days: [mon, tue, ...], from: "07:00", to: "19:00"}`` in the device's local time. An identity
-without an entry may enter at any time; one with an entry only inside a window. A window whose
-``to`` is earlier than its ``from`` runs past midnight (``from: "22:00", to: "06:00"``; the
-``days`` then name the day it starts). Recognition still happens outside a window — the event
-says the person was refused and why, which is what a household wants to see.
+without an entry may enter at any time; one with an entry only inside one of its windows, so one
+with an empty list (``bob: []``) never. A window whose ``to`` is earlier than its ``from`` runs
+past midnight (``from: "22:00", to: "06:00"``; the ``days`` then name the day it starts).
+Recognition still happens outside a window — the event says the person was refused and why,
+which is what a household wants to see.
 """
 
 from __future__ import annotations
@@ -40,16 +41,30 @@ class Window:
         )
 
 
+#: Shortest start of a day name that names the day: "mon", "tues", "thurs", "satur" …
+MIN_DAY_PREFIX = 3
+#: Common abbreviations that are not a start of the day name.
+DAY_ALIASES = {"weds": 2}
+#: What the message for a wrong day says is a day.
+DAY_HINT = "a day name or its first 3+ letters: mon, tues, wed, thurs … sunday"
+
+
 def day_number(day: object) -> int | None:
-    """0 (Monday) … 6 for ``mon`` … ``sun`` or ``monday`` … ``sunday`` in any case, None for
-    anything else. Whole names only: matching the first three letters read "monkey" as
-    Monday and "Sunshine" as Sunday. Only text can name a day (str() of a list here would
-    print a structure as large as the file allows)."""
+    """0 (Monday) … 6 for a day name in any case, or a start of one of at least three letters
+    (``mon``, ``Tues``, ``wedn``, ``THURS``, ``satur``), or ``weds``; None for anything else.
+    Three letters because that is what was read before (``Tues``, ``Thurs`` in configuration
+    files must keep working), but only a start of the name: comparing the first three letters
+    read "monkey" as Monday and "Sunshine" as Sunday. Only text can name a day (str() of a list
+    here would print a structure as large as the file allows)."""
     if not isinstance(day, str):
         return None
     name = day.strip().lower()
-    for number, (short, full) in enumerate(zip(DAYS, DAY_NAMES, strict=True)):
-        if name in (short, full):
+    if name in DAY_ALIASES:
+        return DAY_ALIASES[name]
+    if len(name) < MIN_DAY_PREFIX:
+        return None
+    for number, full in enumerate(DAY_NAMES):
+        if full.startswith(name):
             return number
     return None
 
@@ -64,9 +79,7 @@ def parse_window(raw: dict[str, object], where: str) -> Window:
     for day in days_raw:
         number = day_number(day)
         if number is None:
-            raise ValueError(
-                f"{where}.days: {shown_value(day)} is not a day (mon … sun or monday … sunday)"
-            )
+            raise ValueError(f"{where}.days: {shown_value(day)} is not a day ({DAY_HINT})")
         days.add(number)
     start = _clock(raw.get("from", "00:00"), f"{where}.from")
     end_text = raw.get("to", "24:00")
@@ -124,6 +137,8 @@ class AccessSchedule:
         return identity in self.windows
 
     def allows(self, identity: str, moment: dt.datetime | None = None) -> bool:
+        """Whether ``identity`` may enter at ``moment`` (now): always without a schedule,
+        inside one of its windows with one, never with an empty list of windows."""
         windows = self.windows.get(identity)
         if windows is None:
             return True
