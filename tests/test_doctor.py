@@ -126,6 +126,45 @@ def test_an_outbox_that_is_not_a_database_fails_doctor(
     )
 
 
+@pytest.mark.parametrize("damaged", ["the counters page", "a page of events"])
+def test_a_damaged_outbox_fails_doctor(
+    tmp_path: Path, photo_dir: Path, broker: Broker, damaged: str
+) -> None:
+    """A real outbox with a page zeroed has a good header: doctor passed it. ``run`` sets it
+    aside (carrying over what can be read); doctor now runs SQLite's quick_check on it,
+    read-only: nothing is written beside it."""
+    from test_outbox_salvage import page_holding, root_page, written, zero_page
+
+    state = tmp_path / "state"
+    outbox = written(state / "outbox.db")
+    page = root_page(outbox, "counters") if damaged == "the counters page" else None
+    zero_page(outbox, page or page_holding(outbox, 1000))
+    mqtt = f"mqtt:\n  enabled: true\n  host: 127.0.0.1\n  port: {broker.port}\n"
+    code, checks = doctor(base_config(tmp_path, photo_dir, mqtt))
+    assert code == 1 and set(failing(checks)) == {"state"}, checks
+    detail = checks["state"][1]
+    assert detail.startswith(f"MQTT outbox {outbox} is damaged ("), detail
+    assert detail.endswith(
+        "): run keeps it as outbox.db.unreadable-<time> and starts a new one (the events that "
+        "can still be read are carried over, the others are not sent)"
+    ), detail
+    assert sorted(p.name for p in state.iterdir()) == ["outbox.db"]
+
+
+def test_a_sound_outbox_with_events_passes_doctor(
+    tmp_path: Path, photo_dir: Path, broker: Broker
+) -> None:
+    from test_outbox_salvage import written
+
+    state = tmp_path / "state"
+    written(state / "outbox.db", count=50)
+    mqtt = f"mqtt:\n  enabled: true\n  host: 127.0.0.1\n  port: {broker.port}\n"
+    code, checks = doctor(base_config(tmp_path, photo_dir, mqtt))
+    assert code == 0 and not failing(checks), checks
+    assert checks["state"] == (True, f"{state} writable")
+    assert sorted(p.name for p in state.iterdir()) == ["outbox.db"]
+
+
 # ----- snapshots, push folder, audit trail ------------------------------------------------------
 
 

@@ -20,6 +20,9 @@ from broker import Broker, Listener
 from test_cli import edgeface
 from test_cli_errors import assert_one_line_error
 from test_doctor import base_config
+from test_outbox_salvage import root_page, zero_page
+
+from edgeface.door.outbox import Outbox
 
 
 def run_once(config: Path, *extra: str) -> tuple[int, list[dict[str, object]], str]:
@@ -76,8 +79,8 @@ def test_an_outbox_that_is_not_a_database_is_set_aside_and_events_flow(
         assert len(kept) == 1 and kept[0].read_text() == "events: none\n"
         detail = next(e["detail"] for e in events if e["event_type"] == "error")
         assert detail == (
-            f"the event outbox was not a usable database; kept as {kept[0]}, events from now on "
-            "are kept in a new one"
+            f"the event outbox was not a usable database; kept as {kept[0]}; 0 events "
+            "recovered, none of its events could be read"
         )
         with sqlite3.connect(state / "outbox.db") as db:  # the new one is a real outbox
             assert db.execute("SELECT count(*) FROM outbox").fetchone() == (0,)
@@ -90,6 +93,44 @@ def test_an_outbox_that_is_not_a_database_is_set_aside_and_events_flow(
         ), listener.messages
     finally:
         listener.close()
+
+
+def test_a_damaged_outbox_is_set_aside_and_its_readable_events_still_go_out(
+    tmp_path: Path, photo_dir: Path, broker: Broker
+) -> None:
+    """A real outbox with 30 unsent events, its counters page zeroed (the events themselves
+    readable): the events are published first, in order, with their own seq numbers, and the
+    new ones are numbered after them (a consumer discarding seen seq numbers keeps them)."""
+    state = tmp_path / "state"
+    old = Outbox(state / "outbox.db")
+    for n in range(30):
+        old.add("edgeface/door/event", {"event_type": "unknown", "n": n})
+    old.close()
+    zero_page(state / "outbox.db", root_page(state / "outbox.db", "counters"))
+    mqtt = f"mqtt:\n  enabled: true\n  host: 127.0.0.1\n  port: {broker.port}\n"
+    listener = Listener(broker.port, "edgeface/door/event")
+    try:
+        code, events, stderr = run_once(played_once(tmp_path, photo_dir, mqtt))
+        assert code == 0, stderr
+        kept = [p for p in state.iterdir() if p.name.startswith("outbox.db.unreadable-")]
+        assert len(kept) == 1
+        detail = next(e["detail"] for e in events if e["event_type"] == "error")
+        assert detail == (
+            f"the event outbox was not a usable database; kept as {kept[0]}; 30 events "
+            "recovered, none lost"
+        )
+        assert listener.wait(
+            lambda: (
+                "daemon_stopped"
+                in {e["event_type"] for e in listener.events("edgeface/door/event")}
+            )
+        ), listener.messages
+    finally:
+        listener.close()
+    received = listener.events("edgeface/door/event")
+    assert [(e["seq"], e.get("n")) for e in received[:30]] == [(n + 1, n) for n in range(30)]
+    later = [int(str(e["seq"])) for e in received[30:]]
+    assert later and later == sorted(later) and later[0] > 30
 
 
 def test_an_empty_source_on_the_command_line_is_refused(tmp_path: Path, photo_dir: Path) -> None:

@@ -217,12 +217,18 @@ def check_state(config: Config) -> Check:
     """``state_dir`` holds what the door keeps across restarts (an unlock in progress, the MQTT
     outbox, the newest accepted push, the push folder's record). ``run`` creates it and writes
     in it at start: a file in its place, or a folder it may not write in, stopped ``run`` with
-    a traceback after doctor had passed it. An outbox file that is not a database is set aside
-    by ``run`` (tests/test_run_startup.py), and still a failure here: its events are lost."""
+    a traceback after doctor had passed it. An outbox file that is not a database, or a damaged
+    one (``PRAGMA quick_check``, read-only, at most ``CHECK_SECONDS``), is set aside by
+    ``run`` (tests/test_run_startup.py), and still a failure here: events are lost."""
+    import sqlite3
+
+    from edgeface.door.outbox_repair import CHECK_SECONDS, SQLITE_INTERRUPT, check_file
+
     state = Path(config.state_dir)
     problem = folder_problem(state, "state_dir")
     if problem:
         return Check("state", False, problem)
+    unchecked = ""
     if config.mqtt.enabled and os.path.lexists(state / "outbox.db"):
         outbox = state / "outbox.db"
         try:
@@ -237,9 +243,23 @@ def check_state(config: Config) -> Check:
                 f"MQTT outbox {outbox} is not an SQLite database: run keeps it as "
                 "outbox.db.unreadable-<time> and starts a new one (its events are not sent)",
             )
+        try:
+            damage = check_file(outbox) if header else None
+        except sqlite3.Error as exc:
+            if getattr(exc, "sqlite_errorcode", None) != SQLITE_INTERRUPT:
+                return Check("state", False, f"MQTT outbox {outbox} cannot be checked: {exc}")
+            damage, unchecked = None, f" (MQTT outbox not checked: over {CHECK_SECONDS:g} s)"
+        if damage:
+            return Check(
+                "state",
+                False,
+                f"MQTT outbox {outbox} is damaged ({clip_text(damage)}): run keeps "
+                "it as outbox.db.unreadable-<time> and starts a new one (the events that can "
+                "still be read are carried over, the others are not sent)",
+            )
     if not state.exists():
         return Check("state", True, f"{state} will be created at start")
-    return Check("state", True, f"{state} writable")
+    return Check("state", True, f"{state} writable{unchecked}")
 
 
 def check_snapshots(config: Config) -> Check:

@@ -9,6 +9,14 @@ may deliver after a reconnect (published, but the acknowledgement was lost).
 Bounded: beyond ``max_events`` the oldest events are dropped and counted (``dropped``, kept in
 the database, and logged as a warning at the first drop and every thousandth after it), so a
 door offline for weeks cannot fill the SD card.
+
+Damaged: an outbox file SQLite cannot use (not a database, or one ``PRAGMA quick_check`` finds
+damaged: a power cut on an SD card, a file copied over it) is kept aside as
+``outbox.db.unreadable-<time>`` (never overwriting an earlier one) and a new one started, so the
+door goes on recording. The events that can still be read from the old file are carried over
+first, in order and with their own ``seq`` (``salvage``): one damaged page loses only the events
+on it. Numbering goes on after the old file's highest ``seq``, so that a consumer that discards
+what it has already seen does not discard what comes next.
 """
 
 from __future__ import annotations
@@ -22,16 +30,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgeface.door.outbox_repair import damage, move_aside, read_events, unusable
+
 log = logging.getLogger(__name__)
 
 #: After the first dropped event, a warning every this many more.
 DROP_WARNING_EVERY = 1000
 #: Size the outbox's write-ahead log is cut back to after a checkpoint (bytes).
 WAL_LIMIT_BYTES = 256 * 1024
-#: SQLite's result codes for a file that is not a database (SQLITE_NOTADB) or a damaged one
-#: (SQLITE_CORRUPT): set aside and replaced. A locked or unwritable database is not.
-UNUSABLE_DATABASE = (26, 11)
-
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -66,30 +72,97 @@ class Outbox:
         #: Where an outbox that was not an SQLite database (or a damaged one) was moved to
         #: before a new one was started (None: opened as it was), for the daemon to report.
         self.set_aside: Path | None = None
+        #: Events read from the set-aside file and carried over into the new one (still to be
+        #: published, with their own seq numbers).
+        self.salvaged = 0
+        #: Events in the set-aside file that could not be read (its damaged pages' seq numbers),
+        #: or None where that cannot be told (nothing of it could be read, or damage at the very
+        #: start of its events); 0 when nothing was set aside.
+        self.salvage_failed: int | None = 0
+        problem: str | None = None
         try:
             self._db = self._open(str(path))
         except sqlite3.DatabaseError as exc:
-            if (
-                getattr(exc, "sqlite_errorcode", None) not in UNUSABLE_DATABASE
-                or not self.path.is_file()
-            ):
+            if not unusable(exc) or not self.path.is_file():
                 raise
+            problem = str(exc)
+        else:
+            if str(path) != ":memory:":
+                try:
+                    # SQLite finds damage only on reaching the page concerned: unnoticed here,
+                    # it would fail every add() (trimming counts every event), or the backlog.
+                    problem = damage(self._db)
+                except BaseException:
+                    self._db.close()
+                    raise
+                if problem:
+                    self._db.close()
+        if problem:
             # A power cut on an SD card, or a file copied over it: the door must still run and
             # record what happens. The old file is kept beside it for whoever wants to look.
-            self.set_aside = self.path.with_name(
-                f"{self.path.name}.unreadable-{time.strftime('%Y%m%dT%H%M%S')}"
-            )
-            for suffix in ("", "-wal", "-shm"):
-                old = Path(f"{self.path}{suffix}")
-                if old.exists():
-                    old.rename(f"{self.set_aside}{suffix}")
+            self.set_aside = move_aside(self.path)
             log.error(
                 "outbox: %s is not a usable database (%s); kept as %s, started anew",
                 path,
-                exc,
+                problem,
                 self.set_aside,
             )
             self._db = self._open(str(path))
+            self._salvage(self.set_aside)
+
+    def _salvage(self, old: Path) -> None:
+        """Carry the events that can be read from the set-aside file ``old`` over into the new
+        outbox, before anything else is stored in it: the same seq numbers (an event
+        published just before the damage is sent again with its seq, so a consumer discards
+        the repeat), numbering going on after the old file's highest, its ``dropped`` count."""
+        found = read_events(old)
+        failed = None if found.unknown else found.lost
+        # Where the old file's highest seq cannot be read, one beyond any it can have reached
+        # (a door does not make a thousand events a second): a consumer that discards seq
+        # numbers at or below the newest it has seen must not discard what comes next.
+        floor = found.last_seq if found.last_seq is not None else int(time.time() * 1000)
+        db = self._db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany(
+                    "INSERT INTO outbox (seq, topic, payload, retain, created) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    found.rows,
+                )
+                if not db.execute(
+                    "UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'outbox'",
+                    (floor,),
+                ).rowcount:
+                    db.execute(
+                        "INSERT INTO sqlite_sequence (name, seq) VALUES ('outbox', ?)", (floor,)
+                    )
+                if found.dropped:
+                    db.execute(
+                        "UPDATE counters SET value = value + ? WHERE name = 'dropped'",
+                        (found.dropped,),
+                    )
+                self._trim()
+                kept = int(db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:  # a full disk: the events stay in the set-aside file
+            log.error("outbox: the events read from %s could not be stored: %s", old, exc)
+            self.salvage_failed = None if failed is None else failed + len(found.rows)
+            return
+        self.salvaged, self.salvage_failed = kept, failed
+        log.warning(
+            "outbox: %d events carried over from %s (%s could not be read%s)",
+            kept,
+            old,
+            "an unknown number" if failed is None else failed,
+            f"; {len(found.rows) - kept} oldest dropped: over max_events"
+            if kept < len(found.rows)
+            else "",
+        )
 
     @staticmethod
     def _open(path: str) -> sqlite3.Connection:
@@ -159,7 +232,8 @@ class Outbox:
 
     @property
     def dropped(self) -> int:
-        """Events discarded unpublished because the outbox was full (ever, for this file)."""
+        """Events discarded unpublished because the outbox was full (ever, for this file and
+        the one it replaced, where that count could be read)."""
         with self._lock:
             return self._dropped()
 

@@ -279,11 +279,7 @@ class DoorService:
             )
         self.audit = self._open_audit(config)
         if self.mqtt and self.mqtt.outbox.set_aside:
-            self.emit(
-                "error",
-                detail=f"the event outbox was not a usable database; kept as "
-                f"{self.mqtt.outbox.set_aside}, events from now on are kept in a new one",
-            )
+            self.emit("error", detail=set_aside_detail(self.mqtt.outbox))
         self.pipeline = make_pipeline(config.detector, config.recognition)
         #: The newest push accepted, kept apart from the gallery file: replay protection
         #: survives a lost or replaced gallery file (edgeface.door.accepted_push).
@@ -1360,6 +1356,24 @@ class DoorService:
 def _task_name(future: asyncio.Future[Any]) -> str:
     """A daemon task's name; the camera thread's future has none."""
     return future.get_name() if isinstance(future, asyncio.Task) else "camera"
+
+
+def set_aside_detail(outbox: Outbox) -> str:
+    """What the error event says of an outbox set aside at start (edgeface.door.outbox)."""
+    failed = outbox.salvage_failed
+    lost = (
+        "none lost"
+        if failed == 0
+        else f"{failed} could not be read"
+        if failed is not None
+        else "an unknown number could not be read"
+        if outbox.salvaged
+        else "none of its events could be read"
+    )
+    return (
+        f"the event outbox was not a usable database; kept as {outbox.set_aside}; "
+        f"{outbox.salvaged} events recovered, {lost}"
+    )
 
 
 def run_service(
