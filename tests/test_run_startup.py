@@ -12,8 +12,10 @@ once), a real mosquitto for the outbox.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 from broker import Broker, Listener
@@ -64,22 +66,36 @@ def test_a_snapshots_folder_that_is_a_file_leaves_the_door_working(
     assert "daemon_started" in types and types[-1] == "daemon_stopped"
 
 
+@contextlib.contextmanager
+def set_aside_run(
+    tmp_path: Path, photo_dir: Path, broker: Broker
+) -> Iterator[tuple[Path, str, Listener]]:
+    """Run the daemon with MQTT on an outbox it must set aside: the file kept, the error
+    event's detail, and a listener on the door's events (closed afterwards)."""
+    mqtt = f"mqtt:\n  enabled: true\n  host: 127.0.0.1\n  port: {broker.port}\n"
+    listener = Listener(broker.port, "edgeface/door/event")
+    try:
+        code, events, stderr = run_once(played_once(tmp_path, photo_dir, mqtt))
+        assert code == 0, stderr
+        state = tmp_path / "state"
+        kept = [p for p in state.iterdir() if p.name.startswith("outbox.db.unreadable-")]
+        assert len(kept) == 1
+        detail = next(str(e["detail"]) for e in events if e["event_type"] == "error")
+        yield kept[0], detail, listener
+    finally:
+        listener.close()
+
+
 def test_an_outbox_that_is_not_a_database_is_set_aside_and_events_flow(
     tmp_path: Path, photo_dir: Path, broker: Broker
 ) -> None:
     state = tmp_path / "state"
     state.mkdir()
     (state / "outbox.db").write_text("events: none\n")
-    mqtt = f"mqtt:\n  enabled: true\n  host: 127.0.0.1\n  port: {broker.port}\n"
-    listener = Listener(broker.port, "edgeface/door/event")
-    try:
-        code, events, stderr = run_once(played_once(tmp_path, photo_dir, mqtt))
-        assert code == 0, stderr
-        kept = [p for p in state.iterdir() if p.name.startswith("outbox.db.unreadable-")]
-        assert len(kept) == 1 and kept[0].read_text() == "events: none\n"
-        detail = next(e["detail"] for e in events if e["event_type"] == "error")
+    with set_aside_run(tmp_path, photo_dir, broker) as (kept, detail, listener):
+        assert kept.read_text() == "events: none\n"
         assert detail == (
-            f"the event outbox was not a usable database; kept as {kept[0]}; 0 events "
+            f"the event outbox was not a usable database; kept as {kept}; 0 events "
             "recovered, none of its events could be read"
         )
         with sqlite3.connect(state / "outbox.db") as db:  # the new one is a real outbox
@@ -91,8 +107,6 @@ def test_an_outbox_that_is_not_a_database_is_set_aside_and_events_flow(
                 <= {e["event_type"] for e in listener.events("edgeface/door/event")}
             )
         ), listener.messages
-    finally:
-        listener.close()
 
 
 def test_a_damaged_outbox_is_set_aside_and_its_readable_events_still_go_out(
@@ -107,16 +121,9 @@ def test_a_damaged_outbox_is_set_aside_and_its_readable_events_still_go_out(
         old.add("edgeface/door/event", {"event_type": "unknown", "n": n})
     old.close()
     zero_page(state / "outbox.db", root_page(state / "outbox.db", "counters"))
-    mqtt = f"mqtt:\n  enabled: true\n  host: 127.0.0.1\n  port: {broker.port}\n"
-    listener = Listener(broker.port, "edgeface/door/event")
-    try:
-        code, events, stderr = run_once(played_once(tmp_path, photo_dir, mqtt))
-        assert code == 0, stderr
-        kept = [p for p in state.iterdir() if p.name.startswith("outbox.db.unreadable-")]
-        assert len(kept) == 1
-        detail = next(e["detail"] for e in events if e["event_type"] == "error")
+    with set_aside_run(tmp_path, photo_dir, broker) as (kept, detail, listener):
         assert detail == (
-            f"the event outbox was not a usable database; kept as {kept[0]}; 30 events "
+            f"the event outbox was not a usable database; kept as {kept}; 30 events "
             "recovered, none lost"
         )
         assert listener.wait(
@@ -125,8 +132,6 @@ def test_a_damaged_outbox_is_set_aside_and_its_readable_events_still_go_out(
                 in {e["event_type"] for e in listener.events("edgeface/door/event")}
             )
         ), listener.messages
-    finally:
-        listener.close()
     received = listener.events("edgeface/door/event")
     assert [(e["seq"], e.get("n")) for e in received[:30]] == [(n + 1, n) for n in range(30)]
     later = [int(str(e["seq"])) for e in received[30:]]
