@@ -8,6 +8,8 @@ test-only dependency).
 from __future__ import annotations
 
 import sys
+import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -23,10 +25,13 @@ from edgeface.vision.mtcnn import (
     PNET_TILE,
     MtcnnDetector,
     Octaves,
+    PnetCells,
     _Net,
     crop_batch,
     nms,
     pnet_output_size,
+    regress,
+    square_boxes,
 )
 
 SDIST_PHOTOS = [
@@ -308,23 +313,56 @@ def test_detector_rejects_bad_images(int8: MtcnnDetector) -> None:
     assert int8.detect(cv2.resize(np.zeros((8, 8, 3), np.uint8), (11, 11))) == []
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(pytest.main([__file__, "-q"]))
+def whole_level_cells(
+    detector: MtcnnDetector, source: np.ndarray, width: int, height: int, logit: float
+) -> tuple[np.ndarray, ...]:
+    """The reference: P-Net run on the whole level at once (one interpreter of its size, as
+    before tiling), its output maps thresholded in one go — rows, columns, logit differences
+    and box offsets of the passing cells, in ``np.nonzero`` order."""
+    out = detector._pnet_for(height, width).run_resized(source, width, height)
+    logits, offsets = out[2][0], out[4][0]
+    diff = logits[..., 1] - logits[..., 0]
+    ys, xs = np.nonzero(diff > logit)
+    return ys, xs, diff[ys, xs], offsets[ys, xs]
 
 
-@pytest.mark.parametrize("height, width", [(500, 700), (771, 389), (390, 1201), (1001, 777)])
-def test_tiled_pnet_level_equals_whole_level(
-    photo_dir: Path, int8: MtcnnDetector, height: int, width: int
+def assert_cells_equal(got: PnetCells, want: tuple[np.ndarray, ...]) -> None:
+    for name, a, b in zip(("rows", "cols", "diffs", "offsets"), got, want, strict=True):
+        assert a.dtype == b.dtype, name
+        np.testing.assert_array_equal(a, b, err_msg=name)
+
+
+@pytest.mark.parametrize(
+    "height, width, scale_one",
+    [
+        (500, 700, False),
+        (771, 389, False),
+        (390, 1201, False),
+        (1001, 777, False),
+        (1201, 383, False),  # one tile column, reaching past the odd edge
+        (1001, 777, True),
+        (1137, 910, True),
+        (600, 802, True),
+    ],
+)
+def test_tiled_pnet_cells_equal_whole_level(
+    photo_dir: Path, int8: MtcnnDetector, height: int, width: int, scale_one: bool
 ) -> None:
-    """A large level runs in tiles through one small interpreter; its outputs must be the
-    whole level's, bit for bit, odd-sized edges included."""
+    """A large level runs in tiles through one small interpreter, each tile thresholded as it
+    comes; the cells kept must be the whole level's, bit for bit, in the same order, odd-sized
+    edges included. With no threshold every cell is kept: the whole output maps compare. A
+    scale-1 level (the frame itself, as at min face 12) is tiled straight from the frame."""
     rgb = load_rgb(photo_dir / "obama.jpg")
-    whole = int8._pnet_for(height, width).run_resized(rgb, width, height)
-    logits, offsets = int8._pnet_level(rgb, width, height)
+    source = cv2.resize(rgb, (width, height)) if scale_one else rgb
     assert width * height > PNET_TILE * PNET_TILE  # really tiled
-    assert logits.shape == whole[2][0].shape and offsets.shape == whole[4][0].shape
-    np.testing.assert_array_equal(logits, whole[2][0])
-    np.testing.assert_array_equal(offsets, whole[4][0])
+    everything = int8._pnet_cells(source, width, height, -np.inf)
+    assert len(everything.rows) == pnet_output_size(height) * pnet_output_size(width)
+    assert_cells_equal(everything, whole_level_cells(int8, source, width, height, -np.inf))
+    # A low threshold, so that thousands of cells in every tile pass and some do not.
+    for logit in (int8._pnet_logit, -2.0):
+        want = whole_level_cells(int8, source, width, height, logit)
+        assert 0 < len(want[0]) < len(everything.rows)
+        assert_cells_equal(int8._pnet_cells(source, width, height, logit), want)
 
 
 def test_large_photo_detects_the_same_face_in_bounded_memory(photo_dir: Path) -> None:
@@ -351,10 +389,10 @@ def test_pnet_output_size_matches_the_interpreter(int8: MtcnnDetector) -> None:
 
 def test_tiled_pnet_level_fp32(photo_dir: Path, fp32: MtcnnDetector) -> None:
     rgb = load_rgb(photo_dir / "biden.jpg")
-    whole = fp32._pnet_for(601, 803).run_resized(rgb, 803, 601)
-    logits, offsets = fp32._pnet_level(rgb, 803, 601)
-    np.testing.assert_array_equal(logits, whole[2][0])
-    np.testing.assert_array_equal(offsets, whole[4][0])
+    for logit in (-np.inf, fp32._pnet_logit):
+        want = whole_level_cells(fp32, rgb, 803, 601, logit)
+        assert len(want[0]) > 0
+        assert_cells_equal(fp32._pnet_cells(rgb, 803, 601, logit), want)
 
 
 def test_a_cameras_large_pyramid_stays_loaded_from_frame_to_frame(photo_dir: Path) -> None:
@@ -371,3 +409,91 @@ def test_a_cameras_large_pyramid_stays_loaded_from_frame_to_frame(photo_dir: Pat
     assert {key: id(net) for key, net in detector._pnets.items()} == loaded  # nothing reloaded
     detector.detect(load_rgb(photo_dir / "biden.jpg"))  # another size: held to the budget
     assert sum(h * w for h, w in detector._pnets) <= PNET_CACHE_PIXELS
+
+
+def untiled_pnet_stage(detector: MtcnnDetector, octaves: Octaves) -> tuple[np.ndarray, ...]:
+    """The reference for :meth:`MtcnnDetector.pnet_stage`: P-Net as it ran before tiling and
+    per-tile thresholding, every pyramid level whole through an interpreter of its size."""
+    windows, scores, offsets = [], [], []
+    for scale in detector.scales(*octaves.levels[0].shape[:2]):
+        source, w, h, sx, sy = octaves.plan(scale)
+        ys, xs, diff, reg = whole_level_cells(detector, source, w, h, detector._pnet_logit)
+        if ys.size == 0:
+            continue
+        score = 1.0 / (1.0 + np.exp(-diff.astype(np.float64)))
+        x1, y1 = xs * (2 / sx), ys * (2 / sy)
+        win = np.stack([x1, y1, x1 + 12 / sx, y1 + 12 / sy], axis=1)
+        keep = nms(win, score, detector.nms_thresholds[0])
+        windows.append(win[keep])
+        scores.append(score[keep])
+        offsets.append(reg[keep])
+    win, score = np.concatenate(windows), np.concatenate(scores)
+    keep = nms(win, score, detector.nms_thresholds[1])
+    boxes = square_boxes(regress(win[keep], np.concatenate(offsets)[keep]))
+    valid = boxes[:, 2] > boxes[:, 0]
+    return boxes[valid], score[keep][valid]
+
+
+@pytest.mark.parametrize(
+    "name, size, min_face",
+    [
+        ("obama.jpg", None, 12),  # 910×1137: a scale-1 level with an odd height
+        ("obama.jpg", (1001, 777), 12),  # odd both ways
+        ("biden.jpg", (1280, 720), 12),  # even both ways
+        ("obama2.jpg", (1001, 777), 20),
+    ],
+)
+def test_pnet_stage_equals_untiled_pnet(
+    photo_dir: Path, name: str, size: tuple[int, int] | None, min_face: int
+) -> None:
+    """Tiles thresholded one by one give P-Net's boxes and scores bit for bit as whole levels
+    did: same cells, same order into NMS (which breaks ties by it), same boxes."""
+    rgb = load_rgb(photo_dir / name)
+    frame = rgb if size is None else cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+    octaves = Octaves(frame)
+    detector = MtcnnDetector(min_face_size=min_face, num_threads=2)
+    boxes, scores = detector.pnet_stage(octaves)
+    want_boxes, want_scores = untiled_pnet_stage(
+        MtcnnDetector(min_face_size=min_face, num_threads=2), octaves
+    )
+    assert len(want_boxes) > 100  # enough candidates that order and NMS matter
+    np.testing.assert_array_equal(boxes, want_boxes)
+    np.testing.assert_array_equal(scores, want_scores)
+
+
+def traced_peak(run: Callable[[], object]) -> int:
+    """Peak bytes allocated through Python's allocators (numpy and OpenCV arrays included,
+    the interpreters' own memory not) while ``run`` runs."""
+    tracemalloc.start()
+    try:
+        run()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_pnet_memory_is_bounded_by_the_tile_not_the_level(photo_dir: Path) -> None:
+    """P-Net never holds a level's output maps (24 bytes per output, 6 per level pixel) or a
+    padded copy of it: each tile is thresholded as it runs, so beyond the resized level itself
+    P-Net's arrays are bounded by a few tiles. A scale-1 level (min face 12) is tiled straight
+    from the frame, not copied. Before, this 5 MP photo's first level alone took 45 MB."""
+    big = cv2.resize(load_rgb(photo_dir / "obama.jpg"), None, fx=2.2, fy=2.2)
+    height, width = big.shape[:2]
+    few_tiles = 4 * 3 * PNET_TILE * PNET_TILE  # bytes: four tiles of uint8 RGB
+    assert 3 * width * height > 8 * few_tiles
+    detector = MtcnnDetector(min_face_size=12, num_threads=2)
+    octaves = Octaves(big)
+    plans = [octaves.plan(scale) for scale in detector.scales(height, width)]
+    assert (plans[0][1], plans[0][2]) == (width, height)  # the first level is the frame
+    resized = [3 * w * h for source, w, h, _, _ in plans if source.shape[:2] != (h, w)]
+    cells: list[PnetCells] = []
+    first = traced_peak(
+        lambda: cells.append(detector._pnet_cells(big, width, height, detector._pnet_logit))
+    )
+    assert len(cells[0].rows) > 0
+    assert first < few_tiles
+    assert traced_peak(lambda: detector.pnet_stage(octaves)) < max(resized) + few_tiles
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(pytest.main([__file__, "-q"]))

@@ -23,7 +23,7 @@ import math
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import cv2
 import numpy as np
@@ -194,6 +194,61 @@ def pnet_output_size(side: int) -> int:
     return -(-(side - 2) // 2) - 4
 
 
+class PnetCells(NamedTuple):
+    """The P-Net outputs of one pyramid level that pass the face threshold: their row and
+    column in the level's output grid, logit difference (float32) and box offsets ``(n, 4)``
+    (float32). Only these are kept, not the level's output maps (24 bytes per output)."""
+
+    rows: np.ndarray
+    cols: np.ndarray
+    diffs: np.ndarray
+    offsets: np.ndarray
+
+
+def _passing_cells(
+    logits: np.ndarray, offsets: np.ndarray, logit: float, row: int = 0, col: int = 0
+) -> PnetCells:
+    """The cells of P-Net outputs ``(rows, cols, 2)`` and ``(rows, cols, 4)`` whose logit
+    difference exceeds ``logit``, placed at ``row, col`` of the level's output grid."""
+    diff = logits[..., 1] - logits[..., 0]
+    ys, xs = np.nonzero(diff > logit)
+    return PnetCells(ys + row, xs + col, diff[ys, xs], offsets[ys, xs])
+
+
+def _merge_cells(parts: list[PnetCells], cols: int) -> PnetCells:
+    """One level's cells from its tiles and strips in row-major order, the order
+    ``np.nonzero`` gives on the whole map: NMS breaks ties between equal scores by it."""
+    rows = np.concatenate([p.rows for p in parts])
+    columns = np.concatenate([p.cols for p in parts])
+    order = np.argsort(rows * cols + columns)
+    return PnetCells(
+        rows[order],
+        columns[order],
+        np.concatenate([p.diffs for p in parts])[order],
+        np.concatenate([p.offsets for p in parts])[order],
+    )
+
+
+def _resized_level(source: np.ndarray, width: int, height: int) -> np.ndarray:
+    """``source`` bilinearly resized to ``width × height``; the octave itself when it already
+    has that size (what ``cv2.resize`` would copy unchanged), so a scale-1 level of a 48 MP
+    photo costs no 144 MB copy."""
+    if source.shape[:2] == (height, width):
+        return source
+    return cv2.resize(source, (width, height), interpolation=cv2.INTER_LINEAR)
+
+
+def _window(image: np.ndarray, y: int, x: int, height: int, width: int) -> np.ndarray:
+    """The ``height × width`` window of ``image`` at ``y, x`` as a batch of one: a view when
+    it lies inside, else a copy with zeros past the edge (one tile, never the image)."""
+    window = image[y : y + height, x : x + width]
+    if window.shape[:2] == (height, width):
+        return window[None]
+    padded = np.zeros((1, height, width, 3), np.uint8)
+    padded[0, : window.shape[0], : window.shape[1]] = window
+    return padded
+
+
 def crop_batch(octaves: Octaves, boxes: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     """Square crops at ``boxes`` resized to ``size``², one uint8 batch, and the boxes cropped.
 
@@ -308,10 +363,12 @@ class MtcnnDetector:
     Levels larger than ``PNET_TILE``² run in overlapping tiles through one interpreter per
     level (P-Net is fully convolutional, so a tile's outputs are the level's), and for photos
     the cache holds at most ``PNET_CACHE_PIXELS`` of inputs (~140 MB of interpreters) instead
-    of ~160 bytes per pixel of every level: a 48 MP photo at min face 20 took 1.8 GB. The level
-    itself (3 bytes per pixel) and P-Net's output maps (~6 bytes per pixel) still grow with
-    it: the same photo at min face 12 peaks at 0.87 GB. Frames of one size seen twice in a row
-    (a camera) keep their whole pyramid loaded (:meth:`_evict`).
+    of ~160 bytes per pixel of every level: a 48 MP photo at min face 20 took 1.8 GB. Each
+    tile's outputs are thresholded as soon as it has run, so a level's output maps (~6 bytes
+    per pixel) never exist; only the resized level (3 bytes per pixel, nothing at scale 1)
+    grows with the photo: the same photo at min face 12 peaks at 0.54 GB (0.87 GB with whole
+    output maps). Frames of one size seen twice in a row (a camera) keep their whole pyramid
+    loaded (:meth:`_evict`).
     """
 
     def __init__(
@@ -417,19 +474,17 @@ class MtcnnDetector:
         offsets: list[np.ndarray] = []
         for scale in self.scales(*octaves.levels[0].shape[:2]):
             source, w, h, sx, sy = octaves.plan(scale)
-            logits, reg = self._pnet_level(source, w, h)
-            diff = logits[..., 1] - logits[..., 0]
-            ys, xs = np.nonzero(diff > self._pnet_logit)
-            if ys.size == 0:
+            cells = self._pnet_cells(source, w, h, self._pnet_logit)
+            if cells.rows.size == 0:
                 continue
-            score = 1.0 / (1.0 + np.exp(-diff[ys, xs].astype(np.float64)))
-            x1 = xs * (PNET_STRIDE / sx)
-            y1 = ys * (PNET_STRIDE / sy)
+            score = 1.0 / (1.0 + np.exp(-cells.diffs.astype(np.float64)))
+            x1 = cells.cols * (PNET_STRIDE / sx)
+            y1 = cells.rows * (PNET_STRIDE / sy)
             win = np.stack([x1, y1, x1 + PNET_WINDOW / sx, y1 + PNET_WINDOW / sy], axis=1)
             keep = nms(win, score, self.nms_thresholds[0])
             windows.append(win[keep])
             scores.append(score[keep])
-            offsets.append(reg[ys[keep], xs[keep]])
+            offsets.append(cells.offsets[keep])
         if not windows:
             return np.empty((0, 4), np.int64), np.empty(0)
         win = np.concatenate(windows)
@@ -522,53 +577,54 @@ class MtcnnDetector:
             )
         return loaded
 
-    def _pnet_level(
-        self, source: np.ndarray, width: int, height: int
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """P-Net's logits ``(rows, cols, 2)`` and box offsets ``(rows, cols, 4)`` for
-        ``source`` resized to one pyramid level, in tiles when the level is large.
+    def _pnet_cells(self, source: np.ndarray, width: int, height: int, logit: float) -> PnetCells:
+        """P-Net's cells whose logit difference exceeds ``logit`` for ``source`` resized to one
+        pyramid level, in row-major order, running the level in tiles when it is large.
 
         Output ``i`` sees input rows ``2i … 2i + 11``; a tile of ``T`` rows at an even offset
         ``o`` gives outputs ``o/2 … o/2 + T/2 − 6``, so tiles ``T − 10`` apart give each output
         exactly once, bit for bit the whole level's. A level's tiles share one shape (at most
-        ``PNET_TILE``², one interpreter). The level is zero-padded to whole tiles
-        and the extra outputs dropped. Only an odd-sized level's last output row (column) would
-        differ — its max pooling window is cut short by the edge, and would see the padding —
-        so it is taken from a 13-pixel strip along that edge, run at its exact size."""
+        ``PNET_TILE``², one interpreter); those reaching past the level's edge see zeros there,
+        and their extra outputs are dropped. Only an odd-sized level's last output row (column)
+        would differ — its max pooling window is cut short by the edge, and would see the
+        zeros — so it is taken from a 13-pixel strip along that edge, run at its exact size.
+
+        Each tile is thresholded as soon as it has run, so memory is bounded by the tile, not
+        the level: the level's whole output maps (6 bytes per level pixel) never exist. The
+        resized level itself (3 bytes per pixel) does, unless it is the octave unchanged
+        (scale 1 at ``min_face_size`` 12): ``cv2.resize`` of a part of the octave is not bit
+        for bit that part of the whole resize (source coordinates are rounded to float32, so
+        far from the origin they lose bits), and the output must not depend on the tiling."""
         if width * height <= PNET_TILE * PNET_TILE:
             out = self._pnet_for(height, width).run_resized(source, width, height)
-            return out[2][0], out[4][0]
+            return _passing_cells(out[2][0], out[4][0], logit)
         rows, cols = pnet_output_size(height), pnet_output_size(width)
         # As few tiles as PNET_TILE allows, all of one shape, sized to the level (balanced,
         # not fixed): a fixed 384² grid padded 1152×648 to 1536×768, 57 % more P-Net work.
         largest = pnet_output_size(PNET_TILE)
         per_y = -(-rows // -(-rows // largest))
         per_x = -(-cols // -(-cols // largest))
-        tiles_y, tiles_x = -(-rows // per_y), -(-cols // per_x)
         tile_h, tile_w = 2 * per_y + PNET_WINDOW - 2, 2 * per_x + PNET_WINDOW - 2
-        padded = np.zeros(
-            ((tiles_y - 1) * 2 * per_y + tile_h, (tiles_x - 1) * 2 * per_x + tile_w, 3), np.uint8
-        )
-        level = padded[:height, :width]
-        cv2.resize(source, (width, height), dst=level, interpolation=cv2.INTER_LINEAR)
-        logits = np.empty((tiles_y * per_y, tiles_x * per_x, 2), np.float32)
-        offsets = np.empty((tiles_y * per_y, tiles_x * per_x, 4), np.float32)
+        level = _resized_level(source, width, height)
         net = self._pnet_for(tile_h, tile_w)
-        for ty in range(tiles_y):
-            for tx in range(tiles_x):
-                y, x = 2 * per_y * ty, 2 * per_x * tx
-                out = net.run(padded[None, y : y + tile_h, x : x + tile_w])
-                where = np.s_[ty * per_y : (ty + 1) * per_y, tx * per_x : (tx + 1) * per_x]
-                logits[where] = out[2][0]
-                offsets[where] = out[4][0]
+        # An odd-sized level's last output row (column) comes from a strip, below.
+        tile_rows, tile_cols = rows - height % 2, cols - width % 2
+        parts: list[PnetCells] = []
+        for row in range(0, tile_rows, per_y):
+            for col in range(0, tile_cols, per_x):
+                out = net.run(_window(level, 2 * row, 2 * col, tile_h, tile_w))
+                n, m = min(per_y, tile_rows - row), min(per_x, tile_cols - col)
+                parts.append(_passing_cells(out[2][0, :n, :m], out[4][0, :n, :m], logit, row, col))
         strip = PNET_WINDOW + 1  # odd, so the strip starts at an even row of an odd-sized level
         if height % 2:
             out = self._pnet_for(strip, width).run(level[None, height - strip :])
-            logits[rows - 1, :cols], offsets[rows - 1, :cols] = out[2][0, -1], out[4][0, -1]
+            bottom = np.s_[0, -1:, :tile_cols]
+            parts.append(_passing_cells(out[2][bottom], out[4][bottom], logit, rows - 1, 0))
         if width % 2:
             out = self._pnet_for(height, strip).run(level[None, :, width - strip :])
-            logits[:rows, cols - 1], offsets[:rows, cols - 1] = out[2][0, :, -1], out[4][0, :, -1]
-        return logits[:rows, :cols], offsets[:rows, :cols]
+            right = np.s_[0, :, -1:]
+            parts.append(_passing_cells(out[2][right], out[4][right], logit, 0, cols - 1))
+        return _merge_cells(parts, cols)
 
     def _pnet_for(self, height: int, width: int) -> _Net:
         """The P-Net interpreter sized for one pyramid level (LRU-cached)."""
