@@ -277,12 +277,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
 
 
+def doctor_status(ok: bool, warning: bool) -> str:
+    """The first column of a doctor line: a warning passes (the door would start) but must
+    not read "ok" beside the checks that need nothing."""
+    return "FAIL" if not ok else "WARN" if warning else "ok  "
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     """Check config, runtime, models, gallery, camera, GPIO and broker."""
     from edgeface.door.doctor import run_checks
 
     checks = run_checks(Path(args.config))
-    lines = [f"{'ok  ' if c.ok else 'FAIL'} {c.name:<8} {c.detail}" for c in checks]
+    lines = [f"{doctor_status(c.ok, c.warning)} {c.name:<8} {c.detail}" for c in checks]
     emit(args, [c.__dict__ for c in checks], "\n".join(lines))
     return 0 if all(c.ok for c in checks) else 1
 

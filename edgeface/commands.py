@@ -18,8 +18,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edgeface.config import is_device_id
-from edgeface.errors import EdgefaceError, ImageError
+from edgeface.config import is_device_id, push_group_problem
+from edgeface.errors import EdgefaceError, ImageError, shown_value
 from edgeface.model_files import embedder_fingerprint
 from edgeface.output import emit
 from edgeface.pipeline import Face, FacePipeline, PipelineSettings
@@ -439,9 +439,9 @@ def cmd_gallery_push(args: argparse.Namespace) -> int:
     )
 
     if args.device is not None:
-        topic_level("--device", args.device)
+        check_push_target("--device", args.device)
     else:
-        topic_level("--group", args.group)
+        check_push_target("--group", args.group)
     if not args.base_topic.strip("/") or any(ch in args.base_topic for ch in "+#"):
         raise EdgefaceError(
             f"--base-topic {args.base_topic!r}: give a topic prefix without wildcards (+ #)"
@@ -531,10 +531,20 @@ def cmd_gallery_push(args: argparse.Namespace) -> int:
     return 0 if outcome.ok else 1
 
 
-def topic_level(option: str, value: str) -> str:
-    """A device id or group as one MQTT topic level: checked before anything is signed or
-    sent, since paho refuses a wildcard only at publish time (after the survey) and an empty
-    ``--device`` would silently fall through to "no --group"."""
+def check_push_target(option: str, value: str) -> str:
+    """``--device`` or ``--group``, checked before anything is signed or sent, since paho
+    refuses a wildcard only at publish time (after the survey) and an empty ``--device`` would
+    silently fall through to "no --group".
+
+    A group by the very rule the doors' configuration applies to ``push.groups``
+    (:func:`~edgeface.config.push_group_problem`): a door in ``building-a/floor-2`` (nested
+    topic levels) can be pushed to, and a group no door can be in (a wildcard, an empty
+    level) is refused here rather than waited for. A device id stays one topic level."""
+    if option == "--group":
+        problem = push_group_problem(value)
+        if problem:
+            raise EdgefaceError(f"--group: {shown_value(value)} {problem}")
+        return value
     if not value.strip():
         raise EdgefaceError(f"{option}: give a non-empty name")
     if any(ch in value for ch in "+#/") or not value.isprintable():

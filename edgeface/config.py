@@ -356,7 +356,7 @@ MAX_INTEGER_CHARS = 1000
 #: entity ids, and a long one broke the MQTT sender (a topic has at most 65535 bytes).
 MAX_DEVICE_ID_CHARS = 64
 
-#: Longest ``push.groups`` entry (characters): like the device id, one MQTT topic level.
+#: Longest ``push.groups`` entry (characters): like the device id, part of an MQTT topic.
 MAX_GROUP_CHARS = 64
 
 #: Largest ``mqtt.ca_file`` read (bytes): a whole system CA bundle is a few hundred kilobytes.
@@ -413,15 +413,29 @@ class ConfigLoader(yaml.SafeLoader):
     Aliases (``*name``) are refused: a configuration has no use for them, and nested ones
     ("billion laughs") let a file of a few hundred bytes expand to gigabytes the moment
     anything walks or prints the value — a reload would stall the daemon, then kill it.
+
+    A key given twice in one mapping is refused too (:class:`_KeyGivenTwice`), in every
+    mapping of the file: PyYAML keeps the last silently, so one of two values the installer
+    wrote was thrown away without a word. Checked here, while the file is composed, because
+    this is the one place every mapping passes through with its lines — the sections, the
+    dict-typed settings and anything converted as a free-form value alike.
     """
 
     #: Nodes composed so far (see :data:`MAX_CONFIG_NODES`).
     composed = 0
 
-    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        #: Where the node being composed is: the keys and list positions leading to it, so a
+        #: key given twice is named by its full path (``relay.pin``), as every other mistake.
+        self.path: list[str | int] = []
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
         """PyYAML's composer, but an alias is an error (with its line) instead of a reference
         to the anchored node — refused before anything is built, so nothing can expand — and
-        so is a file with more than :data:`MAX_CONFIG_NODES` values."""
+        so is a file with more than :data:`MAX_CONFIG_NODES` values, and a mapping that has a
+        key twice. ``index`` is the key node of a mapping's value, a list item's position, or
+        None for a key and the document itself."""
         event = self.peek_event()
         if self.check_event(yaml.AliasEvent):
             raise yaml.composer.ComposerError(
@@ -439,7 +453,83 @@ class ConfigLoader(yaml.SafeLoader):
                 f"more than {MAX_CONFIG_NODES} values; a configuration needs far fewer",
                 event.start_mark,
             )
-        return super().compose_node(parent, index)
+        step: str | int | None = None
+        if isinstance(index, yaml.ScalarNode):
+            step = str(index.value)
+        elif isinstance(index, yaml.Node):  # a list or mapping as a key: refused when built
+            step = "?"
+        elif isinstance(index, int):
+            step = index
+        if step is not None:
+            self.path.append(step)
+        node = super().compose_node(parent, index)
+        if isinstance(node, yaml.MappingNode):
+            _refuse_keys_given_twice(node, tuple(self.path))
+        if step is not None:
+            self.path.pop()
+        return node
+
+
+class _KeyGivenTwice(yaml.composer.ComposerError):
+    """A mapping has one key twice; ``path`` leads to the key (the mapping's path plus it),
+    ``first`` and ``second`` are the lines of the two."""
+
+    def __init__(self, path: tuple[str | int, ...], first: int, second: int, mark: Any) -> None:
+        super().__init__(None, None, f"key {_dotted(path)!r} is given twice", mark)
+        self.path, self.first, self.second = path, first, second
+
+
+def _refuse_keys_given_twice(node: yaml.MappingNode, path: tuple[str | int, ...]) -> None:
+    """Raise :class:`_KeyGivenTwice` for the first key of ``node`` given a second time. Keys
+    are compared as written, as the settings read them (``str(node.value)``): ``1`` and
+    ``'1'`` are one key. A key that is a list or mapping is left to :func:`_key`."""
+    first_lines: dict[str, int] = {}
+    for key_node, _ in node.value:
+        if not isinstance(key_node, yaml.ScalarNode):
+            continue
+        key = str(key_node.value)
+        if key in first_lines:
+            raise _KeyGivenTwice(
+                (*path, key), first_lines[key], _line(key_node), key_node.start_mark
+            )
+        first_lines[key] = _line(key_node)
+
+
+def _dotted(path: tuple[str | int, ...]) -> str:
+    """``("recognition", "schedules", "bob", 0, "days")`` → ``recognition.schedules.bob[0].days``:
+    a key path as every message names it."""
+    text = ""
+    for step in path:
+        text += f"[{step}]" if isinstance(step, int) else f".{step}"
+    return text.lstrip(".")
+
+
+def _loaded_before(path: tuple[str | int, ...]) -> bool:
+    """Whether versions before the duplicate-key check loaded a file with a key twice in the
+    mapping at ``path`` (keeping the later one, as PyYAML does): true for the mappings of the
+    dict-typed settings (``recognition.schedules``, a schedule's windows, ``push.keys``,
+    ``push.public_keys``). The sections always refused a key given twice, and a mapping where
+    none belongs (or under a key no version knew) was refused for that, so for those the
+    message must not send the installer looking for a value no door ever ran with."""
+    kind: Any = Config
+    for step in path:
+        kind = _without_none(kind)
+        if dataclasses.is_dataclass(kind) and isinstance(step, str):
+            kind = typing.get_type_hints(kind).get(step)
+        elif get_origin(kind) is dict and isinstance(step, str):
+            kind = get_args(kind)[1]
+        elif get_origin(kind) is list and isinstance(step, int):
+            kind = get_args(kind)[0]
+        else:  # Any (no setting takes a mapping inside one), a scalar, an unknown key
+            return False
+    return get_origin(_without_none(kind)) is dict
+
+
+def _without_none(kind: Any) -> Any:
+    """``X`` for ``X | None``; any other type as it is."""
+    if get_origin(kind) in (Union, types.UnionType):
+        return next(a for a in get_args(kind) if a is not type(None))
+    return kind
 
 
 class _NumberTooLong(yaml.constructor.ConstructorError):
@@ -474,6 +564,14 @@ def parse_config(text: str, source: str = "<config>") -> Config:
         if node is None:
             return Config()
         config = _build(Config, node, "", source)
+    except _KeyGivenTwice as exc:
+        raise _given_twice(
+            source,
+            _dotted(exc.path),
+            exc.first,
+            exc.second,
+            last_used=_loaded_before(exc.path[:-1]),
+        ) from None
     except yaml.MarkedYAMLError as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark else "?"
         raise ConfigError(f"{source}: invalid YAML at line {line}: {exc.problem}") from None
@@ -501,7 +599,7 @@ def _build(cls: type, node: yaml.Node, prefix: str, source: str) -> Any:
     hints = typing.get_type_hints(cls)
     values: dict[str, Any] = {}
     lines: dict[str, int] = {}  # key → line of its value, for checks that span keys
-    key_lines: dict[str, int] = {}  # key → line it was first given on
+    # A key given twice never gets here: ConfigLoader refuses it while composing the file.
     for key_node, value_node in node.value:
         key = _key(key_node, f"{source}: {where}")
         if key not in fields:
@@ -510,9 +608,6 @@ def _build(cls: type, node: yaml.Node, prefix: str, source: str) -> Any:
             raise ConfigError(
                 f"{source}: unknown key '{clip_text(prefix + key)}' (line {_line(key_node)}){hint}"
             )
-        if key in values:
-            raise _given_twice(source, prefix + key, key_lines[key], _line(key_node))
-        key_lines[key] = _line(key_node)
         values[key] = _convert(hints[key], value_node, f"{prefix}{key}", source)
         lines[key] = _line(value_node)
     built = cls(**values)
@@ -526,11 +621,15 @@ def _given_twice(
 ) -> ConfigError:
     """A key given twice in one mapping, naming the key and both lines: which value was meant
     is not certain, so the installer keeps one (``last_used``: versions before this check used
-    the later one, i.e. the value an upgraded door ran with until now)."""
-    used = f" (earlier versions used the one on line {second})" if last_used else ""
+    the later one, i.e. the value an upgraded door ran with until now). Both on one line
+    (``{days: [mon], days: [tue]}``), "the later one" is what tells them apart."""
+    if first == second:
+        where, later = f"twice on line {first}", "the later one"
+    else:
+        where, later = f"twice, on line {first} and line {second}", f"the one on line {second}"
+    used = f" (earlier versions used {later})" if last_used else ""
     return ConfigError(
-        f"{source}: key '{clip_text(key)}' is given twice, on line {first} and line {second}; "
-        f"delete one of them{used}"
+        f"{source}: key '{clip_text(key)}' is given {where}; delete one of them{used}"
     )
 
 
@@ -565,18 +664,8 @@ def _convert(kind: Any, node: yaml.Node, name: str, source: str) -> Any:
             raise ConfigError(f"{where}: expected a mapping")
         _, value_kind = get_args(kind)
         mapping: dict[str, Any] = {}
-        first_lines: dict[str, int] = {}
-        for key_node, value_node in node.value:
+        for key_node, value_node in node.value:  # no key twice: ConfigLoader refused that
             key = _key(key_node, f"{source}: {name}")
-            if key in mapping:
-                # Not the last one silently: two schedules for one person, or two keys with one
-                # id, are a mistake whichever of them was meant. Versions before the check
-                # used the last one, which the message says, so an upgraded door is fixed by
-                # deleting the other.
-                raise _given_twice(
-                    source, f"{name}.{key}", first_lines[key], _line(key_node), last_used=True
-                )
-            first_lines[key] = _line(key_node)
             mapping[key] = _convert(value_kind, value_node, f"{name}.{key}", source)
         if name == "recognition.schedules":
             _check_schedules(node, mapping, source)
@@ -654,19 +743,23 @@ def topic_prefix_problem(text: str) -> str | None:
     return None
 
 
-def topic_level_problem(text: str) -> str | None:
+def push_group_problem(text: str) -> str | None:
     """Why ``text`` cannot be a ``push.groups`` entry, or None. A group is part of a topic the
     door subscribes to (``<base_topic>/fleet/<group>/gallery/set``): a ``+`` or ``#`` there is
     a wildcard (the door would take pushes meant for other groups), and an empty one names no
     group anyone can push to. A ``/`` is allowed (``building-a/floor-2``: nested levels, in
     the topic and in the push's signed target alike; it loaded before this check), but not an
-    empty level (``/office``, ``a//b``, ``office/``), which nobody means."""
+    empty level (``/office``, ``a//b``, ``office/``), which nobody means.
+
+    Also what ``gallery push --group`` accepts (:func:`edgeface.commands.check_push_target`),
+    so every group a door can be in can be pushed to, and nothing the pusher sends to is a
+    group no door can be in."""
     if not text.strip():
         return "is empty; give a group name such as office"
     if len(text) > MAX_GROUP_CHARS:
         return f"is longer than {MAX_GROUP_CHARS} characters"
     if any(ch in text for ch in "+#"):
-        return "may not hold the MQTT wildcards + and #"
+        return "may not contain MQTT wildcards (+ #)"
     if not text.isprintable():
         return "may not hold control characters"
     if text != text.strip():
@@ -701,7 +794,7 @@ def camera_source_problem(text: str) -> str | None:
 TEXT_CHECKS: dict[str, typing.Callable[[str], str | None]] = {
     "mqtt.base_topic": topic_prefix_problem,
     "mqtt.discovery_prefix": topic_prefix_problem,
-    "push.groups[]": topic_level_problem,
+    "push.groups[]": push_group_problem,
     "device_id": device_id_problem,
     "camera.source": camera_source_problem,
 }

@@ -1,13 +1,16 @@
 """The broker ACLs the README tells installers to use, in a real mosquitto, with the real daemon:
 the door still works (its events, state, Home Assistant discovery, remote unlock from Home
-Assistant, a fleet push from the admin), and what the security review showed anyone on an open
-broker could do — forge a door's state, replace the retained fleet push, send commands from a
-door taken apart — is refused by the broker."""
+Assistant, a fleet push from the admin — to a nested group too, with the real ``edgeface gallery
+push``), and what the security review showed anyone on an open broker could do — forge a door's
+state, replace the retained fleet push, send commands from a door taken apart — is refused by
+the broker, for the admin too where it has no business (a door's state, its lock)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -20,12 +23,14 @@ from test_service import door_without_camera
 
 from edgeface.config import MqttConfig, PushConfig
 from edgeface.door.service import DoorService
-from edgeface.recognition.gallery import Gallery
+from edgeface.recognition.gallery import Gallery, GalleryStore
 from edgeface.recognition.push import full_push, sign
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 PASSWORDS = {"front": "pw-front", "back": "pw-back", "homeassistant": "pw-ha", "admin": "pw-admin"}
 SECRET = "open-sesame-4711"
+#: A nested fleet group (two topic levels): the README's admin line must reach it.
+NESTED = "building-a/floor-2"
 
 
 def readme_broker_settings() -> tuple[list[str], str]:
@@ -49,11 +54,55 @@ def publisher(port: int, user: str) -> mqtt.Client:
     return client
 
 
-def group_push(version: int) -> bytes:
+def group_push(version: int, group: str = "office") -> bytes:
     gallery = Gallery()
     gallery.add("alice", unit(0))
-    document = full_push(gallery, version, {"group": "office"}, time.time())
+    document = full_push(gallery, version, {"group": group}, time.time())
     return json.dumps(sign(document, KEY, "k1")).encode()
+
+
+def cli_push_as_admin(tmp_path: Path, port: int, group: str) -> subprocess.CompletedProcess[str]:
+    """``edgeface gallery push --group GROUP`` as the README's admin user, as an installer
+    runs it (a separate process): it surveys the doors' retained state, picks a version and
+    waits for their answers, all through the ACL."""
+    gallery = Gallery()
+    gallery.add("bob", unit(1))
+    people = tmp_path / "people.json"
+    GalleryStore(people).save(gallery)
+    key, password = tmp_path / "k1.key", tmp_path / "admin.password"
+    key.write_text(KEY + "\n")
+    password.write_text(PASSWORDS["admin"] + "\n")
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edgeface",
+            "gallery",
+            "push",
+            "--group",
+            group,
+            "--gallery",
+            str(people),
+            "--key",
+            str(key),
+            "--key-id",
+            "k1",
+            "--broker",
+            f"127.0.0.1:{port}",
+            "--username",
+            "admin",
+            "--password-file",
+            str(password),
+            "--survey-seconds",
+            "1",
+            "--timeout",
+            "30",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
 
 
 def test_the_readme_acl_keeps_the_door_working_and_strangers_off_its_topics(
@@ -78,7 +127,7 @@ def test_the_readme_acl_keeps_the_door_working_and_strangers_off_its_topics(
                 remote_unlock=True,
                 remote_unlock_secret=SECRET,
             ),
-            push=PushConfig(enabled=True, keys={"k1": KEY}, groups=("office",)),
+            push=PushConfig(enabled=True, keys={"k1": KEY}, groups=("office", NESTED)),
         )
         events: list[dict[str, Any]] = []
         service = DoorService(config, pin_factory=factory, on_event=events.append)
@@ -97,9 +146,16 @@ def test_the_readme_acl_keeps_the_door_working_and_strangers_off_its_topics(
             forged = {"status": "applied", "version": 99, "device": "front", "groups": ["office"]}
             back.publish("edgeface/front/gallery/state", json.dumps(forged), qos=1, retain=True)
             back.publish("edgeface/fleet/office/gallery/set", group_push(3), qos=1, retain=True)
+            nested = f"edgeface/fleet/{NESTED}/gallery/set"
+            back.publish(nested, group_push(6, NESTED), qos=1, retain=True)
             command = json.dumps({"action": "UNLOCK", "code": SECRET})
             back.publish("edgeface/front/command/lock", command, qos=1)
             ha.client.publish("edgeface/front/gallery/set", signed_full(4, "alice"), qos=1)
+            ha.client.publish(nested, group_push(7, NESTED), qos=1, retain=True)
+            # The admin's wider fleet line opens nothing else: not a door's state, not its lock.
+            forged["version"] = 98
+            admin.publish("edgeface/front/gallery/state", json.dumps(forged), qos=1, retain=True)
+            admin.publish("edgeface/front/command/lock", command, qos=1)
             await asyncio.sleep(1.0)
             # What the ACL lets through: Home Assistant's command, the admin's fleet push.
             ha.client.publish("edgeface/front/command/lock", command, qos=1)
@@ -107,6 +163,14 @@ def test_the_readme_acl_keeps_the_door_working_and_strangers_off_its_topics(
             await asyncio.to_thread(
                 ha.wait, lambda: any(e["event_type"] == "gallery_updated" for e in events), 30
             )
+            # The admin pushes to the nested group with the real CLI: it finds the door by
+            # the group it announces and reports it applied.
+            pushed = await asyncio.to_thread(cli_push_as_admin, tmp_path, broker.port, NESTED)
+            assert pushed.returncode == 0, pushed.stdout + pushed.stderr
+            summary = json.loads(pushed.stdout)
+            assert summary["topic"] == f"edgeface/fleet/{NESTED}/gallery/set"
+            assert summary["version"] == 6  # above the 5 the door runs; the refused 6 and 7 unseen
+            assert [(d["device"], d["status"]) for d in summary["doors"]] == [("front", "applied")]
             await asyncio.sleep(0.5)
             for client in (admin, back):
                 client.disconnect()
@@ -116,15 +180,20 @@ def test_the_readme_acl_keeps_the_door_working_and_strangers_off_its_topics(
 
         assert asyncio.run(asyncio.wait_for(scenario(), 90)) == 0
         kinds = [e["event_type"] for e in events]
-        assert kinds.count("unlocked") == 1  # Home Assistant's, not the other door's
+        # Home Assistant's, not the other door's or the admin's (which, sent first, would have
+        # opened the door and left HA's refused as "cooling down").
+        assert kinds.count("unlocked") == 1 and "remote_unlock_refused" not in kinds, kinds
         gallery = [
             (e["event_type"], e.get("gallery_version"))
             for e in events
             if "gallery" in e["event_type"]
         ]
-        assert gallery == [("gallery_updated", 5)]  # neither the forged nor HA's push arrived
+        # Neither the other door's pushes (to office and the nested group) nor HA's arrived.
+        assert gallery == [("gallery_updated", 5), ("gallery_updated", 6)]
+        stored = GalleryStore(config.recognition.gallery).load()
+        assert (stored.version, list(stored.identities)) == (6, ["bob"])  # the CLI's push
         states = [json.loads(p) for p in ha.payloads("edgeface/front/gallery/state")]
-        assert all(s.get("version") != 99 for s in states)
+        assert all(s.get("version") not in (98, 99) for s in states)
         assert any(
             t.startswith("homeassistant/") and "edgeface_front" in t for t, _, _ in ha.messages
         )

@@ -18,12 +18,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from broker import make_certificates
+from test_cli import edgeface
+from test_cli_errors import assert_one_line_error
 from test_config_hostile import refused, schedule, write
 
 from edgeface.config import (
     MAX_DEVICE_ID_CHARS,
     MAX_GROUP_CHARS,
+    ConfigLoader,
     device_id_problem,
     is_device_id,
     load_config,
@@ -150,6 +154,84 @@ def test_a_section_given_twice_is_refused_naming_both_lines(tmp_path: Path) -> N
     )
 
 
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        pytest.param(
+            schedule("{days: [mon], days: [tue], from: '08:00', to: '17:00'}"),
+            "key 'recognition.schedules.bob[0].days' is given twice on line 5; delete one of "
+            "them (earlier versions used the later one)",
+            id="window-one-line",
+        ),
+        pytest.param(
+            schedule("days: [mon]\n        from: '08:00'\n        days: [tue]"),
+            "key 'recognition.schedules.bob[0].days' is given twice, on line 5 and line 7; "
+            "delete one of them (earlier versions used the one on line 7)",
+            id="window-block",
+        ),
+        pytest.param(
+            schedule("{days: [{mon: a, mon: b}]}"),
+            "key 'recognition.schedules.bob[0].days[0].mon' is given twice on line 5; delete "
+            "one of them",
+            id="inside-a-free-form-value",
+        ),
+        pytest.param(
+            "camera:\n  source:\n    path: a\n    path: b\n",
+            "key 'camera.source.path' is given twice, on line 3 and line 4; delete one of them",
+            id="mapping-for-text",
+        ),
+        pytest.param(
+            "camra:\n  fps: 1\n  fps: 2\n",
+            "key 'camra.fps' is given twice, on line 2 and line 3; delete one of them",
+            id="under-an-unknown-key",
+        ),
+        pytest.param(
+            "camera:\n  roi: [{x: 1, x: 2}, 0, 5, 5]\n",
+            "key 'camera.roi[0].x' is given twice on line 2; delete one of them",
+            id="in-a-list",
+        ),
+    ],
+)
+def test_every_mapping_in_the_file_refuses_a_key_given_twice(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    """Not only the sections and the dict-typed settings: a mapping anywhere in the file —
+    a schedule window, inside a free-form value, where text belongs, in a list — names the
+    key by its whole path and both lines. "Earlier versions used …" is said only where a
+    file with the key twice loaded before (the dict-typed settings and their windows kept
+    the later value); elsewhere it was refused for another reason, and no door ran with
+    either value."""
+    assert refused(write(tmp_path, text)).endswith(message)
+
+
+def test_the_configuration_loader_itself_refuses_keys_given_twice() -> None:
+    """The check is in :class:`ConfigLoader`, so whatever reads YAML with it — the file, a
+    free-form value re-read as YAML, a plain value read as a document — cannot keep one of two
+    values silently, as PyYAML's own loaders do."""
+    text = "a:\n  - {b: 1}\n  - {b: 1, c: 2, b: 3}\n"
+    assert yaml.safe_load(text) == {"a": [{"b": 1}, {"b": 3, "c": 2}]}  # what it guards against
+    with pytest.raises(yaml.MarkedYAMLError, match=r"key 'a\[1\]\.b' is given twice") as info:
+        yaml.load(text, Loader=ConfigLoader)
+    assert info.value.problem_mark is not None and info.value.problem_mark.line == 2
+    assert yaml.load("a: {b: 1}\nc: {b: 2}\n", Loader=ConfigLoader) == {
+        "a": {"b": 1},
+        "c": {"b": 2},
+    }  # one key in two mappings is no repetition
+
+
+def test_a_key_given_twice_stops_doctor_and_run_with_one_line(tmp_path: Path) -> None:
+    """The real commands an installer runs after an upgrade, on a file with a schedule window
+    that names its days twice: one line each, naming the key, both lines and what to delete."""
+    config = write(tmp_path, schedule("days: [mon]\n        to: '17:00'\n        days: [tue]"))
+    expected = (
+        "key 'recognition.schedules.bob[0].days' is given twice, on line 5 and line 7; delete "
+        "one of them (earlier versions used the one on line 7)"
+    )
+    doctor = edgeface("doctor", "--config", str(config), timeout=120)
+    assert doctor.returncode == 1 and f"FAIL config   {config}: {expected}" in doctor.stdout
+    assert_one_line_error(edgeface("run", "--config", str(config), timeout=120), expected)
+
+
 # ----- camera, push groups, device id --------------------------------------------------------
 
 
@@ -164,10 +246,10 @@ def test_an_empty_camera_source_is_refused(tmp_path: Path, source: str) -> None:
 @pytest.mark.parametrize(
     ("group", "problem"),
     [
-        ("'+'", "may not hold the MQTT wildcards + and #"),
-        ("'#'", "may not hold the MQTT wildcards + and #"),
-        ("building/+", "may not hold the MQTT wildcards"),
-        ("'building/#'", "may not hold the MQTT wildcards"),
+        ("'+'", "may not contain MQTT wildcards (+ #)"),
+        ("'#'", "may not contain MQTT wildcards (+ #)"),
+        ("building/+", "may not contain MQTT wildcards"),
+        ("'building/#'", "may not contain MQTT wildcards"),
         ("/floor-2", "has an empty topic level (a / at its start or end, or //)"),
         ("floor-2/", "has an empty topic level"),
         ("building//floor-2", "has an empty topic level"),

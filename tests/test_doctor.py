@@ -10,9 +10,13 @@ test checks the line an installer reads and the exit status.
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import shlex
 import stat
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +24,8 @@ import pytest
 from broker import Broker, make_certificates
 from test_cli import edgeface
 from test_cli_errors import MODES_IGNORED, assert_one_line_error, write_gallery
+
+from edgeface.door.doctor import Check
 
 #: A folder no process may create anything in, root included (procfs).
 UNCREATABLE = "/proc/no-such-dir/edgeface"
@@ -46,8 +52,9 @@ def doctor(config: Path) -> tuple[int, dict[str, tuple[bool, str]]]:
     checks: dict[str, tuple[bool, str]] = {}
     for line in result.stdout.splitlines():
         status, name, detail = line.split(maxsplit=2)
-        assert status in ("ok", "FAIL"), line
-        checks[name] = (status == "ok", detail)
+        assert status in ("ok", "FAIL", "WARN"), line
+        assert (status == "WARN") == detail.startswith("warning: "), line
+        checks[name] = (status != "FAIL", detail)
     return result.returncode, checks
 
 
@@ -369,3 +376,111 @@ def test_doctor_completes_the_tls_handshake_the_daemon_would(
     finally:
         broker.kill()
         plain.kill()
+
+
+# ----- warnings: Home Assistant discovery, gallery names ------------------------------------------
+
+#: Home Assistant's MQTT discovery topic after its prefix, as its documentation gives it:
+#: ``<component>/[<node_id>/]<object_id>/config``, the two ids of [a-zA-Z0-9_-] only. A
+#: discovery message on any other topic is ignored.
+HA_DISCOVERY_TOPIC = re.compile(r"\w+/(?:[a-zA-Z0-9_-]+/)?[a-zA-Z0-9_-]+/config")
+
+
+@pytest.mark.parametrize("device_id", ["front", "door_2-B", "tür-1", "Tür_Ost-2", "дверь", "門1"])
+def test_doctor_warns_exactly_when_home_assistant_would_ignore_the_door(
+    tmp_path: Path, device_id: str
+) -> None:
+    """The device ids the configuration accepts (letters of any script since an upgrade
+    refused ``tür-1``) against the discovery topics the daemon really publishes
+    (:meth:`DoorMqtt.discovery_messages`): doctor warns for an id that makes any of them one
+    Home Assistant ignores, and for no other."""
+    from edgeface.config import Config, MqttConfig
+    from edgeface.door.doctor import check_discovery
+    from edgeface.door.mqtt import DoorMqtt
+    from edgeface.door.outbox import Outbox
+
+    mqtt = MqttConfig(enabled=True)
+    outbox = Outbox(tmp_path / "outbox.db")
+    try:
+        topics = DoorMqtt(mqtt, device_id, outbox, door_contact=True).discovery_messages()
+    finally:
+        outbox.close()
+    assert topics and all(t.startswith("homeassistant/") for t in topics)
+    ignored = [t for t in topics if not HA_DISCOVERY_TOPIC.fullmatch(t.split("/", 1)[1])]
+    check = check_discovery(Config(device_id=device_id, mqtt=mqtt))
+    assert check.ok and check.warning == bool(ignored), (check, ignored)
+    assert check.detail.startswith("warning: ") == bool(ignored)
+    assert len(ignored) in (0, len(topics))  # all of the door's entities, or none
+    if not ignored:
+        assert check.detail == f"Home Assistant device edgeface_{device_id}"
+    off = MqttConfig(enabled=True, discovery=False)
+    assert check_discovery(Config(device_id=device_id, mqtt=off)) == Check(
+        "discovery", True, "disabled"
+    )
+
+
+def test_a_device_id_home_assistant_ignores_is_a_warning_not_a_failure(
+    tmp_path: Path, photo_dir: Path, broker: Broker
+) -> None:
+    """``device_id: tür-1`` is a valid MQTT topic level and runs; Home Assistant silently
+    ignores every discovery message of that door. doctor passes (exit 0: the door works) and
+    says what to do."""
+    mqtt = f"mqtt:\n  enabled: true\n  host: 127.0.0.1\n  port: {broker.port}\n"
+    config = base_config(tmp_path, photo_dir, "device_id: tür-1\n" + mqtt)
+    code, checks = doctor(config)
+    assert code == 0 and not failing(checks), checks
+    assert checks["discovery"] == (
+        True,
+        "warning: device_id 'tür-1' holds 'ü', which Home Assistant does not accept in "
+        "discovery topics (only a-z, A-Z, 0-9, _ and -): it ignores this door's discovery "
+        "messages and none of its entities appear. Give the door an ASCII device_id such as "
+        "tur-1 (it also names the door's MQTT topics), or set mqtt.discovery: false if Home "
+        "Assistant is not used",
+    )
+    result = edgeface("doctor", "--config", str(config), "--json", timeout=180)
+    report = {c["name"]: c for c in json.loads(result.stdout)}
+    assert result.returncode == 0 and report["discovery"]["warning"] is True
+    assert report["mqtt"]["warning"] is False and report["mqtt"]["ok"] is True
+
+    ascii_id = base_config(tmp_path, photo_dir, "device_id: tuer-1\n" + mqtt)
+    code, checks = doctor(ascii_id)
+    assert code == 0 and checks["discovery"] == (True, "Home Assistant device edgeface_tuer-1")
+
+
+def test_doctor_lists_gallery_names_enrolment_now_refuses(tmp_path: Path, photo_dir: Path) -> None:
+    """A gallery written before today's name rules may hold " obama" (a space in front: another
+    person than "obama" to every rule) or a name with a right-to-left override (logs show it
+    backwards). It still loads — refusing it locked everyone out — so doctor passes, but lists
+    them, each as a shell word the installer can paste into the ``gallery remove`` it names;
+    the test runs exactly that, in bash, and doctor is then quiet."""
+    config = base_config(tmp_path, photo_dir)
+    gallery = tmp_path / "gallery.json"
+    document = json.loads(gallery.read_text())
+    alice = document["identities"]["alice"]
+    document["identities"].update({" obama": alice, "ev\u202eil": alice, "all": alice})
+    gallery.write_text(json.dumps(document))
+    code, checks = doctor(config)
+    assert code == 0 and not failing(checks), checks
+    assert checks["gallery"][0] is True
+    detail = checks["gallery"][1]
+    words = ["' obama'", "all", "$'ev\\xe2\\x80\\xaeil'"]  # sorted by name: " obama" first
+    assert detail == (
+        f"warning: 3 name(s) that enrolment now refuses: {words[0]} (has white space around "
+        "it, which would make it another person than 'obama'), "
+        f"{words[1]} (is reserved: second_factor.required_for uses 'all' to mean everybody), "
+        f"{words[2]} (may not contain control characters, bidirectional overrides or "
+        "zero-width spaces (U+202E at position 3)); they are still recognised but cannot be "
+        f"enrolled again under that name — remove each with edgeface gallery remove --gallery "
+        f"{gallery} NAME (NAME as written here) and enrol the person under a clean name "
+        "(4 people, version 3)"
+    )
+    assert "\u202e" not in detail  # the terminal shows the escape, not a reversed line
+    for word in words:
+        command = f"{shlex.quote(sys.executable)} -m edgeface gallery remove --gallery {gallery}"
+        removed = subprocess.run(
+            ["bash", "-c", f"{command} {word}"], capture_output=True, text=True, timeout=60
+        )
+        assert removed.returncode == 0, removed.stderr
+    assert list(json.loads(gallery.read_text())["identities"]) == ["alice"]
+    code, checks = doctor(config)
+    assert code == 0 and checks["gallery"] == (True, "1 people, version 6")

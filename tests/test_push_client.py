@@ -20,7 +20,8 @@ import pytest
 from broker import Broker, Listener
 
 from edgeface.cli import main
-from edgeface.errors import EdgefaceError
+from edgeface.config import push_group_problem
+from edgeface.errors import EdgefaceError, shown_value
 from edgeface.recognition.gallery import Gallery, GalleryStore
 from edgeface.recognition.push_client import PushClient, PushOutcome, parse_broker
 
@@ -299,3 +300,77 @@ def test_refusals_before_anything_is_sent(
 def test_outcome_without_doors_is_not_a_success() -> None:
     assert PushOutcome(1, "t").ok is False
     assert PushOutcome(1, "t", at_least=1).ok is False
+
+
+# ----- nested groups (push.groups: [building-a/floor-2]) ---------------------------------------
+
+NESTED = "building-a/floor-2"
+
+
+def test_a_nested_group_push_reaches_the_doors_of_that_group_only(
+    tmp_path: Path, broker: Broker, doors: list[FakeDoor], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A door may be in ``building-a/floor-2`` (the configuration accepts it); ``--group`` with
+    the same text finds the doors announcing it, publishes on the nested topic and reports
+    their answers — and neither the group above it, one below it, one that ends the same, nor
+    a door whose other group it is not, takes it or is waited for."""
+    doors += [
+        FakeDoor(broker.port, "a", 2, groups=(NESTED,)),
+        FakeDoor(broker.port, "b", 3, groups=("office", NESTED)),
+        FakeDoor(broker.port, "above", 7, groups=("building-a",)),
+        FakeDoor(broker.port, "below", 1, groups=(f"{NESTED}/east",)),
+        FakeDoor(broker.port, "tail", 1, groups=("floor-2",)),
+    ]
+    client = PushClient("127.0.0.1", broker.port)
+    try:
+        client.survey(0.3)
+        assert client.group_members(NESTED) == {"a", "b"}
+        assert client.group_members("building-a") == {"above"}
+    finally:
+        client.close()
+    args = push_args(tmp_path, broker, "--group", NESTED, "--timeout", "10", "--json")
+    assert main(args) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["topic"] == f"edgeface/fleet/{NESTED}/gallery/set"
+    assert summary["version"] == 8  # newer than every door's, the other groups' too (7)
+    assert {d["device"]: d["status"] for d in summary["doors"]} == {
+        "a": "applied",
+        "b": "applied",
+    }
+    time.sleep(0.3)  # a push wrongly delivered to the others would have arrived by now
+    assert {d.device: d.version for d in doors} == {
+        "a": 8,
+        "b": 8,
+        "above": 7,
+        "below": 1,
+        "tail": 1,
+    }
+
+
+@pytest.mark.parametrize(
+    "group",
+    ["lobby+", "building/#", "/floor-2", "floor-2/", "a//b", "", " ", "office ", "a\tb", "g" * 65],
+)
+def test_group_option_refuses_exactly_what_push_groups_refuses(
+    group: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--group`` is checked by the configuration's own rule for ``push.groups``: what no door
+    can be in is refused before anything is signed or sent, in the words a door's
+    configuration would use."""
+    problem = push_group_problem(group)
+    assert problem is not None
+    args = ["gallery", "push", "--key", "k", "--key-id", "k1", "--broker", "127.0.0.1:1"]
+    assert main([*args, "--group", group]) == 2
+    assert capsys.readouterr().err.strip().endswith(f"--group: {shown_value(group)} {problem}")
+
+
+@pytest.mark.parametrize("group", [NESTED, "office", "Büro", "site/b/f2/east", "g" * 64])
+def test_group_option_accepts_what_push_groups_accepts(
+    tmp_path: Path, group: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """... and takes every group a door can be in: the run gets past the check to the key."""
+    assert push_group_problem(group) is None
+    args = ["gallery", "push", "--gallery", str(tmp_path / "none.json"), "--key", "k"]
+    assert main([*args, "--key-id", "k1", "--broker", "127.0.0.1:1", "--group", group]) == 2
+    err = capsys.readouterr().err
+    assert "--group" not in err and "no gallery file at" in err

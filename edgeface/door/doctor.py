@@ -2,21 +2,32 @@
 
 Each check returns a line an installer can act on. Nothing here moves the door: the relay is
 only ever driven to its locked level, then released.
+
+Something that does not stop the door but that the installer should still act on is a
+*warning*: the check passes (``doctor`` exits 0, as ``run`` would start), its detail begins
+with ``warning:`` and says what to do, and ``--json`` marks it ``"warning": true``.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import socket
 import ssl
 import tempfile
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edgeface.config import Config, load_config
-from edgeface.errors import EdgefaceError, clip_text
+from edgeface.errors import EdgefaceError, clip_text, shown_value
 from edgeface.files import PATH_CHARS, open_regular_file
+
+if TYPE_CHECKING:
+    from edgeface.recognition.gallery import Gallery
 
 
 @dataclass(frozen=True)
@@ -24,6 +35,14 @@ class Check:
     name: str
     ok: bool
     detail: str
+    #: Passed, but with something the installer should act on (the detail says what).
+    warning: bool = False
+
+
+def warned(name: str, detail: str) -> Check:
+    """A check that passes with a warning: ``run`` would start, so ``doctor`` must not fail,
+    but the line must stand out from the ones that need nothing."""
+    return Check(name, True, f"warning: {detail}", warning=True)
 
 
 def check_config(path: Path) -> tuple[Check, Config | None]:
@@ -88,9 +107,59 @@ def check_gallery(config: Config) -> Check:
     from edgeface.door.rule_names import rules_naming_strangers
 
     strangers = rules_naming_strangers(config, gallery)
+    old_names = names_enrolment_refuses(gallery, config.recognition.gallery)
     if strangers:
-        return Check("gallery", False, "; ".join(strangers))
-    return Check("gallery", True, f"{len(gallery.identities)} people, version {gallery.version}")
+        return Check("gallery", False, "; ".join([*strangers, *old_names]))
+    summary = f"{len(gallery.identities)} people, version {gallery.version}"
+    if old_names:
+        return warned("gallery", f"{old_names[0]} ({summary})")
+    return Check("gallery", True, summary)
+
+
+def names_enrolment_refuses(gallery: Gallery, path: str) -> list[str]:
+    """One sentence (or none) listing the gallery's names that today's enrolment rules refuse
+    (:func:`~edgeface.recognition.gallery.validate_name`: spaces around a name, invisible
+    characters, a reserved word). Such a gallery still loads — older versions enrolled them,
+    and refusing the file would lock everyone out — and the people are still recognised, but
+    nobody can enrol them again under that name, and " obama" beside "obama" or a name
+    written backwards by a U+202E is a trap for whoever reads the logs. Each name is shown as
+    a shell word (invisible characters as ``$'\\xe2\\x80\\xae'``), so the terminal shows
+    what is there and the installer can paste it into ``edgeface gallery remove``."""
+    from edgeface.recognition.gallery import GalleryError, validate_name
+
+    refused = []
+    for name in sorted(gallery.identities):
+        try:
+            validate_name(name)
+        except GalleryError as exc:
+            reason = str(exc).removeprefix(f"identity name {name!r} ").split("; ", 1)[0]
+            refused.append(f"{shell_word(name)} ({reason})")
+    if not refused:
+        return []
+    return [
+        f"{len(refused)} name(s) that enrolment now refuses: {', '.join(refused)}; they are "
+        "still recognised but cannot be enrolled again under that name — remove each with "
+        f"edgeface gallery remove --gallery {shlex.quote(path)} NAME (NAME as written here) "
+        "and enrol the person under a clean name"
+    ]
+
+
+def shell_word(text: str) -> str:
+    """``text`` as one word for a POSIX shell that shows every character it holds: quoted as
+    usual when all are printable, else bash's ``$'…'`` with the unprintable ones (controls,
+    bidirectional overrides, zero-width characters) as the bytes of their UTF-8, which reach
+    the program unchanged whatever the shell's locale."""
+    if text.isprintable():
+        return shlex.quote(text)
+    parts = []
+    for ch in text:
+        if ch in "\\'":
+            parts.append("\\" + ch)
+        elif ch.isprintable():
+            parts.append(ch)
+        else:
+            parts.extend(f"\\x{byte:02x}" for byte in ch.encode("utf-8", "surrogatepass"))
+    return "$'" + "".join(parts) + "'"
 
 
 def check_camera(config: Config) -> Check:
@@ -178,6 +247,43 @@ def check_broker(config: Config) -> Check:
                 f"TLS on port {m.port}?",
             )
     return Check("mqtt", True, f"broker {address} reachable, TLS certificate verified ({version})")
+
+
+#: What Home Assistant accepts as the node id and object id of an MQTT discovery topic
+#: (``<prefix>/<component>/<node_id>/<object_id>/config``); a topic with anything else is
+#: ignored by its discovery, without a word on the broker.
+HA_DISCOVERY_ID = re.compile(r"[a-zA-Z0-9_-]+")
+
+
+def check_discovery(config: Config) -> Check:
+    """Home Assistant discovery names this door's entities after its ``device_id`` (node id
+    ``edgeface_<device_id>`` in every discovery topic, and the unique ids; see
+    :meth:`edgeface.door.mqtt.DoorMqtt.discovery_messages`). The configuration accepts letters
+    of any script in a device id (``tür-1``: it is a valid MQTT topic level, and files with
+    such ids ran before), but Home Assistant accepts only ASCII letters, digits, _ and - there:
+    the door runs and publishes, and no entity ever appears in Home Assistant. A warning,
+    not a failure: the door itself works, and its events still reach MQTT."""
+    m = config.mqtt
+    if not m.enabled or not m.discovery:
+        return Check("discovery", True, "disabled")
+    node = f"edgeface_{config.device_id}"
+    if HA_DISCOVERY_ID.fullmatch(node):
+        return Check("discovery", True, f"Home Assistant device {node}")
+    outside = dict.fromkeys(ch for ch in config.device_id if not HA_DISCOVERY_ID.fullmatch(ch))
+    odd = ", ".join(shown_value(ch) for ch in outside)
+    # A suggestion only where every character has an ASCII base letter (tür-1 → tur-1): what
+    # is left of дверь or 門1 would be no name or another one.
+    ascii_id = unicodedata.normalize("NFKD", config.device_id).encode("ascii", "ignore").decode()
+    fits = len(ascii_id) == len(config.device_id) and HA_DISCOVERY_ID.fullmatch(ascii_id)
+    example = f" such as {ascii_id}" if fits else ""
+    return warned(
+        "discovery",
+        f"device_id {shown_value(config.device_id)} holds {odd}, which Home "
+        "Assistant does not accept in discovery topics (only a-z, A-Z, 0-9, _ and -): it "
+        "ignores this door's discovery messages and none of its entities appear. Give the "
+        f"door an ASCII device_id{example} (it also names the door's MQTT topics), or set "
+        "mqtt.discovery: false if Home Assistant is not used",
+    )
 
 
 def folder_problem(folder: Path, named: str) -> str | None:
@@ -369,6 +475,7 @@ def run_checks(path: Path) -> list[Check]:
         check_camera,
         check_gpio,
         check_broker,
+        check_discovery,
         check_state,
         check_snapshots,
         check_push_folder,
