@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import ssl
 import struct
 import threading
@@ -42,6 +43,12 @@ from edgeface.config import MqttConfig
 from edgeface.door.outbox import Outbox
 
 log = logging.getLogger(__name__)
+
+#: Pauses of the outbox sender after an outbox error (doubling from the first to the last,
+#: seconds): a lock or a full disk may pass, and a lasting error must not spin.
+OUTBOX_RETRY_SECONDS = (1.0, 10.0)
+#: While the same outbox error lasts, it is logged again this often (seconds).
+OUTBOX_REMINDER_SECONDS = 600.0
 
 EVENT_TYPES = (
     "recognised",
@@ -73,6 +80,45 @@ EVENT_TYPES = (
     "daemon_started",
     "daemon_stopped",
 )
+
+
+class OutboxTrouble:
+    """Errors the outbox sender thread meets: logged when they begin or change, again every
+    ``OUTBOX_REMINDER_SECONDS`` while they last and once when they end — a lasting disk
+    error must be seen in the journal, not written to it every second."""
+
+    def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        self.problem: str | None = None  # the error as last logged; None: no trouble
+        self.tries = 0
+        self.logged_at = 0.0  # time.monotonic()
+        self.pause = 0.0
+
+    def failed(self, exc: sqlite3.Error) -> float:
+        """Note one failed try; returns how long to wait before the next (seconds)."""
+        problem = f"{exc.__class__.__name__}: {exc}"
+        now = time.monotonic()
+        self.tries += 1
+        if problem != self.problem or now - self.logged_at >= OUTBOX_REMINDER_SECONDS:
+            log.error(
+                "mqtt: the event outbox cannot be read or updated (%s; %d tries so far); "
+                "events wait in it and are published once it can",
+                problem,
+                self.tries,
+            )
+            self.logged_at = now
+        self.problem = problem
+        first, last = OUTBOX_RETRY_SECONDS
+        self.pause = min(max(self.pause * 2, first), last)
+        return self.pause
+
+    def cleared(self) -> None:
+        """A try went through: say so once, if it followed failed ones."""
+        if self.problem is not None:
+            log.warning("mqtt: the event outbox works again after %d failed tries", self.tries)
+        self._reset()
 
 
 def tls_context(config: MqttConfig) -> ssl.SSLContext:
@@ -121,6 +167,8 @@ class DoorMqtt:
         self._acked = threading.Event()
         self._acks_lock = threading.Lock()
         self._acked_mids: set[int] = set()
+        #: An event the broker has acknowledged whose deletion from the outbox failed.
+        self._delivered: int | None = None
         self._lock = threading.Lock()
         self.client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
@@ -152,7 +200,7 @@ class DoorMqtt:
     def stop(self, timeout: float = 5.0) -> None:
         """Flush what can be flushed, say ``offline``, disconnect."""
         deadline = time.monotonic() + timeout
-        while self.connected.is_set() and len(self.outbox) and time.monotonic() < deadline:
+        while self.connected.is_set() and self._backlog() and time.monotonic() < deadline:
             self._wake.set()
             time.sleep(0.05)
         self._stop.set()
@@ -163,6 +211,14 @@ class DoorMqtt:
         self.client.disconnect()
         self.client.loop_stop()
         self._drainer.join(timeout=2)
+
+    def _backlog(self) -> int:
+        """Events still to publish; 0 where the outbox cannot be read (nothing to wait for:
+        the sender thread has logged why)."""
+        try:
+            return len(self.outbox)
+        except sqlite3.Error:
+            return 0
 
     # ----- what the daemon calls -------------------------------------------------------------
     def event(self, event_type: str, **fields: Any) -> int:
@@ -272,45 +328,68 @@ class DoorMqtt:
         unacknowledged QoS 1 message and re-sends it itself after a reconnect, so publishing it
         a second time would deliver it twice. Only a restart of the daemon sends it anew (from
         the outbox) — the one case in which a consumer may see a repeat, recognisable by ``seq``.
+
+        The thread never ends on an outbox error: every event behind it would wait, silently,
+        until a restart. Damage is repaired by the outbox itself; what else SQLite says (a disk
+        I/O error, a full disk, a lock) is logged when it begins, changes and ends, and the
+        outbox is tried again after a pause (``OUTBOX_RETRY_SECONDS``).
         """
+        trouble = OutboxTrouble()
         while not self._stop.is_set():
             self._wake.wait(timeout=1.0)
             self._wake.clear()
-            while self.connected.is_set() and not self._stop.is_set():
-                pending = self.outbox.pending(limit=1)
-                if not pending:
-                    break
-                event = pending[0]
-                with self._acks_lock:  # never held across a paho call (paho holds its own
-                    self._acked_mids.clear()  # locks while it runs on_publish)
-                    self._acked.clear()
-                try:
-                    info = self.client.publish(
-                        event.topic, event.payload, qos=1, retain=event.retain
-                    )
-                except (ValueError, TypeError, struct.error) as exc:
-                    # A topic no broker takes (a wildcard, too long: stored by an older, bad
-                    # configuration) would stop this thread, and every event behind it, for
-                    # good — across restarts, as it stays first in the outbox. Into the
-                    # journal with it, whole, and on with the rest.
-                    log.error(
-                        "mqtt: event %s can never be published on %r (%s); dropped from the "
-                        "outbox: %s",
-                        event.seq,
-                        event.topic[:200],
-                        exc,
-                        event.payload[:2000],
-                    )
-                    self.outbox.acknowledge(event.seq)
-                    continue
-                if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
-                    log.error("mqtt: publish failed (%s); will retry", mqtt.error_string(info.rc))
-                    break
-                while not self._is_acked(info.mid):
-                    self._acked.wait(timeout=0.5)
-                    if self._stop.is_set():
-                        return  # still in the outbox: sent again after the next start
-                self.outbox.acknowledge(event.seq)
+            try:
+                self._send_stored()
+            except sqlite3.Error as exc:
+                self._stop.wait(trouble.failed(exc))
+                self._wake.set()  # and straight on after the pause
+            else:
+                trouble.cleared()
+
+    def _send_stored(self) -> None:
+        """Publish stored events one at a time while connected (see ``_drain``)."""
+        if self._delivered is not None:  # acknowledged by the broker, not yet forgotten
+            self._forget(self._delivered)
+        while self.connected.is_set() and not self._stop.is_set():
+            pending = self.outbox.pending(limit=1)
+            if not pending:
+                return
+            event = pending[0]
+            with self._acks_lock:  # never held across a paho call (paho holds its own
+                self._acked_mids.clear()  # locks while it runs on_publish)
+                self._acked.clear()
+            try:
+                info = self.client.publish(event.topic, event.payload, qos=1, retain=event.retain)
+            except (ValueError, TypeError, struct.error) as exc:
+                # A topic no broker takes (a wildcard, too long: stored by an older, bad
+                # configuration) would stop this thread, and every event behind it, for
+                # good — across restarts, as it stays first in the outbox. Into the
+                # journal with it, whole, and on with the rest.
+                log.error(
+                    "mqtt: event %s can never be published on %r (%s); dropped from the outbox: %s",
+                    event.seq,
+                    event.topic[:200],
+                    exc,
+                    event.payload[:2000],
+                )
+                self._forget(event.seq)
+                continue
+            if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+                log.error("mqtt: publish failed (%s); will retry", mqtt.error_string(info.rc))
+                return
+            while not self._is_acked(info.mid):
+                self._acked.wait(timeout=0.5)
+                if self._stop.is_set():
+                    return  # still in the outbox: sent again after the next start
+            self._forget(event.seq)
+
+    def _forget(self, seq: int) -> None:
+        """Delete a delivered event from the outbox. Where that fails (a lock, a disk error)
+        the seq is kept and forgotten first on the next try: looking for the oldest event
+        again would find this one and publish it twice."""
+        self._delivered = seq
+        self.outbox.acknowledge(seq)
+        self._delivered = None
 
     def _is_acked(self, mid: int) -> bool:
         with self._acks_lock:

@@ -17,27 +17,46 @@ door goes on recording. The events that can still be read from the old file are 
 first, in order and with their own ``seq`` (``salvage``): one damaged page loses only the events
 on it. Numbering goes on after the old file's highest ``seq``, so that a consumer that discards
 what it has already seen does not discard what comes next.
+
+Damage SQLite finds only later, in use (a page of the SD card gone bad after the start), is
+repaired the same way, there and then, by whichever operation met it (on the MQTT sender's
+thread or the event loop's), and the operation is run again on the new file: the event being
+added is kept, numbered after every event carried over. Each repair is kept for the daemon
+to report (``take_repairs``; ``on_repair`` says that there is one). A file damaged again and
+again (a dying card) is not repaired more than ``REPAIRS_PER_HOUR`` times an hour: beyond that
+the events are kept in memory until the daemon restarts (see ``Outbox._fall_back`` for why).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from edgeface.door.outbox_repair import damage, move_aside, read_events, unusable
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 #: After the first dropped event, a warning every this many more.
 DROP_WARNING_EVERY = 1000
 #: Size the outbox's write-ahead log is cut back to after a checkpoint (bytes).
 WAL_LIMIT_BYTES = 256 * 1024
+#: Damaged outbox files set aside (and new ones started) within ``REPAIR_WINDOW_SECONDS``; the
+#: next damage within it keeps the events in memory instead (``Outbox._fall_back``). One bad
+#: page is bad luck; a card that damages a third new file within the hour is failing.
+REPAIRS_PER_HOUR = 3
+REPAIR_WINDOW_SECONDS = 3600.0
+#: SQLite's name for a database in memory.
+MEMORY = ":memory:"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -60,17 +79,51 @@ class OutboxEvent:
     created: float
 
 
-class Outbox:
-    """A FIFO of MQTT messages persisted in SQLite; thread-safe (one connection, one lock)."""
+@dataclass(frozen=True)
+class OutboxRepair:
+    """One damaged outbox file replaced, for the daemon to report (an ``error`` event): kept
+    apart from the Outbox's own attributes, which a later repair overwrites."""
 
-    def __init__(self, path: Path | str, max_events: int = 100_000) -> None:
+    #: what SQLite said of the damaged file
+    problem: str
+    #: where the damaged file was kept; None where it was left in place (``in_memory``)
+    set_aside: Path | None
+    #: events read from it and carried over (still to be published, with their own seq)
+    salvaged: int
+    #: events on it that could not be read; None where that cannot be told
+    salvage_failed: int | None
+    #: found in use, not at open
+    running: bool = False
+    #: why the events are now kept in memory until the daemon restarts; None: on disk
+    in_memory: str | None = None
+
+
+class Outbox:
+    """A FIFO of MQTT messages persisted in SQLite; thread-safe (one connection, one lock).
+
+    Damage met by any operation is repaired under the lock (``_use``); the repair is kept
+    for ``take_repairs`` and announced through ``on_repair`` after the lock is released, so
+    that a callback may store an event itself (reporting the repair) without waiting for the
+    lock its own thread holds."""
+
+    def __init__(
+        self,
+        path: Path | str,
+        max_events: int = 100_000,
+        on_repair: Callable[[], None] | None = None,
+    ) -> None:
         self.path = Path(path)
-        if str(path) != ":memory:":
+        if str(path) != MEMORY:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self.max_events = max_events
+        #: Called, on the thread that met the damage and without the outbox's lock, after a
+        #: damaged file was replaced in use; ``take_repairs`` tells what was done. Not called
+        #: for a repair at open: the caller finds that one when the constructor returns.
+        self.on_repair = on_repair
         self._lock = threading.Lock()
         #: Where an outbox that was not an SQLite database (or a damaged one) was moved to
-        #: before a new one was started (None: opened as it was), for the daemon to report.
+        #: before a new one was started (None: opened as it was), for the daemon to report;
+        #: the latest, where it happened more than once.
         self.set_aside: Path | None = None
         #: Events read from the set-aside file and carried over into the new one (still to be
         #: published, with their own seq numbers).
@@ -79,48 +132,143 @@ class Outbox:
         #: or None where that cannot be told (nothing of it could be read, or damage at the very
         #: start of its events); 0 when nothing was set aside.
         self.salvage_failed: int | None = 0
-        problem: str | None = None
-        try:
-            self._db = self._open(str(path))
-        except sqlite3.DatabaseError as exc:
-            if not unusable(exc) or not self.path.is_file():
-                raise
-            problem = str(exc)
-        else:
-            if str(path) != ":memory:":
-                try:
-                    # SQLite finds damage only on reaching the page concerned: unnoticed here,
-                    # it would fail every add() (trimming counts every event), or the backlog.
-                    problem = damage(self._db)
-                except BaseException:
-                    self._db.close()
-                    raise
-                if problem:
-                    self._db.close()
+        self._repairs: list[OutboxRepair] = []  # not yet taken
+        self._repairs_lock = threading.Lock()  # apart: taking them never waits for a salvage
+        self._repaired_at: list[float] = []  # time.monotonic() of each file set aside
+        self._in_memory = str(path) == MEMORY
+        #: The highest seq handed out or carried over: a repair numbers on after it, even where
+        #: the damaged file's own record of it cannot be read.
+        self._last_seq = 0
+        problem = self._open_checked()
         if problem:
             # A power cut on an SD card, or a file copied over it: the door must still run and
             # record what happens. The old file is kept beside it for whoever wants to look.
-            self.set_aside = move_aside(self.path)
-            log.error(
-                "outbox: %s is not a usable database (%s); kept as %s, started anew",
-                path,
-                problem,
-                self.set_aside,
-            )
-            self._db = self._open(str(path))
-            self._salvage(self.set_aside)
+            self._replace(problem, running=False)
 
-    def _salvage(self, old: Path) -> None:
-        """Carry the events that can be read from the set-aside file ``old`` over into the new
+    @property
+    def in_memory(self) -> bool:
+        """Whether events are kept in memory only (lost if the daemon stops unpublished)."""
+        return self._in_memory
+
+    def take_repairs(self) -> list[OutboxRepair]:
+        """The repairs made since the last call (oldest first), each handed out once."""
+        with self._repairs_lock:
+            taken, self._repairs = self._repairs, []
+        return taken
+
+    # ----- opening and repairing ----------------------------------------------------------
+    def _open_checked(self) -> str | None:
+        """Open the file as ``self._db``; what is wrong with it (SQLite's words, the connection
+        then closed), or None. Errors other than damage (locked, unwritable) are raised."""
+        try:
+            self._db = self._open(str(self.path))
+        except sqlite3.DatabaseError as exc:
+            if not unusable(exc) or not self.path.is_file():
+                raise
+            return str(exc)
+        if self._in_memory:
+            return None
+        try:
+            # SQLite finds damage only on reaching the page concerned: unnoticed here,
+            # it would fail every add() (trimming counts every event), or the backlog.
+            problem = damage(self._db)
+        except BaseException:
+            self._db.close()
+            raise
+        if problem:
+            self._db.close()
+        return problem
+
+    def _replace(self, problem: str, running: bool) -> None:
+        """Set the damaged outbox file aside (its connection already closed) and go on with a
+        new one, carrying over every event that can still be read: the one repair, at open
+        and in use alike. At open, a file that cannot be set aside or started anew is an
+        error (the daemon refuses to start, saying so); in use the door must go on, so the
+        events are then kept in memory (``_fall_back``), as they are when the file was damaged
+        too often."""
+        now = time.monotonic()
+        self._repaired_at = [t for t in self._repaired_at if now - t < REPAIR_WINDOW_SECONDS]
+        if running and len(self._repaired_at) >= REPAIRS_PER_HOUR:
+            self._fall_back(
+                problem, self.path, f"damaged {len(self._repaired_at) + 1} times within an hour"
+            )
+            return
+        try:
+            aside = move_aside(self.path)
+        except OSError as exc:  # a card the kernel has made read-only
+            if not running:
+                raise
+            self._fall_back(problem, self.path, f"it could not be set aside: {exc}")
+            return
+        self._repaired_at.append(now)
+        log.error(
+            "outbox: %s is not a usable database%s (%s); kept as %s, started anew",
+            self.path,
+            " (found in use)" if running else "",
+            problem,
+            aside,
+        )
+        try:
+            self._db = self._open(str(self.path))
+        except (sqlite3.Error, OSError) as exc:
+            if not running:
+                raise
+            self._fall_back(problem, aside, f"no new file could be started: {exc}", aside)
+            return
+        salvaged, failed = self._salvage(aside)
+        self._record(OutboxRepair(problem, aside, salvaged, failed, running))
+
+    def _fall_back(self, problem: str, damaged: Path, why: str, aside: Path | None = None) -> None:
+        """Keep the events in memory from now until the daemon restarts, carrying over those
+        that can be read from ``damaged`` (the file left in place, or set aside as ``aside``).
+
+        Why memory, for a door whose outbox file was damaged too often within the hour, or
+        could not be set aside or replaced: the door must go on opening and its events must
+        go on reaching the broker, and a card that keeps damaging new files is failing. Each
+        further file would wear it more and leave one more copy behind; refusing events would
+        lose them, and stopping the daemon would stop the door. In memory, events are still
+        bounded by ``max_events`` and published in order as long as the daemon runs; what is
+        unpublished when it stops is lost, which the reported repair says, so that someone
+        replaces the card. The damaged file is left where it is (no further copy): the next
+        start finds it, sets it aside and carries its events over as at any start. Its
+        numbering then goes on after that file's highest seq: the events numbered in memory
+        meanwhile are not known to it, so their numbers are handed out again."""
+        self._db = self._open(MEMORY)
+        self._in_memory = True
+        log.error(
+            "outbox: %s is not a usable database (%s) and %s: events are kept in memory only "
+            "from now on, until the daemon restarts (check the storage)",
+            self.path,
+            problem,
+            why,
+        )
+        salvaged, failed = self._salvage(damaged)
+        self._record(OutboxRepair(problem, aside, salvaged, failed, True, in_memory=why))
+
+    def _record(self, repair: OutboxRepair) -> None:
+        if repair.set_aside is not None:
+            self.set_aside = repair.set_aside
+        self.salvaged, self.salvage_failed = repair.salvaged, repair.salvage_failed
+        with self._repairs_lock:
+            self._repairs.append(repair)
+
+    def _salvage(self, old: Path) -> tuple[int, int | None]:
+        """Carry the events that can be read from the damaged file ``old`` over into the new
         outbox, before anything else is stored in it: the same seq numbers (an event
         published just before the damage is sent again with its seq, so a consumer discards
-        the repeat), numbering going on after the old file's highest, its ``dropped`` count."""
+        the repeat), numbering going on after the old file's highest, its ``dropped`` count.
+        Returns the events carried over and those that could not be read (None: unknown)."""
         found = read_events(old)
         failed = None if found.unknown else found.lost
-        # Where the old file's highest seq cannot be read, one beyond any it can have reached
-        # (a door does not make a thousand events a second): a consumer that discards seq
-        # numbers at or below the newest it has seen must not discard what comes next.
-        floor = found.last_seq if found.last_seq is not None else int(time.time() * 1000)
+        floor = found.last_seq
+        if self._last_seq and (floor is None or floor < self._last_seq):
+            floor = self._last_seq  # handed out in use, past what could be read of the file
+        if floor is None:
+            # Where the old file's highest seq cannot be read, one beyond any it can have
+            # reached (a door does not make a thousand events a second): a consumer that
+            # discards seq numbers at or below the newest it has seen must not discard what
+            # comes next.
+            floor = int(time.time() * 1000)
         db = self._db
         try:
             db.execute("BEGIN IMMEDIATE")
@@ -146,14 +294,12 @@ class Outbox:
                 kept = int(db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
                 db.execute("COMMIT")
             except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
+                self._roll_back()
                 raise
         except sqlite3.Error as exc:  # a full disk: the events stay in the set-aside file
             log.error("outbox: the events read from %s could not be stored: %s", old, exc)
-            self.salvage_failed = None if failed is None else failed + len(found.rows)
-            return
-        self.salvaged, self.salvage_failed = kept, failed
+            return 0, None if failed is None else failed + len(found.rows)
+        self._last_seq = max(self._last_seq, floor)
         log.warning(
             "outbox: %d events carried over from %s (%s could not be read%s)",
             kept,
@@ -163,6 +309,7 @@ class Outbox:
             if kept < len(found.rows)
             else "",
         )
+        return kept, failed
 
     @staticmethod
     def _open(path: str) -> sqlite3.Connection:
@@ -179,30 +326,54 @@ class Outbox:
             raise
         return db
 
+    def _use(self, operation: Callable[[], T]) -> T:
+        """``operation()`` on the database, under the lock. Damage it meets is repaired
+        (``_replace``) and the operation run again, on the new file: it ends, as each pass
+        either returns, raises something other than damage, or replaces the file, and after
+        ``REPAIRS_PER_HOUR`` replacements the events are in memory, which has no pages to
+        damage. Other errors (locked, a full disk, a disk I/O error) are the caller's: the
+        file is not damaged, and setting it aside would not help. The repair is announced
+        once the lock is released (see the class)."""
+        repaired = False
+        try:
+            with self._lock:
+                while True:
+                    try:
+                        return operation()
+                    except sqlite3.DatabaseError as exc:
+                        if self._in_memory or not unusable(exc):
+                            raise
+                        with contextlib.suppress(sqlite3.Error):
+                            self._db.close()
+                        self._replace(str(exc), running=True)
+                        repaired = True
+        finally:
+            if repaired:
+                self._announce()
+
+    def _announce(self) -> None:
+        callback = self.on_repair
+        if callback is None:
+            return
+        try:
+            callback()
+        except Exception:  # reporting must not lose the event that met the damage
+            log.exception("outbox: the repair could not be announced")
+
+    def _roll_back(self) -> None:
+        """End a failed transaction. A failed statement (a full disk) may already have ended
+        it, and a ROLLBACK on a damaged file may fail too: either would hide the real error."""
+        if self._db.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
+
+    # ----- the operations -----------------------------------------------------------------
     def add(
         self, topic: str, payload: dict[str, Any], retain: bool = False, stamp: bool = True
     ) -> int:
         """Store one event; returns its sequence number, also written into the payload as
         ``seq`` unless ``stamp`` is False (an audit entry is published exactly as written)."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                cursor = self._db.execute(
-                    "INSERT INTO outbox (topic, payload, retain, created) VALUES (?, '', ?, ?)",
-                    (topic, int(retain), time.time()),
-                )
-                seq = int(cursor.lastrowid or 0)
-                stamped = {**payload, "seq": seq} if stamp else payload
-                body = json.dumps(stamped, separators=(",", ":"), default=str)
-                self._db.execute("UPDATE outbox SET payload = ? WHERE seq = ?", (body, seq))
-                dropped = self._trim()
-                self._db.execute("COMMIT")
-            except BaseException:
-                # A failed statement (a full disk) may already have ended the transaction;
-                # a blind ROLLBACK would then raise and hide the real error.
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                raise
+        seq, dropped = self._use(lambda: self._insert(topic, payload, retain, stamp))
         if dropped and (dropped == 1 or dropped % DROP_WARNING_EVERY == 0):
             log.warning(
                 "outbox %s is full (%d events unpublished): %d oldest dropped so far",
@@ -212,30 +383,50 @@ class Outbox:
             )
         return seq
 
+    def _insert(
+        self, topic: str, payload: dict[str, Any], retain: bool, stamp: bool
+    ) -> tuple[int, int]:
+        """One event in one transaction: (its seq, the dropped total if any went now, else 0)."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            cursor = self._db.execute(
+                "INSERT INTO outbox (topic, payload, retain, created) VALUES (?, '', ?, ?)",
+                (topic, int(retain), time.time()),
+            )
+            seq = int(cursor.lastrowid or 0)
+            stamped = {**payload, "seq": seq} if stamp else payload
+            body = json.dumps(stamped, separators=(",", ":"), default=str)
+            self._db.execute("UPDATE outbox SET payload = ? WHERE seq = ?", (body, seq))
+            dropped = self._trim()
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._roll_back()
+            raise
+        self._last_seq = max(self._last_seq, seq)
+        return seq, dropped
+
     def pending(self, limit: int = 100) -> list[OutboxEvent]:
         """The oldest unacknowledged events, in order."""
-        with self._lock:
-            rows = self._db.execute(
+        rows = self._use(
+            lambda: self._db.execute(
                 "SELECT seq, topic, payload, retain, created FROM outbox ORDER BY seq LIMIT ?",
                 (limit,),
             ).fetchall()
+        )
         return [OutboxEvent(int(r[0]), r[1], r[2], bool(r[3]), float(r[4])) for r in rows]
 
     def acknowledge(self, seq: int) -> None:
         """The broker has the event: forget it."""
-        with self._lock:
-            self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
+        self._use(lambda: self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,)))
 
     def __len__(self) -> int:
-        with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+        return self._use(lambda: int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]))
 
     @property
     def dropped(self) -> int:
         """Events discarded unpublished because the outbox was full (ever, for this file and
         the one it replaced, where that count could be read)."""
-        with self._lock:
-            return self._dropped()
+        return self._use(self._dropped)
 
     def _dropped(self) -> int:
         row = self._db.execute("SELECT value FROM counters WHERE name='dropped'").fetchone()

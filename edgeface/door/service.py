@@ -47,7 +47,7 @@ from edgeface.door.clock_sync import ScheduleClock
 from edgeface.door.code_lockout import CodeLockout
 from edgeface.door.door_alarms import DoorAlarms
 from edgeface.door.mqtt import DoorMqtt
-from edgeface.door.outbox import Outbox
+from edgeface.door.outbox import Outbox, OutboxRepair
 from edgeface.door.push_folder import PushFolder
 from edgeface.door.relay import DoorRelay
 from edgeface.door.reload import ReloadPlan, prepare_reload
@@ -262,6 +262,8 @@ class DoorService:
         """Everything after the relay (contact, MQTT, models, gallery), so that a failure here
         (a missing model, an unreadable gallery) still closes the relay."""
         r = config.relay
+        #: The running event loop (set by run()): where other threads hand their work over.
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.audit: AuditLog | None = None  # set below, once MQTT exists to copy it
         self.door_alarms = DoorAlarms(r.held_open_seconds, r.door_forced_alarm)
         self.contact: Any = self._make_input(r.door_contact_pin)
@@ -278,8 +280,7 @@ class DoorService:
                 on_gallery=self._gallery_from_thread if config.push.enabled else None,
             )
         self.audit = self._open_audit(config)
-        if self.mqtt and self.mqtt.outbox.set_aside:
-            self.emit("error", detail=set_aside_detail(self.mqtt.outbox))
+        self._report_outbox_repairs()  # one at open; later ones when they happen
         self.pipeline = make_pipeline(config.detector, config.recognition)
         #: The newest push accepted, kept apart from the gallery file: replay protection
         #: survives a lost or replaced gallery file (edgeface.door.accepted_push).
@@ -318,7 +319,6 @@ class DoorService:
         self.stop_requested = asyncio.Event()
         self.frames_done = 0
         self._fps = 0.0
-        self._loop: asyncio.AbstractEventLoop | None = None
 
     # ----- events ----------------------------------------------------------------------------
     def emit(self, event_type: str, **fields: Any) -> None:
@@ -382,9 +382,29 @@ class DoorService:
         (events must not be lost silently), a damaged one is set aside (see Outbox)."""
         path = self.state_dir / "outbox.db"
         try:
-            return Outbox(path)
+            return Outbox(path, on_repair=self._outbox_repaired)
         except (sqlite3.Error, OSError) as exc:
             raise EdgefaceError(f"event outbox {path} cannot be opened: {exc}") from None
+
+    def _outbox_repaired(self) -> None:
+        """Called by the outbox after it replaced a damaged file in use, on whichever thread met
+        the damage (the MQTT sender's, or the event loop's inside emit) and without its lock:
+        the report is handed to the event loop, never made here, so that it neither runs
+        beside the loop's own events nor stores its event inside the add that met the damage.
+        Before the loop runs (and after it ended) the repair waits in the outbox: run() reports
+        what is there when it starts, and the outbox has logged it."""
+        loop = self._loop
+        if loop is None:
+            return
+        with contextlib.suppress(RuntimeError):  # the loop has closed: the log has it
+            loop.call_soon_threadsafe(self._report_outbox_repairs)
+
+    def _report_outbox_repairs(self) -> None:
+        """An ``error`` event for each repair of the outbox not yet reported."""
+        if self.mqtt is None:
+            return
+        for repair in self.mqtt.outbox.take_repairs():
+            self.emit("error", detail=set_aside_detail(repair))
 
     def _make_snapshots(self, s: SnapshotConfig) -> SnapshotStore | None:
         """Snapshots are optional: a folder that cannot be used is reported and the door runs
@@ -497,6 +517,16 @@ class DoorService:
         restore a gallery that was lost since."""
         p = self.config.push
         floor = max(self.gallery.version, self.accepted_push.floor_for(digest))
+        max_age = p.max_age_days * 86400.0
+        if max_age and not self.schedule_clock.trusted():
+            # A Pi after a power cut, before NTP: its clock may be days off either way, and
+            # refusing every push until it is right would also refuse the one that removes
+            # somebody. The age is not checked; the log says so.
+            log.warning(
+                "gallery push: its age is not checked (push.max_age_days): %s",
+                self.schedule_clock.problem(),
+            )
+            max_age = 0.0
         try:
             document = verify_push(
                 payload,
@@ -506,6 +536,7 @@ class DoorService:
                 floor,
                 p.public_keys,
                 max_bytes=p.max_bytes,
+                max_age=max_age,
             )
         except PushRejected as exc:
             if floor > self.gallery.version and exc.reason.startswith("stale"):
@@ -1268,6 +1299,7 @@ class DoorService:
         tasks: list[asyncio.Task[None]] = []
         capture: asyncio.Future[None] | None = None
         try:
+            self._report_outbox_repairs()  # any met since the start, before the loop ran
             if self.relay.interrupted:
                 i = self.relay.interrupted
                 self.emit(
@@ -1358,22 +1390,30 @@ def _task_name(future: asyncio.Future[Any]) -> str:
     return future.get_name() if isinstance(future, asyncio.Task) else "camera"
 
 
-def set_aside_detail(outbox: Outbox) -> str:
-    """What the error event says of an outbox set aside at start (edgeface.door.outbox)."""
-    failed = outbox.salvage_failed
+def set_aside_detail(repair: OutboxRepair) -> str:
+    """What the error event says of a damaged outbox file replaced (edgeface.door.outbox), at
+    start or in use: the same words, so one alert rule finds both."""
+    failed = repair.salvage_failed
     lost = (
         "none lost"
         if failed == 0
         else f"{failed} could not be read"
         if failed is not None
         else "an unknown number could not be read"
-        if outbox.salvaged
+        if repair.salvaged
         else "none of its events could be read"
     )
-    return (
-        f"the event outbox was not a usable database; kept as {outbox.set_aside}; "
-        f"{outbox.salvaged} events recovered, {lost}"
+    kept = f"kept as {repair.set_aside}" if repair.set_aside else "left in place"
+    detail = (
+        f"the event outbox was not a usable database; {kept}; "
+        f"{repair.salvaged} events recovered, {lost}"
     )
+    if repair.in_memory:
+        detail += (
+            f"; events are now kept in memory only ({repair.in_memory}), and those "
+            "unpublished when the daemon stops are lost: check the storage"
+        )
+    return detail
 
 
 def run_service(
