@@ -153,6 +153,11 @@ class PushConfig:
     folder: str | None = None
     #: How often the folder is looked at (a SIGHUP looks at once).
     folder_poll_seconds: float = 2.0
+    #: Refuse a push signed more than this many days ago (0: any age). Stops an older signed
+    #: push from being replayed to a door that was offline when newer ones came; the pusher
+    #: must then push at least this often. Checked only while the clock is trusted
+    #: (recognition.schedule_clock).
+    max_age_days: float = 0.0
 
 
 @dataclass
@@ -306,6 +311,7 @@ BOUNDS: dict[str, Bound] = {
     "snapshots.retention_days": Bound(0, 36500, low_open=True, note="days"),
     "push.max_bytes": Bound(1024, 268_435_455, note="bytes; the top is MQTT's largest message"),
     "push.folder_poll_seconds": Bound(0, 3600, low_open=True, note=_SECONDS),
+    "push.max_age_days": Bound(0, 36500, note="days; 0 = any age"),
     "second_factor.window_seconds": Bound(0, 3600, low_open=True, note=_SECONDS),
     "audit.max_bytes": Bound(4096, note="bytes"),
     "audit.keep": Bound(1, note="files, the current one included"),

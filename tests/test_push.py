@@ -503,3 +503,51 @@ def test_key_files_and_config_errors_are_clear(tmp_path) -> None:  # type: ignor
     _, public_keys = ed25519_door(tmp_path)
     config = parse_config(base + f'  public_keys:\n    k2: "{public_keys["k2"]}"\n')
     assert config.push.public_keys == public_keys and config.push.keys == {}
+
+
+DAY = 86400.0
+
+
+def aged(days: float, now: float) -> bytes:
+    return signed(full_push(gallery_of("alice"), 4, {"device": "front"}, now - days * DAY))
+
+
+@pytest.mark.parametrize(
+    ("days_ago", "reason"),
+    [
+        (31, "push was signed 31.0 days ago, more than push.max_age_days (30.0 days)"),
+        (-0.5, "push is dated 0.5 days in the future"),
+    ],
+)
+def test_a_push_older_than_max_age_or_from_the_future_is_refused(
+    days_ago: float, reason: str
+) -> None:
+    """An older signed push handed to a door that missed newer ones (offline) is newer than
+    its gallery, so versions alone let it in; with push.max_age_days it is refused, saying by
+    how much, as an authenticated refusal (reported, not throttled as junk)."""
+    now = time.time()
+    with pytest.raises(PushRejected) as refused:
+        verify_push(aged(days_ago, now), KEYS, "front", (), 3, max_age=30 * DAY, now=now)
+    assert refused.value.reason.startswith(reason) and refused.value.authenticated
+
+
+def test_age_is_checked_only_when_asked_and_fresh_pushes_pass() -> None:
+    now = time.time()
+    old = aged(400, now)
+    assert verify_push(old, KEYS, "front", (), 3, now=now)["version"] == 4  # max_age 0: any
+    fresh = aged(29.9, now)
+    assert verify_push(fresh, KEYS, "front", (), 3, max_age=30 * DAY, now=now)["version"] == 4
+    slightly_ahead = aged(-0.02, now)  # half an hour: clocks differ a little
+    assert verify_push(slightly_ahead, KEYS, "front", (), 3, max_age=DAY, now=now)
+
+
+@pytest.mark.parametrize("issued", [None, "yesterday", float("nan"), True])
+def test_max_age_needs_a_signed_issued_at(issued: object) -> None:
+    document = full_push(gallery_of("alice"), 4, {"device": "front"}, 0.0)
+    if issued is None:
+        del document["issued_at"]
+    else:
+        document["issued_at"] = issued
+    raw = json.dumps(sign(document, KEY, "k1")).encode()
+    with pytest.raises(PushRejected, match="no issued_at time"):
+        verify_push(raw, KEYS, "front", (), 3, max_age=DAY, now=time.time())

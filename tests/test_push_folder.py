@@ -193,3 +193,91 @@ def test_handled_files_are_not_read_again_at_every_poll(tmp_path: Path) -> None:
     push.write_text('{"a": 22}')  # an edit changes size/mtime: read again
     _age(push, 4)
     assert [f.payload for f in watcher.ready()] == [b'{"a": 22}']
+
+
+def test_daemon_refuses_a_push_older_than_max_age_while_its_clock_is_trusted(
+    tmp_path: Path, photo_dir: Path, caplog: object
+) -> None:
+    """push.max_age_days on a real door fed through its push folder (the way an offline door
+    gets pushes): a push signed 40 days ago is refused with the reason while the clock is
+    synchronised, a fresh one applies; with the clock not synchronised (a Pi after a power
+    cut) the age cannot be judged, so it is not checked — and the log says so."""
+    import asyncio
+    import json
+    import logging
+
+    import pytest
+    from gpiozero.pins.mock import MockFactory
+
+    from edgeface.config import CameraConfig, Config, PushConfig, RecognitionConfig
+    from edgeface.door.clock_sync import ScheduleClock
+    from edgeface.door.demo import enrol
+    from edgeface.door.service import DoorService
+    from edgeface.recognition.gallery import GalleryStore
+    from edgeface.recognition.push import full_push, generate_key, sign
+
+    assert isinstance(caplog, pytest.LogCaptureFixture)
+    key = generate_key()
+    people = tmp_path / "people.json"
+    enrol(people, photo_dir / "obama.jpg", "obama")
+    gallery = GalleryStore(people).load()
+    folder = tmp_path / "gallery.d"
+    folder.mkdir()
+    config = Config(
+        device_id="front",
+        state_dir=str(tmp_path / "state"),
+        camera=CameraConfig(source="/dev/video97", reconnect_min_seconds=5),
+        recognition=RecognitionConfig(gallery=str(tmp_path / "state" / "gallery.json")),
+        push=PushConfig(
+            enabled=True,
+            keys={"k1": key},
+            folder=str(folder),
+            folder_poll_seconds=0.1,
+            max_age_days=30,
+        ),
+    )
+    synchronised = True
+    events: list[dict[str, object]] = []
+    service = DoorService(config, pin_factory=MockFactory(), on_event=events.append)
+    service.schedule_clock = ScheduleClock("synchronised", probe=lambda: synchronised)
+
+    def push_file(name: str, version: int, days_ago: float) -> None:
+        document = full_push(gallery, version, {"device": "front"}, time.time() - days_ago * 86400)
+        (folder / name).write_text(json.dumps(sign(document, key, "k1")))
+        _age(folder / name, 5)
+
+    def outcomes() -> list[tuple[object, ...]]:
+        return [
+            (e["event_type"], e.get("gallery_version"), str(e.get("reason"))[:40])
+            for e in events
+            if str(e["event_type"]).startswith("gallery_")
+        ]
+
+    async def scenario() -> int:
+        nonlocal synchronised
+        loop = asyncio.get_running_loop()
+
+        async def until(count: int) -> None:
+            deadline = loop.time() + 20
+            while len(outcomes()) < count:
+                assert loop.time() < deadline, outcomes()
+                await asyncio.sleep(0.05)
+
+        runner = asyncio.create_task(service.run())
+        push_file("10-old.json", 5, days_ago=40)
+        push_file("20-fresh.json", 6, days_ago=1)
+        await until(2)
+        synchronised = False
+        push_file("30-old-unsynchronised.json", 7, days_ago=40)
+        await until(3)
+        service.stop_requested.set()
+        return await runner
+
+    with caplog.at_level(logging.WARNING, logger="edgeface.door.service"):
+        assert asyncio.run(scenario()) == 0
+    assert outcomes() == [
+        ("gallery_rejected", 0, "push was signed 40.0 days ago, more than"),
+        ("gallery_updated", 6, "None"),
+        ("gallery_updated", 7, "None"),
+    ]
+    assert "its age is not checked (push.max_age_days)" in caplog.text

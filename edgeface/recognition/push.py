@@ -51,7 +51,9 @@ import binascii
 import hashlib
 import hmac
 import json
+import math
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +82,8 @@ MAX_PUSH_BYTES = 4 * 1024 * 1024
 #: push may not go past it — one with a version of thousands of digits (a pusher misled by a
 #: forged door state) made every later push and gallery write fail.
 MAX_VERSION = 2**53 - 1
+#: How far in the future a push may be dated when its age is checked (clocks differ a little).
+FUTURE_SLACK = 3600.0
 ALGORITHM = "HMAC-SHA256"
 ED25519 = "Ed25519"
 
@@ -257,11 +261,14 @@ def verify_push(
     current_version: int,
     public_keys: dict[str, str] | None = None,
     max_bytes: int = MAX_PUSH_BYTES,
+    max_age: float = 0.0,
+    now: float | None = None,
 ) -> dict[str, Any]:
     """The parsed push if it may be applied, else :class:`PushRejected` with the reason.
 
     ``keys`` are the HMAC secrets (hex) and ``public_keys`` the Ed25519 public keys (base64)
-    this door accepts, each by key id."""
+    this door accepts, each by key id. ``max_age`` (seconds, 0: any age) refuses a push
+    signed longer ago than that at ``now`` (:func:`check_age`)."""
     if len(raw) > max_bytes:
         raise PushRejected(f"payload too large ({len(raw)} bytes > {max_bytes})")
     try:
@@ -279,6 +286,8 @@ def verify_push(
     # Signed by a holder of the key: now check it is meant for this door, and is new.
     try:
         _check_addressed_and_new(document, device_id, groups, current_version)
+        if max_age > 0:
+            check_age(document, max_age, time.time() if now is None else now)
     except PushRejected as exc:
         exc.authenticated = True
         raise
@@ -302,6 +311,41 @@ def _check_addressed_and_new(
         )
     if document.get("kind") not in ("full", "delta"):
         raise PushRejected("kind must be 'full' or 'delta'")
+
+
+def check_age(document: dict[str, Any], max_age: float, now: float) -> None:
+    """Refuse a push signed more than ``max_age`` seconds before ``now`` (its signed
+    ``issued_at``), or more than :data:`FUTURE_SLACK` after it.
+
+    Versions stop a push older than the door's gallery, but not one a door that was offline
+    never saw: whoever can write the retained fleet topic could hand such a door a push
+    between its gallery and the newest — one that still admits somebody removed since. An age
+    limit closes that gap for pushes older than the limit, at a price the installer chooses
+    (``push.max_age_days``): a door must then be pushed to at least that often, or it refuses
+    the newest push too. A push dated in the future would stay valid longer than the limit;
+    one pusher's clock far ahead is a mistake worth refusing loudly."""
+    issued = document.get("issued_at")
+    if (
+        not isinstance(issued, (int, float))
+        or isinstance(issued, bool)
+        or not math.isfinite(issued)
+    ):
+        raise PushRejected("push has no issued_at time, which push.max_age_days needs")
+    age = now - issued
+    if age > max_age:
+        raise PushRejected(
+            f"push was signed {_days(age)} ago, more than push.max_age_days "
+            f"({_days(max_age)}); sign and send it again"
+        )
+    if -age > FUTURE_SLACK:
+        raise PushRejected(
+            f"push is dated {_days(-age)} in the future: the clock of the machine that signed "
+            "it (or this door's) is wrong"
+        )
+
+
+def _days(seconds: float) -> str:
+    return f"{seconds / 86400:.1f} days"
 
 
 def _check_signature(
