@@ -484,3 +484,18 @@ def test_doctor_lists_gallery_names_enrolment_now_refuses(tmp_path: Path, photo_
     assert list(json.loads(gallery.read_text())["identities"]) == ["alice"]
     code, checks = doctor(config)
     assert code == 0 and checks["gallery"] == (True, "1 people, version 6")
+
+
+def test_a_door_named_fleet_is_warned_about_the_fleet_topics() -> None:
+    """``device_id: fleet`` runs, but under the README's ACL (one broker user per door, named
+    after it) its user could write every group's pushes: doctor says so and passes."""
+    from edgeface.config import Config, MqttConfig
+    from edgeface.door.doctor import check_topics
+
+    on = MqttConfig(enabled=True)
+    fleet = check_topics(Config(device_id="fleet", mqtt=on))
+    assert fleet.ok and fleet.warning and "could write every group's gallery push" in fleet.detail
+    assert check_topics(Config(device_id="front", mqtt=on)) == Check(
+        "topics", True, "edgeface/front/#"
+    )
+    assert check_topics(Config(device_id="fleet")) == Check("topics", True, "disabled")

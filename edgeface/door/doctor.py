@@ -286,6 +286,26 @@ def check_discovery(config: Config) -> Check:
     )
 
 
+def check_topics(config: Config) -> Check:
+    """Where the door publishes and listens. A door named ``fleet`` shares its topics with the
+    fleet's group pushes (``<base>/fleet/<group>/gallery/set``): under the README's broker
+    ACL (``pattern readwrite edgeface/%u/#``, each door logging in as its device id) that
+    door's user may replace every group's retained push — a stolen door of that name could
+    hand the whole fleet an older gallery. The door itself works, hence a warning."""
+    m = config.mqtt
+    if not m.enabled:
+        return Check("topics", True, "disabled")
+    mine = f"{m.base_topic}/{config.device_id}/#"
+    if config.device_id == "fleet":
+        return warned(
+            "topics",
+            f"device_id 'fleet' names the fleet's push topics ({m.base_topic}/fleet/<group>/"
+            "gallery/set): with one broker user per door, as the README's ACL has it, this "
+            "door could write every group's gallery push; give the door another name",
+        )
+    return Check("topics", True, mine)
+
+
 def folder_problem(folder: Path, named: str) -> str | None:
     """Why the daemon could not create ``folder`` (with its parents, as it does) or write in
     it, or None. Nothing is left behind: an existing folder is probed with a temporary file
@@ -476,6 +496,7 @@ def run_checks(path: Path) -> list[Check]:
         check_gpio,
         check_broker,
         check_discovery,
+        check_topics,
         check_state,
         check_snapshots,
         check_push_folder,
