@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from edgeface.door.push_folder import PushFolder
+from edgeface.recognition.gallery import Gallery
 
 
 def _age(path: Path, seconds: float) -> None:
@@ -80,6 +81,18 @@ def test_unreadable_record_means_starting_afresh(tmp_path: Path) -> None:
     assert [f.path.name for f in PushFolder(folder, record).ready()] == ["p.json"]
 
 
+def obama_and_push_folder(tmp_path: Path, photo_dir: Path) -> tuple[Gallery, Path]:
+    """What the daemon tests push: a gallery with Obama enrolled, and an empty push folder."""
+    from edgeface.door.demo import enrol
+    from edgeface.recognition.gallery import GalleryStore
+
+    people = tmp_path / "people.json"
+    enrol(people, photo_dir / "obama.jpg", "obama")
+    folder = tmp_path / "gallery.d"
+    folder.mkdir()
+    return GalleryStore(people).load(), folder
+
+
 def test_daemon_applies_signed_files_once_and_rejects_bad_ones(
     tmp_path: Path, photo_dir: Path
 ) -> None:
@@ -93,17 +106,12 @@ def test_daemon_applies_signed_files_once_and_rejects_bad_ones(
     from gpiozero.pins.mock import MockFactory
 
     from edgeface.config import CameraConfig, Config, PushConfig, RecognitionConfig
-    from edgeface.door.demo import enrol
     from edgeface.door.service import DoorService
     from edgeface.recognition.gallery import GalleryStore
     from edgeface.recognition.push import full_push, generate_key, sign
 
     key = generate_key()
-    people = tmp_path / "people.json"
-    enrol(people, photo_dir / "obama.jpg", "obama")
-    gallery = GalleryStore(people).load()
-    folder = tmp_path / "gallery.d"
-    folder.mkdir()
+    gallery, folder = obama_and_push_folder(tmp_path, photo_dir)
     gallery_file = tmp_path / "state" / "gallery.json"
 
     def door(poll: float) -> tuple[DoorService, list[dict[str, object]]]:
@@ -211,18 +219,12 @@ def test_daemon_refuses_a_push_older_than_max_age_while_its_clock_is_trusted(
 
     from edgeface.config import CameraConfig, Config, PushConfig, RecognitionConfig
     from edgeface.door.clock_sync import ScheduleClock
-    from edgeface.door.demo import enrol
     from edgeface.door.service import DoorService
-    from edgeface.recognition.gallery import GalleryStore
     from edgeface.recognition.push import full_push, generate_key, sign
 
     assert isinstance(caplog, pytest.LogCaptureFixture)
     key = generate_key()
-    people = tmp_path / "people.json"
-    enrol(people, photo_dir / "obama.jpg", "obama")
-    gallery = GalleryStore(people).load()
-    folder = tmp_path / "gallery.d"
-    folder.mkdir()
+    gallery, folder = obama_and_push_folder(tmp_path, photo_dir)
     config = Config(
         device_id="front",
         state_dir=str(tmp_path / "state"),
