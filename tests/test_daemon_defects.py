@@ -17,6 +17,7 @@ from gpiozero.pins.mock import MockFactory
 from test_reload import reload_once
 from test_service import PIN, run_for
 
+import edgeface.door.capture as capture_module
 import edgeface.door.service as service_module
 from edgeface.config import CameraConfig
 from edgeface.door.camera_view import CameraView
@@ -59,7 +60,7 @@ def test_a_defect_while_opening_the_camera_is_retried(
 ) -> None:
     """Opening raises something other than ``SourceError`` once: reported lost with the
     error's text, retried after the back-off, restored when it opens."""
-    real_open = service_module.open_source
+    real_open = capture_module.open_source
     attempts = 0
 
     def failing_first(*args: Any, **kwargs: Any) -> Any:
@@ -69,7 +70,7 @@ def test_a_defect_while_opening_the_camera_is_retried(
             raise Defect("driver hiccup")
         return real_open(*args, **kwargs)
 
-    monkeypatch.setattr(service_module, "open_source", failing_first)
+    monkeypatch.setattr(capture_module, "open_source", failing_first)
     camera = CameraConfig(source=str(photo_dir), max_fps=20, reconnect_min_seconds=0.1)
     events = run_for(2.0, camera, tmp_path, factory)
     kinds = [e["event_type"] for e in events]

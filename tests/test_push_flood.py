@@ -16,7 +16,7 @@ from typing import Any
 from broker import Broker, Listener
 from test_push_replay import door, outcomes, signed_full
 
-from edgeface.door.service import WAITING_PUSHES_MAX_BYTES_FACTOR
+from edgeface.door.gallery_pushes import WAITING_PUSHES_MAX_BYTES_FACTOR
 from edgeface.recognition.push import ECHO_CHARACTERS
 
 SET, STATE = "edgeface/front/gallery/set", "edgeface/front/gallery/state"

@@ -87,7 +87,7 @@ def check_models(config: Config) -> Check:
 
 
 def check_gallery(config: Config) -> Check:
-    from edgeface.door.service import gallery_store
+    from edgeface.door.gallery_file import gallery_store
 
     store = gallery_store(config.recognition)
     try:

@@ -8,21 +8,25 @@ stays bounded and decisions are made on what the camera sees now.
 The relay is locked before anything else starts and on every way out (end of input, SIGTERM,
 SIGINT, an exception); a SIGHUP reloads the configuration file and the gallery, and an invalid
 file is refused while the door keeps running on what it had.
+
+This module keeps that life cycle — start and stop, the tasks and how they are watched, reload,
+the GPIO inputs, the recognition loop and ``emit`` — and composes the parts that each have one
+job of their own: the camera thread (:mod:`edgeface.door.capture`), signed gallery pushes
+(:mod:`edgeface.door.gallery_pushes`) and remote commands (:mod:`edgeface.door.remote_commands`).
+Each is given only what it uses, and reads the door's settings when it uses them, never a copy:
+a reload replaces the configuration, the gallery and possibly the relay.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import json
 import logging
-import math
 import signal
 import sqlite3
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -40,134 +44,32 @@ from edgeface.config import (
     camera_source_problem,
     load_config,
 )
-from edgeface.door.accepted_push import AcceptedPushRecord, payload_digest
 from edgeface.door.audit import AuditLog
-from edgeface.door.camera_view import CameraView
+from edgeface.door.capture import CameraCapture, CameraEvents, FrameSlot
 from edgeface.door.clock_sync import ScheduleClock
 from edgeface.door.code_lockout import CodeLockout
 from edgeface.door.door_alarms import DoorAlarms
+from edgeface.door.events import AUDITED
+from edgeface.door.gallery_file import read_gallery
+from edgeface.door.gallery_pushes import GalleryPushes
 from edgeface.door.mqtt import DoorMqtt
 from edgeface.door.outbox import Outbox, OutboxRepair
-from edgeface.door.push_folder import PushFolder
 from edgeface.door.relay import DoorRelay
 from edgeface.door.reload import ReloadPlan, prepare_reload
+from edgeface.door.remote_commands import RemoteCommands
 from edgeface.door.rule_names import rules_naming_strangers
 from edgeface.door.schedules import AccessSchedule
 from edgeface.door.second_factor import SecondFactors
 from edgeface.door.snapshots import SnapshotStore
-from edgeface.door.sources import FrameSource, SourceError, open_source
 from edgeface.door.systemd import SystemdNotifier, watchdog_interval
-from edgeface.door.throttle import ReportThrottle
 from edgeface.door.tracker import FaceTracker, Track
 from edgeface.errors import EdgefaceError
 from edgeface.logs import configure_logging
-from edgeface.model_files import embedder_fingerprint
 from edgeface.pipeline import FacePipeline, PipelineSettings
-from edgeface.recognition.enrolment import ImageEnroller
-from edgeface.recognition.gallery import Gallery, GalleryError, GalleryStore
+from edgeface.recognition.gallery import Gallery
 from edgeface.recognition.matcher import Matcher
-from edgeface.recognition.push import PushRejected, apply_push, verify_push
 
 log = logging.getLogger("edgeface.door")
-
-#: Events recorded in the audit trail: decisions at the door and changes to who may enter.
-AUDITED = frozenset(
-    {
-        "daemon_started",
-        "daemon_stopped",
-        "unlocked",
-        "denied",
-        "unknown",
-        "remote_unlock_refused",
-        "code_lockout",
-        "camera_blind",
-        "camera_view_restored",
-        "clock_unsynchronised",
-        "clock_synchronised",
-        "second_factor_required",
-        "second_factor_accepted",
-        "second_factor_refused",
-        "second_factor_expired",
-        "door_forced",
-        "door_held_open",
-        "unlock_interrupted",
-        "gallery_updated",
-        "gallery_rejected",
-        "config_reloaded",
-    }
-)
-
-
-class FrameSlot:
-    """The newest frame only: the capture thread overwrites, the recogniser takes."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._frame: tuple[int, float, np.ndarray] | None = None
-        self._counter = 0
-        self.ended = False
-        #: Wall-clock capture time of recent frames by number (for latency measurements).
-        self.captured_at: deque[tuple[int, float]] = deque(maxlen=512)
-
-    def put(self, frame: np.ndarray) -> None:
-        with self._lock:
-            self._counter += 1
-            self._frame = (self._counter, time.monotonic(), frame)
-            self.captured_at.append((self._counter, time.time()))
-
-    def take(self) -> tuple[int, float, np.ndarray] | None:
-        with self._lock:
-            frame, self._frame = self._frame, None
-            return frame
-
-
-#: Largest remote command read (bytes); real ones are under 200.
-MAX_COMMAND_BYTES = 1024
-#: Pushes waiting to be applied (one at a time), in bytes as multiples of push.max_bytes: beyond
-#: that a flood on the push topic is dropped instead of held in memory.
-WAITING_PUSHES_MAX_BYTES_FACTOR = 4
-
-
-def _json_object(payload: bytes) -> dict[str, Any] | None:
-    """A remote command's JSON object, or None for anything else — including what makes the
-    parser itself fail (invalid UTF-8, nesting past the recursion limit)."""
-    try:
-        request = json.loads(payload)
-    except (ValueError, RecursionError):
-        return None
-    return request if isinstance(request, dict) else None
-
-
-def _code_matches(code: object, secret: str) -> bool:
-    """Constant-time comparison of a command's code with the configured secret. A lone
-    surrogate (valid JSON, not encodable as UTF-8) is just a wrong code, not an exception."""
-    if not isinstance(code, str):
-        return False
-    encoded = code.encode("utf-8", "surrogatepass")
-    return hmac.compare_digest(encoded, secret.encode("utf-8", "surrogatepass"))
-
-
-#: What a door's ``gallery/state`` says of the push it answers: its claimed version and digest.
-PushAnswer = tuple[int | None, str]
-
-
-def push_answer(payload: bytes) -> PushAnswer:
-    return claimed_version(payload), payload_digest(payload)
-
-
-def claimed_version(payload: bytes) -> int | None:
-    """The version a (possibly invalid) push claims, to say which push an answer is about."""
-    try:
-        version = json.loads(payload).get("version")
-    except (ValueError, AttributeError, UnicodeDecodeError, RecursionError):
-        return None
-    return version if isinstance(version, int) and not isinstance(version, bool) else None
-
-
-def gallery_store(r: RecognitionConfig) -> GalleryStore:
-    """The configured gallery file, bound to the configured embedder: a gallery enrolled with
-    another embedder model is refused (by load) instead of compared with the wrong model."""
-    return GalleryStore(r.gallery, embedder=embedder_fingerprint(r.embedder_precision))
 
 
 def make_tracker(r: RecognitionConfig) -> FaceTracker:
@@ -268,30 +170,30 @@ class DoorService:
         self.door_alarms = DoorAlarms(r.held_open_seconds, r.door_forced_alarm)
         self.contact: Any = self._make_input(r.door_contact_pin)
         self.exit_button: Any = self._make_input(r.exit_button_pin)
+        #: Reloads and gallery pushes change the gallery: one at a time, so a push prepared in
+        #: a worker thread never overwrites a gallery a reload swapped in meanwhile (or back).
+        self._change_lock = asyncio.Lock()
+        # The parts MQTT hands messages to (on paho's thread, once run() has started it);
+        # the pushes read their records (accepted push, push folder) from state_dir here.
+        self.commands = RemoteCommands(self, loop=lambda: self._loop)
+        self.pushes = GalleryPushes(self, lambda: self._loop, self._change_lock, self.state_dir)
         self.mqtt: DoorMqtt | None = None
         if config.mqtt.enabled:
             self.mqtt = DoorMqtt(
                 config.mqtt,
                 config.device_id,
                 self._open_outbox(),
-                on_command=self._command_from_thread,
+                on_command=self.commands.from_thread,
                 door_contact=r.door_contact_pin is not None,
                 gallery_groups=config.push.groups,
-                on_gallery=self._gallery_from_thread if config.push.enabled else None,
+                on_gallery=self.pushes.from_thread if config.push.enabled else None,
             )
         self.audit = self._open_audit(config)
         self._report_outbox_repairs()  # one at open; later ones when they happen
         self.pipeline = make_pipeline(config.detector, config.recognition)
-        #: The newest push accepted, kept apart from the gallery file: replay protection
-        #: survives a lost or replaced gallery file (edgeface.door.accepted_push).
-        self.accepted_push = AcceptedPushRecord(self.state_dir / "accepted-push.json")
-        #: refusals of unauthenticated commands are reported at a bounded rate
-        self._refusals = ReportThrottle()
-        self._push_refusals = ReportThrottle()  # apart: junk pushes must not hide refused codes
-        self._code_lockouts = {"lock": CodeLockout(), "second_factor": CodeLockout()}
         #: rules that name nobody in the gallery, already reported (edgeface.door.rule_names)
         self._stray_rule_names: set[str] = set()
-        self._use_gallery(self._read_gallery(config))
+        self.use_gallery(read_gallery(config))
         self.schedule = AccessSchedule.from_config(config.recognition.schedules)
         self.schedule_clock = ScheduleClock(config.recognition.schedule_clock)
         #: whether the clock was trusted when last looked at; None while no schedule needs it
@@ -302,21 +204,22 @@ class DoorService:
             config.second_factor.required_for, config.second_factor.window_seconds
         )
         self.snapshots = self._make_snapshots(config.snapshots)
-        self.push_folder = self._make_push_folder(config)
         self.tracker = make_tracker(config.recognition)
         self.slot = FrameSlot()
         #: Set by a reload that changed the camera settings, and at stop: wakes the capture
         #: thread from its reconnect back-off (up to 30 s) so that a stop is not held up by it.
         self.camera_changed = threading.Event()
-        #: Reloads and gallery pushes change the gallery: one at a time, so a push prepared in
-        #: a worker thread never overwrites a gallery a reload swapped in meanwhile (or back).
-        self._change_lock = asyncio.Lock()
-        #: The folder poll and a SIGHUP both scan the push folder: one scan at a time, so a
-        #: file is never taken twice (and its second pass reported as a stale rejection).
-        self._push_folder_lock = asyncio.Lock()
-        self._push_tasks: dict[asyncio.Task[None], int] = {}  # → bytes of its payload
         self._reload_task: asyncio.Task[None] | None = None
         self.stop_requested = asyncio.Event()
+        #: The camera thread's work (run() starts it): the current camera settings, the newest
+        #: frame into the slot, and its news handed to the event loop as events.
+        self.camera = CameraCapture(
+            lambda: self.config.camera,
+            self.slot,
+            self.stop_requested,
+            self.camera_changed,
+            CameraEvents(self.emit, self.mqtt),
+        )
         self.frames_done = 0
         self._fps = 0.0
 
@@ -371,12 +274,6 @@ class DoorService:
             except (sqlite3.Error, OSError) as exc:  # as in emit: the door goes on
                 log.error("mqtt outbox: audit entry %s not stored: %s", entry.get("seq"), exc)
 
-    def _make_push_folder(self, config: Config) -> PushFolder | None:
-        p = config.push
-        if not p.enabled or not p.folder:
-            return None
-        return PushFolder(Path(p.folder), self.state_dir / "push-files.json", max_bytes=p.max_bytes)
-
     def _open_outbox(self) -> Outbox:
         """The durable outbox; one that cannot be opened at all stops the start in one line
         (events must not be lost silently), a damaged one is set aside (see Outbox)."""
@@ -419,23 +316,7 @@ class DoorService:
             self.emit("error", detail=f"snapshot folder {folder} cannot be used: {exc}")
             return None
 
-    def _read_gallery(self, config: Config, strict: bool = False) -> Gallery:
-        """The configured gallery file. At start an unreadable gallery means an empty one (the
-        door runs, locked for everyone); on reload (``strict``) it is an error, so a broken
-        file refuses the reload instead of locking everyone out."""
-        store = gallery_store(config.recognition)
-        try:
-            gallery = store.load()
-        except GalleryError as exc:
-            if strict:
-                raise
-            log.error("gallery: %s; nobody will be recognised until it is fixed", exc)
-            gallery = Gallery()
-        if not gallery.identities:
-            log.warning("gallery %s is empty: the door will not open for anyone", store.path)
-        return gallery
-
-    def _use_gallery(self, gallery: Gallery) -> None:
+    def use_gallery(self, gallery: Gallery) -> None:
         """Recognise against ``gallery`` from the next frame on, and report its version."""
         r = self.config.recognition
         self.gallery = gallery
@@ -464,483 +345,38 @@ class DoorService:
         if self.mqtt:
             self.mqtt.state("door", "closed" if closed else "open")
 
-    # ----- gallery pushes (MQTT) ------------------------------------------------------------
-    def _gallery_from_thread(self, payload: bytes) -> None:
-        """Called on paho's thread. A message over ``push.max_bytes`` is refused here, before
-        it is queued: a flood of large junk on the push topic must not pile up in memory."""
-        if self._loop is None:
-            return
-        if len(payload) > self.config.push.max_bytes:
-            reason = f"payload too large ({len(payload)} bytes > {self.config.push.max_bytes})"
-            answer = (None, payload_digest(payload))  # not parsed: the version is not looked at
-            self._loop.call_soon_threadsafe(self._push_refused, reason, "mqtt", answer)
-            return
-        self._loop.call_soon_threadsafe(self._start_push, payload, "mqtt")
-
-    def _start_push(self, payload: bytes, origin: str) -> None:
-        limit = WAITING_PUSHES_MAX_BYTES_FACTOR * self.config.push.max_bytes
-        waiting = sum(self._push_tasks.values())
-        if waiting + len(payload) > limit:
-            # Pushes are applied one at a time; megabytes of them waiting is a flood, not an
-            # installer. (A full push is published retained: the broker sends it again when
-            # the door reconnects, and its pusher is told it got no answer.)
-            self._push_refused(
-                f"dropped: {waiting} bytes of pushes already waiting (at most {limit})",
-                origin,
-                None,
-            )
-            return
-        task = asyncio.create_task(self.apply_gallery_push(payload, origin))
-        self._push_tasks[task] = len(payload)  # keeps a reference until done
-        task.add_done_callback(self._push_tasks.pop)
-
-    def _push_refused(self, reason: str, origin: str, answer: PushAnswer | None) -> None:
-        """A push rejected before its signature was verified: anyone on the broker can send
-        one, so it is reported throttled (:mod:`edgeface.door.throttle`), as refused commands
-        are, and answered on ``gallery/state`` (bounded: the reason quotes little of it)."""
-        self._refuse(
-            "gallery_rejected",
-            self._push_refusals,
-            gallery_version=self.gallery.version,
-            reason=reason,
-            origin=origin,
-        )
-        self._gallery_state("rejected", reason, None, answer)
-
-    def _prepare_push(
-        self, payload: bytes, digest: str, enroller: ImageEnroller
-    ) -> tuple[dict, Gallery]:
-        """Worker thread: verify, apply (enrolling pushed images) and store; nothing is swapped.
-
-        The push must be newer than the gallery and than every push accepted before (the
-        record survives a lost gallery file), except that the last accepted push itself may
-        restore a gallery that was lost since."""
-        p = self.config.push
-        floor = max(self.gallery.version, self.accepted_push.floor_for(digest))
-        max_age = p.max_age_days * 86400.0
-        if max_age and not self.schedule_clock.trusted():
-            # A Pi after a power cut, before NTP: its clock may be days off either way, and
-            # refusing every push until it is right would also refuse the one that removes
-            # somebody. The age is not checked; the log says so.
-            log.warning(
-                "gallery push: its age is not checked (push.max_age_days): %s",
-                self.schedule_clock.problem(),
-            )
-            max_age = 0.0
-        try:
-            document = verify_push(
-                payload,
-                p.keys,
-                self.config.device_id,
-                tuple(p.groups),
-                floor,
-                p.public_keys,
-                max_bytes=p.max_bytes,
-                max_age=max_age,
-            )
-        except PushRejected as exc:
-            if floor > self.gallery.version and exc.reason.startswith("stale"):
-                log.warning(
-                    "gallery push refused as stale: this door has accepted version %d before "
-                    "(recorded in %s; the gallery file says %d)",
-                    self.accepted_push.last.version,
-                    self.accepted_push.path,
-                    self.gallery.version,
-                )
-            raise
-        store = gallery_store(self.config.recognition)
-        try:
-            updated = apply_push(
-                self.gallery, document, enrol_images=enroller, embedder=store.embedder
-            )
-        except PushRejected as exc:
-            exc.authenticated = True  # verified above: its sender holds a key
-            raise
-        with store.locked():  # a command-line change to the same file waits, or is waited for
-            store.save(updated, bump=False)
-        try:
-            self.accepted_push.accepted(updated.version, digest)
-        except OSError as exc:  # the gallery file itself still carries the new version
-            log.error("cannot record the accepted push in %s: %s", self.accepted_push.path, exc)
-        return document, updated
-
+    # ----- the parts' entry points, kept on the door ------------------------------------------
     async def apply_gallery_push(self, payload: bytes, origin: str = "mqtt") -> None:
-        """Verify, apply and store a signed push, then report on ``<base>/gallery/state``.
-
-        The new gallery is written atomically at the pushed version before the matcher is
-        swapped; on any rejection nothing changes. The door keeps working throughout: the work
-        (including enrolling pushed images) runs in a worker thread, the relay is not touched,
-        and recognition simply uses the new matcher from the next frame. Pushes are handled one
-        at a time, in arrival order. ``origin`` (``mqtt`` or ``file:<name>``) is reported.
-        """
-        async with self._change_lock:
-            # Off the event loop: hashing and parsing a push of megabytes takes a while.
-            answer = await asyncio.to_thread(push_answer, payload)
-            digest = answer[1]
-            if self.accepted_push.already_applied(digest, self.gallery.version):
-                # The broker re-sends a retained push at every (re)subscription: the same
-                # bytes as the push applied last, so neither news nor a replay.
-                log.info(
-                    "gallery push from %s: version %d is already applied",
-                    origin,
-                    self.gallery.version,
-                )
-                return
-            d = self.config.detector
-            enroller = ImageEnroller(
-                lambda: FacePipeline(
-                    PipelineSettings(
-                        detector="mtcnn",
-                        detector_precision=d.precision,
-                        embedder_precision=self.config.recognition.embedder_precision,
-                        num_threads=d.threads,
-                    )
-                ),
-                origin,
-                self.config.recognition.enrolment_augmentation,
-            )
-            try:
-                document, updated = await asyncio.to_thread(
-                    self._prepare_push, payload, digest, enroller
-                )
-            except PushRejected as exc:
-                if not exc.authenticated:
-                    self._push_refused(exc.reason, origin, answer)
-                    return
-                self.emit(
-                    "gallery_rejected",
-                    reason=exc.reason,
-                    gallery_version=self.gallery.version,
-                    origin=origin,
-                    images=enroller.results,
-                )
-                self._gallery_state("rejected", exc.reason, enroller.results, answer)
-                return
-            except (OSError, EdgefaceError) as exc:
-                self.emit("error", detail=f"gallery push could not be stored: {exc}")
-                self._gallery_state("rejected", f"could not be stored: {exc}", None, answer)
-                return
-            except Exception as exc:  # a defect must not end push handling for good
-                log.exception("gallery push from %s failed unexpectedly", origin)
-                reason = f"internal error ({exc.__class__.__name__}); the gallery is unchanged"
-                self.emit(
-                    "gallery_rejected",
-                    reason=reason,
-                    gallery_version=self.gallery.version,
-                    origin=origin,
-                    images=enroller.results,
-                )
-                self._gallery_state("rejected", reason, enroller.results, answer)
-                return
-            self._use_gallery(updated)
-            self.emit(
-                "gallery_updated",
-                gallery_version=updated.version,
-                identities=len(updated.identities),
-                key_id=document["signature"]["key_id"],
-                origin=origin,
-                images=enroller.results,
-            )
-            self._gallery_state("applied", "", enroller.results, answer)
-
-    async def _watch_push_folder(self) -> None:
-        """Look at ``push.folder`` every ``folder_poll_seconds`` (and on SIGHUP, see reload)."""
-        while not self.stop_requested.is_set():
-            await self.apply_push_files()
-            await asyncio.sleep(self.config.push.folder_poll_seconds)
+        """Verify, apply and store a signed push (:meth:`GalleryPushes.apply`)."""
+        await self.pushes.apply(payload, origin)
 
     async def apply_push_files(self) -> None:
-        """Verify and apply every settled, not yet handled file of the push folder."""
-        if self.push_folder is None:
-            return
-        async with self._push_folder_lock:
-            for item in self.push_folder.ready():
-                try:
-                    await self.apply_gallery_push(item.payload, origin=f"file:{item.path.name}")
-                except Exception:  # a defect must not end the folder watch (nor loop a restart)
-                    log.exception("push folder: %s could not be handled", item.path)
-                try:
-                    self.push_folder.handled(item)
-                except OSError as exc:  # it will be verified again (and be stale): no harm done
-                    log.error("push folder: cannot record %s as handled: %s", item.path, exc)
+        """Verify and apply the push folder's new files (:meth:`GalleryPushes.apply_folder`)."""
+        await self.pushes.apply_folder()
 
-    def _gallery_state(
-        self,
-        status: str,
-        reason: str,
-        images: list[dict[str, Any]] | None = None,
-        answer: PushAnswer | None = None,
-    ) -> None:
-        """Retained ``<base>/gallery/state``; ``push_version`` names the push it answers (the
-        version the push claimed), so a pusher matches answers without trusting clocks."""
-        if self.mqtt:
-            # device and groups let `edgeface gallery push` find a group's doors (retained).
-            state = {
-                "status": status,
-                "version": self.gallery.version,
-                "reason": reason,
-                "device": self.config.device_id,
-                "groups": list(self.config.push.groups) if self.config.push.enabled else [],
-                # A pusher must go above this too, even if the gallery file was lost meanwhile.
-                "accepted_version": self.accepted_push.last.version,
-                "timestamp": round(time.time(), 3),
-            }
-            if answer is not None:
-                state["push_version"], state["push_digest"] = answer
-                # (the version alone does not name a push: after a rejection the next push
-                # claims the same version — the door's did not change — and its pusher must
-                # not take this old answer for one to its own push)
-            if images:
-                state["images"] = images  # per pushed image: enrolled, or rejected and why
-            self.mqtt.retained(self.mqtt.topic("gallery", "state"), state)
+    def _start_push(self, payload: bytes, origin: str) -> None:
+        """Queue a push on the event loop (:meth:`GalleryPushes.start`)."""
+        self.pushes.start(payload, origin)
 
-    # ----- remote commands (MQTT) ----------------------------------------------------------
-    def _command_from_thread(self, name: str, payload: bytes) -> None:
-        """Called on paho's thread: hand over to the event loop."""
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self.command, name, payload)
+    @property
+    def _push_tasks(self) -> dict[asyncio.Task[None], int]:
+        """Pushes waiting to be applied → bytes of their payloads."""
+        return self.pushes.waiting
 
     def command(self, name: str, payload: bytes) -> None:
-        """``<base>/command/lock`` with ``{"action": "UNLOCK"|"LOCK", "code": SECRET}``, or
-        ``<base>/command/second_factor`` (see :meth:`second_factor`).
-
-        Remote lock commands only when ``mqtt.remote_unlock`` is on (then a secret is mandatory,
-        see config). A wrong or missing code is refused and reported; the comparison takes
-        constant time. Whatever is refused before the code has been checked is reported through
-        :meth:`_refuse` (nothing of it echoed, and throttled).
-        """
-        if len(payload) > MAX_COMMAND_BYTES:
-            kind = "second_factor_refused" if name == "second_factor" else "error"
-            self._refuse(kind, reason=f"command over {MAX_COMMAND_BYTES} bytes ignored")
-            return
-        if name == "second_factor":
-            self.second_factor(payload)
-            return
-        m = self.config.mqtt
-        if name != "lock":
-            self._refuse("error", detail="ignored a command on an unknown topic")
-            return
-        if not m.remote_unlock or not m.remote_unlock_secret:
-            self._refuse("error", detail="ignored a lock command: mqtt.remote_unlock is off")
-            return
-        request = _json_object(payload)
-        if request is None or "action" not in request:
-            self._refuse("remote_unlock_refused", reason='not {"action", "code"} JSON')
-            return
-        if not self._code_accepted(
-            "lock", request.get("code", ""), m.remote_unlock_secret, "remote_unlock_refused"
-        ):
-            return
-        action = str(request["action"]).upper()
-        if action == "LOCK":
-            self.relay.lock()
-        elif action == "UNLOCK":
-            if self._pulse_relay("remote"):
-                self.emit("unlocked", identity=None, remote=True, seconds=self.relay.unlock_seconds)
-            else:
-                self.emit("remote_unlock_refused", reason="already open or cooling down")
-        else:
-            self.emit("error", detail=f"refused remote command: unknown action {action[:32]!r}")
+        """Carry out a remote command (:meth:`RemoteCommands.handle`), on the event loop."""
+        self.commands.handle(name, payload)
 
     def second_factor(self, payload: bytes) -> None:
-        """``{"identity": NAME, "code": SECRET}``: something that checked a second factor (a
-        keypad PIN, an NFC tag ...) says it belongs to NAME. NAME's face, recognised at the
-        door when it arrives or within ``second_factor.window_seconds`` after, then opens the
-        door once (:mod:`edgeface.door.second_factor`). Refused and reported: two-factor entry
-        off, a malformed message, a wrong code, a name that needs no factor or is not
-        enrolled."""
-        f = self.config.second_factor
-        if not self.second_factors.enabled or not f.secret:
-            self._refuse("second_factor_refused", reason="two-factor entry is not configured")
-            return
-        request = _json_object(payload)
-        identity = request.get("identity") if request else None
-        if request is None or not isinstance(identity, str):
-            self._refuse(
-                "second_factor_refused", reason='not {"identity": NAME, "code": SECRET} JSON'
-            )
-            return
-        if not self._code_accepted(
-            "second_factor", request.get("code"), f.secret, "second_factor_refused"
-        ):
-            return
-        # From here on the sender is authenticated: its refusals name the person.
-        if identity not in self.gallery.identities:
-            self.emit("second_factor_refused", identity=identity[:64], reason="not enrolled")
-            return
-        if not self.second_factors.required(identity):
-            self.emit("second_factor_refused", identity=identity, reason="needs no second factor")
-            return
-        self.second_factors.offer(identity)
-        self.emit(
-            "second_factor_accepted",
-            identity=identity,
-            valid_seconds=self.second_factors.window_seconds,
-        )
+        """Take a second factor (:meth:`RemoteCommands.second_factor`), on the event loop."""
+        self.commands.second_factor(payload)
 
-    def _code_accepted(self, command: str, code: object, secret: str, refusal: str) -> bool:
-        """Whether ``code`` is the secret and may be checked at all (:mod:`code_lockout`):
-        during a lockout every code is refused unchecked; the wrong code that starts one is
-        reported once as ``code_lockout``."""
-        lockout = self._code_lockouts[command]
-        left = lockout.remaining()
-        if left > 0:
-            self._refuse(refusal, reason=f"too many wrong codes: refused for {math.ceil(left)} s")
-            return False
-        if _code_matches(code, secret):
-            lockout.right()
-            return True
-        self._refuse(refusal, reason="wrong code")
-        seconds = lockout.wrong()
-        if seconds is not None:
-            self.emit(
-                "code_lockout",
-                command=command,
-                wrong_codes=lockout.attempts,
-                seconds=seconds,
-                detail=f"{lockout.attempts} wrong codes in a row: every {command} code is "
-                f"refused for {seconds:.0f} s (someone may be guessing)",
-            )
-        return False
-
-    def _refuse(
-        self, event_type: str, throttle: ReportThrottle | None = None, **fields: Any
-    ) -> None:
-        """Report a message refused before its sender was authenticated: only the reason,
-        never the message's content (an unauthenticated sender must not choose what goes into
-        the audit trail), and at most a few per minute (:mod:`edgeface.door.throttle`; commands
-        share one ``throttle``, pushes have their own)."""
-        left_out = (throttle or self._refusals).allow()
-        if left_out is None:
-            return
-        if left_out:
-            fields["not_reported_before"] = left_out
-        self.emit(event_type, **fields)
+    @property
+    def _code_lockouts(self) -> dict[str, CodeLockout]:
+        """The wrong-code lockout of each kind of remote command."""
+        return self.commands.lockouts
 
     # ----- tasks -----------------------------------------------------------------------------
-    def _capture(self, loop: asyncio.AbstractEventLoop, wake: asyncio.Event) -> None:
-        """Worker thread: open the camera (retrying with backoff), keep the newest frame.
-
-        The camera settings are read again at every (re)open, and a reload that changed them
-        sets ``camera_changed`` to make this loop close the source and open the new one.
-
-        A camera is back only when a frame arrives, not when it opens: a device or stream that
-        opens and then sends nothing (or a looping file without one frame) is retried with the
-        same back-off as one that cannot be opened, and reported lost once, not once per try —
-        otherwise it is reopened thousands of times a second, each report an fsynced event.
-        Any error while opening or reading (not only ``SourceError``: a frame OpenCV cannot
-        convert, a folder that became unreadable) counts as a lost camera, so this thread never
-        ends while the daemon runs and sees nothing.
-        """
-        delay = self.config.camera.reconnect_min_seconds
-        lost_reported = False
-        view = CameraView(seconds=0.0)  # its time limit is set from the settings at each open
-
-        def report_lost(detail: str) -> None:
-            nonlocal lost_reported
-            if not lost_reported:
-                loop.call_soon_threadsafe(self._camera_event, "camera_lost", detail)
-                lost_reported = True
-
-        while not self.stop_requested.is_set():
-            c = self.config.camera
-            self.camera_changed.clear()
-            interval = 1.0 / c.max_fps if c.max_fps > 0 else 0.0
-            view.seconds = c.blind_seconds or 0.0  # a reload may have changed it
-            frames = 0
-            problem = "the camera stopped sending frames"
-            try:
-                source: FrameSource = open_source(
-                    c.source,
-                    c.width,
-                    c.height,
-                    loop=c.loop,
-                    stream_timeout=c.stream_timeout_seconds,
-                )
-            except Exception as exc:  # SourceError, and whatever OpenCV or the OS raises
-                if not isinstance(exc, SourceError):
-                    log.exception("camera: opening %s failed", c.source)
-                report_lost(str(exc) if isinstance(exc, SourceError) else f"{c.source}: {exc}")
-                self.camera_changed.wait(delay)  # a reload with a fixed source retries at once
-                delay = min(delay * 2, c.reconnect_max_seconds)
-                continue
-            next_at = time.monotonic()
-            try:
-                while not self.stop_requested.is_set() and not self.camera_changed.is_set():
-                    frame = source.read()
-                    if frame is None:
-                        break
-                    if frames == 0:
-                        delay = c.reconnect_min_seconds
-                        if lost_reported:
-                            loop.call_soon_threadsafe(
-                                self._camera_event, "camera_restored", source.description
-                            )
-                            lost_reported = False
-                        loop.call_soon_threadsafe(self._camera_state, "online")
-                    frames += 1
-                    self.slot.put(frame)
-                    change = view.observe(frame)
-                    if change is not None:
-                        loop.call_soon_threadsafe(
-                            self._camera_view_event, change, view.spread, view.seconds
-                        )
-                    elif frames == 1:
-                        loop.call_soon_threadsafe(
-                            self._camera_view_state, "blind" if view.blind else "clear"
-                        )
-                    loop.call_soon_threadsafe(wake.set)
-                    next_at += interval
-                    pause = next_at - time.monotonic()
-                    if pause > 0:
-                        time.sleep(pause)
-                    else:
-                        next_at = time.monotonic()
-            except Exception as exc:
-                log.exception("camera: reading %s failed", source.description)
-                problem = f"reading the camera failed: {exc.__class__.__name__}: {exc}"
-            finally:
-                with contextlib.suppress(Exception):
-                    source.close()
-            if self.stop_requested.is_set():
-                return  # the daemon is stopping: the camera was not lost
-            if self.camera_changed.is_set():
-                continue  # a reload changed the camera: open the new one
-            if Path(c.source).is_file() and not c.loop:
-                self.slot.ended = True  # a file played once: the run is over
-                loop.call_soon_threadsafe(wake.set)
-                return
-            report_lost(problem)
-            if frames == 0:  # opened, but nothing came: back off before the next try
-                self.camera_changed.wait(delay)
-                delay = min(delay * 2, c.reconnect_max_seconds)
-
-    def _camera_event(self, event_type: str, detail: str) -> None:
-        self.emit(event_type, detail=detail)
-        self._camera_state("online" if event_type == "camera_restored" else "offline")
-
-    def _camera_view_event(self, change: str, spread: float, seconds: float) -> None:
-        """The picture went blank for ``seconds``, or came back
-        (:mod:`edgeface.door.camera_view`); the door stays locked either way."""
-        if change == "blind":
-            self.emit(
-                "camera_blind",
-                detail=f"the picture has been nearly uniform for {seconds:g} s: "
-                "lens covered or blocked, or too dark",
-                spread=round(spread, 1),
-            )
-        else:
-            self.emit("camera_view_restored", spread=round(spread, 1))
-        self._camera_view_state(change)
-
-    def _camera_view_state(self, state: str) -> None:
-        if self.mqtt:
-            self.mqtt.state("camera_view", state)
-
-    def _camera_state(self, state: str) -> None:
-        if self.mqtt:
-            self.mqtt.state("camera", state)
-
     async def _recognise(self, wake: asyncio.Event) -> None:
         started = time.monotonic()
         while not self.stop_requested.is_set():
@@ -1045,7 +481,7 @@ class DoorService:
                     window_seconds=self.second_factors.window_seconds,
                 )
             return
-        if self._pulse_relay(identity):
+        if self.pulse_relay(identity):
             track.unlocked = True
             if needs_factor:
                 self.second_factors.use(identity)
@@ -1058,7 +494,7 @@ class DoorService:
                 **({"second_factor": True} if needs_factor else {}),
             )
 
-    def _pulse_relay(self, identity: str) -> bool:
+    def pulse_relay(self, identity: str) -> bool:
         """Unlock (False while a pulse or its cooldown runs); opening the door now is an entry,
         not a forced door (:mod:`edgeface.door.door_alarms`)."""
         if not self.relay.unlock(identity=identity):
@@ -1143,7 +579,7 @@ class DoorService:
 
     async def _on_sighup(self) -> None:
         await self.apply_reload()
-        await self.apply_push_files()  # a pushed file is looked at now, whatever the reload did
+        await self.pushes.apply_folder()  # a pushed file is looked at now, whatever the reload did
 
     async def apply_reload(self) -> None:
         """Apply a re-read configuration: everything that can fail is prepared first (file,
@@ -1153,7 +589,7 @@ class DoorService:
         async with self._change_lock:
             try:
                 plan = await prepare_reload(self.config, self.config_path)  # parsed off the loop
-                gallery = self._read_gallery(plan.config, strict=True)
+                gallery = read_gallery(plan.config, strict=True)
                 pipeline = None
                 if plan.touches("detector.") or plan.touches("recognition.embedder_precision"):
                     pipeline = await asyncio.to_thread(
@@ -1177,7 +613,7 @@ class DoorService:
                 return
             running = self.config
             self.config = plan.config
-            self._use_gallery(gallery)
+            self.use_gallery(gallery)
             self.schedule = AccessSchedule.from_config(plan.config.recognition.schedules)
             self.schedule_clock.policy = plan.config.recognition.schedule_clock
             self._check_clock()
@@ -1198,7 +634,7 @@ class DoorService:
             if plan.touches("camera."):
                 self.camera_changed.set()
             if plan.touches("push.folder"):
-                self.push_folder = self._make_push_folder(plan.config)
+                self.pushes.use_folder_settings(plan.config)
             self.emit(
                 "config_reloaded",
                 gallery_identities=len(self.matcher.names),
@@ -1266,7 +702,7 @@ class DoorService:
     def _exit_pressed(self) -> None:
         """Someone inside asks to leave: one pulse, like a recognised face (nothing while a
         pulse or its cooldown runs — the door is open, or was a moment ago)."""
-        if self._pulse_relay("exit button"):
+        if self.pulse_relay("exit button"):
             self.emit(
                 "unlocked", identity=None, exit_button=True, seconds=self.relay.unlock_seconds
             )
@@ -1310,16 +746,16 @@ class DoorService:
                 )
             if self.mqtt:
                 self.mqtt.state("lock", "LOCKED")
-                self._gallery_state("ready", "")  # its version and groups, before any push
+                self.pushes.report_state("ready", "")  # its version and groups, before any push
                 self.mqtt.start()
             self._watch_contact()
             self._watch_exit_button()
             wake = asyncio.Event()
-            capture = loop.run_in_executor(None, self._capture, loop, wake)
+            capture = loop.run_in_executor(None, self.camera.run, loop, wake)
             tasks = [
                 asyncio.create_task(self._recognise(wake), name="recognise"),
                 asyncio.create_task(self._watch_relay(), name="relay"),
-                asyncio.create_task(self._watch_push_folder(), name="push-folder"),
+                asyncio.create_task(self.pushes.watch_folder(), name="push-folder"),
                 asyncio.create_task(self._watch_time(), name="timers"),
             ]
             interval = watchdog_interval()

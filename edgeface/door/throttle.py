@@ -13,6 +13,9 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Any
+
+from edgeface.door.events import Emit
 
 
 class ReportThrottle:
@@ -37,3 +40,27 @@ class ReportThrottle:
         self._reported.append(now)
         left_out, self.suppressed = self.suppressed, 0
         return left_out
+
+
+class RefusalReports:
+    """Reports of messages refused before their sender was authenticated.
+
+    Only the reason is reported, never the message's content (an unauthenticated sender must
+    not choose what goes into the audit trail), and at most a few per minute through
+    ``throttle``. Each kind of message that anyone can send has its own: a flood of junk
+    pushes must not hide refused command codes, nor the other way round.
+    """
+
+    def __init__(self, emit: Emit, throttle: ReportThrottle | None = None) -> None:
+        self.emit = emit
+        self.throttle = throttle if throttle is not None else ReportThrottle()
+
+    def __call__(self, event_type: str, **fields: Any) -> None:
+        """Emit ``event_type`` unless the throttle holds it back; the first report after
+        some were held back says how many (``not_reported_before``)."""
+        left_out = self.throttle.allow()
+        if left_out is None:
+            return
+        if left_out:
+            fields["not_reported_before"] = left_out
+        self.emit(event_type, **fields)

@@ -1,0 +1,45 @@
+"""What the door's parts report through, and which of their events the audit trail keeps.
+
+Every part of the daemon (the camera thread's reports, gallery pushes, remote commands) says
+what happened by calling one ``emit`` that the service provides: it logs the event, stores it
+for MQTT and appends the ones that matter afterwards to the audit trail. The parts get that
+callable, not the service, so each depends only on what it uses (:class:`Emit`), and the list
+of audited events sits in one place instead of in the service's body.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+#: Events recorded in the audit trail: decisions at the door and changes to who may enter.
+AUDITED = frozenset(
+    {
+        "daemon_started",
+        "daemon_stopped",
+        "unlocked",
+        "denied",
+        "unknown",
+        "remote_unlock_refused",
+        "code_lockout",
+        "camera_blind",
+        "camera_view_restored",
+        "clock_unsynchronised",
+        "clock_synchronised",
+        "second_factor_required",
+        "second_factor_accepted",
+        "second_factor_refused",
+        "second_factor_expired",
+        "door_forced",
+        "door_held_open",
+        "unlock_interrupted",
+        "gallery_updated",
+        "gallery_rejected",
+        "config_reloaded",
+    }
+)
+
+
+class Emit(Protocol):
+    """The service's ``emit``: report one event (called on the event loop only)."""
+
+    def __call__(self, event_type: str, **fields: Any) -> None: ...
