@@ -539,7 +539,9 @@ def check_push_target(option: str, value: str) -> str:
     A group by the very rule the doors' configuration applies to ``push.groups``
     (:func:`~edgeface.config.push_group_problem`): a door in ``building-a/floor-2`` (nested
     topic levels) can be pushed to, and a group no door can be in (a wildcard, an empty
-    level) is refused here rather than waited for. A device id stays one topic level."""
+    level) is refused here rather than waited for. A device by the rule for ``device_id``
+    (:func:`~edgeface.config.is_device_id`, as ``--expect``): one topic level, and a name a
+    door can have."""
     if option == "--group":
         problem = push_group_problem(value)
         if problem:
@@ -547,9 +549,10 @@ def check_push_target(option: str, value: str) -> str:
         return value
     if not value.strip():
         raise EdgefaceError(f"{option}: give a non-empty name")
-    if any(ch in value for ch in "+#/") or not value.isprintable():
+    if not is_device_id(value):
         raise EdgefaceError(
-            f"{option} {value!r}: may not contain MQTT wildcards (+ #), / or control characters"
+            f"{option} {shown_value(value)}: not a door's device_id — letters, digits, - and _ "
+            "only; it may not contain MQTT wildcards (+ #), / or spaces"
         )
     return value
 

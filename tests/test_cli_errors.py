@@ -80,6 +80,7 @@ PUSH = ["gallery", "push", "--key", "k", "--key-id", "k1", "--broker", "127.0.0.
         ([*PUSH, "--device", "d", "--survey-seconds", "1e12"], "<= 3600"),
         ([*PUSH, "--device", "a/#"], "may not contain MQTT wildcards"),
         ([*PUSH, "--device", ""], "--device: give a non-empty name"),
+        ([*PUSH, "--device", "front door"], "not a door's device_id"),
         ([*PUSH, "--group", "lobby+"], "may not contain MQTT wildcards"),
         ([*PUSH, "--group", "g", "--expect", "front,+"], "--expect '+': a device id holds"),
         ([*PUSH, "--group", "g", "--expect", "a/b"], "--expect 'a/b': a device id holds"),
