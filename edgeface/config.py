@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import math
 import os
 import re
@@ -424,11 +425,19 @@ class ConfigLoader(yaml.SafeLoader):
     mapping of the file: PyYAML keeps the last silently, so one of two values the installer
     wrote was thrown away without a word. Checked here, while the file is composed, because
     this is the one place every mapping passes through with its lines — the sections, the
-    dict-typed settings and anything converted as a free-form value alike.
+    dict-typed settings and anything converted as a free-form value alike. Keys are compared
+    as the mapping is read (:func:`_refuse_keys_given_twice`): what YAML makes of them here
+    (``~`` and ``null`` are one key, ``1`` and ``'1'`` two), as written in the settings
+    (:class:`_ConfigFileLoader`). A list or mapping as a key, which no dictionary can hold, is
+    refused with its line (:class:`_KeyNotPlain`).
     """
 
     #: Nodes composed so far (see :data:`MAX_CONFIG_NODES`).
     composed = 0
+
+    #: Whether the document is an edgeface configuration, read key by key as :class:`Config`
+    #: (:class:`_ConfigFileLoader`), rather than YAML made into Python values.
+    reads_settings = False
 
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
@@ -462,7 +471,7 @@ class ConfigLoader(yaml.SafeLoader):
         step: str | int | None = None
         if isinstance(index, yaml.ScalarNode):
             step = str(index.value)
-        elif isinstance(index, yaml.Node):  # a list or mapping as a key: refused when built
+        elif isinstance(index, yaml.Node):  # a list or mapping as a key: refused when read
             step = "?"
         elif isinstance(index, int):
             step = index
@@ -470,35 +479,138 @@ class ConfigLoader(yaml.SafeLoader):
             self.path.append(step)
         node = super().compose_node(parent, index)
         if isinstance(node, yaml.MappingNode):
-            _refuse_keys_given_twice(node, tuple(self.path))
+            _refuse_keys_given_twice(self, node, tuple(self.path))
         if step is not None:
             self.path.pop()
         return node
 
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        """PyYAML's, but a value its tag cannot be made of — ``2001-02-30`` (a date),
+        ``!!int abc`` — is a YAML error with its line, not a ValueError from inside PyYAML."""
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError):
+            if not isinstance(node, yaml.ScalarNode):
+                raise
+            kind = node.tag.rpartition(":")[2]
+            what = _TAG_WORDS.get(kind, f"a valid {clip_text(kind, 40)}")
+            raise yaml.constructor.ConstructorError(
+                None, None, f"{shown_value(str(node.value))} is not {what}", node.start_mark
+            ) from None
+
+
+#: What a YAML tag's values are, for :meth:`ConfigLoader.construct_object`'s message.
+_TAG_WORDS = {
+    "timestamp": "a date",
+    "int": "a whole number",
+    "float": "a number",
+    "bool": "true or false",
+}
+
+
+class _ConfigFileLoader(ConfigLoader):
+    """:class:`ConfigLoader` for the configuration file itself (:func:`parse_config`), whose
+    sections and dict-typed settings are read with their keys as written (``str(node.value)``,
+    see :func:`_build`): there ``1`` and ``'1'`` are one key, ``yes`` and ``Yes`` two names."""
+
+    reads_settings = True
+
 
 class _KeyGivenTwice(yaml.composer.ComposerError):
     """A mapping has one key twice; ``path`` leads to the key (the mapping's path plus it),
-    ``first`` and ``second`` are the lines of the two."""
+    ``first`` and ``second`` are the lines of the two, ``written`` the two as written where
+    they differ (``~`` and ``null``: one key to YAML)."""
 
-    def __init__(self, path: tuple[str | int, ...], first: int, second: int, mark: Any) -> None:
-        super().__init__(None, None, f"key {_dotted(path)!r} is given twice", mark)
-        self.path, self.first, self.second = path, first, second
+    def __init__(
+        self,
+        path: tuple[str | int, ...],
+        first: int,
+        second: int,
+        mark: Any,
+        written: tuple[str, str] | None = None,
+    ) -> None:
+        same = f" ({_written_alike(written)})" if written else ""
+        super().__init__(None, None, f"key {_dotted(path)!r} is given twice{same}", mark)
+        self.path, self.first, self.second, self.written = path, first, second, written
 
 
-def _refuse_keys_given_twice(node: yaml.MappingNode, path: tuple[str | int, ...]) -> None:
-    """Raise :class:`_KeyGivenTwice` for the first key of ``node`` given a second time. Keys
-    are compared as written, as the settings read them (``str(node.value)``): ``1`` and
-    ``'1'`` are one key. A key that is a list or mapping is left to :func:`_key`."""
-    first_lines: dict[str, int] = {}
+class _KeyNotPlain(yaml.composer.ComposerError):
+    """A list or mapping used as a key where the mapping is made into a Python dict, which
+    cannot hold it; ``path`` leads to the mapping, ``line`` is the key's."""
+
+    def __init__(self, path: tuple[str | int, ...], line: int, mark: Any) -> None:
+        super().__init__(None, None, _NOT_PLAIN, mark)
+        self.path, self.line = path, line
+
+
+_NOT_PLAIN = "a key must be a plain name, not a list or mapping"
+
+
+def _written_alike(written: tuple[str, str]) -> str:
+    first, second = (clip_text(text, 20) for text in written)
+    return f"{first!r} and {second!r} are the same key"
+
+
+def _refuse_keys_given_twice(
+    loader: ConfigLoader, node: yaml.MappingNode, path: tuple[str | int, ...]
+) -> None:
+    """Raise :class:`_KeyGivenTwice` for the first key of ``node`` given a second time, with
+    keys compared as the mapping is read, so that exactly the keys that would overwrite one
+    another are refused:
+
+    * a section or dict-typed setting of the configuration file (:class:`_ConfigFileLoader`)
+      is read with its keys as written (:func:`_key`): ``1`` and ``'1'`` are one key there,
+      ``yes`` and ``Yes`` two (people's names, key ids);
+    * anything else — a free-form value, YAML read with :class:`ConfigLoader` — becomes a
+      Python dict of what YAML makes of its keys: ``~`` and ``null`` are one key (None), as are
+      ``true``, ``True`` and ``yes``, ``16`` and ``0x10`` (and, as in any dict, ``1``, ``1.0``
+      and ``true``), while ``1`` and ``'1'`` are two. A list or mapping as a key cannot be held
+      by a dict: :class:`_KeyNotPlain`, except where the mapping is not read at all (under an
+      unknown key, where one value belongs), which is refused for that instead.
+    """
+    as_written, read = False, True
+    if loader.reads_settings:
+        kind = _setting_kind(path)
+        as_written = dataclasses.is_dataclass(kind) or get_origin(kind) is dict
+        read = as_written or kind is Any
+    first: dict[Any, tuple[int, str]] = {}
     for key_node, _ in node.value:
         if not isinstance(key_node, yaml.ScalarNode):
-            continue
-        key = str(key_node.value)
-        if key in first_lines:
+            if read and not as_written:
+                raise _KeyNotPlain(path, _line(key_node), key_node.start_mark)
+            continue  # not read (see above), or refused by _key()
+        written = str(key_node.value)
+        key = written if as_written else _key_value(loader, key_node)
+        if key in first:
+            line, before = first[key]
             raise _KeyGivenTwice(
-                (*path, key), first_lines[key], _line(key_node), key_node.start_mark
+                (*path, written),
+                line,
+                _line(key_node),
+                key_node.start_mark,
+                (before, written) if before != written else None,
             )
-        first_lines[key] = _line(key_node)
+        first[key] = (_line(key_node), written)
+
+
+def _key_value(loader: ConfigLoader, node: yaml.ScalarNode) -> Any:
+    """What YAML makes of a key, as a dict would hold it. Made by the tag's constructor alone
+    (the loader's own ``construct_object`` keeps state meant for the document, and is not for
+    use while composing). A key it cannot make anything of (``2001-02-30``, ``!!int abc``) is
+    compared by tag and text: reading the mapping refuses it with its line; the check for keys
+    given twice adds no error of its own."""
+    constructors = loader.yaml_constructors
+    constructor = constructors.get(node.tag, constructors.get(None))
+    try:
+        value = constructor(loader, node) if constructor else node.value
+        hash(value)
+    except (yaml.YAMLError, ValueError, TypeError, KeyError, AttributeError, OverflowError):
+        return (_UNREADABLE_KEY, node.tag, node.value)
+    return value
+
+
+#: Marks a key YAML cannot make a value of (see :func:`_key_value`).
+_UNREADABLE_KEY = object()
 
 
 def _dotted(path: tuple[str | int, ...]) -> str:
@@ -510,6 +622,38 @@ def _dotted(path: tuple[str | int, ...]) -> str:
     return text.lstrip(".")
 
 
+#: Where no setting is (see :func:`_setting_kind`).
+_NOT_A_SETTING = object()
+
+
+def _setting_kind(path: tuple[str | int, ...]) -> Any:
+    """The type of the setting at ``path`` in the configuration file (without ``| None``):
+    a dataclass for a section, ``dict[...]`` for a dict-typed setting, ``Any`` for a free-form
+    value and everything inside one, :data:`_NOT_A_SETTING` for an unknown key, a list item
+    where no list belongs, or anything inside a single value."""
+    kind: Any = Config
+    for step in path:
+        kind = _without_none(kind)
+        if kind is Any:
+            return Any
+        if dataclasses.is_dataclass(kind) and isinstance(step, str):
+            kind = _field_types(typing.cast(type, kind)).get(step, _NOT_A_SETTING)
+        elif get_origin(kind) is dict and isinstance(step, str):
+            kind = get_args(kind)[1]
+        elif get_origin(kind) is list and isinstance(step, int):
+            kind = get_args(kind)[0]
+        else:
+            return _NOT_A_SETTING
+    return _without_none(kind)
+
+
+@functools.cache
+def _field_types(cls: type) -> dict[str, Any]:
+    """A section's field types (``typing.get_type_hints``, once per class: it is asked about
+    every mapping of every file)."""
+    return typing.get_type_hints(cls)
+
+
 def _loaded_before(path: tuple[str | int, ...]) -> bool:
     """Whether versions before the duplicate-key check loaded a file with a key twice in the
     mapping at ``path`` (keeping the later one, as PyYAML does): true for the mappings of the
@@ -517,18 +661,7 @@ def _loaded_before(path: tuple[str | int, ...]) -> bool:
     ``push.public_keys``). The sections always refused a key given twice, and a mapping where
     none belongs (or under a key no version knew) was refused for that, so for those the
     message must not send the installer looking for a value no door ever ran with."""
-    kind: Any = Config
-    for step in path:
-        kind = _without_none(kind)
-        if dataclasses.is_dataclass(kind) and isinstance(step, str):
-            kind = typing.get_type_hints(kind).get(step)
-        elif get_origin(kind) is dict and isinstance(step, str):
-            kind = get_args(kind)[1]
-        elif get_origin(kind) is list and isinstance(step, int):
-            kind = get_args(kind)[0]
-        else:  # Any (no setting takes a mapping inside one), a scalar, an unknown key
-            return False
-    return get_origin(_without_none(kind)) is dict
+    return get_origin(_setting_kind(path)) is dict
 
 
 def _without_none(kind: Any) -> Any:
@@ -566,7 +699,7 @@ def parse_config(text: str, source: str = "<config>") -> Config:
     if len(text) > MAX_CONFIG_BYTES:
         raise ConfigError(_too_large(source))
     try:
-        node = yaml.compose(text, Loader=ConfigLoader)
+        node = yaml.compose(text, Loader=_ConfigFileLoader)
         if node is None:
             return Config()
         config = _build(Config, node, "", source)
@@ -577,7 +710,11 @@ def parse_config(text: str, source: str = "<config>") -> Config:
             exc.first,
             exc.second,
             last_used=_loaded_before(exc.path[:-1]),
+            written=exc.written,
         ) from None
+    except _KeyNotPlain as exc:
+        where = clip_text(_dotted(exc.path)) or "top level"
+        raise ConfigError(f"{source}: {where} (line {exc.line}): {_NOT_PLAIN}") from None
     except yaml.MarkedYAMLError as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark else "?"
         raise ConfigError(f"{source}: invalid YAML at line {line}: {exc.problem}") from None
@@ -623,16 +760,26 @@ def _build(cls: type, node: yaml.Node, prefix: str, source: str) -> Any:
 
 
 def _given_twice(
-    source: str, key: str, first: int, second: int, *, last_used: bool = False
+    source: str,
+    key: str,
+    first: int,
+    second: int,
+    *,
+    last_used: bool = False,
+    written: tuple[str, str] | None = None,
 ) -> ConfigError:
     """A key given twice in one mapping, naming the key and both lines: which value was meant
     is not certain, so the installer keeps one (``last_used``: versions before this check used
     the later one, i.e. the value an upgraded door ran with until now). Both on one line
-    (``{days: [mon], days: [tue]}``), "the later one" is what tells them apart."""
+    (``{days: [mon], days: [tue]}``), "the later one" is what tells them apart. ``written``:
+    the two as written, where they differ (``~`` and ``null``), said too — the file does not
+    show the same word twice."""
     if first == second:
         where, later = f"twice on line {first}", "the later one"
     else:
         where, later = f"twice, on line {first} and line {second}", f"the one on line {second}"
+    if written:
+        where += f" ({_written_alike(written)})"
     used = f" (earlier versions used {later})" if last_used else ""
     return ConfigError(
         f"{source}: key '{clip_text(key)}' is given {where}; delete one of them{used}"
@@ -643,9 +790,7 @@ def _key(node: yaml.Node, where: str) -> str:
     """A mapping key as text. YAML allows lists and mappings as keys (``? [camera]``), which
     name no setting and are not hashable: refused with their line instead of crashing."""
     if not isinstance(node, yaml.ScalarNode):
-        raise ConfigError(
-            f"{where} (line {_line(node)}): a key must be a plain name, not a list or mapping"
-        )
+        raise ConfigError(f"{where} (line {_line(node)}): {_NOT_PLAIN}")
     return str(node.value)
 
 
@@ -679,7 +824,7 @@ def _convert(kind: Any, node: yaml.Node, name: str, source: str) -> Any:
     if kind is Any:
         try:
             return yaml.load(yaml.serialize(node), Loader=ConfigLoader)
-        except _NumberTooLong as exc:  # its mark is in the re-serialised text, not the file
+        except yaml.MarkedYAMLError as exc:  # its mark is in the re-serialised text, not the file
             raise ConfigError(f"{where}: {exc.problem}") from None
     if origin is list:
         if not isinstance(node, yaml.SequenceNode):

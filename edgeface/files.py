@@ -16,7 +16,7 @@ import os
 import stat
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Literal
 
 from edgeface.errors import EdgefaceError, clip_text, shown_value
 
@@ -27,8 +27,21 @@ PATH_CHARS = 200
 ErrorType = Callable[[str], Exception]
 
 
+#: Which refusal a :class:`FileReadError` is (see :attr:`FileReadError.problem`).
+Problem = Literal["missing", "link loop", "directory", "not regular", "too large", "unreadable"]
+
+
 class FileReadError(EdgefaceError):
-    """A file named by the user cannot be read as one (the default of :func:`read_regular_file`)."""
+    """A file named by the user cannot be read as one (the default of :func:`read_regular_file`).
+
+    Besides its message, it says which refusal it is, for a caller that words the refusal its
+    own way, as :func:`edgeface.vision.image_io.read_rgb` does ("photo.jpg: no such file"):
+    ``problem``, and ``detail`` — the file's kind for "directory" and "not regular" ("a FIFO",
+    as :func:`file_kind` says it), the system's reason for "unreadable" ("Permission denied"),
+    the bound for "too large" ("64 KiB")."""
+
+    problem: Problem = "unreadable"
+    detail: str = ""
 
 
 def file_kind(mode: int) -> str:
@@ -78,22 +91,24 @@ def open_regular_file(
     try:
         # Looked at before it is opened: opening a device can act (/dev/watchdog arms the
         # watchdog, a serial port raises DTR). fstat below closes the race with a swap.
-        refusal = _refusal(os.stat(path).st_mode, subject, regular_only) if regular_only else ""
+        refusal = _refusal(os.stat(path).st_mode, subject, regular_only) if regular_only else None
         if not refusal:
             fd = os.open(path, flags)
     except OSError as exc:
-        raise error(_open_failure(path, subject, exc)) from None
+        raise _failure(error, *_open_failure(path, subject, exc)) from None
     except ValueError as exc:  # a path no file can have, e.g. with a NUL byte in it
-        raise error(f"cannot read {what} {shown_value(str(path))}: {exc}".lstrip()) from None
+        message = f"cannot read {what} {shown_value(str(path))}: {exc}".lstrip()
+        raise _failure(error, message, "unreadable", str(exc)) from None
     if refusal:
-        raise error(refusal)
+        raise _failure(error, *refusal)
     try:
         refusal = _refusal(os.fstat(fd).st_mode, subject, regular_only)
     except OSError as exc:
-        refusal = f"cannot read {subject}: {exc.strerror or exc}"
+        reason = exc.strerror or str(exc)
+        refusal = (f"cannot read {subject}: {reason}", "unreadable", reason)
     if refusal:
         os.close(fd)
-        raise error(refusal)
+        raise _failure(error, *refusal)
     return os.fdopen(fd, "rb")
 
 
@@ -116,12 +131,22 @@ def read_regular_file(
         try:
             data = handle.read() if max_bytes is None else handle.read(max_bytes + 1)
         except OSError as exc:  # an I/O error, or EAGAIN from a pipe with nothing in it yet
-            raise error(f"cannot read {_subject(path, what)}: {exc.strerror or exc}") from None
+            reason = exc.strerror or str(exc)
+            message = f"cannot read {_subject(path, what)}: {reason}"
+            raise _failure(error, message, "unreadable", reason) from None
     if max_bytes is not None and len(data) > max_bytes:
-        raise error(
-            f"{_subject(path, what)} is larger than {_size_text(max_bytes)}{too_large_hint}"
-        )
+        bound = _size_text(max_bytes)
+        message = f"{_subject(path, what)} is larger than {bound}{too_large_hint}"
+        raise _failure(error, message, "too large", bound)
     return data
+
+
+def _failure(error: ErrorType, message: str, problem: Problem, detail: str = "") -> Exception:
+    """``error(message)``, which says which refusal it is if it is a :class:`FileReadError`."""
+    exc = error(message)
+    if isinstance(exc, FileReadError):
+        exc.problem, exc.detail = problem, detail
+    return exc
 
 
 def _subject(path: Path, what: str) -> str:
@@ -129,28 +154,36 @@ def _subject(path: Path, what: str) -> str:
     return f"{what} {clip_text(str(path), PATH_CHARS)}".lstrip()
 
 
-def _open_failure(path: Path, subject: str, exc: OSError) -> str:
-    """Why ``os.open`` failed, said for a person: a loop and a missing file in words (the
-    OS's "Too many levels of symbolic links" hides that a link points back at itself)."""
+#: A refusal: the message, which one it is and its particulars (see :class:`FileReadError`).
+Refusal = tuple[str, Problem, str]
+
+
+def _open_failure(path: Path, subject: str, exc: OSError) -> Refusal:
+    """Why ``os.open`` (or ``os.stat``) failed, said for a person: a loop and a missing file
+    in words (the OS's "Too many levels of symbolic links" hides that a link points back at
+    itself)."""
     if exc.errno == errno.ENOENT:
-        return f"cannot read {subject}: it does not exist"
+        return f"cannot read {subject}: it does not exist", "missing", ""
     if exc.errno == errno.ELOOP:
-        return f"cannot read {subject}: it is a symbolic link loop"
+        return f"cannot read {subject}: it is a symbolic link loop", "link loop", ""
     if exc.errno == errno.ENXIO:  # a socket cannot be opened at all; say what it is
         try:
-            return _refusal(os.stat(path).st_mode, subject, True) or f"cannot read {subject}"
+            refusal = _refusal(os.stat(path).st_mode, subject, True)
         except OSError:
-            pass
-    return f"cannot read {subject}: {exc.strerror or exc}"
+            refusal = None
+        return refusal or (f"cannot read {subject}", "unreadable", exc.strerror or str(exc))
+    reason = exc.strerror or str(exc)
+    return f"cannot read {subject}: {reason}", "unreadable", reason
 
 
-def _refusal(mode: int, subject: str, regular_only: bool) -> str:
-    """Why the opened file is not one to read ("" when it is)."""
+def _refusal(mode: int, subject: str, regular_only: bool) -> Refusal | None:
+    """Why the opened file is not one to read (None when it is)."""
     if stat.S_ISDIR(mode):
-        return f"cannot read {subject}: it is a directory"
+        return f"cannot read {subject}: it is a directory", "directory", file_kind(mode)
     if regular_only and not stat.S_ISREG(mode):
-        return f"{subject} is not a regular file ({file_kind(mode)})"
-    return ""
+        kind = file_kind(mode)
+        return f"{subject} is not a regular file ({kind})", "not regular", kind
+    return None
 
 
 def _size_text(count: int) -> str:

@@ -219,6 +219,108 @@ def test_the_configuration_loader_itself_refuses_keys_given_twice() -> None:
     }  # one key in two mappings is no repetition
 
 
+@pytest.mark.parametrize(
+    ("keys", "message"),
+    [
+        pytest.param(
+            "~: a, null: b", "'{at}.null' is given twice on line 5 ('~' and 'null'", id="null"
+        ),
+        pytest.param(
+            "true: a, True: b", "'{at}.True' is given twice on line 5 ('true' and", id="true"
+        ),
+        pytest.param(
+            "yes: a, on: b", "'{at}.on' is given twice on line 5 ('yes' and 'on'", id="yes-on"
+        ),
+        pytest.param("0x10: a, 16: b", "'{at}.16' is given twice on line 5 ('0x10' and", id="hex"),
+        pytest.param(
+            "010: a, 8: b", "'{at}.8' is given twice on line 5 ('010' and '8' are", id="octal"
+        ),
+        pytest.param(
+            "1_000: a, 1000: b", "'{at}.1000' is given twice on line 5 ('1_000'", id="1_000"
+        ),
+        pytest.param(
+            "1: a, 1.0: b", "'{at}.1.0' is given twice on line 5 ('1' and '1.0'", id="float"
+        ),
+        pytest.param("a: 1, !!str a: 2", "'{at}.a' is given twice on line 5; delete", id="tagged"),
+    ],
+)
+def test_keys_written_differently_are_one_key_in_a_free_form_value(
+    tmp_path: Path, keys: str, message: str
+) -> None:
+    """A free-form value becomes a dict of what YAML (1.1, as PyYAML reads it) makes of its
+    keys: ``~`` and ``null`` are both None, ``true``/``True``/``yes``/``on`` all True, ``0x10``
+    and ``16`` both 16, so the second silently replaced the first — compared as written they
+    were two keys, and passed. The message says how the two were written where they differ:
+    the file does not show one word twice."""
+    refusal = refused(write(tmp_path, schedule(f"{{days: [{{{keys}}}]}}")))
+    assert ("key " + message.format(at="recognition.schedules.bob[0].days[0]")) in refusal
+    assert refusal.endswith("; delete one of them")  # refused before too: no door used either
+
+
+def test_keys_that_are_different_values_are_not_given_twice_in_a_free_form_value(
+    tmp_path: Path,
+) -> None:
+    """``1`` and ``'1'`` (the number 1 and the text "1"), ``~`` and ``'~'``, ``true`` and
+    ``'true'``, ``y`` and ``yes`` (PyYAML reads ``y`` as text): two keys of the dict YAML makes,
+    so nothing is lost and nothing is refused as given twice."""
+    text = "{1: a, '1': b, ~: c, '~': d, y: e}"
+    assert yaml.load(text, Loader=ConfigLoader) == {1: "a", "1": "b", None: "c", "~": "d", "y": "e"}
+    assert yaml.load("{true: a, 'true': b}", Loader=ConfigLoader) == {True: "a", "true": "b"}
+    refusal = refused(write(tmp_path, schedule("{days: [{1: a, '1': b}]}")))
+    assert "given twice" not in refusal and "is not a day" in refusal  # refused for that alone
+
+
+def test_settings_compare_their_keys_as_written(tmp_path: Path) -> None:
+    """The sections and the dict-typed settings read their keys as written (a person's name, a
+    key id), not as YAML values: ``yes``, ``Yes``, ``~`` and ``null`` are four people, as
+    before, while ``1`` and ``'1'`` are one key id — the second replaced the first — and stay
+    refused, as they were."""
+    text = "recognition:\n  schedules:\n    yes: []\n    Yes: []\n    ~: []\n    null: []\n"
+    config = load_config(write(tmp_path, text))
+    assert list(config.recognition.schedules) == ["yes", "Yes", "~", "null"]
+    text = f"push:\n  keys:\n    1: '{KEY}'\n    '1': '{KEY}'\n"
+    assert refused(write(tmp_path, text)).endswith(
+        "key 'push.keys.1' is given twice, on line 3 and line 4; delete one of them (earlier "
+        "versions used the one on line 4)"
+    )
+    window = "from: '08:00'\n        'from': '09:00'"
+    assert "key 'recognition.schedules.bob[0].from' is given twice, on line 5 and line 6" in (
+        refused(write(tmp_path, schedule(window)))
+    )
+
+
+def test_the_configuration_loader_compares_keys_as_a_dict_would() -> None:
+    """:class:`ConfigLoader` on its own (whatever reads YAML with it) makes dicts, so keys are
+    compared as values there, and the message names both spellings."""
+    with pytest.raises(yaml.MarkedYAMLError) as info:
+        yaml.load("a:\n  ~: 1\n  b: 2\n  null: 3\n", Loader=ConfigLoader)
+    assert info.value.problem == "key 'a.null' is given twice ('~' and 'null' are the same key)"
+    assert info.value.problem_mark is not None and info.value.problem_mark.line == 3
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        pytest.param("[{? [a]: 1}]", "days[0] (line 5): a key must be a plain name", id="list"),
+        pytest.param("[{? {a: 1}: 1}]", "days[0] (line 5): a key must be a plain", id="mapping"),
+        pytest.param(
+            "\n          - ? [a]\n            : 1", "days[0] (line 6): a key must", id="block"
+        ),
+        pytest.param("[2001-02-30]", "days (line 5): '2001-02-30' is not a date", id="date"),
+        pytest.param("[!!int abc]", "days (line 5): 'abc' is not a whole number", id="int"),
+        pytest.param("[!!bool abc]", "days (line 5): 'abc' is not true or false", id="bool"),
+    ],
+)
+def test_a_free_form_value_yaml_cannot_read_is_refused_at_its_line(
+    tmp_path: Path, value: str, message: str
+) -> None:
+    """A list or mapping as a key cannot be a dict key: it was "invalid YAML at line 1: found
+    unhashable key" — line 1 of the value as re-read, not of the file. An impossible date or a
+    tagged value that is not of its tag was a ValueError traceback from inside PyYAML."""
+    refusal = refused(write(tmp_path, schedule(f"days: {value}\n        from: '08:00'")))
+    assert f"recognition.schedules.bob[0].{message}" in refusal
+
+
 def test_a_key_given_twice_stops_doctor_and_run_with_one_line(tmp_path: Path) -> None:
     """The real commands an installer runs after an upgrade, on a file with a schedule window
     that names its days twice: one line each, naming the key, both lines and what to delete."""

@@ -281,3 +281,27 @@ def test_benchmark_frames_from_a_fifo_are_refused(fifo: Path) -> None:
         worker.join(timeout=10)
     assert len(result) == 1 and isinstance(result[0], SourceError), result
     assert "not a regular file or a camera device (a FIFO)" in str(result[0])
+
+
+def test_the_default_error_says_which_refusal_it_is(tmp_path: Path, fifo: Path, loop: Path) -> None:
+    """For a caller that words a refusal its own way (``read_rgb``: "photo.jpg: no such
+    file"), without taking the message apart or looking at the file a second time."""
+    key = tmp_path / "key"
+    key.write_bytes(b"x" * 10)
+    cases: list[tuple[Path, int | None, str, str]] = [
+        (tmp_path / "missing", 100, "missing", ""),
+        (loop, 100, "link loop", ""),
+        (tmp_path, 100, "directory", "a directory"),
+        (fifo, 100, "not regular", "a FIFO"),
+        (Path("/dev/null"), 100, "not regular", "a character device"),
+        (key, 9, "too large", "9 bytes"),
+        (key / "below", 100, "unreadable", "Not a directory"),
+        (Path("k\0ey"), 100, "unreadable", "embedded null byte"),
+    ]
+    for path, bound, problem, detail in cases:
+        with released_after(5.0, fifo), pytest.raises(FileReadError) as caught:
+            read_regular_file(path, "key file", bound)
+        assert (caught.value.problem, caught.value.detail) == (problem, detail), path
+    with pytest.raises(GalleryError) as other:  # the caller's own type: its message alone
+        read_regular_file(loop, "gallery", None, error=GalleryError)
+    assert not hasattr(other.value, "problem")

@@ -243,3 +243,63 @@ def test_png_exif_with_a_jpeg_style_prefix_is_read(photo_dir: Path) -> None:
     prefixed = data[:at] + chunk + data[at + 12 + length :]
     assert exif_orientation(prefixed) == 6
     assert decode_rgb(prefixed, "prefixed.png").shape == read_rgb(photo_dir / "obama.jpg").shape
+
+
+# ----- reading the file ------------------------------------------------------------------------
+
+
+def test_a_photo_that_is_a_fifo_or_device_is_refused_without_waiting(
+    fifo: Path, unix_socket: Path, tmp_path: Path
+) -> None:
+    """Read as every file a person names (edgeface.files): a FIFO is refused without waiting
+    for a writer, ``/dev/zero`` without being read, each naming what it is."""
+    from test_sources_special import released_after
+
+    with released_after(5.0, fifo), pytest.raises(ImageError) as caught:
+        read_rgb(fifo)
+    assert str(caught.value) == f"{fifo}: not a regular file (a FIFO)"
+    with pytest.raises(ImageError) as caught:
+        read_rgb("/dev/zero")
+    assert str(caught.value) == "/dev/zero: not a regular file (a character device)"
+    with pytest.raises(ImageError) as caught:
+        read_rgb(unix_socket)
+    assert str(caught.value) == f"{unix_socket}: not a regular file (a socket)"
+    with pytest.raises(ImageError) as caught:
+        read_rgb(tmp_path)
+    assert str(caught.value) == f"{tmp_path}: not a regular file (a directory)"
+
+
+def test_a_missing_empty_or_looping_photo_is_said_in_words(
+    tmp_path: Path, loop: Path, photo_dir: Path
+) -> None:
+    """Each message starts with the path and says the rest once (enrolment strips the path
+    from the line that already names it)."""
+    missing = tmp_path / "missing.jpg"
+    with pytest.raises(ImageError) as caught:
+        read_rgb(missing)
+    assert str(caught.value) == f"{missing}: no such file"
+    with pytest.raises(ImageError) as caught:
+        read_rgb(loop)
+    assert str(caught.value) == f"{loop}: is a symbolic link loop"
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    with pytest.raises(ImageError) as caught:
+        read_rgb(empty)
+    assert str(caught.value) == f"{empty}: file is empty (0 bytes)"
+    through_a_file = empty / "photo.jpg"
+    with pytest.raises(ImageError) as caught:
+        read_rgb(through_a_file)
+    assert str(caught.value) == f"{through_a_file}: cannot be read: Not a directory"
+    link = tmp_path / "link.jpg"
+    link.symlink_to(photo_dir / "obama.jpg")  # a link to a photo is that photo
+    assert np.array_equal(read_rgb(link), read_rgb(photo_dir / "obama.jpg"))
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file whatever its mode")
+def test_a_photo_that_may_not_be_read_says_why(tmp_path: Path, photo_dir: Path) -> None:
+    locked = tmp_path / "locked.jpg"
+    locked.write_bytes((photo_dir / "obama.jpg").read_bytes())
+    locked.chmod(0)
+    with pytest.raises(ImageError) as caught:
+        read_rgb(locked)
+    assert str(caught.value) == f"{locked}: cannot be read: Permission denied"

@@ -222,7 +222,7 @@ def bad_files(tmp_path: Path, photo_dir: Path) -> dict[str, Path]:
         ("truncated", "the JPEG is truncated (no end marker)"),
         ("text", "not a readable image"),
         ("missing", "no such file"),
-        ("directory", "not a file"),
+        ("directory", "not a regular file (a directory)"),
     ],
 )
 def test_unreadable_inputs_give_a_clear_error(

@@ -23,7 +23,7 @@ import numpy as np
 
 from edgeface import MAX_IMAGE_PIXELS as MAX_PIXELS
 from edgeface.errors import ImageError
-from edgeface.files import is_link_loop
+from edgeface.files import FileReadError, read_regular_file
 from edgeface.native_stderr import native_stderr
 
 log = logging.getLogger(__name__)
@@ -224,23 +224,32 @@ def upright(image: np.ndarray, orientation: int) -> np.ndarray:
 
 
 def read_rgb(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """Read ``path`` as an RGB uint8 array, or raise :class:`ImageError` saying why not."""
+    """Read ``path`` as an RGB uint8 array, or raise :class:`ImageError` saying why not.
+
+    Read as every file a person names is (:func:`~edgeface.files.read_regular_file`): a FIFO,
+    a device or a socket is refused without being opened (a FIFO would block for ever,
+    ``/dev/zero`` never end), a link loop is called one, not a missing file. Said in the words
+    of every image message, "<path>: <what is wrong>"."""
     file = Path(path)
     try:
-        if not file.exists():  # also False for a link loop, which is no missing file
-            raise ImageError(
-                f"{file}: " + ("is a symbolic link loop" if is_link_loop(file) else "no such file")
-            )
-        if not file.is_file():
-            raise ImageError(f"{file}: not a file")
-        size = file.stat().st_size
-        if size == 0:
-            raise ImageError(f"{file}: file is empty (0 bytes)")
-        data = np.fromfile(str(file), dtype=np.uint8)
-    except OSError as exc:
-        # No permission, a directory we may not enter, an I/O error: say so, not a traceback.
-        raise ImageError(f"{file}: cannot be read: {exc.strerror or exc}") from None
+        data = read_regular_file(file, "", None)
+    except FileReadError as exc:
+        raise ImageError(f"{file}: {_unreadable(exc)}") from None
+    if not data:
+        raise ImageError(f"{file}: file is empty (0 bytes)")
     return decode_rgb(data, str(file), max_pixels, file)
+
+
+def _unreadable(exc: FileReadError) -> str:
+    """Why a photo cannot be read, without the path (which the message starts with)."""
+    if exc.problem == "missing":
+        return "no such file"
+    if exc.problem == "link loop":
+        return "is a symbolic link loop"
+    if exc.problem in ("directory", "not regular"):
+        return f"not a regular file ({exc.detail})"
+    # No permission, a directory we may not enter, an I/O error: say so, not a traceback.
+    return f"cannot be read: {exc.detail or exc}"
 
 
 def decode_rgb(
