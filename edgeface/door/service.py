@@ -10,8 +10,9 @@ SIGINT, an exception); a SIGHUP reloads the configuration file and the gallery, 
 file is refused while the door keeps running on what it had.
 
 This module keeps that life cycle — start and stop, the tasks and how they are watched, reload,
-the GPIO inputs, the recognition loop and ``emit`` — and composes the parts that each have one
-job of their own: the camera thread (:mod:`edgeface.door.capture`), signed gallery pushes
+what the door's inputs mean, the recognition loop and ``emit`` — and composes the parts that
+each have one job of their own: the pins (:mod:`edgeface.door.door_hardware`: relay, exit
+button, door contact), the camera thread (:mod:`edgeface.door.capture`), signed gallery pushes
 (:mod:`edgeface.door.gallery_pushes`) and remote commands (:mod:`edgeface.door.remote_commands`).
 Each is given only what it uses, and reads the door's settings when it uses them, never a copy:
 a reload replaces the configuration, the gallery and possibly the relay.
@@ -36,7 +37,6 @@ import numpy as np
 
 from edgeface.config import (
     Config,
-    ConfigError,
     DetectorConfig,
     RecognitionConfig,
     RelayConfig,
@@ -49,13 +49,14 @@ from edgeface.door.capture import CameraCapture, CameraEvents, FrameSlot
 from edgeface.door.clock_sync import ScheduleClock
 from edgeface.door.code_lockout import CodeLockout
 from edgeface.door.door_alarms import DoorAlarms
+from edgeface.door.door_hardware import DoorHardware, make_pin_factory
 from edgeface.door.events import AUDITED
 from edgeface.door.gallery_file import read_gallery
 from edgeface.door.gallery_pushes import GalleryPushes
 from edgeface.door.mqtt import DoorMqtt
 from edgeface.door.outbox import Outbox, OutboxRepair
 from edgeface.door.relay import DoorRelay
-from edgeface.door.reload import ReloadPlan, prepare_reload
+from edgeface.door.reload import prepare_reload
 from edgeface.door.remote_commands import RemoteCommands
 from edgeface.door.rule_names import rules_naming_strangers
 from edgeface.door.schedules import AccessSchedule
@@ -95,16 +96,6 @@ def make_pipeline(d: DetectorConfig, r: RecognitionConfig) -> FacePipeline:
     return pipeline
 
 
-def make_pin_factory(name: str | None) -> Any:
-    if name in (None, ""):
-        return None
-    if name == "mock":
-        from gpiozero.pins.mock import MockFactory
-
-        return MockFactory()
-    raise ConfigError(f"relay.pin_factory {name!r}: use null (gpiozero's choice) or 'mock'")
-
-
 class DoorService:
     """One door: camera, recognition, relay, events. ``await run()`` until stopped."""
 
@@ -131,36 +122,28 @@ class DoorService:
         factory = (
             pin_factory if pin_factory is not None else make_pin_factory(config.relay.pin_factory)
         )
-        self._pin_factory = factory
         # The relay first: whatever fails below, the door is already driven locked.
-        self.relay = self._make_relay(config.relay)
+        self.hardware = DoorHardware(
+            config.relay,
+            self.state_dir,
+            factory,
+            self.emit,
+            loop=lambda: self._loop,
+            on_exit_pressed=self._exit_pressed,
+            on_door_state=self._door_state,
+        )
         try:
-            self._set_up(config, factory)
+            self._set_up(config)
         except BaseException:
             self.relay.close()  # whatever failed, the door is left driven locked
             raise
 
-    def _make_relay(self, r: RelayConfig) -> DoorRelay:
-        return DoorRelay(
-            r.pin,
-            active_high=r.active_high,
-            unlock_seconds=r.unlock_seconds,
-            max_unlock_seconds=r.max_unlock_seconds,
-            cooldown_seconds=r.cooldown_seconds,
-            state_dir=self.state_dir,
-            pin_factory=self._pin_factory,
-        )
+    @property
+    def relay(self) -> DoorRelay:
+        """The strike relay now claimed (a reload may replace it: read it at each use)."""
+        return self.hardware.relay
 
-    def _make_input(self, pin: int | None) -> Any:
-        """An optional switch to ground (pin low while closed): the door contact (a reed switch,
-        closed while the door is shut) or the exit button (closed while pressed)."""
-        if pin is None:
-            return None
-        from gpiozero import Button
-
-        return Button(pin, pull_up=True, bounce_time=0.05, pin_factory=self._pin_factory)
-
-    def _set_up(self, config: Config, factory: Any) -> None:
+    def _set_up(self, config: Config) -> None:
         """Everything after the relay (contact, MQTT, models, gallery), so that a failure here
         (a missing model, an unreadable gallery) still closes the relay."""
         r = config.relay
@@ -168,8 +151,7 @@ class DoorService:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.audit: AuditLog | None = None  # set below, once MQTT exists to copy it
         self.door_alarms = DoorAlarms(r.held_open_seconds, r.door_forced_alarm)
-        self.contact: Any = self._make_input(r.door_contact_pin)
-        self.exit_button: Any = self._make_input(r.exit_button_pin)
+        self.hardware.claim_inputs(r)
         #: Reloads and gallery pushes change the gallery: one at a time, so a push prepared in
         #: a worker thread never overwrites a gallery a reload swapped in meanwhile (or back).
         self._change_lock = asyncio.Lock()
@@ -335,6 +317,7 @@ class DoorService:
                 self.emit("error", detail=problem)
         self._stray_rule_names = set(problems)
 
+    # ----- the door's inputs (their pins: edgeface.door.door_hardware) ------------------------
     def _door_state(self, closed: bool, report: bool = True) -> None:
         """The door contact changed (``report``) or was read at start or on a new pin."""
         forced = self.door_alarms.contact(closed, initial=not report)
@@ -344,6 +327,14 @@ class DoorService:
             self.emit("door_forced", detail="the door opened while locked, without an unlock")
         if self.mqtt:
             self.mqtt.state("door", "closed" if closed else "open")
+
+    def _exit_pressed(self) -> None:
+        """Someone inside asks to leave: one pulse, like a recognised face (nothing while a
+        pulse or its cooldown runs — the door is open, or was a moment ago)."""
+        if self.pulse_relay("exit button"):
+            self.emit(
+                "unlocked", identity=None, exit_button=True, seconds=self.relay.unlock_seconds
+            )
 
     # ----- the parts' entry points, kept on the door ------------------------------------------
     async def apply_gallery_push(self, payload: bytes, origin: str = "mqtt") -> None:
@@ -630,7 +621,12 @@ class DoorService:
                 self.snapshots = self._make_snapshots(plan.config.snapshots)
             if plan.touches("log_level"):
                 logging.getLogger().setLevel(plan.config.log_level.upper())
-            self._reconfigure_gpio(running.relay, plan)
+            new_relay = plan.config.relay
+            self.door_alarms.held_open_seconds = new_relay.held_open_seconds
+            self.door_alarms.forced_alarm = new_relay.door_forced_alarm
+            if plan.touches("relay.door_contact_pin"):
+                self.door_alarms.contact(closed=True, initial=True)  # the old contact says nothing
+            self.hardware.reconfigure(running.relay, plan, self._keep_relay_settings)
             if plan.touches("camera."):
                 self.camera_changed.set()
             if plan.touches("push.folder"):
@@ -647,74 +643,10 @@ class DoorService:
                     ", ".join(plan.restart_required),
                 )
 
-    def _reconfigure_gpio(self, old: RelayConfig, plan: ReloadPlan) -> None:
-        """New relay pin/polarity, timings or door contact, never leaving the door unlocked.
-
-        The old output is driven locked and released before the new pin is claimed; if the new
-        pin cannot be claimed the old one is claimed again, and if even that fails the door
-        stays locked (a released output on a fail-secure strike is locked) and it is reported.
-        """
-        new = plan.config.relay
-        if plan.touches("relay.pin") or plan.touches("relay.active_high"):
-            self.relay.close()
-            try:
-                self.relay = self._make_relay(new)
-            except Exception as exc:  # gpiozero raises many kinds (PinInvalidPin, GPIOPinInUse…)
-                self.config = replace(self.config, relay=old)
-                detail = f"relay pin {new.pin} could not be claimed ({exc}); kept pin {old.pin}"
-                try:
-                    self.relay = self._make_relay(old)
-                except Exception as again:
-                    detail = f"{detail}, which failed too ({again}): the door stays locked"
-                self.emit("error", detail=detail)
-        elif plan.touches("relay."):
-            self.relay.set_timing(new.unlock_seconds, new.max_unlock_seconds, new.cooldown_seconds)
-        self.door_alarms.held_open_seconds = new.held_open_seconds
-        self.door_alarms.forced_alarm = new.door_forced_alarm
-        if plan.touches("relay.door_contact_pin"):
-            self.door_alarms.contact(closed=True, initial=True)  # the old contact says nothing
-            self.contact = self._replace_input(self.contact, new.door_contact_pin, "door contact")
-            self._watch_contact()
-        if plan.touches("relay.exit_button_pin"):
-            self.exit_button = self._replace_input(
-                self.exit_button, new.exit_button_pin, "exit button"
-            )
-            self._watch_exit_button()
-
-    def _replace_input(self, current: Any, pin: int | None, what: str) -> Any:
-        """Release ``current`` and claim ``pin`` (None: nothing); a pin that cannot be claimed
-        is reported and leaves the input off — the door itself stays as it is."""
-        if current is not None:
-            current.close()
-        try:
-            return self._make_input(pin)
-        except Exception as exc:  # gpiozero raises many kinds (PinInvalidPin, GPIOPinInUse…)
-            self.emit("error", detail=f"{what} pin {pin}: {exc}")
-            return None
-
-    def _watch_exit_button(self) -> None:
-        """A press of the exit button (gpiozero's thread → the event loop) unlocks."""
-        loop = self._loop
-        if self.exit_button is None or loop is None:
-            return
-        self.exit_button.when_pressed = lambda: loop.call_soon_threadsafe(self._exit_pressed)
-
-    def _exit_pressed(self) -> None:
-        """Someone inside asks to leave: one pulse, like a recognised face (nothing while a
-        pulse or its cooldown runs — the door is open, or was a moment ago)."""
-        if self.pulse_relay("exit button"):
-            self.emit(
-                "unlocked", identity=None, exit_button=True, seconds=self.relay.unlock_seconds
-            )
-
-    def _watch_contact(self) -> None:
-        """Report the door contact's changes (gpiozero's thread → the event loop)."""
-        loop = self._loop
-        if self.contact is None or loop is None:
-            return
-        self._door_state(bool(self.contact.is_pressed), report=False)
-        self.contact.when_pressed = lambda: loop.call_soon_threadsafe(self._door_state, True)
-        self.contact.when_released = lambda: loop.call_soon_threadsafe(self._door_state, False)
+    def _keep_relay_settings(self, running: RelayConfig) -> None:
+        """The reloaded relay pin could not be claimed (:meth:`DoorHardware.reconfigure`): the
+        configuration keeps the running relay settings, so that it names the pin that runs."""
+        self.config = replace(self.config, relay=running)
 
     # ----- life cycle ------------------------------------------------------------------------
     async def run(self) -> int:
@@ -748,8 +680,8 @@ class DoorService:
                 self.mqtt.state("lock", "LOCKED")
                 self.pushes.report_state("ready", "")  # its version and groups, before any push
                 self.mqtt.start()
-            self._watch_contact()
-            self._watch_exit_button()
+            self.hardware.watch_contact()
+            self.hardware.watch_exit_button()
             wake = asyncio.Event()
             capture = loop.run_in_executor(None, self.camera.run, loop, wake)
             tasks = [
@@ -783,9 +715,7 @@ class DoorService:
             self.camera_changed.set()  # wakes the camera thread from a reconnect back-off wait
             self.relay.close()  # fail-secure: driven locked, then released
             self.emit("daemon_stopped", status=status, door="locked")
-            for switch in (self.contact, self.exit_button):
-                if switch is not None:
-                    switch.close()
+            self.hardware.close_inputs()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,167 @@
+"""The door's pins: the strike relay, the exit button and the door contact.
+
+Claiming a pin can fail (a wrong number, a pin another process holds), and a reload can move any
+of them while the door runs. What must hold whatever happens lives here, apart from the daemon's
+life cycle: the relay is claimed before anything else and, when a reload moves it, the old
+output is driven locked and released before the new one is claimed (a released output on a
+fail-secure strike is locked), so the door is never left unlocked; an input that cannot be
+claimed is reported and left off, and the door runs on without it.
+
+gpiozero calls the inputs' callbacks on its own thread. They are only handed over to the event
+loop (``call_soon_threadsafe``) and what a press or a door opening *means* — a pulse, an event,
+an alarm — is left to the door, through the two callables it gives; errors are said through
+its ``emit`` (:class:`edgeface.door.events.Emit`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from edgeface.config import ConfigError, RelayConfig
+from edgeface.door.events import Emit
+from edgeface.door.relay import DoorRelay
+from edgeface.door.reload import ReloadPlan
+
+
+def make_pin_factory(name: str | None) -> Any:
+    """gpiozero's pin factory for ``relay.pin_factory``: None lets gpiozero choose."""
+    if name in (None, ""):
+        return None
+    if name == "mock":
+        from gpiozero.pins.mock import MockFactory
+
+        return MockFactory()
+    raise ConfigError(f"relay.pin_factory {name!r}: use null (gpiozero's choice) or 'mock'")
+
+
+class DoorHardware:
+    """The relay (claimed, and driven locked, on construction) and the optional inputs."""
+
+    def __init__(
+        self,
+        settings: RelayConfig,
+        state_dir: Path,
+        pin_factory: Any,
+        emit: Emit,
+        loop: Callable[[], asyncio.AbstractEventLoop | None],
+        on_exit_pressed: Callable[[], None],
+        on_door_state: Callable[[bool, bool], None],
+    ) -> None:
+        """``on_exit_pressed()`` and ``on_door_state(closed, report)`` are called on the event
+        loop: ``report`` is False for the state read when the contact is (re)claimed, which is
+        no change. ``loop`` is read when the inputs are watched: None before the daemon runs."""
+        self.state_dir = state_dir
+        self.pin_factory = pin_factory
+        self._emit = emit
+        self._loop = loop
+        self._on_exit_pressed = on_exit_pressed
+        self._on_door_state = on_door_state
+        # The relay first: whatever fails after it, the door is already driven locked.
+        self.relay = self._make_relay(settings)
+        self.contact: Any = None
+        self.exit_button: Any = None
+
+    def claim_inputs(self, settings: RelayConfig) -> None:
+        """Claim the door contact and the exit button. Apart from the relay, which is claimed
+        before anything else: the door claims these with the rest of its set-up, and a pin
+        that cannot be claimed raises here, so the door does not start (its relay locked)."""
+        self.contact = self._make_input(settings.door_contact_pin)
+        self.exit_button = self._make_input(settings.exit_button_pin)
+
+    def _make_relay(self, r: RelayConfig) -> DoorRelay:
+        return DoorRelay(
+            r.pin,
+            active_high=r.active_high,
+            unlock_seconds=r.unlock_seconds,
+            max_unlock_seconds=r.max_unlock_seconds,
+            cooldown_seconds=r.cooldown_seconds,
+            state_dir=self.state_dir,
+            pin_factory=self.pin_factory,
+        )
+
+    def _make_input(self, pin: int | None) -> Any:
+        """An optional switch to ground (pin low while closed): the door contact (a reed switch,
+        closed while the door is shut) or the exit button (closed while pressed)."""
+        if pin is None:
+            return None
+        from gpiozero import Button
+
+        return Button(pin, pull_up=True, bounce_time=0.05, pin_factory=self.pin_factory)
+
+    # ----- reload ----------------------------------------------------------------------------
+    def reconfigure(
+        self, old: RelayConfig, plan: ReloadPlan, keep_old_relay: Callable[[RelayConfig], None]
+    ) -> None:
+        """New relay pin/polarity, timings, door contact or exit button, never leaving the door
+        unlocked.
+
+        The old output is driven locked and released before the new pin is claimed; if the new
+        pin cannot be claimed, ``keep_old_relay(old)`` is called first (the door's configuration
+        goes back to the running relay settings, so it names the pin that runs) and the old pin
+        is claimed again; if even that fails the door stays locked (a released output on a
+        fail-secure strike is locked) and it is reported. A new door contact is read at once
+        and watched, like the one claimed at start (:meth:`watch_contact`).
+        """
+        new = plan.config.relay
+        if plan.touches("relay.pin") or plan.touches("relay.active_high"):
+            self.relay.close()
+            try:
+                self.relay = self._make_relay(new)
+            except Exception as exc:  # gpiozero raises many kinds (PinInvalidPin, GPIOPinInUse…)
+                keep_old_relay(old)
+                detail = f"relay pin {new.pin} could not be claimed ({exc}); kept pin {old.pin}"
+                try:
+                    self.relay = self._make_relay(old)
+                except Exception as again:
+                    detail = f"{detail}, which failed too ({again}): the door stays locked"
+                self._emit("error", detail=detail)
+        elif plan.touches("relay."):
+            self.relay.set_timing(new.unlock_seconds, new.max_unlock_seconds, new.cooldown_seconds)
+        if plan.touches("relay.door_contact_pin"):
+            self.contact = self._replace_input(self.contact, new.door_contact_pin, "door contact")
+            self.watch_contact()
+        if plan.touches("relay.exit_button_pin"):
+            self.exit_button = self._replace_input(
+                self.exit_button, new.exit_button_pin, "exit button"
+            )
+            self.watch_exit_button()
+
+    def _replace_input(self, current: Any, pin: int | None, what: str) -> Any:
+        """Release ``current`` and claim ``pin`` (None: nothing); a pin that cannot be claimed
+        is reported and leaves the input off — the door itself stays as it is."""
+        if current is not None:
+            current.close()
+        try:
+            return self._make_input(pin)
+        except Exception as exc:  # gpiozero raises many kinds (PinInvalidPin, GPIOPinInUse…)
+            self._emit("error", detail=f"{what} pin {pin}: {exc}")
+            return None
+
+    # ----- the inputs' callbacks -------------------------------------------------------------
+    def watch_exit_button(self) -> None:
+        """A press of the exit button (gpiozero's thread → the event loop) goes to the door."""
+        loop = self._loop()
+        if self.exit_button is None or loop is None:
+            return
+        on_pressed = self._on_exit_pressed
+        self.exit_button.when_pressed = lambda: loop.call_soon_threadsafe(on_pressed)
+
+    def watch_contact(self) -> None:
+        """Read the door contact now, then hand its changes (gpiozero's thread → the event
+        loop) to the door."""
+        loop = self._loop()
+        if self.contact is None or loop is None:
+            return
+        on_state = self._on_door_state
+        on_state(bool(self.contact.is_pressed), False)
+        self.contact.when_pressed = lambda: loop.call_soon_threadsafe(on_state, True, True)
+        self.contact.when_released = lambda: loop.call_soon_threadsafe(on_state, False, True)
+
+    def close_inputs(self) -> None:
+        """Release the door contact and the exit button (at stop, after the relay)."""
+        for switch in (self.contact, self.exit_button):
+            if switch is not None:
+                switch.close()
