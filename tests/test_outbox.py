@@ -6,7 +6,6 @@ import json
 import logging
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -76,20 +75,6 @@ def test_dropping_is_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) ->
             box.add("t", {"n": i})
     warnings = [r.getMessage() for r in caplog.records]
     assert len(warnings) == 1 and "1 oldest dropped so far" in warnings[0]  # the first drop
-
-
-def test_a_full_disk_raises_the_real_error_and_loses_nothing_stored(tmp_path: Path) -> None:
-    """SQLite's own page limit stands for a full disk. The error must be SQLite's "full"
-    (a blind ROLLBACK after the failed statement used to replace it with "cannot rollback -
-    no transaction is active"), and the events stored before it stay."""
-    box = Outbox(tmp_path / "outbox.db")
-    box.add("t", {"n": 0})
-    pages = box._db.execute("PRAGMA page_count").fetchone()[0]
-    box._db.execute(f"PRAGMA max_page_count = {pages}")
-    with pytest.raises(sqlite3.OperationalError, match="full"):
-        for i in range(1, 1000):
-            box.add("t", {"n": i, "padding": "x" * 2000})
-    assert json.loads(box.pending()[0].payload)["n"] == 0
 
 
 def test_the_write_ahead_log_does_not_stay_at_its_high_water_mark(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import logging
 import re
 import sqlite3
@@ -39,10 +40,11 @@ from test_outbox_salvage import (
 from test_service import door_without_camera
 
 from edgeface.config import MqttConfig
+from edgeface.door import outbox as outbox_module
 from edgeface.door import outbox_repair
 from edgeface.door.mqtt import DoorMqtt
-from edgeface.door.outbox import REPAIRS_PER_HOUR, Outbox, OutboxRepair
-from edgeface.door.outbox_repair import check_file, unusable
+from edgeface.door.outbox import REPAIRS_PER_HOUR, SEQ_RESERVE, Outbox, OutboxRepair
+from edgeface.door.outbox_repair import check_file
 from edgeface.door.service import DoorService
 
 #: SQLite's primary result codes for a full database and a locked one.
@@ -179,47 +181,6 @@ def test_numbering_goes_on_when_the_record_of_it_is_damaged_in_use(tmp_path: Pat
     box.close()
 
 
-def test_a_full_disk_is_not_damage(tmp_path: Path) -> None:
-    """SQLITE_FULL (here the connection's own page limit, as a full card gives it): the add
-    fails, nothing is set aside, and the outbox works again once there is room."""
-    path = written(tmp_path / "outbox.db", count=30)
-    box = Outbox(path)
-    pages = box._db.execute("PRAGMA page_count").fetchone()[0]  # the connection's own limit
-    box._db.execute(f"PRAGMA max_page_count = {pages}")
-    with pytest.raises(sqlite3.OperationalError, match="full") as caught:
-        for n in range(30, 1000):
-            box.add(TOPIC, {"event_type": "unknown", "n": n, "detail": "x" * 100})
-    assert error_code(caught.value) == SQLITE_FULL and not unusable(caught.value)
-    stored = numbers(box)
-    assert kept_aside(tmp_path) == [] and box.take_repairs() == []
-    assert stored == list(range(len(stored))) and len(stored) > 30  # nothing lost, in order
-    box._db.execute("PRAGMA max_page_count = 1073741823")
-    assert box.add(TOPIC, {"n": len(stored)}) == len(stored) + 1
-    assert kept_aside(tmp_path) == []
-    box.close()
-
-
-def test_a_locked_outbox_is_not_damage_in_use(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Another program holding the write lock (SQLITE_BUSY): the add fails, nothing is set
-    aside, and it goes through once the lock is released."""
-    path = written(tmp_path / "outbox.db", count=3)
-    monkeypatch.setattr(
-        outbox_repair.sqlite3, "connect", functools.partial(sqlite3.connect, timeout=0.1)
-    )
-    box = Outbox(path)
-    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as holder:
-        holder.execute("BEGIN IMMEDIATE")
-        with pytest.raises(sqlite3.OperationalError, match="locked") as caught:
-            box.add(TOPIC, {"n": 3})
-        holder.execute("ROLLBACK")
-    assert error_code(caught.value) & 0xFF == SQLITE_BUSY and not unusable(caught.value)
-    assert kept_aside(tmp_path) == [] and box.take_repairs() == []
-    assert box.add(TOPIC, {"n": 3}) == 4 and numbers(box) == [0, 1, 2, 3]
-    box.close()
-
-
 def test_a_file_damaged_again_and_again_falls_back_to_memory(tmp_path: Path) -> None:
     """A dying card: each new file damaged in turn. After REPAIRS_PER_HOUR files set aside
     within the hour, no further copy is made: the events go on in memory, in order, until the
@@ -252,7 +213,48 @@ def test_a_file_damaged_again_and_again_falls_back_to_memory(tmp_path: Path) -> 
     again = Outbox(path)  # the next start repairs the file left in place, as any
     assert again.set_aside is not None and not again.in_memory
     assert len(kept_aside(tmp_path)) == REPAIRS_PER_HOUR + 1
+    # ... and numbers on beyond every seq handed out in memory, which that file never saw (a
+    # consumer that discards numbers it has seen would discard the new events)
+    # (reserved when the events went to memory: the first seq numbered there, and on)
+    reserved = seqs[REPAIRS_PER_HOUR] - 1 + SEQ_RESERVE
+    assert again.add(TOPIC, {"event_type": "unknown", "n": 400}) == reserved + 1 > seqs[-1]
+    assert not (tmp_path / "outbox.db.seq-reserved").exists()  # in the file's sequence now
     again.close()
+    third = Outbox(path)
+    assert third.add(TOPIC, {"event_type": "unknown", "n": 401}) == reserved + 2
+    third.close()
+
+
+def test_numbering_in_memory_without_a_reservation_jumps_to_the_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Where not even the small reservation file can be written (a card gone read-only), the
+    numbers handed out in memory jump to the time in milliseconds, beyond any the next start
+    can know of; said in the journal."""
+    monkeypatch.setattr(outbox_module, "REPAIRS_PER_HOUR", 0)  # straight to memory
+    path = written(tmp_path / "outbox.db", count=100)
+    box = Outbox(path)
+    (tmp_path / "outbox.db.seq-reserved").mkdir()  # cannot be replaced by a file
+    damage_in_use(path, event_page(50))
+    before = int(time.time() * 1000)
+    with caplog.at_level(logging.ERROR, logger="edgeface.door.outbox"):
+        seq = box.add(TOPIC, {"event_type": "unknown", "n": 100})
+    assert box.in_memory and before < seq <= int(time.time() * 1000) + 1
+    assert any("numbering in memory goes on at" in r.getMessage() for r in caplog.records)
+    assert box.add(TOPIC, {"event_type": "unknown", "n": 101}) == seq + 1
+    box.close()
+
+
+def test_an_unreadable_reservation_is_ignored_and_said(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = written(tmp_path / "outbox.db", count=3)
+    (tmp_path / "outbox.db.seq-reserved").write_text("{not json")
+    with caplog.at_level(logging.ERROR, logger="edgeface.door.outbox"):
+        box = Outbox(path)
+    assert box.add(TOPIC, {"event_type": "unknown", "n": 3}) == 4
+    assert any("seq-reserved is unreadable" in r.getMessage() for r in caplog.records)
+    box.close()
 
 
 def test_the_repair_is_announced_outside_the_lock(tmp_path: Path) -> None:
@@ -428,3 +430,21 @@ def test_the_daemon_reports_a_repair_in_use_and_publishes_on(
     types = [e["event_type"] for e in received if "n" not in e]
     assert "daemon_started" in types and types[-1] == "daemon_stopped"
     assert int(str(error["seq"])) > 400  # numbered after every event carried over
+
+
+def test_numbers_in_memory_beyond_the_reservation_reserve_more(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(outbox_module, "REPAIRS_PER_HOUR", 0)  # straight to memory
+    monkeypatch.setattr(outbox_module, "SEQ_RESERVE", 5)
+    path = written(tmp_path / "outbox.db", count=100)
+    box = Outbox(path)
+    damage_in_use(path, event_page(50))
+    seqs = [box.add(TOPIC, {"event_type": "unknown", "n": n}) for n in range(100, 112)]
+    assert box.in_memory and seqs == list(range(101, 113))
+    reservation = json.loads((tmp_path / "outbox.db.seq-reserved").read_text())
+    assert reservation == {"seq_reserved_to": 115}  # 105, then 110, then 115
+    box.close()
+    again = Outbox(path)
+    assert again.add(TOPIC, {"event_type": "unknown", "n": 112}) == 116
+    again.close()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -364,8 +363,9 @@ def test_a_full_outbox_disk_neither_stops_nor_hangs_the_daemon(
 ) -> None:
     """The outbox's disk is full from the start (SQLite's page limit stands for it): the first
     event used to raise before the daemon's ``try``, leaving it hung with the relay never
-    closed. Now the events are only logged, the enrolled person still gets in, and the daemon
-    stops cleanly with the door locked."""
+    closed. Now the events are held in memory (the broker is down, so they are lost at the
+    stop, which the journal says), the installer is told with an error event, the enrolled
+    person still gets in, and the daemon stops cleanly with the door locked."""
     config = enrolled_door(
         tmp_path,
         photo_dir,
@@ -380,13 +380,17 @@ def test_a_full_outbox_disk_neither_stops_nor_hangs_the_daemon(
     outbox = service.mqtt.outbox
     pages = outbox._db.execute("PRAGMA page_count").fetchone()[0]
     outbox._db.execute(f"PRAGMA max_page_count = {pages + 4}")
-    with pytest.raises(sqlite3.OperationalError, match="full"):
-        for n in range(10_000):  # events of an earlier outage, not yet published
-            outbox.add("edgeface/front/event", {"n": n, "padding": "x" * 500})
+    for n in range(10_000):  # events of an earlier outage, not yet published
+        outbox.add("edgeface/front/event", {"n": n, "padding": "x" * 500})
+        if outbox.held:  # the disk refused one: held in memory from now on
+            break
+    assert outbox.held
     assert run(service) == 0
     kinds = [e["event_type"] for e in events]
-    assert kinds[0] == "daemon_started" and kinds[-1] == "daemon_stopped"
+    assert kinds[:2] == ["error", "daemon_started"] and kinds[-1] == "daemon_stopped"
     assert "unlocked" in kinds
+    [refused] = [e for e in events if "cannot store events" in str(e.get("detail"))]
+    assert refused["event_type"] == "error" and "database or disk is full" in str(refused["detail"])
     assert factory.pin(PIN).states[-1].state is False
 
 

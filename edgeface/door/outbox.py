@@ -25,6 +25,11 @@ added is kept, numbered after every event carried over. Each repair is kept for 
 to report (``take_repairs``; ``on_repair`` says that there is one). A file damaged again and
 again (a dying card) is not repaired more than ``REPAIRS_PER_HOUR`` times an hour: beyond that
 the events are kept in memory until the daemon restarts (see ``Outbox._fall_back`` for why).
+
+Refused: a disk that is full, fails with an I/O error or is locked by another program does not
+lose the event being added either: it is held in memory, published in its turn, and written to
+the file once the file takes writes again (:mod:`edgeface.door.outbox_held`); ``on_hold`` says
+when holding begins.
 """
 
 from __future__ import annotations
@@ -40,11 +45,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from edgeface.door.outbox_held import MAX_HELD, HeldEvents, OutboxEvent
 from edgeface.door.outbox_repair import damage, move_aside, read_events, unusable
+from edgeface.door.state_files import write_json_atomic
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
 
 #: After the first dropped event, a warning every this many more.
 DROP_WARNING_EVERY = 1000
@@ -55,6 +63,9 @@ WAL_LIMIT_BYTES = 256 * 1024
 #: page is bad luck; a card that damages a third new file within the hour is failing.
 REPAIRS_PER_HOUR = 3
 REPAIR_WINDOW_SECONDS = 3600.0
+#: Seq numbers reserved at a time, in a small file beside the outbox, while events are kept in
+#: memory (``Outbox._reserve``): one write per million events.
+SEQ_RESERVE = 1_000_000
 #: SQLite's name for a database in memory.
 MEMORY = ":memory:"
 SCHEMA = """
@@ -68,15 +79,6 @@ CREATE TABLE IF NOT EXISTS outbox (
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO counters VALUES ('dropped', 0);
 """
-
-
-@dataclass(frozen=True)
-class OutboxEvent:
-    seq: int
-    topic: str
-    payload: str
-    retain: bool
-    created: float
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,7 @@ class Outbox:
         path: Path | str,
         max_events: int = 100_000,
         on_repair: Callable[[], None] | None = None,
+        on_hold: Callable[[str], None] | None = None,
     ) -> None:
         self.path = Path(path)
         if str(path) != MEMORY:
@@ -120,6 +123,11 @@ class Outbox:
         #: damaged file was replaced in use; ``take_repairs`` tells what was done. Not called
         #: for a repair at open: the caller finds that one when the constructor returns.
         self.on_repair = on_repair
+        #: Called like ``on_repair`` when the disk first refuses an event (full, an I/O error,
+        #: locked), with SQLite's words: from then on events are held in memory until the file
+        #: takes them again (see :mod:`edgeface.door.outbox_held`).
+        self.on_hold = on_hold
+        self._held = HeldEvents(min(max_events, MAX_HELD))
         self._lock = threading.Lock()
         #: Where an outbox that was not an SQLite database (or a damaged one) was moved to
         #: before a new one was started (None: opened as it was), for the daemon to report;
@@ -139,16 +147,29 @@ class Outbox:
         #: The highest seq handed out or carried over: a repair numbers on after it, even where
         #: the damaged file's own record of it cannot be read.
         self._last_seq = 0
+        #: While events are kept in memory: the seq reserved up to in ``_reserve_file``.
+        self._reserved_to = 0
+        reserved = self._read_reservation()
+        self._last_seq = reserved
         problem = self._open_checked()
         if problem:
             # A power cut on an SD card, or a file copied over it: the door must still run and
             # record what happens. The old file is kept beside it for whoever wants to look.
             self._replace(problem, running=False)
+        self._last_seq = max(self._last_seq, self._numbered())
+        if reserved:
+            self._number_after_reservation()
 
     @property
     def in_memory(self) -> bool:
         """Whether events are kept in memory only (lost if the daemon stops unpublished)."""
         return self._in_memory
+
+    @property
+    def held(self) -> int:
+        """Events held in memory because the disk refused them (see ``on_hold``)."""
+        with self._lock:
+            return len(self._held)
 
     def take_repairs(self) -> list[OutboxRepair]:
         """The repairs made since the last call (oldest first), each handed out once."""
@@ -230,9 +251,9 @@ class Outbox:
         bounded by ``max_events`` and published in order as long as the daemon runs; what is
         unpublished when it stops is lost, which the reported repair says, so that someone
         replaces the card. The damaged file is left where it is (no further copy): the next
-        start finds it, sets it aside and carries its events over as at any start. Its
-        numbering then goes on after that file's highest seq: the events numbered in memory
-        meanwhile are not known to it, so their numbers are handed out again."""
+        start finds it, sets it aside and carries its events over as at any start, numbering
+        on after the seq numbers reserved for memory (``_reserve``), which that file does not
+        know of."""
         self._db = self._open(MEMORY)
         self._in_memory = True
         log.error(
@@ -243,7 +264,71 @@ class Outbox:
             why,
         )
         salvaged, failed = self._salvage(damaged)
+        self._reserve()
         self._record(OutboxRepair(problem, aside, salvaged, failed, True, in_memory=why))
+
+    # ----- numbering across a restart from memory ------------------------------------------
+    @property
+    def _reserve_file(self) -> Path:
+        return self.path.with_name(self.path.name + ".seq-reserved")
+
+    def _reserve(self) -> None:
+        """Record, beside the outbox, that seq numbers up to ``SEQ_RESERVE`` past the last one
+        may be handed out in memory: the next start numbers after them. Without it, the next
+        start numbers after the damaged file's highest seq, handing out again the numbers
+        given in memory, and a consumer that discards what it has seen would discard new
+        events. Where even this small file cannot be written, numbering in memory jumps to the
+        time in milliseconds, as where a file's highest seq cannot be read (``_salvage``)."""
+        target = self._last_seq + SEQ_RESERVE
+        try:
+            write_json_atomic(self._reserve_file, {"seq_reserved_to": target})
+        except OSError as exc:
+            jump = max(self._last_seq, int(time.time() * 1000))
+            log.error(
+                "outbox: %s cannot be written (%s): numbering in memory goes on at %d, after any "
+                "number the next start can know of",
+                self._reserve_file,
+                exc,
+                jump + 1,
+            )
+            self._set_sequence(jump)
+            self._reserved_to = 0
+            return
+        self._reserved_to = target
+
+    def _read_reservation(self) -> int:
+        """The seq numbers reserved by a door that kept its events in memory (0: none)."""
+        if str(self.path) == MEMORY:
+            return 0
+        try:
+            record = json.loads(self._reserve_file.read_text())
+            return int(record["seq_reserved_to"])
+        except FileNotFoundError:
+            return 0
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            log.error("outbox: %s is unreadable (%s); ignored", self._reserve_file, exc)
+            return 0
+
+    def _number_after_reservation(self) -> None:
+        """Number on after the reserved seq numbers, then forget the reservation (it is in
+        the file's own sequence now)."""
+        try:
+            self._set_sequence(self._last_seq)
+        except sqlite3.Error as exc:  # kept: the next start tries again
+            log.error("outbox: numbering after reserved seq numbers failed: %s", exc)
+            return
+        with contextlib.suppress(OSError):
+            self._reserve_file.unlink()
+
+    def _set_sequence(self, floor: int) -> None:
+        """Make the next seq number ``floor + 1`` at the earliest."""
+        if not self._db.execute(
+            "UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'outbox'", (floor,)
+        ).rowcount:
+            self._db.execute(
+                "INSERT INTO sqlite_sequence (name, seq) VALUES ('outbox', ?)", (floor,)
+            )
+        self._last_seq = max(self._last_seq, floor)
 
     def _record(self, repair: OutboxRepair) -> None:
         if repair.set_aside is not None:
@@ -278,13 +363,7 @@ class Outbox:
                     "VALUES (?, ?, ?, ?, ?)",
                     found.rows,
                 )
-                if not db.execute(
-                    "UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'outbox'",
-                    (floor,),
-                ).rowcount:
-                    db.execute(
-                        "INSERT INTO sqlite_sequence (name, seq) VALUES ('outbox', ?)", (floor,)
-                    )
+                self._set_sequence(floor)
                 if found.dropped:
                     db.execute(
                         "UPDATE counters SET value = value + ? WHERE name = 'dropped'",
@@ -373,7 +452,12 @@ class Outbox:
     ) -> int:
         """Store one event; returns its sequence number, also written into the payload as
         ``seq`` unless ``stamp`` is False (an audit entry is published exactly as written)."""
-        seq, dropped = self._use(lambda: self._insert(topic, payload, retain, stamp))
+        seq, dropped, began = self._use(lambda: self._add(topic, payload, retain, stamp))
+        if began is not None and self.on_hold is not None:
+            try:
+                self.on_hold(began)
+            except Exception:  # reporting must not lose the event being held
+                log.exception("outbox: holding events in memory could not be announced")
         if dropped and (dropped == 1 or dropped % DROP_WARNING_EVERY == 0):
             log.warning(
                 "outbox %s is full (%d events unpublished): %d oldest dropped so far",
@@ -382,6 +466,101 @@ class Outbox:
                 dropped,
             )
         return seq
+
+    def _add(
+        self, topic: str, payload: dict[str, Any], retain: bool, stamp: bool
+    ) -> tuple[int, int, str | None]:
+        """Store one event behind any held ones, or hold it where the disk refuses it: (its
+        seq, the dropped total if any went now, else 0, what the disk said if holding began
+        now, else None). Damage is raised, for ``_use`` to repair."""
+        try:
+            self._try_held()
+            if not self._held:
+                seq, dropped = self._insert(topic, payload, retain, stamp)
+                return seq, dropped, None
+            problem = self._held.problem or ""  # behind those still held, to keep the order
+        except sqlite3.Error as exc:
+            if not self._in_memory and unusable(exc):
+                raise
+            problem = str(exc)
+        return self._hold(topic, payload, retain, stamp, problem)
+
+    def _hold(
+        self, topic: str, payload: dict[str, Any], retain: bool, stamp: bool, problem: str
+    ) -> tuple[int, int, str | None]:
+        """Keep one event in memory, numbered as the file would have numbered it."""
+        seq = self._last_seq + 1
+        stamped = {**payload, "seq": seq} if stamp else payload
+        body = json.dumps(stamped, separators=(",", ":"), default=str)
+        began = self._held.hold(OutboxEvent(seq, topic, body, retain, time.time()), problem)
+        self._last_seq = seq
+        if began:
+            log.error(
+                "outbox: %s refuses events (%s): event %d and those after it are held in memory "
+                "until it takes them again (lost if the daemon stops before they are published)",
+                self.path,
+                problem,
+                seq,
+            )
+        return seq, self._dropped_total() if self._held.dropped else 0, problem if began else None
+
+    def _dropped_total(self) -> int:
+        """The dropped count, held events dropped included; the file's part where it can be
+        read."""
+        try:
+            stored = self._dropped()
+        except sqlite3.Error:
+            stored = 0
+        return stored + self._held.dropped
+
+    def _write_held(self) -> None:
+        """Write the held events to the file, all in one transaction (raises what the file
+        says where it still refuses them)."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany(
+                "INSERT INTO outbox (seq, topic, payload, retain, created) VALUES (?, ?, ?, ?, ?)",
+                [event.row() for event in self._held],
+            )
+            if self._held.dropped:
+                db.execute(
+                    "UPDATE counters SET value = value + ? WHERE name = 'dropped'",
+                    (self._held.dropped,),
+                )
+            self._trim()
+            db.execute("COMMIT")
+        except BaseException:
+            self._roll_back()
+            raise
+        log.warning(
+            "outbox: %s takes events again; the %d held in memory are stored",
+            self.path,
+            len(self._held),
+        )
+        self._held.written()
+
+    def _try_held(self) -> None:
+        """Write the held events to the file if it is time to try; a refusal leaves them held
+        (damage is raised, for ``_use`` to repair)."""
+        if not self._held.due():
+            return
+        try:
+            self._write_held()
+        except sqlite3.Error as exc:
+            if not self._in_memory and unusable(exc):
+                raise
+            self._held.failed_again()
+
+    def _numbered(self) -> int:
+        """The highest seq the file has handed out (0 where it cannot be read)."""
+        try:
+            row = self._db.execute(
+                "SELECT seq FROM sqlite_sequence WHERE name = 'outbox'"
+            ).fetchone()
+        except sqlite3.Error:
+            return 0
+        return int(row[0]) if row else 0
 
     def _insert(
         self, topic: str, payload: dict[str, Any], retain: bool, stamp: bool
@@ -403,37 +582,68 @@ class Outbox:
             self._roll_back()
             raise
         self._last_seq = max(self._last_seq, seq)
+        if self._reserved_to and seq >= self._reserved_to:
+            self._reserve()
         return seq, dropped
 
     def pending(self, limit: int = 100) -> list[OutboxEvent]:
-        """The oldest unacknowledged events, in order."""
-        rows = self._use(
-            lambda: self._db.execute(
-                "SELECT seq, topic, payload, retain, created FROM outbox ORDER BY seq LIMIT ?",
-                (limit,),
-            ).fetchall()
-        )
-        return [OutboxEvent(int(r[0]), r[1], r[2], bool(r[3]), float(r[4])) for r in rows]
+        """The oldest unacknowledged events, in order: the file's, then the held ones (each
+        look tries to write those to the file, at most every few seconds)."""
+        return self._use(lambda: self._pending(limit))
+
+    def _pending(self, limit: int) -> list[OutboxEvent]:
+        self._try_held()
+        rows = self._db.execute(
+            "SELECT seq, topic, payload, retain, created FROM outbox ORDER BY seq LIMIT ?",
+            (limit,),
+        ).fetchall()
+        events = [OutboxEvent(int(r[0]), r[1], r[2], bool(r[3]), float(r[4])) for r in rows]
+        held = self._held.first(limit - len(events))
+        return events + held
 
     def acknowledge(self, seq: int) -> None:
         """The broker has the event: forget it."""
-        self._use(lambda: self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,)))
+        self._use(lambda: self._acknowledge(seq))
+
+    def _acknowledge(self, seq: int) -> None:
+        if not self._held.remove(seq):
+            self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
 
     def __len__(self) -> int:
-        return self._use(lambda: int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]))
+        return self._use(
+            lambda: (
+                int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]) + len(self._held)
+            )
+        )
 
     @property
     def dropped(self) -> int:
         """Events discarded unpublished because the outbox was full (ever, for this file and
-        the one it replaced, where that count could be read)."""
-        return self._use(self._dropped)
+        the one it replaced, where that count could be read; held events included)."""
+        return self._use(lambda: self._dropped() + self._held.dropped)
 
     def _dropped(self) -> int:
         row = self._db.execute("SELECT value FROM counters WHERE name='dropped'").fetchone()
         return int(row[0])
 
     def close(self) -> None:
+        """Close the file, writing held events to it one last time; those it still refuses
+        are lost, and the log says how many and which."""
         with self._lock:
+            if self._held:
+                with contextlib.suppress(sqlite3.Error):
+                    self._write_held()
+            if self._held:
+                seqs = [event.seq for event in self._held]
+                log.error(
+                    "outbox: %d unpublished events held in memory are lost: %s still refuses "
+                    "them (%s); seq %d to %d",
+                    len(seqs),
+                    self.path,
+                    self._held.problem,
+                    seqs[0],
+                    seqs[-1],
+                )
             self._db.close()
 
     def _trim(self) -> int:

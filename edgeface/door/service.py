@@ -160,6 +160,8 @@ class DoorService:
         self.commands = RemoteCommands(self, loop=lambda: self._loop)
         self.pushes = GalleryPushes(self, lambda: self._loop, self._change_lock, self.state_dir)
         self.mqtt: DoorMqtt | None = None
+        #: What the outbox's disk said when it began refusing events, not yet reported.
+        self._outbox_refusal: str | None = None
         if config.mqtt.enabled:
             self.mqtt = DoorMqtt(
                 config.mqtt,
@@ -171,7 +173,7 @@ class DoorService:
                 on_gallery=self.pushes.from_thread if config.push.enabled else None,
             )
         self.audit = self._open_audit(config)
-        self._report_outbox_repairs()  # one at open; later ones when they happen
+        self._report_outbox()  # a repair at open; later news when it happens
         self.pipeline = make_pipeline(config.detector, config.recognition)
         #: rules that name nobody in the gallery, already reported (edgeface.door.rule_names)
         self._stray_rule_names: set[str] = set()
@@ -220,8 +222,9 @@ class DoorService:
             try:
                 self.mqtt.event(event_type, **fields)
             except (sqlite3.Error, OSError) as exc:
-                # The outbox is on the same disk as the audit log: a full or failing disk loses
-                # this event's MQTT copy (it is still logged above), never the door's operation.
+                # A disk that refuses the event has it held in memory (Outbox.add); what is
+                # left here is a defect, which must lose only this event's MQTT copy (it is
+                # still logged above), never the door's operation.
                 log.error("mqtt outbox: %s not stored for publishing: %s", event_type, exc)
         if self.audit is not None and event_type in AUDITED:
             try:
@@ -261,29 +264,46 @@ class DoorService:
         (events must not be lost silently), a damaged one is set aside (see Outbox)."""
         path = self.state_dir / "outbox.db"
         try:
-            return Outbox(path, on_repair=self._outbox_repaired)
+            return Outbox(path, on_repair=self._outbox_news, on_hold=self._outbox_refuses)
         except (sqlite3.Error, OSError) as exc:
             raise EdgefaceError(f"event outbox {path} cannot be opened: {exc}") from None
 
-    def _outbox_repaired(self) -> None:
-        """Called by the outbox after it replaced a damaged file in use, on whichever thread met
-        the damage (the MQTT sender's, or the event loop's inside emit) and without its lock:
-        the report is handed to the event loop, never made here, so that it neither runs
-        beside the loop's own events nor stores its event inside the add that met the damage.
-        Before the loop runs (and after it ended) the repair waits in the outbox: run() reports
-        what is there when it starts, and the outbox has logged it."""
+    def _outbox_news(self) -> None:
+        """Called by the outbox after it replaced a damaged file in use, or when its disk began
+        refusing events (``_outbox_refuses``), on whichever thread met it (the MQTT sender's,
+        or the event loop's inside emit) and without its lock: the report is handed to the
+        event loop, never made here, so that it neither runs beside the loop's own events nor
+        stores its event inside the add that met the problem. Before the loop runs (and after
+        it ended) the news waits: run() reports what is there when it starts, and the outbox
+        has logged it."""
         loop = self._loop
         if loop is None:
             return
         with contextlib.suppress(RuntimeError):  # the loop has closed: the log has it
-            loop.call_soon_threadsafe(self._report_outbox_repairs)
+            loop.call_soon_threadsafe(self._report_outbox)
 
-    def _report_outbox_repairs(self) -> None:
-        """An ``error`` event for each repair of the outbox not yet reported."""
+    def _outbox_refuses(self, problem: str) -> None:
+        """The outbox's disk refused an event (full, an I/O error, locked): it is held in
+        memory (edgeface.door.outbox_held); the installer must hear of it before the daemon
+        stops, when held events would be lost."""
+        self._outbox_refusal = problem
+        self._outbox_news()
+
+    def _report_outbox(self) -> None:
+        """An ``error`` event for each repair of the outbox not yet reported, and for the disk
+        beginning to refuse events."""
         if self.mqtt is None:
             return
         for repair in self.mqtt.outbox.take_repairs():
             self.emit("error", detail=set_aside_detail(repair))
+        refusal, self._outbox_refusal = self._outbox_refusal, None
+        if refusal is not None:
+            self.emit(
+                "error",
+                detail=f"event outbox {self.mqtt.outbox.path} cannot store events "
+                f"({refusal}): they are held in memory, published in turn and stored when it "
+                "can; those still unpublished are lost if the daemon stops first",
+            )
 
     def _make_snapshots(self, s: SnapshotConfig) -> SnapshotStore | None:
         """Snapshots are optional: a folder that cannot be used is reported and the door runs
@@ -667,7 +687,7 @@ class DoorService:
         tasks: list[asyncio.Task[None]] = []
         capture: asyncio.Future[None] | None = None
         try:
-            self._report_outbox_repairs()  # any met since the start, before the loop ran
+            self._report_outbox()  # any news since the start, before the loop ran
             if self.relay.interrupted:
                 i = self.relay.interrupted
                 self.emit(
