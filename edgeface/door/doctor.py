@@ -388,6 +388,57 @@ def check_state(config: Config) -> Check:
     return Check("state", True, f"{state} writable{unchecked}")
 
 
+#: Free space below which the storage check warns: at an event a second, the outbox and the
+#: audit log write well under this in a day, but snapshots (tens of kB each) and the journal
+#: can fill a small card within days of an outage.
+LOW_SPACE_BYTES = 64 * 1024 * 1024
+
+
+def check_storage(config: Config) -> Check:
+    """Free space where the door writes (state_dir; the snapshot and audit folders where they
+    are elsewhere). A full card does not stop the door — the outbox holds events in memory,
+    an audit entry or a snapshot that cannot be written is reported — but what it cannot
+    write is at risk, so it is a warning, said before the card fills up, not after."""
+    import shutil
+
+    places = {"state_dir": Path(config.state_dir)}
+    if config.snapshots.enabled:
+        places["snapshots folder"] = config.snapshot_folder
+    if config.audit.enabled:
+        places["audit folder"] = config.audit_path.parent
+    seen: dict[int, tuple[str, int]] = {}  # one line per file system
+    for named, folder in places.items():
+        probe = folder
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent  # where the daemon will create it
+        try:
+            device = os.stat(probe).st_dev
+            free = shutil.disk_usage(probe).free
+        except OSError:
+            continue  # said by the check of that folder
+        if device not in seen:
+            seen[device] = (named, free)
+    low = [(named, free) for named, free in seen.values() if free < LOW_SPACE_BYTES]
+    if low:
+        return warned(
+            "storage",
+            "; ".join(f"{_megabytes(free)} free for the {named}" for named, free in low)
+            + f" (under {_megabytes(LOW_SPACE_BYTES)}): free some space; a full card keeps "
+            "events in memory only and loses snapshots and audit entries",
+        )
+    if not seen:
+        return Check("storage", True, "free space unknown (see the folders' checks)")
+    return Check(
+        "storage",
+        True,
+        ", ".join(f"{_megabytes(free)} free ({named})" for named, free in seen.values()),
+    )
+
+
+def _megabytes(count: int) -> str:
+    return f"{count / 1e6:,.0f} MB"
+
+
 def check_snapshots(config: Config) -> Check:
     """With ``snapshots.enabled`` the daemon creates the folder at start (a file in its place
     stopped it with a traceback) and writes a JPEG per event (a folder it may not write in
@@ -498,6 +549,7 @@ def run_checks(path: Path) -> list[Check]:
         check_discovery,
         check_topics,
         check_state,
+        check_storage,
         check_snapshots,
         check_push_folder,
         check_audit,
