@@ -99,6 +99,32 @@ class OutboxRepair:
     #: why the events are now kept in memory until the daemon restarts; None: on disk
     in_memory: str | None = None
 
+    @property
+    def detail(self) -> str:
+        """What the daemon's error event says of it, at start or in use: the same words, so
+        one alert rule finds both."""
+        failed = self.salvage_failed
+        lost = (
+            "none lost"
+            if failed == 0
+            else f"{failed} could not be read"
+            if failed is not None
+            else "an unknown number could not be read"
+            if self.salvaged
+            else "none of its events could be read"
+        )
+        kept = f"kept as {self.set_aside}" if self.set_aside else "left in place"
+        detail = (
+            f"the event outbox was not a usable database; {kept}; "
+            f"{self.salvaged} events recovered, {lost}"
+        )
+        if self.in_memory:
+            detail += (
+                f"; events are now kept in memory only ({self.in_memory}), and those "
+                "unpublished when the daemon stops are lost: check the storage"
+            )
+        return detail
+
 
 class Outbox:
     """A FIFO of MQTT messages persisted in SQLite; thread-safe (one connection, one lock).

@@ -54,7 +54,7 @@ from edgeface.door.events import AUDITED
 from edgeface.door.gallery_file import read_gallery
 from edgeface.door.gallery_pushes import GalleryPushes
 from edgeface.door.mqtt import DoorMqtt
-from edgeface.door.outbox import Outbox, OutboxRepair
+from edgeface.door.outbox import Outbox
 from edgeface.door.relay import DoorRelay
 from edgeface.door.reload import prepare_reload
 from edgeface.door.remote_commands import RemoteCommands
@@ -295,7 +295,7 @@ class DoorService:
         if self.mqtt is None:
             return
         for repair in self.mqtt.outbox.take_repairs():
-            self.emit("error", detail=set_aside_detail(repair))
+            self.emit("error", detail=repair.detail)
         refusal, self._outbox_refusal = self._outbox_refusal, None
         if refusal is not None:
             self.emit(
@@ -774,32 +774,6 @@ class DoorService:
 def _task_name(future: asyncio.Future[Any]) -> str:
     """A daemon task's name; the camera thread's future has none."""
     return future.get_name() if isinstance(future, asyncio.Task) else "camera"
-
-
-def set_aside_detail(repair: OutboxRepair) -> str:
-    """What the error event says of a damaged outbox file replaced (edgeface.door.outbox), at
-    start or in use: the same words, so one alert rule finds both."""
-    failed = repair.salvage_failed
-    lost = (
-        "none lost"
-        if failed == 0
-        else f"{failed} could not be read"
-        if failed is not None
-        else "an unknown number could not be read"
-        if repair.salvaged
-        else "none of its events could be read"
-    )
-    kept = f"kept as {repair.set_aside}" if repair.set_aside else "left in place"
-    detail = (
-        f"the event outbox was not a usable database; {kept}; "
-        f"{repair.salvaged} events recovered, {lost}"
-    )
-    if repair.in_memory:
-        detail += (
-            f"; events are now kept in memory only ({repair.in_memory}), and those "
-            "unpublished when the daemon stops are lost: check the storage"
-        )
-    return detail
 
 
 def run_service(
