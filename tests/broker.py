@@ -15,6 +15,7 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -214,3 +215,21 @@ async def run_connected(service: Any, settle: float = 0.3) -> asyncio.Task[int]:
     await asyncio.to_thread(service.mqtt.connected.wait, 10)
     await asyncio.sleep(settle)
     return task
+
+
+def run_until_delivered(
+    service: Any, listener: Listener, delivered: Callable[[], bool], timeout: float = 30
+) -> int:
+    """Run the daemon connected to the broker until ``delivered()`` holds (checked on the
+    listener's messages), then stop it; its exit status. Fails if it never held, showing what
+    did arrive."""
+
+    async def scenario() -> int:
+        task = await run_connected(service)
+        arrived = await asyncio.to_thread(listener.wait, delivered, timeout)
+        service.stop_requested.set()
+        status: int = await task
+        assert arrived, listener.messages
+        return status
+
+    return asyncio.run(scenario())

@@ -10,7 +10,6 @@ the card getting room again. The lock is a real second connection holding the wr
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import logging
@@ -19,7 +18,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from broker import Broker, Listener, run_connected
+from broker import Broker, Listener, run_until_delivered
 from gpiozero.pins.mock import MockFactory
 from test_outbox_runtime_damage import sender, started
 from test_outbox_salvage import TOPIC, kept_aside, numbers, written
@@ -264,20 +263,11 @@ def test_the_daemon_publishes_everything_while_its_outbox_disk_is_full(
     def refused() -> list[dict[str, object]]:
         return [e for e in listener.events(topic) if "cannot store events" in str(e.get("detail"))]
 
-    async def scenario() -> int:
-        task = await run_connected(service)
-        delivered = await asyncio.to_thread(
-            listener.wait,
-            lambda: bool(refused()) and "daemon_started" in kinds(listener.events(topic)),
-            30,
-        )
-        service.stop_requested.set()
-        status = await task
-        assert delivered, listener.messages
-        return status
+    def reported() -> bool:
+        return bool(refused()) and "daemon_started" in kinds(listener.events(topic))
 
     try:
-        assert asyncio.run(scenario()) == 0
+        assert run_until_delivered(service, listener, reported) == 0
         assert listener.wait(lambda: "daemon_stopped" in kinds(listener.events(topic)))
     finally:
         listener.close()

@@ -5,12 +5,11 @@ now drops it into the journal and goes on. Real daemon, real mosquitto, real out
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from pathlib import Path
 
 import pytest
-from broker import Broker, Listener, run_connected
+from broker import Broker, Listener, run_until_delivered
 from gpiozero.pins.mock import MockFactory
 from test_service import door_without_camera
 
@@ -34,18 +33,11 @@ def test_an_unpublishable_stored_event_does_not_block_the_rest(
     )
     service = DoorService(config, pin_factory=factory)
 
-    async def scenario() -> int:
-        task = await run_connected(service)
-        delivered = await asyncio.to_thread(
-            listener.wait, lambda: len(listener.events("edgeface/front/event")) >= 2, 20
-        )
-        service.stop_requested.set()
-        status = await task
-        assert delivered
-        return status
+    def both() -> bool:
+        return len(listener.events("edgeface/front/event")) >= 2
 
     with caplog.at_level(logging.ERROR):
-        assert asyncio.run(scenario()) == 0
+        assert run_until_delivered(service, listener, both, 20) == 0
     listener.close()
     kinds = [(e["event_type"], e.get("track")) for e in listener.events("edgeface/front/event")]
     assert kinds[:2] == [("unknown", 2), ("daemon_started", None)]

@@ -13,7 +13,6 @@ damage was really met: the file set aside, and damaged as ``edgeface doctor`` se
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import json
@@ -26,7 +25,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from broker import Broker, Listener, run_connected
+from broker import Broker, Listener, run_until_delivered
 from gpiozero.pins.mock import MockFactory
 from test_outbox_salvage import (
     TOPIC,
@@ -393,20 +392,11 @@ def test_the_daemon_reports_a_repair_in_use_and_publishes_on(
     def errors() -> list[dict[str, object]]:
         return [e for e in listener.events(topic) if e["event_type"] == "error"]
 
-    async def scenario() -> int:
-        task = await run_connected(service)
-        delivered = await asyncio.to_thread(
-            listener.wait,
-            lambda: bool(errors()) and any(e.get("n") == 399 for e in listener.events(topic)),
-            30,
-        )
-        service.stop_requested.set()
-        status = await task
-        assert delivered, listener.messages
-        return status
+    def reported() -> bool:
+        return bool(errors()) and any(e.get("n") == 399 for e in listener.events(topic))
 
     try:
-        assert asyncio.run(scenario()) == 0
+        assert run_until_delivered(service, listener, reported) == 0
         assert listener.wait(
             lambda: "daemon_stopped" in {e["event_type"] for e in listener.events(topic)}
         )
