@@ -565,14 +565,21 @@ def _refuse_keys_given_twice(
       Python dict of what YAML makes of its keys: ``~`` and ``null`` are one key (None), as are
       ``true``, ``True`` and ``yes``, ``16`` and ``0x10`` (and, as in any dict, ``1``, ``1.0``
       and ``true``), while ``1`` and ``'1'`` are two. A list or mapping as a key cannot be held
-      by a dict: :class:`_KeyNotPlain`, except where the mapping is not read at all (under an
-      unknown key, where one value belongs), which is refused for that instead.
+      by a dict: :class:`_KeyNotPlain`.
+
+    A mapping the file's reading never reads (under an unknown key, where one value belongs)
+    is not checked: it is refused for that ("unknown key …; did you mean …"), the message
+    that says what to fix.
     """
     as_written, read = False, True
     if loader.reads_settings:
         kind = _setting_kind(path)
         as_written = dataclasses.is_dataclass(kind) or get_origin(kind) is dict
         read = as_written or kind is Any
+        if not read:
+            # Under an unknown key, or where one value belongs: refused for that when read
+            # ("unknown key …; did you mean …"), which is the message that helps.
+            return
     first: dict[Any, tuple[int, str]] = {}
     for key_node, _ in node.value:
         if not isinstance(key_node, yaml.ScalarNode):
@@ -600,6 +607,8 @@ def _key_value(loader: ConfigLoader, node: yaml.ScalarNode) -> Any:
     compared by tag and text: reading the mapping refuses it with its line; the check for keys
     given twice adds no error of its own."""
     constructors = loader.yaml_constructors
+    if node.tag == VALUE_TAG:  # a plain ``=``: PyYAML's mapping reads it as the text "="
+        return str(node.value)
     constructor = constructors.get(node.tag, constructors.get(None))
     try:
         value = constructor(loader, node) if constructor else node.value
@@ -609,6 +618,8 @@ def _key_value(loader: ConfigLoader, node: yaml.ScalarNode) -> Any:
     return value
 
 
+#: The tag YAML gives a plain ``=`` (the "value" key type), read as text in a mapping key.
+VALUE_TAG = "tag:yaml.org,2002:value"
 #: Marks a key YAML cannot make a value of (see :func:`_key_value`).
 _UNREADABLE_KEY = object()
 

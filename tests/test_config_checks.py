@@ -27,10 +27,12 @@ from test_config_hostile import refused, schedule, write
 from edgeface.config import (
     MAX_DEVICE_ID_CHARS,
     MAX_GROUP_CHARS,
+    ConfigError,
     ConfigLoader,
     device_id_problem,
     is_device_id,
     load_config,
+    parse_config,
 )
 from edgeface.door.schedules import AccessSchedule
 from edgeface.recognition.gallery import Gallery
@@ -175,32 +177,17 @@ def test_a_section_given_twice_is_refused_naming_both_lines(tmp_path: Path) -> N
             "one of them",
             id="inside-a-free-form-value",
         ),
-        pytest.param(
-            "camera:\n  source:\n    path: a\n    path: b\n",
-            "key 'camera.source.path' is given twice, on line 3 and line 4; delete one of them",
-            id="mapping-for-text",
-        ),
-        pytest.param(
-            "camra:\n  fps: 1\n  fps: 2\n",
-            "key 'camra.fps' is given twice, on line 2 and line 3; delete one of them",
-            id="under-an-unknown-key",
-        ),
-        pytest.param(
-            "camera:\n  roi: [{x: 1, x: 2}, 0, 5, 5]\n",
-            "key 'camera.roi[0].x' is given twice on line 2; delete one of them",
-            id="in-a-list",
-        ),
     ],
 )
 def test_every_mapping_in_the_file_refuses_a_key_given_twice(
     tmp_path: Path, text: str, message: str
 ) -> None:
-    """Not only the sections and the dict-typed settings: a mapping anywhere in the file —
-    a schedule window, inside a free-form value, where text belongs, in a list — names the
-    key by its whole path and both lines. "Earlier versions used …" is said only where a
-    file with the key twice loaded before (the dict-typed settings and their windows kept
-    the later value); elsewhere it was refused for another reason, and no door ran with
-    either value."""
+    """Not only the sections and the dict-typed settings: a mapping anywhere the file is read
+    — a schedule window, inside a free-form value — names the key by its whole path and both
+    lines (a mapping where none is read is refused for that: the next test). "Earlier
+    versions used …" is said only where a file with the key twice loaded before (the
+    dict-typed settings and their windows kept the later value); elsewhere it was refused for
+    another reason, and no door ran with either value."""
     assert refused(write(tmp_path, text)).endswith(message)
 
 
@@ -242,6 +229,8 @@ def test_the_configuration_loader_itself_refuses_keys_given_twice() -> None:
             "1: a, 1.0: b", "'{at}.1.0' is given twice on line 5 ('1' and '1.0'", id="float"
         ),
         pytest.param("a: 1, !!str a: 2", "'{at}.a' is given twice on line 5; delete", id="tagged"),
+        pytest.param('=: 1, "=": 2', "'{at}.=' is given twice on line 5; delete", id="value-key"),
+        pytest.param("!!value x: 1, x: 2", "'{at}.x' is given twice on line 5", id="!!value"),
     ],
 )
 def test_keys_written_differently_are_one_key_in_a_free_form_value(
@@ -490,3 +479,34 @@ def test_a_ca_file_is_checked_only_when_it_is_used(tmp_path: Path) -> None:
     for unused in ("enabled: false\n  tls: true", "enabled: true\n  tls: false"):
         text = f"mqtt:\n  {unused}\n  ca_file: {missing}\n"
         assert load_config(write(tmp_path, text)).mqtt.ca_file == str(missing)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "recognition:\n  schedule:\n    yes: []\n    on: []\n",
+            "unknown key 'recognition.schedule' (line 2); did you mean 'schedules'?",
+        ),
+        (
+            "pussh: {keys: {0x10: a, 16: b}}\n",
+            "unknown key 'pussh' (line 1); did you mean 'push'?",
+        ),
+        ("camra:\n  fps: 1\n  fps: 2\n", "unknown key 'camra' (line 1); did you mean 'camera'?"),
+        (
+            "camera:\n  source:\n    path: a\n    path: b\n",
+            "camera.source (line 3): expected a single value, not a list or mapping",
+        ),
+        (
+            "camera:\n  roi: [{x: 1, x: 2}, 0, 5, 5]\n",
+            "camera.roi[0] (line 2): expected a single value, not a list or mapping",
+        ),
+    ],
+)
+def test_a_mapping_no_setting_reads_is_refused_for_that_first(text: str, message: str) -> None:
+    """Keys under a key no setting has, or in a mapping where one value belongs, are never
+    read: the misspelling or the misplaced mapping is what to fix, not two keys in it that
+    YAML would read as one."""
+    with pytest.raises(ConfigError) as info:
+        parse_config(text)
+    assert str(info.value) == f"<config>: {message}"
