@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from broker import Broker, Listener, run_connected
@@ -61,22 +63,36 @@ def test_guessing_the_remote_unlock_code_over_the_broker_is_stopped(
     )
     config = door_without_camera(tmp_path, mqtt_config)
     events: list[dict[str, object]] = []
-    service = DoorService(config, pin_factory=factory, on_event=events.append)
+    locked_out_at: list[float] = []  # when the daemon reported the lockout (its own clock)
+
+    def record(event: dict[str, object]) -> None:
+        events.append(event)
+        if event["event_type"] == "code_lockout":
+            locked_out_at.append(time.monotonic())
+
+    service = DoorService(config, pin_factory=factory, on_event=record)
     service._code_lockouts["lock"] = CodeLockout(first_seconds=1.5)  # a short one, for the test
 
     def send(code: str) -> None:
         listener.client.publish(TOPIC, json.dumps({"action": "UNLOCK", "code": code}), qos=1)
 
+    async def until(condition: Callable[[], bool], seconds: float = 10.0) -> bool:
+        deadline = time.monotonic() + seconds
+        while not condition() and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        return condition()
+
     async def scenario() -> int:
         task = await run_connected(service)
         for guess in ("0000", "0001", "0002", "0003", "0004", "4711"):
             send(guess)
-        await asyncio.sleep(0.8)
-        opened_during_lockout = factory.pin(PIN).state
-        await asyncio.sleep(1.0)  # the lockout is over
+        assert await until(lambda: bool(locked_out_at))
+        # the right code, sent straight after the fifth wrong one, is handled in the lockout
+        opened_during_lockout = await until(lambda: factory.pin(PIN).state, 0.5)
+        # however slowly the guesses arrived (a loaded machine), the lockout is over now
+        await asyncio.sleep(max(0.0, locked_out_at[0] + 1.5 + 0.2 - time.monotonic()))
         send("4711")
-        await asyncio.sleep(0.5)
-        opened_after = factory.pin(PIN).state
+        opened_after = await until(lambda: factory.pin(PIN).state)
         service.stop_requested.set()
         status = await task
         assert not opened_during_lockout and opened_after
