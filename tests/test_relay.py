@@ -157,3 +157,47 @@ def test_a_normal_pulse_leaves_no_marker(tmp_path: Path, factory: MockFactory) -
     assert (tmp_path / MARKER_NAME).exists()
     assert wait_for(lambda: not (tmp_path / MARKER_NAME).exists())
     relay.close()
+
+
+def test_a_closed_relays_pulse_leaves_the_next_relays_marker_alone(
+    tmp_path: Path, factory: MockFactory
+) -> None:
+    """A reload moving the relay mid-pulse closes the old one. Its end-of-pulse timer used to
+    run later anyway and remove the marker of the new relay's pulse (same state_dir), so a
+    power cut during that pulse went unreported. Closing now ends the pulse for good."""
+    old = DoorRelay(PIN, unlock_seconds=0.3, cooldown_seconds=0, state_dir=tmp_path)
+    assert old.unlock()
+    old.close()
+    assert level(factory) is False and not (tmp_path / MARKER_NAME).exists()
+    new = DoorRelay(18, unlock_seconds=2, cooldown_seconds=0, state_dir=tmp_path)
+    assert new.unlock()
+    time.sleep(0.6)  # the old pulse would have ended by now
+    assert not new.locked and (tmp_path / MARKER_NAME).exists()
+    new.close()
+    assert not (tmp_path / MARKER_NAME).exists()
+
+
+def test_a_relay_that_takes_over_keeps_the_cooldown_running(factory: MockFactory) -> None:
+    """The relay replacing another (a reload moved the pin) inherits its cooldown: a face held
+    in front of the camera must not reopen the door at once because the pin changed."""
+    old = DoorRelay(PIN, unlock_seconds=0.2, cooldown_seconds=0.4)
+    assert old.unlock()
+    old.close()
+    new = DoorRelay(18, unlock_seconds=0.2, cooldown_seconds=0, cooldown_until=old.cooldown_until)
+    assert not new.unlock()
+    assert wait_for(new.unlock, timeout=2)
+    new.close()
+
+
+def test_an_unwritable_marker_does_not_stop_the_pulse(tmp_path: Path, factory: MockFactory) -> None:
+    """The marker only reports a power cut during a pulse: when it cannot be written the pulse
+    still runs, and ``marker_problem`` says why until a marker is written again."""
+    relay = DoorRelay(PIN, unlock_seconds=0.1, cooldown_seconds=0, state_dir=tmp_path)
+    (tmp_path / MARKER_NAME).mkdir()  # refused as a full disk would refuse it
+    assert relay.unlock()
+    assert level(factory) is True and isinstance(relay.marker_problem, OSError)
+    assert wait_for(lambda: level(factory) is False)
+    (tmp_path / MARKER_NAME).rmdir()
+    assert wait_for(relay.unlock)
+    assert relay.marker_problem is None
+    relay.close()

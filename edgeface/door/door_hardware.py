@@ -5,7 +5,9 @@ of them while the door runs. What must hold whatever happens lives here, apart f
 life cycle: the relay is claimed before anything else and, when a reload moves it, the old
 output is driven locked and released before the new one is claimed (a released output on a
 fail-secure strike is locked), so the door is never left unlocked; an input that cannot be
-claimed is reported and left off, and the door runs on without it.
+claimed is reported and left off, and the door runs on without it. A reload tells the door
+which settings the pins really run with, so that its configuration never names a pin nobody
+watches or drives.
 
 gpiozero calls the inputs' callbacks on its own thread. They are only handed over to the event
 loop (``call_soon_threadsafe``) and what a press or a door opening *means* — a pulse, an event,
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +74,7 @@ class DoorHardware:
         self.contact = self._make_input(settings.door_contact_pin)
         self.exit_button = self._make_input(settings.exit_button_pin)
 
-    def _make_relay(self, r: RelayConfig) -> DoorRelay:
+    def _make_relay(self, r: RelayConfig, cooldown_until: float = 0.0) -> DoorRelay:
         return DoorRelay(
             r.pin,
             active_high=r.active_high,
@@ -80,6 +83,7 @@ class DoorHardware:
             cooldown_seconds=r.cooldown_seconds,
             state_dir=self.state_dir,
             pin_factory=self.pin_factory,
+            cooldown_until=cooldown_until,
         )
 
     def _make_input(self, pin: int | None) -> Any:
@@ -92,52 +96,74 @@ class DoorHardware:
         return Button(pin, pull_up=True, bounce_time=0.05, pin_factory=self.pin_factory)
 
     # ----- reload ----------------------------------------------------------------------------
-    def reconfigure(
-        self, old: RelayConfig, plan: ReloadPlan, keep_old_relay: Callable[[RelayConfig], None]
-    ) -> None:
+    def reconfigure(self, old: RelayConfig, plan: ReloadPlan) -> RelayConfig:
         """New relay pin/polarity, timings, door contact or exit button, never leaving the door
-        unlocked.
+        unlocked. Returns the relay settings the pins now run with: ``plan``'s, except what
+        could not be claimed — each reported here — so that the door's configuration (and its
+        ``config_reloaded`` event) says what the hardware does.
 
-        The old output is driven locked and released before the new pin is claimed; if the new
-        pin cannot be claimed, ``keep_old_relay(old)`` is called first (the door's configuration
-        goes back to the running relay settings, so it names the pin that runs) and the old pin
-        is claimed again; if even that fails the door stays locked (a released output on a
-        fail-secure strike is locked) and it is reported. A new door contact is read at once
-        and watched, like the one claimed at start (:meth:`watch_contact`).
+        Inputs that move are released first: the new relay pin may be one of theirs (a file
+        that swaps the relay's and the contact's pins is valid). The old output is then driven
+        locked and released before the new pin is claimed; if the new pin cannot be claimed,
+        only the relay's pin and polarity keep their running values (timings still change) and
+        the old pin is claimed again; if even that fails the door stays locked (a released
+        output on a fail-secure strike is locked) and it is reported. A new relay goes on with
+        the old one's cooldown. The moved inputs are claimed last; one that cannot be claimed
+        is off (None in the settings returned, so the next reload tries again). A new door
+        contact is read at once and watched, like the one claimed at start.
         """
         new = plan.config.relay
+        running = new
+        move_contact = plan.touches("relay.door_contact_pin")
+        move_exit = plan.touches("relay.exit_button_pin")
+        if move_contact and self.contact is not None:
+            self.contact.close()
+            self.contact = None
+        if move_exit and self.exit_button is not None:
+            self.exit_button.close()
+            self.exit_button = None
         if plan.touches("relay.pin") or plan.touches("relay.active_high"):
-            self.relay.close()
-            try:
-                self.relay = self._make_relay(new)
-            except Exception as exc:  # gpiozero raises many kinds (PinInvalidPin, GPIOPinInUse…)
-                keep_old_relay(old)
-                detail = f"relay pin {new.pin} could not be claimed ({exc}); kept pin {old.pin}"
-                try:
-                    self.relay = self._make_relay(old)
-                except Exception as again:
-                    detail = f"{detail}, which failed too ({again}): the door stays locked"
-                self._emit("error", detail=detail)
+            running = self._move_relay(old, new)
         elif plan.touches("relay."):
             self.relay.set_timing(new.unlock_seconds, new.max_unlock_seconds, new.cooldown_seconds)
-        if plan.touches("relay.door_contact_pin"):
-            self.contact = self._replace_input(self.contact, new.door_contact_pin, "door contact")
+        if move_contact:
+            self.contact = self._claim_input(new.door_contact_pin, "door contact")
+            if self.contact is None:
+                running = replace(running, door_contact_pin=None)
             self.watch_contact()
-        if plan.touches("relay.exit_button_pin"):
-            self.exit_button = self._replace_input(
-                self.exit_button, new.exit_button_pin, "exit button"
-            )
+        if move_exit:
+            self.exit_button = self._claim_input(new.exit_button_pin, "exit button")
+            if self.exit_button is None:
+                running = replace(running, exit_button_pin=None)
             self.watch_exit_button()
+        return running
 
-    def _replace_input(self, current: Any, pin: int | None, what: str) -> Any:
-        """Release ``current`` and claim ``pin`` (None: nothing); a pin that cannot be claimed
-        is reported and leaves the input off — the door itself stays as it is."""
-        if current is not None:
-            current.close()
+    def _move_relay(self, old: RelayConfig, new: RelayConfig) -> RelayConfig:
+        """The relay on ``new``'s pin and polarity; the settings it runs with."""
+        cooldown_until = self.relay.cooldown_until
+        self.relay.close()
+        try:
+            self.relay = self._make_relay(new, cooldown_until)
+            return new
+        except Exception as exc:  # gpiozero raises many kinds (PinInvalidPin, GPIOPinInUse…)
+            kept = replace(new, pin=old.pin, active_high=old.active_high)
+            detail = f"relay pin {new.pin} could not be claimed ({exc}); kept pin {old.pin}"
+            try:
+                self.relay = self._make_relay(kept, cooldown_until)
+            except Exception as again:
+                detail = f"{detail}, which failed too ({again}): the door stays locked"
+            self._emit("error", detail=detail)
+            return kept
+
+    def _claim_input(self, pin: int | None, what: str) -> Any:
+        """The input on ``pin`` (None: none); a pin that cannot be claimed is reported and
+        leaves the input off — the door itself stays as it is."""
         try:
             return self._make_input(pin)
         except Exception as exc:  # gpiozero raises many kinds (PinInvalidPin, GPIOPinInUse…)
-            self._emit("error", detail=f"{what} pin {pin}: {exc}")
+            self._emit(
+                "error", detail=f"{what} pin {pin} could not be claimed ({exc}): running without it"
+            )
             return None
 
     # ----- the inputs' callbacks -------------------------------------------------------------
@@ -150,15 +176,17 @@ class DoorHardware:
         self.exit_button.when_pressed = lambda: loop.call_soon_threadsafe(on_pressed)
 
     def watch_contact(self) -> None:
-        """Read the door contact now, then hand its changes (gpiozero's thread → the event
-        loop) to the door."""
+        """Hand the door contact's changes (gpiozero's thread → the event loop) to the door,
+        then read it now. In that order: a change between the two is then handed over by its
+        callback, after the read, instead of being lost (read first, a door opened just then
+        would be taken for shut until its next change)."""
         loop = self._loop()
         if self.contact is None or loop is None:
             return
         on_state = self._on_door_state
-        on_state(bool(self.contact.is_pressed), False)
         self.contact.when_pressed = lambda: loop.call_soon_threadsafe(on_state, True, True)
         self.contact.when_released = lambda: loop.call_soon_threadsafe(on_state, False, True)
+        on_state(bool(self.contact.is_pressed), False)
 
     def close_inputs(self) -> None:
         """Release the door contact and the exit button (at stop, after the relay)."""

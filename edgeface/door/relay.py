@@ -11,7 +11,12 @@ class energises the relay only for a bounded pulse and de-energises it on every 
   input, and on an active-low relay board a floating input may read as "energise";
 * before energising, a marker file is written (and fsynced) in the state directory and removed
   after locking, so if the process is killed mid-pulse (SIGKILL, power cut) the next start finds
-  the marker and reports the interrupted unlock.
+  the marker and reports the interrupted unlock. The marker only serves that report: one that
+  cannot be written (a full disk) does not stop the pulse — an authorised person must still get
+  in — and ``marker_problem`` says why, for the daemon to report;
+* ``close()`` ends a running pulse for good (its end-of-pulse timer is cancelled), so a relay
+  closed by a reload never touches the marker of the relay that replaced it, and the
+  replacement is handed the cooldown still running (``cooldown_until``).
 
 Wiring that keeps the door locked while nothing drives the pin: an active-high relay on GPIO 9–27
 (pulled down at boot on a Raspberry Pi). Maglocks are fail-safe by nature (unlocked without
@@ -60,13 +65,21 @@ class DoorRelay:
         cooldown_seconds: float = 2.0,
         state_dir: Path | None = None,
         pin_factory: Any = None,
+        cooldown_until: float = 0.0,
     ) -> None:
+        """``cooldown_until`` (a ``time.monotonic()`` deadline) carries over the cooldown of the
+        relay this one replaces (a reload moved the pin): a face held in front of the camera
+        must not reopen the door at once because the pin changed."""
         self._lock = threading.Lock()
         self.set_timing(unlock_seconds, max_unlock_seconds, cooldown_seconds)
         self.state_dir = state_dir
         self._unlocked_until = 0.0
-        self._cooldown_until = 0.0
+        self._cooldown_until = cooldown_until
         self._closed = False
+        #: the running pulse's end (cancelled by lock() and close())
+        self._pulse_timer: threading.Timer | None = None
+        #: Why the marker could not be written at the last unlock; None once one was written.
+        self.marker_problem: OSError | None = None
         self.device = DigitalOutputDevice(
             pin, active_high=active_high, initial_value=False, pin_factory=pin_factory
         )
@@ -93,6 +106,13 @@ class DoorRelay:
             return True
         return not bool(self.device.value)
 
+    @property
+    def cooldown_until(self) -> float:
+        """When (``time.monotonic()``) the next pulse may start: the last one's end plus the
+        cooldown — for the relay that replaces this one."""
+        with self._lock:
+            return self._cooldown_until
+
     # ----- actions ---------------------------------------------------------------------------
     def unlock(self, seconds: float | None = None, identity: str | None = None) -> bool:
         """Energise for ``seconds`` (default ``unlock_seconds``, never above the maximum).
@@ -107,12 +127,20 @@ class DoorRelay:
             now = time.monotonic()
             if self._closed or now < self._unlocked_until or now < self._cooldown_until:
                 return False
-            self._write_marker(duration, identity)
+            try:
+                self._write_marker(duration, identity)
+                self.marker_problem = None
+            except OSError as exc:
+                # The marker only reports a power cut during this pulse; an authorised person
+                # must still get in. The daemon reports the problem (marker_problem).
+                log.error("relay: unlock-in-progress marker not written: %s", exc)
+                self.marker_problem = exc
             self._unlocked_until = now + duration
             self._cooldown_until = now + duration + self.cooldown_seconds
             # gpiozero's background thread turns it off after on_time, n=1: exactly one pulse.
             self.device.blink(on_time=duration, off_time=0.001, n=1, background=True)
-            threading.Timer(duration + 0.05, self._pulse_ended).start()
+            self._pulse_timer = threading.Timer(duration + 0.05, self._pulse_ended)
+            self._pulse_timer.start()
             log.info("relay: unlocked for %.1f s (%s)", duration, identity or "no identity")
             return True
 
@@ -121,12 +149,12 @@ class DoorRelay:
         with self._lock:
             if not self._closed:
                 self.device.off()
-            self._unlocked_until = 0.0
-            self._remove_marker()
+            self._end_pulse()
 
     def close(self) -> None:
-        """Lock and release the pin; further unlocks are refused. Closing again does nothing
-        (the daemon closes on every way out, also after a reload that already released it)."""
+        """Lock and release the pin, ending a running pulse for good; further unlocks are
+        refused. Closing again does nothing (the daemon closes on every way out, also after a
+        reload that already released it). The cooldown still runs (``cooldown_until``)."""
         with self._lock:
             if self._closed:
                 return
@@ -134,8 +162,19 @@ class DoorRelay:
             try:
                 self.device.off()
             finally:
-                self._remove_marker()
-                self.device.close()
+                try:
+                    self._end_pulse()
+                finally:
+                    self.device.close()
+
+    def _end_pulse(self) -> None:
+        """(Under the lock, the output already driven locked.) No pulse runs any more: its
+        timer is cancelled and its marker removed."""
+        self._unlocked_until = 0.0
+        if self._pulse_timer is not None:
+            self._pulse_timer.cancel()
+            self._pulse_timer = None
+        self._remove_marker()
 
     def __enter__(self) -> DoorRelay:
         return self
@@ -146,9 +185,14 @@ class DoorRelay:
     # ----- the interrupted-unlock marker ------------------------------------------------------
     def _pulse_ended(self) -> None:
         with self._lock:
+            # A closed relay has ended its pulse already; the marker may now be the pulse of
+            # the relay that replaced it (same state_dir), which is not this timer's to remove.
+            # (close() cancels the timer; this one may have started before and waited here.)
+            if self._closed:
+                return
             if time.monotonic() >= self._unlocked_until:
-                if not self._closed:
-                    self.device.off()  # belt and braces: blink has already turned it off
+                self.device.off()  # belt and braces: blink has already turned it off
+                self._pulse_timer = None
                 self._remove_marker()
 
     def _marker(self) -> Path | None:
@@ -166,9 +210,14 @@ class DoorRelay:
             os.fsync(handle.fileno())
 
     def _remove_marker(self) -> None:
+        """Never raises: on the way to locking, and in close() before the pin is released."""
         marker = self._marker()
-        if marker is not None:
+        if marker is None:
+            return
+        try:
             marker.unlink(missing_ok=True)
+        except OSError as exc:  # e.g. something else is in its place (a folder)
+            log.error("relay: cannot remove the unlock-in-progress marker %s: %s", marker, exc)
 
     def _take_marker(self) -> InterruptedUnlock | None:
         marker = self._marker()

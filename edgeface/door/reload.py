@@ -5,8 +5,9 @@ kinds:
 
 * **live** — the camera (the capture thread reopens it), the detector (a new pipeline is built
   off the event loop and swapped in), recognition thresholds, schedules and gallery path, relay
-  timings, the relay and door-contact pins (the old output is driven locked and released before
-  the new one is claimed), push keys (so a leaked key can be revoked with a reload) and the
+  timings, the relay, door-contact and exit-button pins (the old output is driven locked and
+  released before the new one is claimed; a moved input is released before anything is claimed,
+  so pins may be swapped), push keys (so a leaked key can be revoked with a reload) and the
   push folder, snapshots, two-factor entry (who needs it, its window and its secret) and the
   log level;
 * **restart-only** — everything that names the daemon or its connections: ``device_id``,
@@ -40,6 +41,7 @@ LIVE_PREFIXES = (
     "relay.max_unlock_seconds",
     "relay.cooldown_seconds",
     "relay.door_contact_pin",
+    "relay.exit_button_pin",
     "push.keys",
     "push.public_keys",
     "push.max_bytes",

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import logging
 import signal
@@ -39,7 +40,6 @@ from edgeface.config import (
     Config,
     DetectorConfig,
     RecognitionConfig,
-    RelayConfig,
     SnapshotConfig,
     camera_source_problem,
     load_config,
@@ -55,8 +55,8 @@ from edgeface.door.gallery_file import read_gallery
 from edgeface.door.gallery_pushes import GalleryPushes
 from edgeface.door.mqtt import DoorMqtt
 from edgeface.door.outbox import Outbox
-from edgeface.door.relay import DoorRelay
-from edgeface.door.reload import prepare_reload
+from edgeface.door.relay import MARKER_NAME, DoorRelay
+from edgeface.door.reload import changed_keys, prepare_reload
 from edgeface.door.remote_commands import RemoteCommands
 from edgeface.door.rule_names import rules_naming_strangers
 from edgeface.door.schedules import AccessSchedule
@@ -135,7 +135,10 @@ class DoorService:
         try:
             self._set_up(config)
         except BaseException:
-            self.relay.close()  # whatever failed, the door is left driven locked
+            try:
+                self.relay.close()  # whatever failed, the door is left driven locked ...
+            finally:
+                self.hardware.close_inputs()  # ... and no input it claimed stays claimed
             raise
 
     @property
@@ -193,7 +196,11 @@ class DoorService:
         #: Set by a reload that changed the camera settings, and at stop: wakes the capture
         #: thread from its reconnect back-off (up to 30 s) so that a stop is not held up by it.
         self.camera_changed = threading.Event()
-        self._reload_task: asyncio.Task[None] | None = None
+        #: SIGHUP reloads not done yet (keeps the references; run()'s stop cancels them).
+        self._reloads: set[asyncio.Task[None]] = set()
+        #: Whether the unlock-in-progress marker could not be written and that was reported:
+        #: reported once until a marker is written again, not at every unlock of a full disk.
+        self._marker_unwritable = False
         self.stop_requested = asyncio.Event()
         #: The camera thread's work (run() starts it): the current camera settings, the newest
         #: frame into the slot, and its news handed to the event loop as events.
@@ -506,12 +513,31 @@ class DoorService:
             )
 
     def pulse_relay(self, identity: str) -> bool:
-        """Unlock (False while a pulse or its cooldown runs); opening the door now is an entry,
-        not a forced door (:mod:`edgeface.door.door_alarms`)."""
-        if not self.relay.unlock(identity=identity):
+        """Unlock (False while a pulse or its cooldown runs, and once a stop is requested: the
+        stop is about to drive the relay locked); opening the door now is an entry, not a
+        forced door (:mod:`edgeface.door.door_alarms`)."""
+        if self.stop_requested.is_set() or not self.relay.unlock(identity=identity):
             return False
         self.door_alarms.entry_allowed(self.relay.unlock_seconds)
+        self._report_marker(self.relay.marker_problem)
         return True
+
+    def _report_marker(self, problem: OSError | None) -> None:
+        """The relay unlocked without its unlock-in-progress marker (a full disk, say): the
+        door opened — the marker only serves to report a power cut during the pulse — but the
+        installer must hear that such a power cut would go unreported. Once until a marker is
+        written again: a full disk must not add an error to every unlock."""
+        if problem is None:
+            self._marker_unwritable = False
+        elif not self._marker_unwritable:
+            self._marker_unwritable = True
+            self.emit(
+                "error",
+                detail=f"unlock-in-progress marker {self.state_dir / MARKER_NAME} could not be "
+                f"written ({problem.strerror or problem}): the door still unlocks, but a power "
+                "cut during an unlock would not be reported (said again only after a marker "
+                "was written)",
+            )
 
     def _deny(self, track: Track, identity: str, reason: str) -> None:
         """Refuse a recognised person, reported once per track (it is retried every frame)."""
@@ -584,9 +610,12 @@ class DoorService:
             await asyncio.sleep(interval)
 
     def reload(self) -> None:
-        """SIGHUP (called on the event loop): re-read the configuration file and the gallery."""
-        if self._loop is not None:
-            self._reload_task = self._loop.create_task(self._on_sighup())
+        """SIGHUP (called on the event loop): re-read the configuration file and the gallery.
+        Nothing once a stop is requested (the signal handlers outlive run()'s stop)."""
+        if self._loop is not None and not self.stop_requested.is_set():
+            task = self._loop.create_task(self._on_sighup())
+            self._reloads.add(task)
+            task.add_done_callback(self._reloads.discard)
 
     async def _on_sighup(self) -> None:
         await self.apply_reload()
@@ -596,7 +625,12 @@ class DoorService:
         """Apply a re-read configuration: everything that can fail is prepared first (file,
         gallery, models for a changed detector); only then is it swapped in, so a bad file or
         a corrupt model leaves the door running exactly as before. Settings that need a
-        restart (see :mod:`edgeface.door.reload`) keep their running values and are reported."""
+        restart (see :mod:`edgeface.door.reload`) keep their running values and are reported.
+
+        Nothing is swapped in once a stop is requested while it was prepared: the stop closes
+        the relay and the inputs, and pins claimed after it would never be released (nor the
+        new relay closed). ``config_reloaded.applied`` lists only what runs as the file says:
+        a relay pin or an input that could not be claimed is reported apart and is not in it."""
         async with self._change_lock:
             try:
                 plan = await prepare_reload(self.config, self.config_path)  # parsed off the loop
@@ -622,6 +656,9 @@ class DoorService:
                     f"({exc.__class__.__name__}: {str(exc)[:200]})",
                 )
                 return
+            if self.stop_requested.is_set():
+                log.info("reload not applied: the daemon is stopping (a restart reads the file)")
+                return
             running = self.config
             self.config = plan.config
             self.use_gallery(gallery)
@@ -646,7 +683,10 @@ class DoorService:
             self.door_alarms.forced_alarm = new_relay.door_forced_alarm
             if plan.touches("relay.door_contact_pin"):
                 self.door_alarms.contact(closed=True, initial=True)  # the old contact says nothing
-            self.hardware.reconfigure(running.relay, plan, self._keep_relay_settings)
+            relay_runs = self.hardware.reconfigure(running.relay, plan)
+            if relay_runs != plan.config.relay:  # a pin could not be claimed (reported)
+                self.config = replace(self.config, relay=relay_runs)
+            not_as_written = set(changed_keys(plan.config, self.config))
             if plan.touches("camera."):
                 self.camera_changed.set()
             if plan.touches("push.folder"):
@@ -654,7 +694,7 @@ class DoorService:
             self.emit(
                 "config_reloaded",
                 gallery_identities=len(self.matcher.names),
-                applied=list(plan.applied),
+                applied=[key for key in plan.applied if key not in not_as_written],
                 restart_required=list(plan.restart_required),
             )
             if plan.restart_required:
@@ -663,20 +703,16 @@ class DoorService:
                     ", ".join(plan.restart_required),
                 )
 
-    def _keep_relay_settings(self, running: RelayConfig) -> None:
-        """The reloaded relay pin could not be claimed (:meth:`DoorHardware.reconfigure`): the
-        configuration keeps the running relay settings, so that it names the pin that runs."""
-        self.config = replace(self.config, relay=running)
-
     # ----- life cycle ------------------------------------------------------------------------
     async def run(self) -> int:
         """Run until stopped (SIGTERM/SIGINT), until a played file ends, or until a task fails.
 
         Everything after the signal handlers is inside the ``try``: whatever fails while
         starting (a full disk under the first event, say), the ``finally`` still drives the
-        relay locked, stops the camera thread and reports the stop. Every task and the camera
-        thread are watched: one that dies is a failure of the daemon (exit status 1, so systemd
-        restarts it), never a daemon that runs on without seeing, opening or reporting.
+        relay locked, stops the camera thread and reports the stop (:meth:`_stop`). Every task
+        and the camera thread are watched: one that dies is a failure of the daemon (exit
+        status 1, so systemd restarts it), never a daemon that runs on without seeing, opening
+        or reporting.
         """
         loop = asyncio.get_running_loop()
         self._loop = loop
@@ -730,20 +766,68 @@ class DoorService:
             self.emit("error", detail=f"{exc.__class__.__name__}: {exc}")
             status = 1
         finally:
-            self.notifier.stopping()
-            self.stop_requested.set()
-            self.camera_changed.set()  # wakes the camera thread from a reconnect back-off wait
-            self.relay.close()  # fail-secure: driven locked, then released
-            self.emit("daemon_stopped", status=status, door="locked")
-            self.hardware.close_inputs()
+            await self._stop(status, tasks, capture)
+        return status
+
+    async def _stop(
+        self,
+        status: int,
+        tasks: list[asyncio.Task[None]],
+        capture: asyncio.Future[None] | None,
+    ) -> None:
+        """run()'s way out. Each step runs whatever the one before raised — ``on_event``
+        writing to a closed pipe must not leave the inputs claimed, the tasks running or MQTT
+        connected — and the first error is raised at the end (the others are logged).
+
+        Reloads still being prepared (models built in a worker thread) are cancelled and
+        awaited before the relay is closed: one finishing afterwards claimed pins nobody
+        released, with a relay that could unlock after ``daemon_stopped door=locked``
+        (apply_reload also refuses to swap anything in once the stop is requested). Awaiting
+        them takes a turn of the loop: they only wait on the worker thread or on the lock."""
+
+        async def end_reloads() -> None:
+            reloads = list(self._reloads)
+            for task in reloads:
+                task.cancel()
+            await asyncio.gather(*reloads, return_exceptions=True)
+
+        async def end_tasks() -> None:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             if capture is not None:
                 await asyncio.wait([capture], timeout=2.0)  # the thread sees the stop flag
+
+        async def stop_mqtt() -> None:
             if self.mqtt:
                 await asyncio.to_thread(self.mqtt.stop)
-        return status
+
+        steps: list[tuple[str, Callable[[], Any]]] = [
+            ("systemd notification", self.notifier.stopping),
+            ("stop request", self.stop_requested.set),
+            # wakes the camera thread from a reconnect back-off wait
+            ("camera wake-up", self.camera_changed.set),
+            ("reloads", end_reloads),
+            # fail-secure: driven locked, then released (read now: a reload may replace it)
+            ("relay", lambda: self.relay.close()),
+            ("daemon_stopped", lambda: self.emit("daemon_stopped", status=status, door="locked")),
+            ("inputs", self.hardware.close_inputs),
+            ("tasks", end_tasks),
+            ("mqtt", stop_mqtt),
+        ]
+        first: BaseException | None = None
+        for name, step in steps:
+            try:
+                result = step()
+                if inspect.isawaitable(result):
+                    await result
+            except BaseException as exc:  # every step runs; the first error is raised below
+                if first is None:
+                    first = exc
+                else:
+                    log.error("stopping: %s failed too", name, exc_info=exc)
+        if first is not None:
+            raise first
 
     async def _until_stopped(
         self, tasks: list[asyncio.Task[None]], capture: asyncio.Future[None]
