@@ -170,12 +170,12 @@ class Outbox:
         self._repairs_lock = threading.Lock()  # apart: taking them never waits for a salvage
         self._repaired_at: list[float] = []  # time.monotonic() of each file set aside
         self._in_memory = str(path) == MEMORY
-        #: The highest seq handed out or carried over: a repair numbers on after it, even where
-        #: the damaged file's own record of it cannot be read.
-        self._last_seq = 0
         #: While events are kept in memory: the seq reserved up to in ``_reserve_file``.
         self._reserved_to = 0
         reserved = self._read_reservation()
+        #: The highest seq handed out or carried over: a repair numbers on after it, even where
+        #: the damaged file's own record of it cannot be read. At open, numbers reserved by a
+        #: door that kept its events in memory count as handed out.
         self._last_seq = reserved
         problem = self._open_checked()
         if problem:

@@ -61,9 +61,6 @@ class HeldEvents:
     def __len__(self) -> int:
         return len(self._events)
 
-    def __bool__(self) -> bool:
-        return bool(self._events)
-
     def __iter__(self) -> Iterator[OutboxEvent]:
         return iter(self._events)
 
