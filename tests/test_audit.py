@@ -535,6 +535,38 @@ def test_an_audit_failure_never_stops_or_opens_the_door(
         service.relay.close()
 
 
+def test_a_caller_that_raises_loses_no_stored_copy(tmp_path: Path) -> None:
+    """The events' caller (``--print-events`` writing to a closed pipe) is handed each event
+    after it is stored: its error reaches the daemon, the audit entry and the MQTT copy are
+    kept."""
+    from gpiozero.pins.mock import MockFactory
+
+    from edgeface.config import AuditConfig, Config, MqttConfig, RecognitionConfig, RelayConfig
+    from edgeface.door.service import DoorService
+
+    def closed_pipe(event: dict[str, Any]) -> None:
+        if event["event_type"] == "denied":
+            raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+
+    config = Config(
+        state_dir=str(tmp_path / "state"),
+        recognition=RecognitionConfig(gallery=str(tmp_path / "gallery.json")),
+        relay=RelayConfig(pin=17),
+        mqtt=MqttConfig(enabled=True, port=9),  # never started: the copies wait in the outbox
+        audit=AuditConfig(path=str(tmp_path / "audit.log")),
+    )
+    service = DoorService(config, pin_factory=MockFactory(), on_event=closed_pipe)
+    try:
+        with pytest.raises(BrokenPipeError):
+            service.emit("denied", track=1, identity="ivan", reason="outside schedule")
+        assert [e["event"] for e in entries(tmp_path / "audit.log")][-1] == "denied"
+        assert service.mqtt is not None
+        stored = [json.loads(e.payload) for e in service.mqtt.outbox.pending(limit=1000)]
+        assert any(p.get("event_type") == "denied" and p.get("identity") == "ivan" for p in stored)
+    finally:
+        service.relay.close()
+
+
 def test_daemon_audits_decisions_and_publishes_them_in_order(
     tmp_path: Path, photo_dir: Path
 ) -> None:

@@ -341,6 +341,31 @@ def test_an_unwritable_marker_does_not_stop_the_exit_button(
     assert factory.pin(PIN).state is False
 
 
+def test_a_marker_that_cannot_be_removed_does_not_stop_the_door(
+    tmp_path: Path, factory: MockFactory
+) -> None:
+    """A folder where the previous run's marker would be (cannot be read or removed): the
+    relay used to fail to start, leaving the door shut for everyone under systemd's restarts.
+    Now the daemon starts, says so once, and the exit button unlocks."""
+    marker = tmp_path / "state" / MARKER_NAME
+    marker.mkdir(parents=True)
+    _, events, service = door(tmp_path, factory, exit_pin=22, unlock=0.2)
+
+    async def scenario() -> int:
+        task = asyncio.create_task(service.run())
+        await seen(events, "daemon_started")
+        await press(factory, 22)
+        await asyncio.sleep(0.4)  # the pulse ends
+        service.stop_requested.set()
+        return await task
+
+    assert asyncio.run(asyncio.wait_for(scenario(), timeout=60)) == 0
+    assert "unlock_interrupted" not in kinds(events) and kinds(events).count("unlocked") == 1
+    errors = [str(e["detail"]) for e in events if e["event_type"] == "error"]
+    assert len(errors) == 1 and "could not be read or removed" in errors[0], errors
+    assert factory.pin(PIN).state is False
+
+
 def test_an_unwritable_marker_does_not_stop_a_recognised_face(
     tmp_path: Path, photo_dir: Path, factory: MockFactory
 ) -> None:

@@ -189,6 +189,30 @@ def test_a_relay_that_takes_over_keeps_the_cooldown_running(factory: MockFactory
     new.close()
 
 
+def test_a_marker_path_that_cannot_be_read_does_not_stop_the_relay(
+    tmp_path: Path, factory: MockFactory
+) -> None:
+    """A folder in the marker's place at start is no interrupted unlock and no reason to keep
+    the relay from starting: ``marker_problem`` says why, and the relay unlocks."""
+    (tmp_path / MARKER_NAME).mkdir()
+    relay = DoorRelay(PIN, unlock_seconds=0.1, cooldown_seconds=0, state_dir=tmp_path)
+    assert relay.locked and relay.interrupted is None
+    assert isinstance(relay.marker_problem, IsADirectoryError)
+    assert relay.unlock() and level(factory) is True
+    relay.close()
+
+
+def test_a_torn_marker_is_an_interrupted_unlock(tmp_path: Path, factory: MockFactory) -> None:
+    """A marker cut short by the power (not JSON) still reports the interrupted unlock, with
+    the file's time, and is removed."""
+    (tmp_path / MARKER_NAME).write_text('{"started_at": 17')
+    relay = DoorRelay(PIN, state_dir=tmp_path)
+    assert relay.interrupted is not None and relay.interrupted.seconds == 0.0
+    assert abs(relay.interrupted.started_at - time.time()) < 60
+    assert not (tmp_path / MARKER_NAME).exists() and relay.marker_problem is None
+    relay.close()
+
+
 def test_an_unwritable_marker_does_not_stop_the_pulse(tmp_path: Path, factory: MockFactory) -> None:
     """The marker only reports a power cut during a pulse: when it cannot be written the pulse
     still runs, and ``marker_problem`` says why until a marker is written again."""

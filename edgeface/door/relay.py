@@ -78,7 +78,8 @@ class DoorRelay:
         self._closed = False
         #: the running pulse's end (cancelled by lock() and close())
         self._pulse_timer: threading.Timer | None = None
-        #: Why the marker could not be written at the last unlock; None once one was written.
+        #: Why the marker could not be written at the last unlock (or read or removed at start);
+        #: None once one was written.
         self.marker_problem: OSError | None = None
         self.device = DigitalOutputDevice(
             pin, active_high=active_high, initial_value=False, pin_factory=pin_factory
@@ -220,16 +221,34 @@ class DoorRelay:
             log.error("relay: cannot remove the unlock-in-progress marker %s: %s", marker, exc)
 
     def _take_marker(self) -> InterruptedUnlock | None:
+        """The previous run's marker, if it left one, removed. Never raises: a marker path that
+        cannot be read or removed (a folder in its place, permissions) must not keep the relay
+        from starting — the door would stay shut for everyone — so it becomes
+        ``marker_problem`` (the daemon reports it; the next unlock tries the marker again)."""
         marker = self._marker()
-        if marker is None or not marker.exists():
+        if marker is None:
             return None
         try:
             data = json.loads(marker.read_text())
             found = InterruptedUnlock(
                 float(data["started_at"]), float(data["seconds"]), data.get("identity")
             )
-        except (ValueError, KeyError, TypeError, OSError):
-            found = InterruptedUnlock(marker.stat().st_mtime, 0.0, None)
-        marker.unlink(missing_ok=True)
+        except FileNotFoundError:
+            return None
+        except (ValueError, KeyError, TypeError):  # torn: the power went while writing it
+            try:
+                started = marker.stat().st_mtime
+            except OSError:
+                started = time.time()
+            found = InterruptedUnlock(started, 0.0, None)
+        except OSError as exc:
+            log.error("relay: cannot read the unlock-in-progress marker %s: %s", marker, exc)
+            self.marker_problem = exc
+            return None
+        try:
+            marker.unlink(missing_ok=True)
+        except OSError as exc:
+            log.error("relay: cannot remove the unlock-in-progress marker %s: %s", marker, exc)
+            self.marker_problem = exc
         log.warning("relay: the previous run was stopped during an unlock: %s", found)
         return found

@@ -216,15 +216,14 @@ class DoorService:
 
     # ----- events ----------------------------------------------------------------------------
     def emit(self, event_type: str, **fields: Any) -> None:
-        """Log, hand to the caller (demo: print), store for MQTT (durable, in order), and add
-        the decisions and changes that matter afterwards to the audit trail."""
+        """Log, store for MQTT (durable, in order), add the decisions and changes that matter
+        afterwards to the audit trail, and hand to the caller (demo: print) — the caller last,
+        so that one raising (a printer on a closed pipe) loses none of the stored copies."""
         record = {"event_type": event_type, "timestamp": round(time.time(), 3), **fields}
         # An "error" event (a refused reload, a pin that cannot be claimed …) is a warning in the
         # journal too, so `journalctl -p warning` shows it.
         level = logging.WARNING if event_type == "error" else logging.INFO
         log.log(level, "event %s", json.dumps(record, default=str))
-        if self.on_event:
-            self.on_event(record)
         if self.mqtt:
             try:
                 self.mqtt.event(event_type, **fields)
@@ -233,15 +232,20 @@ class DoorService:
                 # left here is a defect, which must lose only this event's MQTT copy (it is
                 # still logged above), never the door's operation.
                 log.error("mqtt outbox: %s not stored for publishing: %s", event_type, exc)
+        unrecorded: str | None = None
         if self.audit is not None and event_type in AUDITED:
             try:
                 self.audit.append(event_type, **fields)  # copied to MQTT by _copy_audit
             except (OSError, ValueError) as exc:
                 # A full disk must not stop the door; it only loses this record (reported).
                 log.error("audit: %s not recorded: %s", event_type, exc)
-                self.emit(
-                    "error", detail=f"audit log {self.audit.path}: {event_type} not recorded: {exc}"
-                )
+                unrecorded = f"audit log {self.audit.path}: {event_type} not recorded: {exc}"
+        try:
+            if self.on_event:
+                self.on_event(record)
+        finally:
+            if unrecorded:  # after the event it is about, wherever the event is shown
+                self.emit("error", detail=unrecorded)
 
     def _open_audit(self, config: Config) -> AuditLog | None:
         """The audit trail. Damage in it never stops the door (the chain goes on from the last
@@ -522,11 +526,12 @@ class DoorService:
         self._report_marker(self.relay.marker_problem)
         return True
 
-    def _report_marker(self, problem: OSError | None) -> None:
-        """The relay unlocked without its unlock-in-progress marker (a full disk, say): the
-        door opened — the marker only serves to report a power cut during the pulse — but the
-        installer must hear that such a power cut would go unreported. Once until a marker is
-        written again: a full disk must not add an error to every unlock."""
+    def _report_marker(self, problem: OSError | None, doing: str = "written") -> None:
+        """The relay unlocked without its unlock-in-progress marker (a full disk, say), or
+        found at start one it cannot read or remove (a folder in its place): the door opens —
+        the marker only serves to report a power cut during the pulse — but the installer must
+        hear that such a power cut would go unreported. Once until a marker is written again:
+        a full disk must not add an error to every unlock."""
         if problem is None:
             self._marker_unwritable = False
         elif not self._marker_unwritable:
@@ -534,7 +539,7 @@ class DoorService:
             self.emit(
                 "error",
                 detail=f"unlock-in-progress marker {self.state_dir / MARKER_NAME} could not be "
-                f"written ({problem.strerror or problem}): the door still unlocks, but a power "
+                f"{doing} ({problem.strerror or problem}): the door still unlocks, but a power "
                 "cut during an unlock would not be reported (said again only after a marker "
                 "was written)",
             )
@@ -732,6 +737,7 @@ class DoorService:
                     started_at=i.started_at,
                     seconds=i.seconds,
                 )
+            self._report_marker(self.relay.marker_problem, "read or removed")
             if self.mqtt:
                 self.mqtt.state("lock", "LOCKED")
                 self.pushes.report_state("ready", "")  # its version and groups, before any push
