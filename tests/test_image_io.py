@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -303,3 +304,32 @@ def test_a_photo_that_may_not_be_read_says_why(tmp_path: Path, photo_dir: Path) 
     with pytest.raises(ImageError) as caught:
         read_rgb(locked)
     assert str(caught.value) == f"{locked}: cannot be read: Permission denied"
+
+
+def test_a_format_the_memory_decoder_lacks_is_read_from_a_private_copy(
+    tmp_path: Path, photo_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OpenCV before 4.11 (the ``legacy`` extra) decodes GIF only through its file reader. That
+    reader is given a private copy of the bytes already read — the photo's path was opened by
+    name a second time (it may be a FIFO by then), and a pushed GIF had no fallback at all."""
+    import cv2
+
+    rgb = read_rgb(photo_dir / "obama.jpg")
+    gif = tmp_path / "obama.gif"
+    assert cv2.imwrite(str(gif), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    expected = read_rgb(gif)
+    memory_decoder = cv2.imdecode
+
+    def without_gif(buffer: np.ndarray, flags: int) -> np.ndarray | None:
+        return None if bytes(buffer[:4]) == b"GIF8" else memory_decoder(buffer, flags)
+
+    monkeypatch.setattr(cv2, "imdecode", without_gif)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    data = gif.read_bytes()
+    np.testing.assert_array_equal(decode_rgb(data, "pushed.gif"), expected)
+    np.testing.assert_array_equal(read_rgb(gif), expected)
+    assert list(scratch.iterdir()) == []  # the copies are gone
+    with pytest.raises(ImageError, match="not a readable image"):
+        decode_rgb(b"GIF89a not really", "pushed.gif")

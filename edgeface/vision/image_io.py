@@ -14,6 +14,7 @@ face".
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
@@ -237,7 +238,7 @@ def read_rgb(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
         raise ImageError(f"{file}: {_unreadable(exc)}") from None
     if not data:
         raise ImageError(f"{file}: file is empty (0 bytes)")
-    return decode_rgb(data, str(file), max_pixels, file)
+    return decode_rgb(data, str(file), max_pixels)
 
 
 def _unreadable(exc: FileReadError) -> str:
@@ -252,11 +253,21 @@ def _unreadable(exc: FileReadError) -> str:
     return f"cannot be read: {exc.detail or exc}"
 
 
+def _decode_through_file(buffer: np.ndarray) -> np.ndarray | None:
+    """The same bytes through OpenCV's file reader, which knows formats its memory decoder did
+    not before 4.11 (GIF: the Yale faces, in the ``legacy`` extra's OpenCV). From a private
+    copy, never the photo's path again: the file there may have changed since it was read (a
+    FIFO put in its place would block for ever)."""
+    with tempfile.TemporaryDirectory(prefix="edgeface-decode-") as folder:
+        copy = Path(folder) / "image"
+        copy.write_bytes(buffer.tobytes())
+        return cv2.imread(str(copy), cv2.IMREAD_UNCHANGED)
+
+
 def decode_rgb(
     data: np.ndarray | bytes,
     source: str = "image",
     max_pixels: int = MAX_PIXELS,
-    file: Path | None = None,
 ) -> np.ndarray:
     """Encoded image bytes (JPEG, PNG, ...) → RGB uint8, with the same checks as a file: the
     declared size is refused before decoding, so a pushed 100-megapixel image costs nothing."""
@@ -277,9 +288,8 @@ def decode_rgb(
     try:
         with native_stderr(codec_message) as messages:
             image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED | cv2.IMREAD_ANYDEPTH)
-            if image is None and file is not None:
-                # GIFs without an extension (the Yale faces) and some PGMs: the file reader.
-                image = cv2.imread(str(file), cv2.IMREAD_UNCHANGED)
+            if image is None:
+                image = _decode_through_file(buffer)
     except cv2.error as exc:
         if "CV_IO_MAX_IMAGE_PIXELS" in str(exc):
             raise ImageError(
