@@ -39,16 +39,21 @@ class CameraConfig:
     source: str = "0"
     width: int | None = None
     height: int | None = None
-    #: Frames per second to process at most (the camera may deliver more; extra are skipped).
+    #: Frames per second to process at most. A live camera (device, stream) is read at its own
+    #: rate and only its newest frame is handed on, the others dropped (not left to queue up and
+    #: go stale); video files and image folders are read at this rate, no frame skipped.
     max_fps: float = 10.0
-    #: Video files: start again at the end (True) or stop (False).
+    #: Video files, image folders and still images: start again at the end (True), or play
+    #: once and end the run (False).
     loop: bool = True
     #: Region of interest [x, y, width, height] in frame pixels; faces outside are ignored.
     roi: list[int] | None = None
     #: Network streams (RTSP/HTTP): give up opening after this long, and treat a stream that
     #: sends nothing for this long as lost (reported, then reconnected) instead of waiting forever.
     stream_timeout_seconds: float = 10.0
-    #: Seconds between reconnection attempts grows from this ...
+    #: Seconds between reconnection attempts grows from this ... It starts again from here only
+    #: once a (re)opened camera has sent frames for this long (then it is reported restored): one
+    #: that drops after a frame or two is retried ever more slowly, not reopened at once.
     reconnect_min_seconds: float = 1.0
     #: ... up to this.
     reconnect_max_seconds: float = 30.0

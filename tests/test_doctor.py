@@ -499,3 +499,22 @@ def test_a_door_named_fleet_is_warned_about_the_fleet_topics() -> None:
         "topics", True, "edgeface/front/#"
     )
     assert check_topics(Config(device_id="fleet")) == Check("topics", True, "disabled")
+
+
+def test_the_camera_check_never_prints_the_camera_password(tmp_path: Path, photo_dir: Path) -> None:
+    """doctor's output is what an installer pastes into a forum post: a network camera is named
+    with its password masked, whether it answers or not."""
+    from test_camera_capture import MjpegCamera
+
+    secret = "Kx9-doctor-pass"
+    with MjpegCamera(fps=10) as camera:
+        config = base_config(tmp_path, photo_dir)
+        text = config.read_text().replace(
+            str(photo_dir / "obama.jpg"), camera.url(f"admin:{secret}@")
+        )
+        config.write_text(text)
+        _, checks = doctor(config)
+        assert checks["camera"] == (True, f"{camera.url('admin:***@')}: 320x240 frames")
+    _, checks = doctor(config)  # the camera is gone now
+    assert not checks["camera"][0] and "admin:***@" in checks["camera"][1]
+    assert secret not in json.dumps(checks)

@@ -143,3 +143,35 @@ def test_stalled_http_stream_is_reported_lost_not_waited_for(clip: Path) -> None
     finally:
         release.set()
         server.shutdown()
+
+
+def test_a_refused_login_is_named_as_such_without_the_password() -> None:
+    """A network camera answering 401 (a wrong or changed password) was reported as "cannot be
+    opened (missing, busy or unsupported)", sending the installer to look at the wrong thing,
+    with the URL's password in the message (and in the camera_lost event)."""
+    import http.server
+    import threading
+
+    class Refusing(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="camera"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    try:
+        with pytest.raises(SourceError) as refused:
+            open_source(f"http://admin:Kx9-wrong@127.0.0.1:{port}/video.mjpg", stream_timeout=2)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert str(refused.value) == (
+        f"http://admin:***@127.0.0.1:{port}/video.mjpg: cannot be opened (refused or wrong "
+        "credentials, not reachable, no answer within 2 s, or not a supported stream)"
+    )

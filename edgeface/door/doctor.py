@@ -163,9 +163,10 @@ def shell_word(text: str) -> str:
 
 
 def check_camera(config: Config) -> Check:
-    from edgeface.door.sources import open_source
+    from edgeface.door.sources import open_source, redact
 
     c = config.camera
+    shown = redact(c.source)  # a camera URL's password is not printed (doctor output is shared)
     try:
         source = open_source(c.source, c.width, c.height, loop=False)
     except EdgefaceError as exc:
@@ -175,8 +176,8 @@ def check_camera(config: Config) -> Check:
     finally:
         source.close()
     if frame is None:
-        return Check("camera", False, f"{c.source} opened but gave no frame")
-    return Check("camera", True, f"{c.source}: {frame.shape[1]}x{frame.shape[0]} frames")
+        return Check("camera", False, f"{shown} opened but gave no frame")
+    return Check("camera", True, f"{shown}: {frame.shape[1]}x{frame.shape[0]} frames")
 
 
 def check_gpio(config: Config) -> Check:

@@ -14,6 +14,7 @@ import errno
 import logging
 import re
 import stat
+import urllib.parse
 from pathlib import Path
 from typing import Protocol
 
@@ -42,7 +43,11 @@ class SourceError(EdgefaceError):
 
 
 class FrameSource(Protocol):
+    #: What the source is called in events and logs (a URL's credentials masked).
     description: str
+    #: A camera or stream that goes on producing frames whether or not they are read (its
+    #: unread frames queue up), rather than a file or folder read at the daemon's pace.
+    live: bool
 
     def read(self) -> np.ndarray | None: ...
 
@@ -60,10 +65,12 @@ class CaptureSource:
         loop: bool = False,
         stream_timeout: float = 10.0,
     ) -> None:
-        self.description = f"camera {target}" if isinstance(target, int) else str(target)
+        self.description = f"camera {target}" if isinstance(target, int) else redact(target)
         self.target = target
         self.loop = loop
         self.is_file = isinstance(target, str) and Path(target).is_file()
+        self.live = not self.is_file
+        self.stream_timeout = stream_timeout
         #: Lines the image codecs printed while converting this camera's frames.
         self.codec_lines = 0
         if isinstance(target, int):
@@ -86,13 +93,22 @@ class CaptureSource:
             self.capture = cv2.VideoCapture(target)
         if not self.capture.isOpened():
             self.capture.release()
-            raise SourceError(
-                f"{self.description}: cannot be opened (missing, busy or unsupported)"
-            )
+            raise SourceError(f"{self.description}: cannot be opened ({self._open_causes()})")
         if width:
             self.capture.set(cv2.CAP_PROP_FRAME_WIDTH, width)
         if height:
             self.capture.set(cv2.CAP_PROP_FRAME_HEIGHT, height)
+
+    def _open_causes(self) -> str:
+        """What may keep this source from opening. OpenCV does not say which it was; for a
+        network camera the likeliest — a wrong password (HTTP 401, RTSP refusal) — is named
+        first, not hidden behind "missing, busy or unsupported"."""
+        if isinstance(self.target, str) and is_stream(self.target):
+            return (
+                "refused or wrong credentials, not reachable, no answer within "
+                f"{self.stream_timeout:g} s, or not a supported stream"
+            )
+        return "missing, busy or unsupported"
 
     def read(self) -> np.ndarray | None:
         """The next frame; a looping file starts again at its end. None: no frame now."""
@@ -112,14 +128,34 @@ class CaptureSource:
             return None
         return to_rgb8(frame, self.description)
 
+    def grab(self) -> bool:
+        """Take the next frame off the camera without converting it (False: none came).
+
+        A live camera is read with this at its own rate and only the frames handed on are
+        converted (:meth:`retrieve`): reading only as often as frames are wanted left the rest
+        queued in the driver's or the stream's buffers, so every frame decided on was older than
+        the one before (seconds, after a while)."""
+        return bool(self.capture.grab())
+
+    def retrieve(self) -> np.ndarray | None:
+        """The frame last grabbed, as RGB; None when it cannot be converted."""
+        ok, frame = self._convert()
+        if not ok or frame is None:
+            return None
+        return to_rgb8(frame, self.description)
+
     def _next(self) -> tuple[bool, np.ndarray | None]:
-        """``capture.read()`` in its two steps: wait for the frame (``grab``), then convert it
-        (``retrieve``, where a USB camera's MJPEG goes through libjpeg) with the codecs' stderr
-        caught. libjpeg's "Corrupt JPEG data" lines from camera frames otherwise landed in the
-        middle of a photo being decoded on another thread (a gallery push) and had that photo
-        refused as damaged. The camera's own lines are logged here, rarely."""
+        """``capture.read()`` in its two steps, :meth:`grab` and :meth:`_convert`."""
         if not self.capture.grab():
             return False, None
+        return self._convert()
+
+    def _convert(self) -> tuple[bool, np.ndarray | None]:
+        """``retrieve`` the grabbed frame (where a USB camera's MJPEG goes through libjpeg) with
+        the codecs' stderr caught. libjpeg's "Corrupt JPEG data" lines from camera frames
+        otherwise landed in the middle of a photo being decoded on another thread (a gallery
+        push) and had that photo refused as damaged. The camera's own lines are logged here,
+        rarely."""
         with native_stderr(codec_message) as messages:
             ok, frame = self.capture.retrieve()
         for line in messages:
@@ -142,6 +178,7 @@ class FolderSource:
 
     def __init__(self, folder: Path, loop: bool = False) -> None:
         self.description = str(folder)
+        self.live = False
         self.files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not self.files:
             raise SourceError(f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
@@ -186,6 +223,7 @@ class ImageFileSource:
 
     def __init__(self, path: Path, loop: bool = True) -> None:
         self.description = str(path)
+        self.live = False
         self.path = path
         self.loop = loop
         self.delivered = False
@@ -233,6 +271,62 @@ class ImageFileSource:
 def is_stream(target: int | str) -> bool:
     """A URL (rtsp://, http://, …) rather than a device index, path or file."""
     return isinstance(target, str) and bool(re.match(r"^[a-z][a-z0-9+.-]*://", target, re.I))
+
+
+#: A URL's user information: everything between ``scheme://`` and the last ``@`` (the last one,
+#: so that an unencoded ``@``, ``/`` or ``#`` in a password is masked too; masking a rare ``@``
+#: in a path along with the host is the safe mistake).
+_USERINFO = re.compile(r"^([a-z][a-z0-9+.-]*://)(.*)@", re.I | re.S)
+#: Query parameters that carry credentials on cameras that take them there (``?pwd=…``).
+_SECRET_PARAMETER = re.compile(
+    r"([?&;][^=&#;]*(?:pass|pwd|token|secret|key|auth|sig)[^=&#;]*=)([^&#;]*)", re.I
+)
+#: Shown instead of a credential.
+MASK = "***"
+
+
+def redact(spec: str) -> str:
+    """``camera.source`` as it may be shown: a URL's password (and its credential parameters)
+    replaced by ``***`` — ``rtsp://admin:***@10.0.0.5/stream1``.
+
+    The source is named in camera_lost/camera_restored events, which are logged, kept in the
+    outbox and published on MQTT to whoever may read the door's topics: the password of a
+    camera URL (even one kept out of the YAML with ``env:``) must not go with it. A user name
+    alone (``rtsp://token@host``) may be a token, and is masked whole."""
+    if not is_stream(spec):
+        return spec
+    shown = _SECRET_PARAMETER.sub(lambda m: m.group(1) + MASK, spec)
+    found = _USERINFO.match(shown)
+    if found is None:
+        return shown
+    scheme, userinfo = found.groups()
+    user, colon, _ = userinfo.partition(":")
+    masked = f"{user}:{MASK}" if colon else MASK
+    return f"{scheme}{masked}@{shown[found.end() :]}"
+
+
+def redact_text(text: str, spec: str) -> str:
+    """``text`` (an error message, a traceback) with ``spec``'s credentials masked: the URL
+    replaced by :func:`redact`'s form, and each credential (also percent-decoded, as a library
+    may print it) wherever it appears on its own."""
+    if not is_stream(spec):
+        return text
+    text = text.replace(spec, redact(spec))
+    for secret in _credentials(spec):
+        text = text.replace(secret, MASK)
+    return text
+
+
+def _credentials(spec: str) -> set[str]:
+    """The password (or token) and credential parameters of a URL, raw and percent-decoded;
+    those under 4 characters are left out (masking every ``1`` in a message hides nothing)."""
+    found = _USERINFO.match(spec)
+    secrets = [m.group(2) for m in _SECRET_PARAMETER.finditer(spec)]
+    if found is not None:
+        user, colon, password = found.group(2).partition(":")
+        secrets.append(password if colon else user)
+    decoded = [urllib.parse.unquote(s) for s in secrets]
+    return {s for s in secrets + decoded if len(s) >= 4}
 
 
 def open_source(
