@@ -695,7 +695,10 @@ def gallery_action(store: GalleryStore, args: argparse.Namespace) -> int:
         emit(
             args,
             {"removed": args.name, "gallery_version": version},
-            f"removed {args.name!r}; gallery version {version}",
+            # A running daemon keeps the gallery it read (and a push to it would be refused
+            # until it reads this one), as after a rollback.
+            f"removed {args.name!r}; gallery version {version}; "
+            "send SIGHUP to a running daemon (systemctl reload edgeface)",
         )
         return 0
     rows = [

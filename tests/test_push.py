@@ -541,8 +541,20 @@ def test_age_is_checked_only_when_asked_and_fresh_pushes_pass() -> None:
     assert verify_push(slightly_ahead, KEYS, "front", (), 3, max_age=DAY, now=now)
 
 
-@pytest.mark.parametrize("issued", [None, "yesterday", float("nan"), True])
+@pytest.mark.parametrize(
+    "issued",
+    [
+        None,
+        "yesterday",
+        float("nan"),
+        True,
+        pytest.param(10**400, id="huge"),
+        pytest.param(-(10**400), id="huge-negative"),
+    ],
+)
 def test_max_age_needs_a_signed_issued_at(issued: object) -> None:
+    """Not a time, or an integer too large for a float (JSON integers are unbounded): refused
+    as a push without a time, not an OverflowError reported as an internal error."""
     document = full_push(gallery_of("alice"), 4, {"device": "front"}, 0.0)
     if issued is None:
         del document["issued_at"]

@@ -7,13 +7,18 @@ import os
 import time
 from pathlib import Path
 
-from edgeface.door.push_folder import PushFolder
+from edgeface.door.push_folder import PushFile, PushFolder
 from edgeface.recognition.gallery import Gallery
 
 
 def _age(path: Path, seconds: float) -> None:
     past = time.time() - seconds
     os.utime(path, (past, past))
+
+
+def take(watcher: PushFolder) -> list[PushFile]:
+    """What the daemon takes at one look: each settled file, read just before it is applied."""
+    return [item for candidate in watcher.ready() if (item := watcher.read(candidate))]
 
 
 def test_settled_file_is_handed_over_once_even_across_restarts(tmp_path: Path) -> None:
@@ -25,16 +30,16 @@ def test_settled_file_is_handed_over_once_even_across_restarts(tmp_path: Path) -
     for path in folder.iterdir():
         _age(path, 5)
     watcher = PushFolder(folder, record)
-    ready = watcher.ready()
+    ready = take(watcher)
     assert [f.path.name for f in ready] == ["10-base.json", "20-site.json"]  # name order
     assert ready[0].payload == b'{"a": 1}'
     for item in ready:
         watcher.handled(item)
     assert watcher.ready() == []
-    assert PushFolder(folder, record).ready() == []  # a restart remembers
+    assert take(PushFolder(folder, record)) == []  # a restart remembers
     (folder / "20-site.json").write_text('{"b": 2}')  # the next Ansible run changes one
     _age(folder / "20-site.json", 5)
-    again = PushFolder(folder, record).ready()
+    again = take(PushFolder(folder, record))
     assert [(f.path.name, f.payload) for f in again] == [("20-site.json", b'{"b": 2}')]
 
 
@@ -46,7 +51,7 @@ def test_file_still_being_written_waits_until_it_settles(tmp_path: Path) -> None
     with open(push, "a") as handle:
         handle.write("true}")
     assert watcher.ready() == []  # changed since the last look: still settling
-    assert [f.payload for f in watcher.ready()] == [b'{"half": true}']  # unchanged: settled
+    assert [f.payload for f in take(watcher)] == [b'{"half": true}']  # unchanged: settled
 
 
 def test_removed_files_are_forgotten_and_a_missing_folder_is_empty(tmp_path: Path) -> None:
@@ -59,7 +64,7 @@ def test_removed_files_are_forgotten_and_a_missing_folder_is_empty(tmp_path: Pat
     for path in folder.iterdir():
         _age(path, 5)
     watcher = PushFolder(folder, record)
-    first, second = watcher.ready()
+    first, second = take(watcher)
     watcher.handled(first)
     (folder / "a.json").unlink()
     assert [f.path.name for f in watcher.ready()] == ["b.json"]
@@ -190,9 +195,9 @@ def test_handled_files_are_not_read_again_at_every_poll(tmp_path: Path) -> None:
     push.write_text('{"a": 1}')
     _age(push, 5)
     watcher = PushFolder(folder, tmp_path / "state" / "record.json")
-    (item,) = watcher.ready()
+    (item,) = take(watcher)
     watcher.handled(item)
-    assert watcher.ready() == []  # read once more: found handled
+    assert watcher.ready() == []  # not even read once more: handled as it is
     # Same size, same mtime, other bytes: only a re-read would notice, and none happens.
     stat = push.stat()
     push.write_text('{"a": 9}')
@@ -200,7 +205,7 @@ def test_handled_files_are_not_read_again_at_every_poll(tmp_path: Path) -> None:
     assert watcher.ready() == []
     push.write_text('{"a": 22}')  # an edit changes size/mtime: read again
     _age(push, 4)
-    assert [f.payload for f in watcher.ready()] == [b'{"a": 22}']
+    assert [f.payload for f in take(watcher)] == [b'{"a": 22}']
 
 
 def test_daemon_refuses_a_push_older_than_max_age_while_its_clock_is_trusted(
@@ -283,3 +288,30 @@ def test_daemon_refuses_a_push_older_than_max_age_while_its_clock_is_trusted(
         ("gallery_updated", 7, "None"),
     ]
     assert "its age is not checked (push.max_age_days)" in caplog.text
+
+
+def test_files_are_read_one_at_a_time_not_all_at_each_look(tmp_path: Path) -> None:
+    """Each look read every new file (up to push.max_bytes each) into one list before the
+    first was applied — on the event loop: eight files held eight times the limit at once. A
+    look now reads nothing; each file is read (in a worker thread) just before it is applied."""
+    import tracemalloc
+
+    folder = tmp_path / "gallery.d"
+    folder.mkdir()
+    limit = 1024 * 1024
+    for index in range(8):
+        (folder / f"{index}.json").write_bytes(b" " * limit)
+        _age(folder / f"{index}.json", 5)
+    watcher = PushFolder(folder, tmp_path / "record.json", max_bytes=limit)
+    tracemalloc.start()
+    try:
+        candidates = watcher.ready()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(candidates) == 8 and peak < limit
+    item = watcher.read(candidates[0])
+    assert item is not None and len(item.payload) == limit
+    # Changed after the look: not taken half-written; looked at again next time.
+    (folder / "1.json").write_bytes(b"{}")
+    assert watcher.read(candidates[1]) is None

@@ -7,10 +7,12 @@ embedder model, or pointed elsewhere by a reload. Every old signed push anyone c
 the broker (an old gallery that still admits a revoked person) would then be accepted again.
 
 So each accepted push's version and the SHA-256 of its payload are written here, in the state
-directory, and a push must be newer than both the gallery and this record. The digest lets the
+directory — before the gallery file, and a push whose record cannot be written is not applied
+— and a push must be newer than both the gallery and this record. The digest lets the
 door recognise the very push it applied last when the broker delivers it again (a retained
 full push is re-sent at every reconnect): that is not a replay but the same content, so it is
-ignored quietly — or, if the gallery file was lost meanwhile, applied again to restore it.
+ignored quietly — or, if the gallery file was lost meanwhile (or a power cut came between the
+two writes), applied again to restore it.
 
 An installer who really wants to start a door's push history afresh deletes this file (the
 daemon logs its path when it refuses a push as stale).
@@ -87,3 +89,10 @@ class AcceptedPushRecord:
             return  # cannot happen through verify_push; never lower the floor
         write_json_atomic(self.path, {"version": version, "digest": digest})
         self.last = AcceptedPush(version, digest)
+
+    def restore(self, previous: AcceptedPush) -> None:
+        """Go back to ``previous``: the record is written before the gallery file, and a push
+        whose gallery could not be written must not raise the floor for every other push
+        (raises OSError; the record then stays ahead, which refuses more, never less)."""
+        write_json_atomic(self.path, {"version": previous.version, "digest": previous.digest})
+        self.last = previous

@@ -5,7 +5,8 @@ the push folder), and may carry megabytes of photos to enrol. So its handling ha
 own, kept together here rather than in the daemon's life cycle: the size check on paho's thread
 before anything is queued, a bound on the bytes waiting to be applied, one push at a time (and
 never beside a reload: both change the gallery, see ``change_lock``), the work off the event
-loop, replay protection that survives a lost gallery file
+loop (and waited for at a stop: each change is reported before ``daemon_stopped``), a gallery
+file changed on the door never overwritten, replay protection that survives a lost gallery file
 (:mod:`edgeface.door.accepted_push`), throttled reports of what was refused before its
 signature was checked, and a retained answer on ``<base>/gallery/state`` naming the push it
 answers. The door itself is reached through :class:`PushedDoor`, read at each push: a reload
@@ -17,22 +18,23 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
 from edgeface.config import Config
-from edgeface.door.accepted_push import AcceptedPushRecord, payload_digest
+from edgeface.door.accepted_push import AcceptedPush, AcceptedPushRecord, payload_digest
 from edgeface.door.clock_sync import ScheduleClock
 from edgeface.door.gallery_file import gallery_store
 from edgeface.door.mqtt import DoorMqtt
-from edgeface.door.push_folder import PushFolder
+from edgeface.door.push_folder import PushCandidate, PushFolder
 from edgeface.door.throttle import RefusalReports
 from edgeface.errors import EdgefaceError
 from edgeface.pipeline import FacePipeline, PipelineSettings
 from edgeface.recognition.enrolment import ImageEnroller
-from edgeface.recognition.gallery import Gallery
+from edgeface.recognition.gallery import Gallery, GalleryError, GalleryStore, Identity
 from edgeface.recognition.push import PushRejected, apply_push, verify_push
 
 log = logging.getLogger("edgeface.door")
@@ -41,8 +43,33 @@ log = logging.getLogger("edgeface.door")
 #: that a flood on the push topic is dropped instead of held in memory.
 WAITING_PUSHES_MAX_BYTES_FACTOR = 4
 
+#: At a stop, the pushes being prepared get this long to be applied and reported (enrolling a
+#: photo push takes a while); see GalleryPushes.finish.
+STOP_GRACE_SECONDS = 8.0
+#: ... then those still being prepared are told to write nothing, and get this long to end
+#: (they look between identities: at most one identity's photos are still enrolled). One
+#: still going after that writes nothing either (``_closing``): only its report is lost.
+#: The whole stop (these, the camera's 2 s, the MQTT flush's 5 s) stays within the unit's
+#: TimeoutStopSec=30 — the relay is driven locked before any of it.
+STOP_GIVE_UP_SECONDS = 4.0
+
 #: What a door's ``gallery/state`` says of the push it answers: its claimed version and digest.
 PushAnswer = tuple[int | None, str]
+
+#: Turns a pushed identity's photos into an identity (ImageEnroller, or one that checks first).
+Enrol = Callable[[str, object], Identity | None]
+
+
+class PushNotApplied(PushRejected):
+    """The daemon is stopping: the push was not written. Not the push's fault — a retained
+    push is delivered again at the next start, and a push file is taken again then."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "not applied: the door is stopping (a retained push or a push file is applied at "
+            "its next start)",
+            authenticated=True,
+        )
 
 
 def push_answer(payload: bytes) -> PushAnswer:
@@ -116,6 +143,15 @@ class GalleryPushes:
         self._folder_lock = asyncio.Lock()
         #: Pushes started and not done yet → bytes of their payloads (keeps the references).
         self.waiting: dict[asyncio.Task[None], int] = {}
+        #: Push files being read, applied and recorded: a stop waits for them (finish).
+        self._file_tasks: set[asyncio.Task[None]] = set()
+        #: How long a stop lets pushes under way finish (tests shorten it).
+        self.stop_grace_seconds = STOP_GRACE_SECONDS
+        #: Set by a stop once the grace is over: a worker thread then writes nothing. Looked
+        #: at, and set, under ``_commit``, which a worker holds while it writes: a push is
+        #: either written before the stop gives up on it, or not at all.
+        self._closing = False
+        self._commit = threading.Lock()
         #: apart from commands' refusals: junk pushes must not hide refused codes
         self._refuse = RefusalReports(door.emit)
 
@@ -127,8 +163,8 @@ class GalleryPushes:
         """Called on paho's thread. A message over ``push.max_bytes`` is refused here, before
         it is queued: a flood of large junk on the push topic must not pile up in memory."""
         loop = self.loop()
-        if loop is None:
-            return
+        if loop is None or self.door.stop_requested.is_set():
+            return  # (start looks again, on the loop: this is only the early way out)
         max_bytes = self.door.config.push.max_bytes
         if len(payload) > max_bytes:
             reason = f"payload too large ({len(payload)} bytes > {max_bytes})"
@@ -139,7 +175,12 @@ class GalleryPushes:
 
     def start(self, payload: bytes, origin: str) -> None:
         """On the event loop: queue ``payload`` to be applied after those before it, unless
-        too many bytes of pushes are waiting already."""
+        too many bytes of pushes are waiting already, or the daemon is stopping (the stop
+        waits for the pushes under way; one started after that would write the gallery
+        unreported, or after ``daemon_stopped``)."""
+        if self.door.stop_requested.is_set():
+            log.info("gallery push from %s ignored: the daemon is stopping", origin)
+            return
         limit = WAITING_PUSHES_MAX_BYTES_FACTOR * self.door.config.push.max_bytes
         waiting = sum(self.waiting.values())
         if waiting + len(payload) > limit:
@@ -168,14 +209,30 @@ class GalleryPushes:
         )
         self.report_state("rejected", reason, None, answer)
 
-    def _prepare(
-        self, payload: bytes, digest: str, enroller: ImageEnroller
-    ) -> tuple[dict, Gallery]:
+    # ----- the worker thread ------------------------------------------------------------------
+    def _prepare(self, payload: bytes, digest: str, enroller: Enrol) -> tuple[dict, Gallery]:
         """Worker thread: verify, apply (enrolling pushed images) and store; nothing is swapped.
 
         The push must be newer than the gallery and than every push accepted before (the
         record survives a lost gallery file), except that the last accepted push itself may
         restore a gallery that was lost since."""
+        document = self._verify(payload, digest)
+        store = gallery_store(self.door.config.recognition)
+        try:
+            updated = apply_push(
+                self.door.gallery,
+                document,
+                enrol_images=self._unless_closing(enroller),
+                embedder=store.embedder,
+            )
+        except PushRejected as exc:
+            exc.authenticated = True  # verified above: its sender holds a key
+            raise
+        self._store(store, updated, digest)
+        return document, updated
+
+    def _verify(self, payload: bytes, digest: str) -> dict:
+        """The verified push document (raises PushRejected), checked against this door."""
         door = self.door
         p = door.config.push
         floor = max(door.gallery.version, self.accepted.floor_for(digest))
@@ -190,7 +247,7 @@ class GalleryPushes:
             )
             max_age = 0.0
         try:
-            document = verify_push(
+            return verify_push(
                 payload,
                 p.keys,
                 door.config.device_id,
@@ -210,22 +267,73 @@ class GalleryPushes:
                     door.gallery.version,
                 )
             raise
-        store = gallery_store(door.config.recognition)
-        try:
-            updated = apply_push(
-                door.gallery, document, enrol_images=enroller, embedder=store.embedder
-            )
-        except PushRejected as exc:
-            exc.authenticated = True  # verified above: its sender holds a key
-            raise
-        with store.locked():  # a command-line change to the same file waits, or is waited for
-            store.save(updated, bump=False)
-        try:
-            self.accepted.accepted(updated.version, digest)
-        except OSError as exc:  # the gallery file itself still carries the new version
-            log.error("cannot record the accepted push in %s: %s", self.accepted.path, exc)
-        return document, updated
 
+    def _unless_closing(self, enroller: Enrol) -> Enrol:
+        """``enroller``, looking before each identity's photos whether a stop gave up on this
+        push: the stop then waits for one identity's photos, not for a whole push's."""
+
+        def enrol(name: str, images: object) -> Identity | None:
+            if self._closing:
+                raise PushNotApplied
+            return enroller(name, images)
+
+        return enrol
+
+    def _store(self, store: GalleryStore, updated: Gallery, digest: str) -> None:
+        """Write the accepted-push record, then the gallery — under the gallery file's lock,
+        only while that file is still the version the door runs, and not once a stop gave up.
+
+        The record first: after a power cut between the two writes the record names this push
+        and the gallery is the old one, so the same push, delivered again, passes floor_for
+        and restores the gallery. (Written second, a lost record left a gallery the record did
+        not know, and the door's own retained push was refused as a replay.) A record that
+        cannot be written refuses the push: replay protection must outlive the gallery file."""
+        with store.locked(), self._commit:
+            if self._closing:
+                raise PushNotApplied
+            self._check_file_unchanged(store)
+            previous = self.accepted.last
+            try:
+                self.accepted.accepted(updated.version, digest)
+            except OSError as exc:
+                raise GalleryError(
+                    f"cannot record the accepted push in {self.accepted.path} "
+                    f"({exc.strerror or exc}), which guards against replays; not applied"
+                ) from None
+            try:
+                store.save(updated, bump=False)
+            except GalleryError:
+                self._restore_record(previous)
+                raise
+
+    def _check_file_unchanged(self, store: GalleryStore) -> None:
+        """Refuse to save over a gallery file changed since the daemon read it: the push was
+        applied to the gallery the door runs, and saving it would silently undo the change
+        (an ``edgeface gallery remove`` on the door, a rollback). An unreadable file holds
+        nothing to keep: the push replaces it, as it restores a lost one."""
+        try:
+            on_disk = store.load().version if store.exists() else None
+        except GalleryError as exc:
+            log.warning("gallery push: replacing an unreadable gallery file: %s", exc)
+            return
+        running = self.door.gallery.version
+        if on_disk == running or (on_disk is None and running == 0):
+            return
+        found = "removed" if on_disk is None else f"changed on disk (version {on_disk})"
+        raise PushRejected(
+            f"gallery file {found} since the daemon loaded version {running}; reload it "
+            "(SIGHUP: systemctl reload edgeface) first, then push again",
+            authenticated=True,
+        )
+
+    def _restore_record(self, previous: AcceptedPush) -> None:
+        """The gallery could not be written after the record was: the record goes back."""
+        try:
+            self.accepted.restore(previous)
+        except OSError as exc:  # it stays ahead: this push may come again, others go above
+            log.error("cannot restore the push record %s: %s", self.accepted.path, exc)
+
+    # ----- on the event loop ------------------------------------------------------------------
     async def apply(self, payload: bytes, origin: str = "mqtt") -> None:
         """Verify, apply and store a signed push, then report on ``<base>/gallery/state``.
 
@@ -235,12 +343,19 @@ class GalleryPushes:
         and recognition simply uses the new matcher from the next frame. Pushes are handled one
         at a time, in arrival order. ``origin`` (``mqtt`` or ``file:<name>``) is reported.
         """
+        await self._apply(payload, origin)
+
+    async def _apply(self, payload: bytes, origin: str) -> bool:
+        """:meth:`apply`; False when the push was not looked at, or not written, because the
+        daemon is stopping (a push file is then taken again at the next start)."""
         door = self.door
         async with self.change_lock:
+            if door.stop_requested.is_set():
+                log.info("gallery push from %s not applied: the daemon is stopping", origin)
+                return False
             # Off the event loop: hashing and parsing a push of megabytes takes a while.
             answer = await asyncio.to_thread(push_answer, payload)
-            digest = answer[1]
-            if self.accepted.already_applied(digest, door.gallery.version):
+            if self.accepted.already_applied(answer[1], door.gallery.version):
                 # The broker re-sends a retained push at every (re)subscription: the same
                 # bytes as the push applied last, so neither news nor a replay.
                 log.info(
@@ -248,53 +363,15 @@ class GalleryPushes:
                     origin,
                     door.gallery.version,
                 )
-                return
-            d = door.config.detector
-            enroller = ImageEnroller(
-                lambda: FacePipeline(
-                    PipelineSettings(
-                        detector="mtcnn",
-                        detector_precision=d.precision,
-                        embedder_precision=door.config.recognition.embedder_precision,
-                        num_threads=d.threads,
-                    )
-                ),
-                origin,
-                door.config.recognition.enrolment_augmentation,
-            )
+                return True
+            enroller = self._enroller(origin)
             try:
                 document, updated = await asyncio.to_thread(
-                    self._prepare, payload, digest, enroller
+                    self._prepare, payload, answer[1], enroller
                 )
-            except PushRejected as exc:
-                if not exc.authenticated:
-                    self._refused(exc.reason, origin, answer)
-                    return
-                door.emit(
-                    "gallery_rejected",
-                    reason=exc.reason,
-                    gallery_version=door.gallery.version,
-                    origin=origin,
-                    images=enroller.results,
-                )
-                self.report_state("rejected", exc.reason, enroller.results, answer)
-                return
-            except (OSError, EdgefaceError) as exc:
-                door.emit("error", detail=f"gallery push could not be stored: {exc}")
-                self.report_state("rejected", f"could not be stored: {exc}", None, answer)
-                return
-            except Exception as exc:  # a defect must not end push handling for good
-                log.exception("gallery push from %s failed unexpectedly", origin)
-                reason = f"internal error ({exc.__class__.__name__}); the gallery is unchanged"
-                door.emit(
-                    "gallery_rejected",
-                    reason=reason,
-                    gallery_version=door.gallery.version,
-                    origin=origin,
-                    images=enroller.results,
-                )
-                self.report_state("rejected", reason, enroller.results, answer)
-                return
+            except Exception as exc:
+                self._report_failure(exc, origin, answer, enroller.results)
+                return not isinstance(exc, PushNotApplied)
             door.use_gallery(updated)
             door.emit(
                 "gallery_updated",
@@ -305,6 +382,81 @@ class GalleryPushes:
                 images=enroller.results,
             )
             self.report_state("applied", "", enroller.results, answer)
+            return True
+
+    def _enroller(self, origin: str) -> ImageEnroller:
+        """The enroller of a push's photos, with the door's detector settings."""
+        config = self.door.config
+        d = config.detector
+        return ImageEnroller(
+            lambda: FacePipeline(
+                PipelineSettings(
+                    detector="mtcnn",
+                    detector_precision=d.precision,
+                    embedder_precision=config.recognition.embedder_precision,
+                    num_threads=d.threads,
+                )
+            ),
+            origin,
+            config.recognition.enrolment_augmentation,
+        )
+
+    def _report_failure(
+        self, exc: Exception, origin: str, answer: PushAnswer, images: list[dict[str, Any]]
+    ) -> None:
+        """Report a push that was not applied (nothing changed): an event and gallery/state."""
+        door = self.door
+        if isinstance(exc, PushRejected) and not exc.authenticated:
+            self._refused(exc.reason, origin, answer)
+            return
+        if isinstance(exc, PushRejected):
+            reason = exc.reason
+        elif isinstance(exc, (OSError, EdgefaceError)):
+            door.emit("error", detail=f"gallery push could not be stored: {exc}")
+            self.report_state("rejected", f"could not be stored: {exc}", None, answer)
+            return
+        else:  # a defect must not end push handling for good
+            log.error("gallery push from %s failed unexpectedly", origin, exc_info=exc)
+            reason = f"internal error ({exc.__class__.__name__}); the gallery is unchanged"
+        door.emit(
+            "gallery_rejected",
+            reason=reason,
+            gallery_version=door.gallery.version,
+            origin=origin,
+            images=images,
+        )
+        self.report_state("rejected", reason, images, answer)
+
+    async def finish(self) -> None:
+        """At a stop, before ``daemon_stopped``: let the pushes under way end and report.
+
+        A push is prepared in a worker thread, which cancelling its task does not stop: it
+        went on to write the gallery after the daemon had stopped, and nobody reported the
+        change (the event, the audit entry, gallery/state). No push starts once the stop is
+        requested (start, _apply); those under way get ``stop_grace_seconds`` to be applied
+        and reported. After that, those still being prepared are told to write nothing, and
+        are waited for again, so that each says so before ``daemon_stopped``."""
+        if not await self._wait_for_pushes(self.stop_grace_seconds):
+            await asyncio.to_thread(self._close)
+            if not await self._wait_for_pushes(STOP_GIVE_UP_SECONDS):
+                log.error(
+                    "stopping: a gallery push is still being prepared; it writes nothing (the "
+                    "daemon is stopping) and is not reported"
+                )
+
+    def _close(self) -> None:
+        """Worker thread (it may wait for a push being written): no push writes after this."""
+        with self._commit:
+            self._closing = True
+
+    async def _wait_for_pushes(self, seconds: float) -> bool:
+        """Wait up to ``seconds`` for the pushes under way; whether they all ended."""
+        under_way = {*self.waiting, *self._file_tasks}
+        if not under_way:
+            return True
+        if seconds > 0:
+            await asyncio.wait(under_way, timeout=seconds)
+        return all(task.done() for task in under_way)
 
     async def watch_folder(self) -> None:
         """Look at ``push.folder`` every ``folder_poll_seconds`` (and on SIGHUP, see reload)."""
@@ -313,19 +465,50 @@ class GalleryPushes:
             await asyncio.sleep(self.door.config.push.folder_poll_seconds)
 
     async def apply_folder(self) -> None:
-        """Verify and apply every settled, not yet handled file of the push folder."""
-        if self.folder is None:
+        """Verify and apply every settled, not yet handled file of the push folder, one at a
+        time, each read just before it is applied (a folder of large files is never held in
+        memory at once)."""
+        folder = self.folder
+        if folder is None:
             return
         async with self._folder_lock:
-            for item in self.folder.ready():
-                try:
-                    await self.apply(item.payload, origin=f"file:{item.path.name}")
-                except Exception:  # a defect must not end the folder watch (nor loop a restart)
-                    log.exception("push folder: %s could not be handled", item.path)
-                try:
-                    self.folder.handled(item)
-                except OSError as exc:  # it will be verified again (and be stale): no harm done
-                    log.error("push folder: cannot record %s as handled: %s", item.path, exc)
+            for candidate in folder.ready():
+                if self.door.stop_requested.is_set():
+                    return  # the rest at the next start
+                task = asyncio.create_task(self._take_file(folder, candidate))
+                self._file_tasks.add(task)
+                task.add_done_callback(self._file_tasks.discard)
+                # Shielded: a stop cancels the scan (its poll, or a SIGHUP's reload), not the
+                # push under way, which it waits for and which reports (finish).
+                await asyncio.shield(task)
+
+    async def _take_file(self, folder: PushFolder, candidate: PushCandidate) -> None:
+        """Read one file (in a worker thread: up to push.max_bytes, hashed), apply it and
+        remember it as handled, so that neither a restart nor the next poll takes it again."""
+        try:
+            item = await asyncio.to_thread(folder.read, candidate)
+        except Exception:  # a defect must not end the folder watch (nor loop a restart)
+            log.exception("push folder: %s could not be read", candidate.path)
+            return
+        if item is None:
+            return  # unreadable, changing, or handled before
+        try:
+            if not await self._apply(item.payload, origin=f"file:{item.path.name}"):
+                return  # the daemon is stopping: taken again at the next start
+        except Exception:  # a defect must not end the folder watch (nor loop a restart)
+            log.exception("push folder: %s could not be handled", item.path)
+        try:
+            folder.handled(item)
+        except OSError as exc:  # it will be verified again (and be stale): no harm done
+            log.error("push folder: cannot record %s as handled: %s", item.path, exc)
+
+    def _running_push(self) -> PushAnswer | None:
+        """The push the running gallery came from (the last accepted, at the gallery's version),
+        or None: a gallery changed on the door itself, or no push accepted yet."""
+        last = self.accepted.last
+        if last.digest and last.version == self.door.gallery.version:
+            return last.version, last.digest
+        return None
 
     def report_state(
         self,
@@ -350,11 +533,14 @@ class GalleryPushes:
                 "accepted_version": self.accepted.last.version,
                 "timestamp": round(time.time(), 3),
             }
+            if answer is None and status == "ready":
+                answer = self._running_push()
             if answer is not None:
                 state["push_version"], state["push_digest"] = answer
                 # (the version alone does not name a push: after a rejection the next push
                 # claims the same version — the door's did not change — and its pusher must
-                # not take this old answer for one to its own push)
+                # not take this old answer for one to its own push; nor, when two pushers
+                # signed the same version, take the other's "applied" for its own)
             if images:
                 state["images"] = images  # per pushed image: enrolled, or rejected and why
             door.mqtt.retained(door.mqtt.topic("gallery", "state"), state)

@@ -302,6 +302,14 @@ class DoorMqtt:
                 self.publish_discovery()
             return
         if self.on_gallery is not None and message.topic in self.gallery_topics:
+            if not message.payload:
+                # An empty retained message deletes the retained push on the broker, which
+                # forwards it to subscribers: not a push, and no reason to overwrite this
+                # door's retained gallery/state with a rejection.
+                log.info(
+                    "mqtt: ignored an empty message on %s (a retained push cleared)", message.topic
+                )
+                return
             self.on_gallery(bytes(message.payload))
             return
         if self.on_command and message.topic.startswith(self.topic("command")):

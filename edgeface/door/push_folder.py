@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import stat as file_type
 import time
 from dataclasses import dataclass
@@ -32,12 +33,25 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class PushCandidate:
+    """A settled file whose content may not have been handled yet, not read: files are read
+    one at a time, just before each is applied (:meth:`PushFolder.read`), so a folder of large
+    files never sits in memory at once."""
+
+    path: Path
+    #: (size, mtime_ns) when it was found settled: its content is taken only if still so.
+    seen: tuple[int, int]
+
+
+@dataclass(frozen=True)
 class PushFile:
-    """One file ready to be verified and applied."""
+    """One file read, ready to be verified and applied."""
 
     path: Path
     payload: bytes
     digest: str
+    #: (size, mtime_ns) of the file that held ``payload``.
+    seen: tuple[int, int]
 
 
 class PushFolder:
@@ -75,15 +89,15 @@ class PushFolder:
             log.warning("push folder: unreadable record %s (%s); starting afresh", self.record, exc)
             return {}
 
-    def ready(self) -> list[PushFile]:
-        """Settled files whose content has not been handled yet, in name order (so
-        ``10-base.json`` is applied before ``20-site.json``)."""
+    def ready(self) -> list[PushCandidate]:
+        """Settled files not known to be handled, in name order (so ``10-base.json`` is applied
+        before ``20-site.json``). Only looked at, not read: see :meth:`read`."""
         try:
             entries = sorted(p for p in self.folder.iterdir() if p.suffix == ".json")
         except OSError:
             return []  # no folder (yet): nothing pushed
         now = time.time_ns()
-        ready: list[PushFile] = []
+        ready: list[PushCandidate] = []
         current: dict[str, tuple[int, int]] = {}
         for path in entries:
             try:
@@ -104,31 +118,42 @@ class PushFolder:
                 self._seen.get(path.name) == current[path.name]
                 or now - stat.st_mtime_ns > self.settle_seconds * 1e9
             )
-            if not settled:
-                continue  # new and still changing: look again next time
-            try:
-                # Opened without waiting and checked again: the file looked at above may have
-                # been replaced by a FIFO since, and a blocked read would stop the daemon.
-                with open_regular_file(path, "push file") as handle:
-                    payload = handle.read(self.max_bytes + 1)
-            except FileReadError as exc:
-                log.warning("push folder: %s", exc)
-                continue
-            except OSError as exc:
-                log.warning("push folder: cannot read %s: %s", path, exc.strerror or exc)
-                continue
-            digest = payload_digest(payload)
-            if self._handled.get(path.name) != digest:
-                ready.append(PushFile(path, payload, digest))
-            else:
-                self._unchanged[path.name] = current[path.name]
+            if settled:  # (new and still changing: looked at again next time)
+                ready.append(PushCandidate(path, current[path.name]))
         self._seen = current
         self._unchanged = {n: s for n, s in self._unchanged.items() if n in current}
         return ready
+
+    def read(self, candidate: PushCandidate) -> PushFile | None:
+        """``candidate``'s content (at most ``max_bytes`` + 1), or None: unreadable, changed
+        since it settled (looked at again next time), or content handled before. Reading and
+        hashing megabytes takes a while: the daemon calls this in a worker thread."""
+        path = candidate.path
+        try:
+            # Opened without waiting and checked again: the file looked at before may have
+            # been replaced by a FIFO since, and a blocked read would stop the daemon.
+            with open_regular_file(path, "push file") as handle:
+                payload = handle.read(self.max_bytes + 1)
+                stat = os.fstat(handle.fileno())
+        except FileReadError as exc:
+            log.warning("push folder: %s", exc)
+            return None
+        except OSError as exc:
+            log.warning("push folder: cannot read %s: %s", path, exc.strerror or exc)
+            return None
+        if (stat.st_size, stat.st_mtime_ns) != candidate.seen:
+            log.info("push folder: %s changed since it settled; looked at again later", path)
+            return None
+        digest = payload_digest(payload)
+        if self._handled.get(path.name) == digest:
+            self._unchanged[path.name] = candidate.seen  # not read again while it stays so
+            return None
+        return PushFile(path, payload, digest, candidate.seen)
 
     def handled(self, item: PushFile) -> None:
         """Remember that ``item`` was verified (applied or rejected), forgetting files that
         are gone; written atomically, so a power cut leaves the old record or the new one."""
         self._handled = {n: d for n, d in self._handled.items() if n in self._seen}
         self._handled[item.path.name] = item.digest
+        self._unchanged[item.path.name] = item.seen  # not read again while it stays so
         write_json_atomic(self.record, {"handled": self._handled})

@@ -324,13 +324,11 @@ def check_age(document: dict[str, Any], max_age: float, now: float) -> None:
     (``push.max_age_days``): a door must then be pushed to at least that often, or it refuses
     the newest push too. A push dated in the future would stay valid longer than the limit;
     one pusher's clock far ahead is a mistake worth refusing loudly."""
-    issued = document.get("issued_at")
-    if (
-        not isinstance(issued, (int, float))
-        or isinstance(issued, bool)
-        or not math.isfinite(issued)
-    ):
-        raise PushRejected("push has no issued_at time, which push.max_age_days needs")
+    issued = issued_at_seconds(document.get("issued_at"))
+    if issued is None:
+        raise PushRejected(
+            "push has no issued_at time (seconds since 1970), which push.max_age_days needs"
+        )
     age = now - issued
     if age > max_age:
         raise PushRejected(
@@ -342,6 +340,20 @@ def check_age(document: dict[str, Any], max_age: float, now: float) -> None:
             f"push is dated {_days(-age)} in the future: the clock of the machine that signed "
             "it (or this door's) is wrong"
         )
+
+
+def issued_at_seconds(value: object) -> float | None:
+    """A push's ``issued_at`` as finite seconds, None if it is not a usable time.
+
+    JSON integers are unbounded: a signed ``issued_at`` of 10**400 made ``math.isfinite``
+    raise OverflowError, which the door reported as an internal error instead of a refusal."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    try:
+        seconds = float(value)
+    except OverflowError:
+        return None
+    return seconds if math.isfinite(seconds) else None
 
 
 def _days(seconds: float) -> str:

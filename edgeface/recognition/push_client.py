@@ -332,18 +332,21 @@ class PushClient:
     def _report(self, device: str, version: int, digest: str | None = None) -> DoorReport:
         """Match a door's retained state to our push by version and payload, not by time (door
         clocks may be off): applied — it runs that version now (also after a restart,
-        "ready"); rejected — its answer names our push's version and, where the door says
-        which payload it answers, ours (a rejected push leaves the door's version as it was,
-        so the next push claims the same version)."""
+        "ready") and, where the door says which payload that version came from, it is ours:
+        of two pushers who both signed the next version, the one whose push the door refused
+        as stale must not be told "applied"; rejected — its answer names our push's version
+        and, where the door says which payload it answers, ours (a rejected push leaves the
+        door's version as it was, so the next push claims the same version)."""
         state = self.states.get(device, {})
         online = None
         if device in self.availability:
             online = self.availability[device] == "online"
         images = [i for i in state.get("images") or [] if isinstance(i, dict)]
-        if state.get("version") == version and state.get("status") in ("applied", "ready"):
-            return DoorReport(device, "applied", online=online, images=images)
         answered = state.get("push_digest")
         ours = digest is None or answered is None or answered == digest
+        applied = state.get("status") in ("applied", "ready") and state.get("version") == version
+        if applied and ours:
+            return DoorReport(device, "applied", online=online, images=images)
         if state.get("status") == "rejected" and state.get("push_version") == version and ours:
             reason = str(state.get("reason", ""))
             return DoorReport(device, "rejected", reason, online, images)
