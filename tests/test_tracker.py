@@ -10,6 +10,7 @@ import pytest
 
 from edgeface.door.tracker import FaceTracker
 from edgeface.pipeline import Face, FacePipeline, PipelineSettings
+from edgeface.vision.detection import Detection
 from edgeface.vision.image_io import read_rgb
 
 
@@ -55,3 +56,52 @@ def test_fusion_averages_one_tracks_last_embeddings_only(faces: dict[str, Face])
     assert float(np.linalg.norm(fused - enrolled)) <= max(frames) + 1e-6
     obama_track.fuse(embedding(faces["obama2"]))
     assert len(obama_track.embeddings) == 2  # only the last fusion_frames are kept
+
+
+def test_a_different_face_in_a_tracks_place_starts_a_track_of_its_own(
+    faces: dict[str, Face],
+) -> None:
+    """Biden where Obama stood a moment ago: the boxes overlap, the faces do not match (0.55 and
+    more apart, the door's threshold 0.34), so Biden's face gets a track with none of Obama's
+    votes or embeddings — with fusion on they would be averaged into Biden's vote."""
+    tracker = FaceTracker(fusion_frames=3, same_person_distance=0.34)
+    obama = faces["obama3"].detection
+    track = tracker.update([obama], 0.0, [embedding(faces["obama3"])])[0]
+    track.fuse(embedding(faces["obama3"]))
+    track.vote("obama", 3)
+    # Another photo of Obama in the same place continues his track (0.33 from the first).
+    same = tracker.update([obama], 0.1, [embedding(faces["obama2"])])[0]
+    assert same is track
+    track.fuse(embedding(faces["obama2"]))
+    track.vote("obama", 3)
+    biden = replace(faces["biden"].detection, x1=obama.x1, y1=obama.y1, x2=obama.x2, y2=obama.y2)
+    other = tracker.update([biden], 0.2, [embedding(faces["biden"])])[0]
+    assert other is not track
+    assert list(other.votes) == [] and len(other.embeddings) == 0
+    fused = other.fuse(embedding(faces["biden"]))
+    assert np.array_equal(fused, embedding(faces["biden"]))  # Biden's own face alone
+    # Without an embedding (a face too poor to embed) only the box can tell.
+    assert tracker.update([obama], 0.3)[0] is other
+
+
+def test_only_the_identity_just_recognised_is_confirmed() -> None:
+    """Two votes for Obama, then the window's count is lowered to 2 (a reload) and a frame
+    recognises nobody: the vote used to confirm the window's most common name, Obama, on a frame
+    that did not show him. It confirms only the identity it is for."""
+    track = FaceTracker(window=5).update([Detection(0, 0, 10, 10, 1.0)], 0.0)[0]
+    assert track.vote("obama", 3) is None and track.vote("obama", 3) is None
+    assert track.vote(None, 2) is None
+    assert track.vote("biden", 2) is None  # Biden's first vote
+    assert track.vote("obama", 2) == "obama"  # Obama's own third vote
+
+
+def test_another_identity_winning_its_votes_on_a_confirmed_track_is_confirmed() -> None:
+    """Obama was confirmed and let in; Biden, recognised on the same track three times, used to
+    be ignored for as long as a face stayed there (the track stayed Obama's)."""
+    track = FaceTracker(window=5).update([Detection(0, 0, 10, 10, 1.0)], 0.0)[0]
+    assert [track.vote("obama", 3) for _ in range(3)] == [None, None, "obama"]
+    track.unlocked = track.denied = track.awaiting_factor = True
+    assert track.vote("obama", 3) is None  # confirmed once, not at every vote
+    assert [track.vote("biden", 3) for _ in range(3)] == [None, None, "biden"]
+    assert track.confirmed == "biden"
+    assert not (track.unlocked or track.denied or track.awaiting_factor)  # still to decide

@@ -4,7 +4,9 @@ Configured as ``recognition.schedules``: identity → list of windows, each
 ``{days: [mon, tue, ...], from: "07:00", to: "19:00"}`` in the device's local time. An identity
 without an entry may enter at any time; one with an entry only inside one of its windows, so one
 with an empty list (``bob: []``) never. A window whose ``to`` is earlier than its ``from`` runs
-past midnight (``from: "22:00", to: "06:00"``; the ``days`` then name the day it starts).
+past midnight (``from: "22:00", to: "06:00"``; the ``days`` then name the day it starts). A
+window whose ``from`` equals its ``to`` would hold no moment at all and is refused: the whole
+day is ``from: "00:00", to: "24:00"`` (the defaults).
 Recognition still happens outside a window — the event says the person was refused and why,
 which is what a household wants to see.
 """
@@ -84,7 +86,20 @@ def parse_window(raw: dict[str, object], where: str) -> Window:
     start = _clock(raw.get("from", "00:00"), f"{where}.from")
     end_text = raw.get("to", "24:00")
     end = dt.time.max if end_text == "24:00" else _clock(end_text, f"{where}.to")
+    _check_not_empty(start, end, where)
     return Window(frozenset(days), start, end)
+
+
+def _check_not_empty(start: dt.time, end: dt.time, where: str) -> None:
+    """Refuse ``from`` == ``to``: such a window holds no moment (its end is exclusive), yet
+    whoever wrote ``00:00``–``00:00`` or ``07:00``–``07:00`` almost surely meant a whole day,
+    and their person would be refused at every hour without a word."""
+    if start == end:
+        shown = start.strftime("%H:%M")
+        raise ValueError(
+            f"{where}: from and to are both {shown}, a window that never admits anyone; for "
+            'the whole day write from: "00:00", to: "24:00" (or leave both out)'
+        )
 
 
 def _clock(value: object, where: str) -> dt.time:

@@ -56,7 +56,7 @@ from edgeface.door.gallery_pushes import GalleryPushes
 from edgeface.door.mqtt import DoorMqtt
 from edgeface.door.outbox import Outbox
 from edgeface.door.relay import MARKER_NAME, DoorRelay
-from edgeface.door.reload import changed_keys, prepare_reload
+from edgeface.door.reload import ReloadPlan, changed_keys, prepare_reload
 from edgeface.door.remote_commands import RemoteCommands
 from edgeface.door.rule_names import rules_naming_strangers
 from edgeface.door.schedules import AccessSchedule
@@ -74,7 +74,28 @@ log = logging.getLogger("edgeface.door")
 
 
 def make_tracker(r: RecognitionConfig) -> FaceTracker:
-    return FaceTracker(window=r.confirm_window, fusion_frames=r.fusion_frames)
+    """A tracker with no tracks, for these settings. A face continues a track only within the
+    recognition threshold of the track's faces (edgeface.door.tracker): the distance at which
+    the door itself takes two faces for one person."""
+    return FaceTracker(
+        window=r.confirm_window,
+        fusion_frames=r.fusion_frames,
+        same_person_distance=r.threshold,
+    )
+
+
+def tracks_outdated(plan: ReloadPlan, running: Gallery, reloaded: Gallery) -> bool:
+    """Whether a reload leaves the tracks' votes and embeddings meaningless: cast against
+    another gallery, threshold or margin, counted under other confirmation settings, made by
+    another embedder (any ``recognition.`` key), or about faces in another camera's picture.
+    Votes from before must not help confirm anyone afterwards (say, after ``confirm_votes``
+    was lowered), so every face then starts afresh — at worst a face at the door is confirmed
+    once more, a fraction of a second later."""
+    return (
+        plan.touches("recognition.")
+        or plan.touches("camera.")
+        or running.to_dict() != reloaded.to_dict()
+    )
 
 
 def make_pipeline(d: DetectorConfig, r: RecognitionConfig) -> FacePipeline:
@@ -425,7 +446,10 @@ class DoorService:
                     and y <= (f.detection.y1 + f.detection.y2) / 2 <= y + h
                 ]
             now = time.monotonic()
-            tracks = self.tracker.update([f.detection for f in faces], now)
+            # Boxes and faces: someone in the place of the person before starts a new track.
+            tracks = self.tracker.update(
+                [f.detection for f in faces], now, [f.embedding for f in faces]
+            )
             scored = [(f, t) for f, t in zip(faces, tracks, strict=True) if f.embedding is not None]
             # Each track votes on the unit mean of its last fusion_frames embeddings.
             probes = [t.fuse(f.embedding) for f, t in scored]  # type: ignore[arg-type]
@@ -553,7 +577,13 @@ class DoorService:
     def _check_clock(self) -> None:
         """Say when schedules stop or start being checkable against the clock
         (:mod:`edgeface.door.clock_sync`): only while someone has a schedule and the policy
-        asks for a synchronised clock, once per change."""
+        asks for a synchronised clock, once per change.
+
+        The local time zone is read again here first (a reload and the periodic check come
+        here): schedules are in local time, and Python reads the zone once, at start, so a
+        zone changed on the board (``timedatectl set-timezone``) would otherwise go unseen
+        until a restart — people let in, or refused, by the old zone's hours."""
+        time.tzset()
         if not self.schedule.windows or self.schedule_clock.policy == "any":
             self._clock_trusted = None
             return
@@ -664,7 +694,7 @@ class DoorService:
             if self.stop_requested.is_set():
                 log.info("reload not applied: the daemon is stopping (a restart reads the file)")
                 return
-            running = self.config
+            running, running_gallery = self.config, self.gallery
             self.config = plan.config
             self.use_gallery(gallery)
             self.schedule = AccessSchedule.from_config(plan.config.recognition.schedules)
@@ -675,9 +705,7 @@ class DoorService:
                 self.second_factors.reconfigure(f.required_for, f.window_seconds)
             if pipeline is not None:
                 self.pipeline = pipeline
-            if plan.touches("recognition.confirm_window") or plan.touches(
-                "recognition.fusion_frames"
-            ):
+            if tracks_outdated(plan, running_gallery, gallery):
                 self.tracker = make_tracker(plan.config.recognition)
             if plan.touches("snapshots."):
                 self.snapshots = self._make_snapshots(plan.config.snapshots)
@@ -745,7 +773,9 @@ class DoorService:
             self.hardware.watch_contact()
             self.hardware.watch_exit_button()
             wake = asyncio.Event()
-            capture = loop.run_in_executor(None, self.camera.run, loop, wake)
+            # A daemon thread, not the default executor: asyncio.run waits for those, and a
+            # silent camera's open holds its thread for stream_timeout_seconds (see start()).
+            capture = self.camera.start(loop, wake)
             tasks = [
                 asyncio.create_task(self._recognise(wake), name="recognise"),
                 asyncio.create_task(self._watch_relay(), name="relay"),
@@ -789,7 +819,9 @@ class DoorService:
         awaited before the relay is closed: one finishing afterwards claimed pins nobody
         released, with a relay that could unlock after ``daemon_stopped door=locked``
         (apply_reload also refuses to swap anything in once the stop is requested). Awaiting
-        them takes a turn of the loop: they only wait on the worker thread or on the lock."""
+        them takes a turn of the loop: they only wait on the worker thread or on the lock.
+        Gallery pushes under way are waited for (bounded) before ``daemon_stopped``: each
+        gallery change is reported before it, none after (GalleryPushes.finish)."""
 
         async def end_reloads() -> None:
             reloads = list(self._reloads)
@@ -802,7 +834,9 @@ class DoorService:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             if capture is not None:
-                await asyncio.wait([capture], timeout=2.0)  # the thread sees the stop flag
+                # The thread sees the stop flag; one held in a silent camera's open or read
+                # is left behind (a daemon thread: it does not keep the process alive).
+                await asyncio.wait([capture], timeout=2.0)
 
         async def stop_mqtt() -> None:
             if self.mqtt:
@@ -816,6 +850,7 @@ class DoorService:
             ("reloads", end_reloads),
             # fail-secure: driven locked, then released (read now: a reload may replace it)
             ("relay", lambda: self.relay.close()),
+            ("gallery pushes", self.pushes.finish),
             ("daemon_stopped", lambda: self.emit("daemon_stopped", status=status, door="locked")),
             ("inputs", self.hardware.close_inputs),
             ("tasks", end_tasks),
