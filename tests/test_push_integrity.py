@@ -46,17 +46,23 @@ def signed_full(version: int, *names: str, target: dict[str, str] | None = None)
     return json.dumps(sign(document, KEY, "k1")).encode()
 
 
-def door(
-    tmp_path: Path, events: list[dict[str, Any]], broker_port: int | None = None
-) -> DoorService:
-    config = Config(
+def push_door_config(tmp_path: Path, broker_port: int | None = None, **push: Any) -> Config:
+    """Door "front" without a camera, taking pushes signed with ``KEY`` (over MQTT when given a
+    broker), its gallery in its state folder; ``push`` adds push settings."""
+    return Config(
         device_id="front",
         state_dir=str(tmp_path / "state"),
         camera=CameraConfig(source="/dev/video97", reconnect_min_seconds=5),
         recognition=RecognitionConfig(gallery=str(tmp_path / "state" / "gallery.json")),
         mqtt=MqttConfig(enabled=broker_port is not None, host="127.0.0.1", port=broker_port or 1),
-        push=PushConfig(enabled=True, keys={"k1": KEY}, groups=["office"]),
+        push=PushConfig(enabled=True, keys={"k1": KEY}, **push),
     )
+
+
+def door(
+    tmp_path: Path, events: list[dict[str, Any]], broker_port: int | None = None
+) -> DoorService:
+    config = push_door_config(tmp_path, broker_port, groups=["office"])
     return DoorService(config, pin_factory=MockFactory(), on_event=events.append)
 
 

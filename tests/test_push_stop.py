@@ -15,20 +15,12 @@ from typing import Any
 
 from broker import Broker, Listener
 from gpiozero.pins.mock import MockFactory
+from test_push_integrity import KEY, push_door_config
 
-from edgeface.config import (
-    AuditConfig,
-    CameraConfig,
-    Config,
-    MqttConfig,
-    PushConfig,
-    RecognitionConfig,
-)
 from edgeface.door.service import DoorService
 from edgeface.recognition.gallery import GalleryStore
-from edgeface.recognition.push import generate_key, sign
+from edgeface.recognition.push import sign
 
-KEY = generate_key()
 STATE = "edgeface/front/gallery/state"
 
 
@@ -50,19 +42,8 @@ def photo_delta(photo_dir: Path, people: int, photos: int = 3) -> bytes:
 
 
 def door(tmp_path: Path, broker_port: int | None = None) -> tuple[DoorService, list[dict]]:
-    config = Config(
-        device_id="front",
-        state_dir=str(tmp_path / "state"),
-        camera=CameraConfig(source="/dev/video97", reconnect_min_seconds=5),
-        recognition=RecognitionConfig(gallery=str(tmp_path / "state" / "gallery.json")),
-        mqtt=MqttConfig(enabled=broker_port is not None, host="127.0.0.1", port=broker_port or 1),
-        push=PushConfig(
-            enabled=True,
-            keys={"k1": KEY},
-            folder=str(tmp_path / "gallery.d"),
-            folder_poll_seconds=0.1,
-        ),
-        audit=AuditConfig(enabled=True),
+    config = push_door_config(
+        tmp_path, broker_port, folder=str(tmp_path / "gallery.d"), folder_poll_seconds=0.1
     )
     events: list[dict[str, Any]] = []
     return DoorService(config, pin_factory=MockFactory(), on_event=events.append), events
