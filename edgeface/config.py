@@ -1226,3 +1226,16 @@ def _check_second_factor(config: Config, source: str) -> None:
                 f"{source}: second_factor.required_for: write {shown_value(name)} as all "
                 "(lower case) to mean everybody"
             )
+
+
+def password_without_username(m: MqttConfig) -> str | None:
+    """Why ``mqtt.password`` is not used, if it is not: MQTT sends a password only with a user
+    name, so it is dropped and the door logs in anonymously (a broker that requires logins
+    refuses it with a bare "Not authorized"). A warning (doctor, the journal), not an error: a
+    door that ran with such a file before must not stay shut after an upgrade."""
+    if m.password and not m.username:
+        return (
+            "mqtt.password is set but mqtt.username is empty: the password is not sent (MQTT "
+            "sends one only with a user name); set mqtt.username, or remove mqtt.password"
+        )
+    return None

@@ -96,7 +96,7 @@ def test_secrets_from_environment_and_files(
     secret = tmp_path / "unlock.key"
     secret.write_text("shared-key\n")
     config = parse_config(
-        "mqtt:\n  password: env:EDGEFACE_TEST_PASSWORD\n  remote_unlock: true\n"
+        "mqtt:\n  username: door\n  password: env:EDGEFACE_TEST_PASSWORD\n  remote_unlock: true\n"
         f"  remote_unlock_secret: file:{secret}\n"
     )
     assert config.mqtt.password == "s3cret"

@@ -224,7 +224,7 @@ def test_exponents_out_of_range_quoted_or_for_whole_numbers(
 
 
 def secret_config(path: Path | str) -> str:
-    return f"mqtt:\n  password: 'file:{path}'\n"
+    return f"mqtt:\n  password: 'file:{path}'\n  username: door\n"
 
 
 def test_a_device_as_secret_file_is_refused_not_read(tmp_path: Path) -> None:

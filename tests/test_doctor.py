@@ -518,3 +518,22 @@ def test_the_camera_check_never_prints_the_camera_password(tmp_path: Path, photo
     _, checks = doctor(config)  # the camera is gone now
     assert not checks["camera"][0] and "admin:***@" in checks["camera"][1]
     assert secret not in json.dumps(checks)
+
+
+def test_a_password_without_a_user_name_is_a_warning_not_a_refusal(
+    tmp_path: Path, photo_dir: Path, broker: Broker
+) -> None:
+    """MQTT sends a password only with a user name: one given alone was dropped without a word.
+    doctor warns (and the daemon logs it) — an error would keep a door that ran with such a
+    file before shut after an upgrade."""
+    mqtt = (
+        f"mqtt:\n  enabled: true\n  host: 127.0.0.1\n  port: {broker.port}\n"
+        "  password: hunter2-door\n"
+    )
+    code, checks = doctor(base_config(tmp_path, photo_dir, mqtt))
+    assert code == 0 and checks["mqtt"][0], checks
+    assert checks["mqtt"][1] == (
+        "warning: mqtt.password is set but mqtt.username is empty: the password is not sent "
+        "(MQTT sends one only with a user name); set mqtt.username, or remove mqtt.password "
+        f"(broker 127.0.0.1:{broker.port} reachable)"
+    )

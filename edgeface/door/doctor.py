@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edgeface.config import Config, load_config
+from edgeface.config import Config, MqttConfig, load_config, password_without_username
 from edgeface.errors import EdgefaceError, clip_text, shown_value
 from edgeface.files import PATH_CHARS, open_regular_file
 
@@ -209,6 +209,15 @@ def check_broker(config: Config) -> Check:
     m = config.mqtt
     if not m.enabled:
         return Check("mqtt", True, "disabled")
+    reached = _reach_broker(m)
+    unused = password_without_username(m)
+    if reached.ok and unused:
+        return warned("mqtt", f"{unused} ({reached.detail})")
+    return reached
+
+
+def _reach_broker(m: MqttConfig) -> Check:
+    """:func:`check_broker`'s connection and TLS handshake."""
     address = f"{m.host}:{m.port}"
     context: ssl.SSLContext | None = None
     if m.tls:

@@ -14,7 +14,8 @@ Topics, with ``<base> = <base_topic>/<device_id>``:
   ``<base>/audit/head`` — the newest entry's ``{"seq", "hash"}``, retained, for
   ``edgeface audit verify --head``;
 * ``<base>/state/<name>`` — retained current state (``lock`` LOCKED/UNLOCKED, ``last_person``,
-  ``fps``, ``gallery_version`` …), republished on every reconnect;
+  ``fps``, ``gallery_version`` …), republished on every reconnect (before ``online``) and
+  again whenever the broker acknowledges a value that is no longer current;
 * ``<discovery_prefix>/<component>/<node>/<object>/config`` — Home Assistant discovery,
   retained, republished whenever Home Assistant announces ``online`` on
   ``<discovery_prefix>/status``.
@@ -31,6 +32,7 @@ import logging
 import sqlite3
 import ssl
 import struct
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -39,7 +41,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from edgeface import __version__
-from edgeface.config import MqttConfig
+from edgeface.config import MqttConfig, password_without_username
 from edgeface.door.outbox import Outbox
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,8 @@ log = logging.getLogger(__name__)
 OUTBOX_RETRY_SECONDS = (1.0, 10.0)
 #: While the same outbox error lasts, it is logged again this often (seconds).
 OUTBOX_REMINDER_SECONDS = 600.0
+#: While the broker stays out of reach for the same reason, that is logged again this often.
+CONNECT_REMINDER_SECONDS = 600.0
 
 EVENT_TYPES = (
     "recognised",
@@ -121,6 +125,45 @@ class OutboxTrouble:
         self._reset()
 
 
+class ConnectTrouble:
+    """Why the broker cannot be reached (nothing listening, a wrong port or host, a TLS
+    certificate the door does not trust, a refused user): logged when the tries begin failing,
+    when the reason changes and every ``CONNECT_REMINDER_SECONDS`` while it lasts, and once when
+    a try succeeds. paho retries every 1-30 s and says nothing: without this an installer sees a
+    door that silently reports nothing, and with a line per try a broker down for a day floods
+    the journal. Used on paho's thread only."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+        self._reset()
+
+    def _reset(self) -> None:
+        self.problem: str | None = None  # the reason as last seen; None: no trouble
+        self.tries = 0
+        self.logged_at = 0.0  # time.monotonic()
+
+    def failed(self, problem: str) -> None:
+        """Note one failed try, logging it if it starts, changes or has lasted a while."""
+        now = time.monotonic()
+        self.tries += 1
+        if problem != self.problem or now - self.logged_at >= CONNECT_REMINDER_SECONDS:
+            log.warning(
+                "mqtt: cannot connect to %s (%s; failed tries so far: %d); retrying, events "
+                "wait in the outbox",
+                self.where,
+                problem,
+                self.tries,
+            )
+            self.logged_at = now
+        self.problem = problem
+
+    def cleared(self) -> None:
+        """A try went through: say so once, if it followed failed ones."""
+        if self.problem is not None:
+            log.info("mqtt: reached %s (failed tries before: %d)", self.where, self.tries)
+        self._reset()
+
+
 def tls_context(config: MqttConfig) -> ssl.SSLContext:
     """The TLS settings the door connects with: the broker's certificate must be signed by
     ``ca_file`` (the system's CAs when null) and name the host. One function, because
@@ -161,7 +204,20 @@ class DoorMqtt:
             f"{config.base_topic}/fleet/{group}/gallery/set" for group in (gallery_groups or [])
         ]
         self.connected = threading.Event()
+        #: Retained topic -> its current value, published on every change and reconnect.
         self._states: dict[str, str] = {}
+        #: Held across every publish of a retained value but those correcting a stale one
+        #: (see _publish_retained): a change never interleaves with the reconnect's republish.
+        #: Never taken on paho's thread while paho holds its own locks (in on_publish).
+        self._lock = threading.Lock()
+        #: Guards the three below; never held across a paho call.
+        self._flight_lock = threading.Lock()
+        #: mid -> (topic, value) of retained publishes the broker has not acknowledged yet.
+        self._in_flight: dict[int, tuple[str, str]] = {}
+        #: Publishes of retained values between paho's publish() and their registration, and
+        #: the mids acknowledged meanwhile (a loopback broker may answer before registration).
+        self._registering = 0
+        self._acked_early: set[int] = set()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._acked = threading.Event()
@@ -169,7 +225,7 @@ class DoorMqtt:
         self._acked_mids: set[int] = set()
         #: An event the broker has acknowledged whose deletion from the outbox failed.
         self._delivered: int | None = None
-        self._lock = threading.Lock()
+        self._trouble = ConnectTrouble(f"{config.host}:{config.port}")
         self.client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
             client_id=f"edgeface-{device_id}",
@@ -177,11 +233,15 @@ class DoorMqtt:
         )
         if config.username:
             self.client.username_pw_set(config.username, config.password)
+        unused = password_without_username(config)
+        if unused:
+            log.warning("mqtt: %s", unused)
         if config.tls:
             self.client.tls_set_context(tls_context(config))
         self.client.will_set(self.topic("availability"), "offline", qos=1, retain=True)
         self.client.reconnect_delay_set(min_delay=1, max_delay=30)
         self.client.on_connect = self._on_connect
+        self.client.on_connect_fail = self._on_connect_fail
         self.client.on_disconnect = self._on_disconnect
         self.client.on_publish = self._on_publish
         self.client.on_message = self._on_message
@@ -249,30 +309,74 @@ class DoorMqtt:
         """Publish a retained value now if connected, and again on every reconnect."""
         text = value if isinstance(value, str) else json.dumps(value)
         with self._lock:
-            changed = self._states.get(topic) != text
+            if self._states.get(topic) == text:
+                return
             self._states[topic] = text
-        if changed and self.connected.is_set():
-            self.client.publish(topic, text, qos=1, retain=True)
+            if self.connected.is_set():
+                self._publish_retained(topic, text)
+
+    def _publish_retained(self, topic: str, text: str) -> None:
+        """Publish a retained value and remember it until the broker acknowledges it.
+
+        The broker keeps the last value it was sent, which is not always the last one published
+        here: a publish unacknowledged when the connection broke is sent again by paho after the
+        reconnect, behind the current value _on_connect published — UNLOCKED left retained
+        while the door is locked. So every acknowledgement is compared with the current value,
+        and one that is no longer current is followed by the current one
+        (:meth:`_acknowledged`): the broker's last word is always the current value."""
+        with self._flight_lock:
+            self._registering += 1
+        mid: int | None = None
+        try:
+            mid = self.client.publish(topic, text, qos=1, retain=True).mid
+        finally:
+            acked = self._register(mid, topic, text)
+        if acked:
+            self._acknowledged(topic, text)
+
+    def _register(self, mid: int | None, topic: str, text: str) -> bool:
+        """Remember a retained publish by its mid; True if it was acknowledged already."""
+        with self._flight_lock:
+            self._registering -= 1
+            acked = mid in self._acked_early
+            if mid is not None and not acked:
+                self._in_flight[mid] = (topic, text)
+            if not self._registering:
+                self._acked_early.clear()
+            return acked
+
+    def _acknowledged(self, topic: str, text: str) -> None:
+        """The broker now retains ``text`` on ``topic``: if that is no longer the current value,
+        publish the current one again (a newer change was published earlier and overwritten).
+        Also on paho's thread, in on_publish, where ``_lock`` must not be taken (paho holds its
+        own locks there, which a thread holding ``_lock`` may be waiting for): the current value
+        is read without it, and should a change slip in meanwhile, its acknowledgement or this
+        one's corrects the broker again."""
+        current = self._states.get(topic)
+        if current is not None and current != text and self.connected.is_set():
+            self._publish_retained(topic, current)
 
     # ----- paho callbacks (paho's thread) -----------------------------------------------------
     def _on_connect(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any
     ) -> None:
         if reason.is_failure:
-            log.error("mqtt: broker refused the connection: %s", reason)
+            self._trouble.failed(f"the broker refused the connection: {reason}")
             return
+        self._trouble.cleared()
         log.info("mqtt: connected to %s:%d", self.config.host, self.config.port)
-        client.publish(self.topic("availability"), "online", qos=1, retain=True)
-        # Connected first, copy second: a state set in between is published by retained()
-        # itself (and perhaps again below — harmless), never left stale on the broker.
-        self.connected.set()
+        # The current states under the lock, connected set with it: a change either waits for
+        # this republish or was made before it (and is in it), never overwritten by an older copy.
         with self._lock:
-            states = dict(self._states)
-        for topic, text in states.items():
-            client.publish(topic, text, qos=1, retain=True)
+            for topic, text in self._states.items():
+                self._publish_retained(topic, text)
+            self.connected.set()
         if self.config.discovery:
             client.subscribe(f"{self.config.discovery_prefix}/status", qos=1)
             self.publish_discovery()
+        # Online last: after a crash mid-pulse the broker holds UNLOCKED, corrected just above;
+        # announced first, the door would show as available and unlocked for a moment.
+        client.publish(self.topic("availability"), "online", qos=1, retain=True)
         if self.on_command is not None:
             # Always, not only with remote unlock on: two-factor entry can be switched on by a
             # reload, and a command sent to a door that refuses it should say so in its events.
@@ -282,11 +386,21 @@ class DoorMqtt:
                 client.subscribe(topic, qos=1)
         self._wake.set()
 
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        """A try that never reached the broker. paho calls this while handling the error
+        (an OSError: refused, unreachable, TLS certificate not trusted) without passing it on:
+        it is the exception being handled."""
+        exc = sys.exc_info()[1]
+        self._trouble.failed(f"{exc.__class__.__name__}: {exc}" if exc else "no reason given")
+
     def _on_disconnect(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any
     ) -> None:
         if self.connected.is_set():
-            log.warning("mqtt: disconnected (%s); events are kept in the outbox", reason)
+            if self._stop.is_set():  # stop() disconnecting: nothing wrong
+                log.info("mqtt: disconnected from the broker (stopping)")
+            else:
+                log.warning("mqtt: disconnected (%s); events are kept in the outbox", reason)
         self.connected.clear()
 
     def _on_publish(
@@ -295,6 +409,12 @@ class DoorMqtt:
         with self._acks_lock:
             self._acked_mids.add(mid)
             self._acked.set()
+        with self._flight_lock:
+            sent = self._in_flight.pop(mid, None)
+            if sent is None and self._registering:
+                self._acked_early.add(mid)  # perhaps a retained value not registered yet
+        if sent is not None:
+            self._acknowledged(*sent)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         if message.topic == f"{self.config.discovery_prefix}/status":
@@ -438,7 +558,9 @@ class DoorMqtt:
                 payload_lock="LOCK",
                 payload_unlock="UNLOCK",
                 code_format=".+",
-                command_template='{"action": "{{ value }}", "code": "{{ code }}"}',
+                # to_json: a secret with a double quote or a backslash must still make JSON,
+                # with the code the user typed in it (a plain "{{ code }}" breaks the message).
+                command_template='{"action": "{{ value }}", "code": {{ code | to_json }}}',
             )
             messages[f"{prefix}/lock/{node}/door/config"] = lock
         else:

@@ -15,7 +15,9 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import logging
 import math
+import traceback
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -25,6 +27,8 @@ from edgeface.door.relay import DoorRelay
 from edgeface.door.second_factor import SecondFactors
 from edgeface.door.throttle import RefusalReports
 from edgeface.recognition.gallery import Gallery
+
+log = logging.getLogger(__name__)
 
 #: Largest remote command read (bytes); real ones are under 200.
 MAX_COMMAND_BYTES = 1024
@@ -64,6 +68,9 @@ class CommandedDoor(Protocol):
     @property
     def second_factors(self) -> SecondFactors: ...
 
+    @property
+    def stop_requested(self) -> asyncio.Event: ...
+
     def emit(self, event_type: str, **fields: Any) -> None: ...
 
     def pulse_relay(self, identity: str) -> bool: ...
@@ -82,12 +89,42 @@ class RemoteCommands:
         #: share one throttle; pushes have their own).
         self.refuse = RefusalReports(door.emit)
         self.lockouts = {"lock": CodeLockout(), "second_factor": CodeLockout()}
+        #: Whether a command arriving during the stop was logged (once per stop).
+        self._ignored_at_stop = False
 
     def from_thread(self, name: str, payload: bytes) -> None:
         """Called on paho's thread: hand over to the event loop."""
         loop = self.loop()
         if loop is not None:
-            loop.call_soon_threadsafe(self.handle, name, payload)
+            loop.call_soon_threadsafe(self._carry_out, name, payload)
+
+    def _carry_out(self, name: str, payload: bytes) -> None:
+        """:meth:`handle` on the event loop, apart from two things it must not do there.
+
+        Once the daemon is stopping, a command is ignored (logged once): a factor accepted then
+        can never be used, and an UNLOCK refused as "already open or cooling down" gives the
+        wrong reason — neither belongs after ``daemon_stopped``.
+
+        An exception (the events' caller raising, say) is logged here without the payload:
+        left to the event loop, it would be logged with the callback's arguments, the code
+        among them."""
+        if self.door.stop_requested.is_set():
+            if not self._ignored_at_stop:
+                log.info(
+                    "remote commands: ignored a command on %r: the daemon is stopping", name[:64]
+                )
+                self._ignored_at_stop = True
+            return
+        try:
+            self.handle(name, payload)
+        except Exception as exc:  # the payload stays out of the journal: no exc_info, no repr
+            log.error(
+                "remote commands: carrying out a command on %r failed (%s); its content is not "
+                "logged, it may hold a code\n%s",
+                name[:64],
+                exc.__class__.__name__,
+                "".join(traceback.format_tb(exc.__traceback__)).rstrip(),
+            )
 
     def handle(self, name: str, payload: bytes) -> None:
         """``<base>/command/lock`` with ``{"action": "UNLOCK"|"LOCK", "code": SECRET}``, or

@@ -838,6 +838,12 @@ class DoorService:
                 # is left behind (a daemon thread: it does not keep the process alive).
                 await asyncio.wait([capture], timeout=2.0)
 
+        def report_locked() -> None:
+            # _watch_relay ends with the stop request: a stop during a pulse would leave
+            # UNLOCKED retained on the broker. Sent before stop_mqtt's offline (paho keeps order).
+            if self.mqtt:
+                self.mqtt.state("lock", "LOCKED")
+
         async def stop_mqtt() -> None:
             if self.mqtt:
                 await asyncio.to_thread(self.mqtt.stop)
@@ -850,6 +856,7 @@ class DoorService:
             ("reloads", end_reloads),
             # fail-secure: driven locked, then released (read now: a reload may replace it)
             ("relay", lambda: self.relay.close()),
+            ("lock state", report_locked),
             ("gallery pushes", self.pushes.finish),
             ("daemon_stopped", lambda: self.emit("daemon_stopped", status=status, door="locked")),
             ("inputs", self.hardware.close_inputs),
