@@ -200,15 +200,13 @@ def test_a_folder_or_file_played_once_hands_over_every_frame_then_ends(
     assert kinds(events) == []
 
 
-def test_a_camera_that_drops_after_each_frame_is_retried_with_back_off(tmp_path: Path) -> None:
-    """Each connection gets one frame, then the camera hangs up. It is reported lost once and
-    retried after 0.5, 1, 2 s …, not reopened at once for ever (about 30 lost/restored event
-    pairs in 3 s, pushing older events, unlocks too, out of the bounded outbox)."""
-    clip = tmp_path / "one.avi"
-    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter.fourcc(*"MJPG"), 10, (320, 240))
-    writer.write(np.random.default_rng(0).integers(0, 255, (240, 320, 3), dtype=np.uint8))
-    writer.release()
-    data = clip.read_bytes()
+def test_a_camera_that_drops_after_each_frame_is_retried_with_back_off() -> None:
+    """Each connection of a streaming camera (MJPEG, ``multipart/x-mixed-replace``) gets one
+    frame, then the camera hangs up. It is reported lost once and retried after 0.5, 1, 2 s …,
+    not reopened at once for ever (about 30 lost/restored event pairs in 3 s, pushing older
+    events, unlocks too, out of the bounded outbox). (A snapshot URL, a single JPEG per
+    connection, is not a stream dropping: it is polled — test_camera_url_sources.py.)"""
+    jpeg = numbered_jpeg(1)
     connections = 0
 
     class OneFrame(http.server.BaseHTTPRequestHandler):
@@ -216,10 +214,10 @@ def test_a_camera_that_drops_after_each_frame_is_retried_with_back_off(tmp_path:
             nonlocal connections
             connections += 1
             self.send_response(200)
-            self.send_header("Content-Type", "video/x-msvideo")
-            self.send_header("Content-Length", str(len(data)))
+            self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
             self.end_headers()
-            self.wfile.write(data)
+            head = f"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
+            self.wfile.write(head.encode() + jpeg + b"\r\n")
 
         def log_message(self, *args: object) -> None:
             pass
@@ -227,7 +225,7 @@ def test_a_camera_that_drops_after_each_frame_is_retried_with_back_off(tmp_path:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), OneFrame)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     camera = CameraConfig(
-        source=f"http://127.0.0.1:{server.server_address[1]}/door.avi",
+        source=f"http://127.0.0.1:{server.server_address[1]}/video.mjpg",
         reconnect_min_seconds=0.5,
         reconnect_max_seconds=30.0,
         stream_timeout_seconds=2.0,

@@ -32,11 +32,17 @@ SECRET = "Kx9-camera-pass"
         ("rtsp://admin:p@ss@10.0.0.5/s", "rtsp://admin:***@10.0.0.5/s"),
         # a user name alone may be a token
         ("rtsp://a1b2c3d4@cam.local/live", "rtsp://***@cam.local/live"),
-        # cameras that take the login in the query
+        # cameras that take the login in the query, in parameters of any name: every value
         (
             f"http://cam/video.cgi?user=admin&pwd={SECRET}&res=1",
-            "http://cam/video.cgi?user=admin&pwd=***&res=1",
+            "http://cam/video.cgi?user=***&pwd=***&res=***",
         ),
+        (
+            f"http://cam/videostream.cgi?loginuse=admin&loginpas={SECRET}",
+            "http://cam/videostream.cgi?loginuse=***&loginpas=***",
+        ),
+        # an @ in the path is not a login
+        ("http://cam.local/snap@2x.jpg", "http://cam.local/snap@2x.jpg"),
         ("http://cam/video.mjpg", "http://cam/video.mjpg"),
         ("/dev/video0", "/dev/video0"),
         ("0", "0"),

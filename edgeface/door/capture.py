@@ -4,7 +4,8 @@ OpenCV's reads block, so they run in a thread of their own; the event loop never
 camera. Only the newest frame is kept (:class:`FrameSlot`): a slow board skips frames instead of
 queueing them, memory stays bounded, and decisions are made on what the camera sees now. For the
 same reason a live camera is read at its own rate and only its newest frame is handed on at
-``max_fps`` (:func:`paced_frames`); files and folders are read at ``max_fps``, none skipped.
+``max_fps`` (:func:`paced_frames`); files and folders (a video file at a URL too) are read at
+``max_fps``, none skipped, and a snapshot URL is polled at ``max_fps``.
 The thread never reports into the daemon directly — everything it has to say is handed to the
 event loop (``call_soon_threadsafe``) and said there through a narrow interface
 (:class:`CaptureReports`), so no event is emitted beside the loop's own.
@@ -41,6 +42,10 @@ from edgeface.door.sources import (
 )
 
 log = logging.getLogger("edgeface.door")
+
+#: The most pictures a second asked of a snapshot URL (each a new connection) when ``max_fps``
+#: is 0.
+SNAPSHOT_MAX_FPS = 10.0
 
 
 class FrameSlot:
@@ -137,11 +142,16 @@ def paced_frames(
     as frames are wanted, the rest queued in the driver's and the stream's buffers and every
     frame decided on was older than the last (12 s old after 20 s of a 25 frames/s camera read
     at 10). So it is read continuously and only the newest frame is handed on
-    (:func:`newest_frames`). Files and folders have no such queue and must not lose frames: they
-    are read at the pace instead (:func:`frames_at_pace`)."""
+    (:func:`newest_frames`). Files and folders — a video file served over HTTP too — have no
+    such queue and must not lose frames: they are read at the pace instead
+    (:func:`frames_at_pace`), and so is a snapshot URL (a new connection for each picture)."""
     interval = 1.0 / max_fps if max_fps > 0 else 0.0
     if isinstance(source, CaptureSource) and source.live:
         return newest_frames(source, interval, running)
+    if isinstance(source, CaptureSource) and source.snapshot:
+        # A snapshot URL: one connection per picture, never more than SNAPSHOT_MAX_FPS a second
+        # (max_fps 0, "every frame the camera delivers", would poll it without a pause).
+        interval = max(interval, 1.0 / SNAPSHOT_MAX_FPS)
     return frames_at_pace(source, interval, running, pause)
 
 
@@ -182,6 +192,11 @@ def frames_at_pace(
             pause(wait)
         else:
             due = time.monotonic()
+
+
+def _polled(source: FrameSource) -> bool:
+    """A snapshot URL: a camera polled for pictures, which never ends as a file played once."""
+    return isinstance(source, CaptureSource) and source.snapshot
 
 
 def _tell(loop: asyncio.AbstractEventLoop, callback: Callable[..., object], *args: object) -> None:
@@ -290,7 +305,7 @@ class CameraCapture:
                 return  # the daemon is stopping: the camera was not lost
             if self.camera_changed.is_set():
                 continue  # a reload changed the camera: open the new one
-            if not source.live and not c.loop:
+            if not source.live and not c.loop and not _polled(source):
                 self.slot.ended = True  # a file or folder played once: the run is over
                 _tell(loop, wake.set)
                 return
@@ -332,6 +347,8 @@ class CameraCapture:
                     steady = True
                     self._steady(loop, c, source.description)
                 self._hand_over(loop, wake, frame, first)
+        except SourceError as exc:  # a snapshot URL's next connection could not be opened
+            return redact_text(str(exc), c.source)
         except Exception as exc:
             _log_failure(f"camera: reading {source.description} failed", exc, c.source)
             problem = f"reading the camera failed: {exc.__class__.__name__}: {exc}"

@@ -168,7 +168,9 @@ def check_camera(config: Config) -> Check:
     c = config.camera
     shown = redact(c.source)  # a camera URL's password is not printed (doctor output is shared)
     try:
-        source = open_source(c.source, c.width, c.height, loop=False)
+        source = open_source(
+            c.source, c.width, c.height, loop=False, stream_timeout=c.stream_timeout_seconds
+        )
     except EdgefaceError as exc:
         return Check("camera", False, str(exc))
     try:

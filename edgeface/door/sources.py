@@ -69,17 +69,39 @@ class CaptureSource:
         self.target = target
         self.loop = loop
         self.is_file = isinstance(target, str) and Path(target).is_file()
-        self.live = not self.is_file
         self.stream_timeout = stream_timeout
+        self.width, self.height = width, height
         #: Lines the image codecs printed while converting this camera's frames.
         self.codec_lines = 0
+        self.capture = self._open_capture()
+        #: A camera or a live stream (read at its own rate, newest frame only), or a file read
+        #: at the daemon's pace. A URL is live only when OpenCV knows no frame count: a video
+        #: file served over HTTP (or a file:// URL) has one (its frames), and read as a live
+        #: camera it was decoded as fast as the CPU allows, all but max_fps frames dropped, and
+        #: reported lost at its end a second later. MJPEG (multipart) and RTSP streams have none.
+        self.live = not self.is_file
+        #: A snapshot URL (``http://cam/snapshot.jpg``): one picture per connection, which
+        #: OpenCV opens as a one-frame video. It is polled — a new connection for each frame,
+        #: at the daemon's pace — rather than reported lost after every picture.
+        self.snapshot = False
+        if isinstance(target, str) and is_stream(target):
+            frames = self.capture.get(cv2.CAP_PROP_FRAME_COUNT)
+            self.live = not frames > 0
+            self.snapshot = frames == 1
+        #: Whether this connection's frame of a snapshot URL was read.
+        self._snapped = False
+
+    def _open_capture(self) -> cv2.VideoCapture:
+        """A new ``VideoCapture`` of the target (also for each picture of a snapshot URL, and
+        for a file that cannot be rewound); :class:`SourceError` when it cannot be opened."""
+        target = self.target
         if isinstance(target, int):
-            self.capture = cv2.VideoCapture(target, cv2.CAP_V4L2)
+            capture = cv2.VideoCapture(target, cv2.CAP_V4L2)
         elif is_stream(target):
             # Without these a stalled RTSP/HTTP stream blocks read() for ever: the camera
             # thread would hang silently instead of reporting the camera lost and reconnecting.
-            milliseconds = int(stream_timeout * 1000)
-            self.capture = cv2.VideoCapture(
+            milliseconds = int(self.stream_timeout * 1000)
+            capture = cv2.VideoCapture(
                 target,
                 cv2.CAP_FFMPEG,
                 [
@@ -90,14 +112,15 @@ class CaptureSource:
                 ],
             )
         else:
-            self.capture = cv2.VideoCapture(target)
-        if not self.capture.isOpened():
-            self.capture.release()
+            capture = cv2.VideoCapture(target)
+        if not capture.isOpened():
+            capture.release()
             raise SourceError(f"{self.description}: cannot be opened ({self._open_causes()})")
-        if width:
-            self.capture.set(cv2.CAP_PROP_FRAME_WIDTH, width)
-        if height:
-            self.capture.set(cv2.CAP_PROP_FRAME_HEIGHT, height)
+        if self.width:
+            capture.set(cv2.CAP_PROP_FRAME_WIDTH, self.width)
+        if self.height:
+            capture.set(cv2.CAP_PROP_FRAME_HEIGHT, self.height)
+        return capture
 
     def _open_causes(self) -> str:
         """What may keep this source from opening. OpenCV does not say which it was; for a
@@ -111,7 +134,10 @@ class CaptureSource:
         return "missing, busy or unsupported"
 
     def read(self) -> np.ndarray | None:
-        """The next frame; a looping file starts again at its end. None: no frame now."""
+        """The next frame; a looping file starts again at its end, a snapshot URL is asked for
+        its next picture (a new connection). None: no frame now."""
+        if self.snapshot:
+            return self._snap()
         ok, frame = self._next()
         if not ok and self.is_file and self.loop:
             self.capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
@@ -121,9 +147,24 @@ class CaptureSource:
                 # OpenCV opened as a video): reopen them. Returning None instead would have the
                 # daemon report the camera lost and restored at every frame, without back-off.
                 self.capture.release()
-                self.capture = cv2.VideoCapture(self.target)
-                if self.capture.isOpened():
-                    ok, frame = self._next()
+                try:
+                    self.capture = self._open_capture()
+                except SourceError:
+                    return None
+                ok, frame = self._next()
+        if not ok or frame is None:
+            return None
+        return to_rgb8(frame, self.description)
+
+    def _snap(self) -> np.ndarray | None:
+        """A snapshot URL's next picture: the one of the connection opened first, then one per
+        new connection. A connection that cannot be opened raises :class:`SourceError` (the
+        camera is lost, retried with back-off); one that gives no picture returns None."""
+        if self._snapped:
+            self.capture.release()
+            self.capture = self._open_capture()
+        self._snapped = True
+        ok, frame = self._next()
         if not ok or frame is None:
             return None
         return to_rgb8(frame, self.description)
@@ -273,59 +314,95 @@ def is_stream(target: int | str) -> bool:
     return isinstance(target, str) and bool(re.match(r"^[a-z][a-z0-9+.-]*://", target, re.I))
 
 
-#: A URL's user information: everything between ``scheme://`` and the last ``@`` (the last one,
-#: so that an unencoded ``@``, ``/`` or ``#`` in a password is masked too; masking a rare ``@``
-#: in a path along with the host is the safe mistake).
-_USERINFO = re.compile(r"^([a-z][a-z0-9+.-]*://)(.*)@", re.I | re.S)
-#: Query parameters that carry credentials on cameras that take them there (``?pwd=…``).
-_SECRET_PARAMETER = re.compile(
-    r"([?&;][^=&#;]*(?:pass|pwd|token|secret|key|auth|sig)[^=&#;]*=)([^&#;]*)", re.I
-)
+#: A URL's user information: everything between ``scheme://`` and the last ``@`` before the first
+#: ``/`` (the last one, so that an unencoded ``@`` or ``#`` in a password is masked too; not past
+#: the first ``/``, so that ``http://cam.local/snap@2x.jpg`` keeps its host — FFmpeg, too, ends
+#: the user information there).
+_USERINFO = re.compile(r"^([a-z][a-z0-9+.-]*://)([^/]*)@", re.I | re.S)
 #: Shown instead of a credential.
 MASK = "***"
 
 
+def _split_query(rest: str) -> tuple[str, list[str]]:
+    """What follows a URL's user information, as the part before the query and the query cut
+    at its separators (kept, as items of their own). Everything after the first ``?`` is the
+    query, a ``#`` in it included (a password may hold one unencoded)."""
+    head, mark, query = rest.partition("?")
+    if not mark:
+        return head, []
+    return head, re.split(r"([&;])", query)
+
+
+def _parameter(part: str) -> tuple[str, str | None]:
+    """A query parameter's name and value (None: no ``=``, the whole part may be a token)."""
+    name, equals, value = part.partition("=")
+    return (name, value) if equals else (part, None)
+
+
 def redact(spec: str) -> str:
-    """``camera.source`` as it may be shown: a URL's password (and its credential parameters)
-    replaced by ``***`` — ``rtsp://admin:***@10.0.0.5/stream1``.
+    """``camera.source`` as it may be shown: a URL's password, and the value of every query
+    parameter, replaced by ``***`` — ``rtsp://admin:***@10.0.0.5/stream1``,
+    ``http://cam/videostream.cgi?loginuse=***&loginpas=***``.
 
     The source is named in camera_lost/camera_restored events, which are logged, kept in the
     outbox and published on MQTT to whoever may read the door's topics: the password of a
     camera URL (even one kept out of the YAML with ``env:``) must not go with it. A user name
-    alone (``rtsp://token@host``) may be a token, and is masked whole."""
-    if not is_stream(spec):
+    alone (``rtsp://token@host``) may be a token, and is masked whole. Cameras take their login
+    in query parameters of every name (``pwd``, ``loginpas``, ``pw``, ``p``, ``pswd``…): a list
+    of the secret ones always missed some, so every value is masked, the names kept."""
+    text = spec.strip()
+    if not is_stream(text):
         return spec
-    shown = _SECRET_PARAMETER.sub(lambda m: m.group(1) + MASK, spec)
-    found = _USERINFO.match(shown)
+    found = _USERINFO.match(text)
     if found is None:
-        return shown
-    scheme, userinfo = found.groups()
-    user, colon, _ = userinfo.partition(":")
-    masked = f"{user}:{MASK}" if colon else MASK
-    return f"{scheme}{masked}@{shown[found.end() :]}"
+        scheme_end = text.index("://") + 3
+        shown, rest = text[:scheme_end], text[scheme_end:]
+    else:
+        scheme, userinfo = found.groups()
+        user, colon, _ = userinfo.partition(":")
+        shown = scheme + (f"{user}:{MASK}" if colon else MASK) + "@"
+        rest = text[found.end() :]
+    head, parts = _split_query(rest)
+    if not parts:
+        return shown + head
+    query = []
+    for part in parts:
+        name, value = _parameter(part)
+        if part in ("&", ";") or not part:
+            query.append(part)
+        else:
+            query.append(MASK if value is None else f"{name}={MASK}")
+    return f"{shown}{head}?{''.join(query)}"
 
 
 def redact_text(text: str, spec: str) -> str:
     """``text`` (an error message, a traceback) with ``spec``'s credentials masked: the URL
     replaced by :func:`redact`'s form, and each credential (also percent-decoded, as a library
     may print it) wherever it appears on its own."""
-    if not is_stream(spec):
+    if not is_stream(spec.strip()):
         return text
-    text = text.replace(spec, redact(spec))
-    for secret in _credentials(spec):
+    for url in {spec, spec.strip()}:
+        text = text.replace(url, redact(url))
+    for secret in sorted(_credentials(spec.strip()), key=len, reverse=True):
         text = text.replace(secret, MASK)
     return text
 
 
 def _credentials(spec: str) -> set[str]:
-    """The password (or token) and credential parameters of a URL, raw and percent-decoded;
-    those under 4 characters are left out (masking every ``1`` in a message hides nothing)."""
+    """The password (or token) and every query value of a URL, raw and percent-decoded; those
+    under 4 characters are left out (masking every ``1`` in a message hides nothing)."""
     found = _USERINFO.match(spec)
-    secrets = [m.group(2) for m in _SECRET_PARAMETER.finditer(spec)]
+    rest = spec
+    secrets = []
     if found is not None:
         user, colon, password = found.group(2).partition(":")
         secrets.append(password if colon else user)
+        rest = spec[found.end() :]
+    for part in _split_query(rest)[1]:
+        name, value = _parameter(part)
+        secrets.append(name if value is None else value)
     decoded = [urllib.parse.unquote(s) for s in secrets]
+    decoded += [urllib.parse.unquote_plus(s) for s in secrets]
     return {s for s in secrets + decoded if len(s) >= 4}
 
 
