@@ -58,30 +58,30 @@ def test_fusion_averages_one_tracks_last_embeddings_only(faces: dict[str, Face])
     assert len(obama_track.embeddings) == 2  # only the last fusion_frames are kept
 
 
-def test_a_different_face_in_a_tracks_place_starts_a_track_of_its_own(
-    faces: dict[str, Face],
-) -> None:
-    """Biden where Obama stood a moment ago: the boxes overlap, the faces do not match (0.55 and
-    more apart, the door's threshold 0.34), so Biden's face gets a track with none of Obama's
-    votes or embeddings — with fusion on they would be averaged into Biden's vote."""
+def test_a_different_face_in_a_tracks_place_restarts_the_fusion(faces: dict[str, Face]) -> None:
+    """Biden where Obama stood a moment ago: the boxes overlap, so his face continues the track
+    (tracks follow boxes: one person's own frames can lie farther apart than the threshold).
+    His embedding is 0.55 and more from the mean of Obama's (the door's threshold 0.34), so the
+    kept ones are cleared first: his vote is cast on his own face alone, never on an average
+    with Obama's."""
     tracker = FaceTracker(fusion_frames=3, same_person_distance=0.34)
     obama = faces["obama3"].detection
-    track = tracker.update([obama], 0.0, [embedding(faces["obama3"])])[0]
+    track = tracker.update([obama], 0.0)[0]
     track.fuse(embedding(faces["obama3"]))
-    track.vote("obama", 3)
-    # Another photo of Obama in the same place continues his track (0.33 from the first).
-    same = tracker.update([obama], 0.1, [embedding(faces["obama2"])])[0]
-    assert same is track
-    track.fuse(embedding(faces["obama2"]))
-    track.vote("obama", 3)
+    # Another photo of Obama (0.33 from the first) is fused with it.
+    assert tracker.update([obama], 0.1)[0] is track
+    fused = track.fuse(embedding(faces["obama2"]))
+    assert len(track.embeddings) == 2 and not np.array_equal(fused, embedding(faces["obama2"]))
     biden = replace(faces["biden"].detection, x1=obama.x1, y1=obama.y1, x2=obama.x2, y2=obama.y2)
-    other = tracker.update([biden], 0.2, [embedding(faces["biden"])])[0]
-    assert other is not track
-    assert list(other.votes) == [] and len(other.embeddings) == 0
-    fused = other.fuse(embedding(faces["biden"]))
+    assert tracker.update([biden], 0.2)[0] is track
+    fused = track.fuse(embedding(faces["biden"]))
     assert np.array_equal(fused, embedding(faces["biden"]))  # Biden's own face alone
-    # Without an embedding (a face too poor to embed) only the box can tell.
-    assert tracker.update([obama], 0.3)[0] is other
+    assert len(track.embeddings) == 1
+    # A broken embedding (NaN) is never fused with anything either.
+    broken = np.full_like(embedding(faces["obama"]), np.nan)
+    track.fuse(broken)
+    assert len(track.embeddings) == 1
+    assert np.array_equal(track.fuse(embedding(faces["obama"])), embedding(faces["obama"]))
 
 
 def test_only_the_identity_just_recognised_is_confirmed() -> None:
@@ -105,3 +105,53 @@ def test_another_identity_winning_its_votes_on_a_confirmed_track_is_confirmed() 
     assert [track.vote("biden", 3) for _ in range(3)] == [None, None, "biden"]
     assert track.confirmed == "biden"
     assert not (track.unlocked or track.denied or track.awaiting_factor)  # still to decide
+
+
+def confirmations(votes: str, needed: int) -> list[str]:
+    """The identities confirmed, in order, on one track voting ``votes`` (one letter a frame,
+    ``-`` for nobody); the door lets each one in as soon as it is confirmed."""
+    track = FaceTracker(window=5).update([Detection(0, 0, 10, 10, 1.0)], 0.0)[0]
+    confirmed = []
+    for vote in votes:
+        identity = track.vote(None if vote == "-" else vote, needed)
+        if identity:
+            confirmed.append(identity)
+            track.unlocked = True
+    return confirmed
+
+
+@pytest.mark.parametrize(
+    ("votes", "needed", "expected"),
+    [
+        ("AAABBBAAA", 3, ["A", "B"]),  # A again after B: not confirmed (let in) again
+        ("ABABABAB", 1, ["A", "B"]),  # flapping look-alikes: each once, not every frame
+        ("AAA---AAA", 3, ["A"]),
+    ],
+)
+def test_an_identity_is_confirmed_at_most_once_per_track(
+    votes: str, needed: int, expected: list[str]
+) -> None:
+    """Votes A A A B B B A A A on one face confirmed A, then B, then A again — and, each
+    confirmation clearing ``unlocked``, let A in twice; with ``confirm_votes`` 1, A B A B
+    confirmed on every frame."""
+    assert confirmations(votes, needed) == expected
+
+
+def test_restarted_votes_keep_the_tracks_and_their_decisions(faces: dict[str, Face]) -> None:
+    """A reload changing the gallery or the vote settings: votes and fused embeddings start
+    again, under the new window and fusion length; the tracks, and what the door decided for
+    them, stay (a person let in is not let in again, nor reported unknown again early)."""
+    tracker = FaceTracker(window=5, fusion_frames=3, same_person_distance=0.34)
+    box = faces["obama"].detection
+    track = tracker.update([box], 0.0)[0]
+    track.fuse(embedding(faces["obama"]))
+    assert [track.vote("obama", 3) for _ in range(3)] == [None, None, "obama"]
+    track.unlocked, track.unknown_reported_at = True, 0.0
+    tracker.restart_votes(window=4, fusion_frames=2, same_person_distance=0.3)
+    assert tracker.update([box], 0.1)[0] is track
+    assert list(track.votes) == [] and track.votes.maxlen == 4
+    assert len(track.embeddings) == 0 and track.embeddings.maxlen == 2
+    assert track.same_person_distance == 0.3
+    assert track.confirmed == "obama" and track.unlocked and track.unknown_reported_at == 0.0
+    assert [track.vote("obama", 2) for _ in range(3)] == [None, None, None]  # not again
+    assert tracker.update([faces["biden"].detection], 5.0)[0].votes.maxlen == 4  # new tracks

@@ -74,9 +74,9 @@ log = logging.getLogger("edgeface.door")
 
 
 def make_tracker(r: RecognitionConfig) -> FaceTracker:
-    """A tracker with no tracks, for these settings. A face continues a track only within the
-    recognition threshold of the track's faces (edgeface.door.tracker): the distance at which
-    the door itself takes two faces for one person."""
+    """A tracker with no tracks, for these settings. A track fuses a face with the ones it keeps
+    only within the recognition threshold of their mean (edgeface.door.tracker): the distance at
+    which the door itself takes two faces for one person."""
     return FaceTracker(
         window=r.confirm_window,
         fusion_frames=r.fusion_frames,
@@ -84,18 +84,38 @@ def make_tracker(r: RecognitionConfig) -> FaceTracker:
     )
 
 
+#: Recognition settings that change neither how a vote is cast nor how votes are counted.
+VOTE_NEUTRAL_KEYS = (
+    "recognition.unknown_repeat_seconds",
+    "recognition.schedules",
+    "recognition.schedule_clock",
+    "recognition.enrolment_augmentation",
+)
+
+
 def tracks_outdated(plan: ReloadPlan, running: Gallery, reloaded: Gallery) -> bool:
-    """Whether a reload leaves the tracks' votes and embeddings meaningless: cast against
-    another gallery, threshold or margin, counted under other confirmation settings, made by
-    another embedder (any ``recognition.`` key), or about faces in another camera's picture.
-    Votes from before must not help confirm anyone afterwards (say, after ``confirm_votes``
-    was lowered), so every face then starts afresh — at worst a face at the door is confirmed
-    once more, a fraction of a second later."""
+    """Whether a reload leaves the tracks' votes and fused embeddings meaningless: cast against
+    another gallery, threshold or margin, counted under other confirmation settings, or made by
+    another embedder (any ``recognition.`` key but those in VOTE_NEUTRAL_KEYS). Votes from
+    before must not help confirm anyone afterwards (say, after ``confirm_votes`` was lowered),
+    so they start again (FaceTracker.restart_votes); the tracks and what the door decided for
+    them stay, so nobody standing there is let in or reported again."""
     return (
-        plan.touches("recognition.")
-        or plan.touches("camera.")
+        any(
+            key.startswith("recognition.")
+            and not any(key == k or key.startswith(k + ".") for k in VOTE_NEUTRAL_KEYS)
+            for key in plan.applied
+        )
         or running.to_dict() != reloaded.to_dict()
     )
+
+
+def picture_changed(plan: ReloadPlan) -> bool:
+    """Whether a reload shows the door another picture: another camera, or the same one at
+    another size. Boxes from before mean nothing in it, so the tracker starts with no tracks.
+    Other camera settings (rate, region of interest, timeouts) keep the picture, the tracks and
+    their votes."""
+    return any(plan.touches(key) for key in ("camera.source", "camera.width", "camera.height"))
 
 
 def make_pipeline(d: DetectorConfig, r: RecognitionConfig) -> FacePipeline:
@@ -446,12 +466,10 @@ class DoorService:
                     and y <= (f.detection.y1 + f.detection.y2) / 2 <= y + h
                 ]
             now = time.monotonic()
-            # Boxes and faces: someone in the place of the person before starts a new track.
-            tracks = self.tracker.update(
-                [f.detection for f in faces], now, [f.embedding for f in faces]
-            )
+            tracks = self.tracker.update([f.detection for f in faces], now)
             scored = [(f, t) for f, t in zip(faces, tracks, strict=True) if f.embedding is not None]
-            # Each track votes on the unit mean of its last fusion_frames embeddings.
+            # Each track votes on the unit mean of its last fusion_frames embeddings (restarted
+            # by a face unlike them: someone else in its place is never averaged with them).
             probes = [t.fuse(f.embedding) for f, t in scored]  # type: ignore[arg-type]
             matches = self.matcher.identify(np.stack(probes)) if probes else []
             for (face, track), match in zip(scored, matches, strict=True):
@@ -705,8 +723,11 @@ class DoorService:
                 self.second_factors.reconfigure(f.required_for, f.window_seconds)
             if pipeline is not None:
                 self.pipeline = pipeline
-            if tracks_outdated(plan, running_gallery, gallery):
-                self.tracker = make_tracker(plan.config.recognition)
+            r = plan.config.recognition
+            if picture_changed(plan):
+                self.tracker = make_tracker(r)
+            elif tracks_outdated(plan, running_gallery, gallery):
+                self.tracker.restart_votes(r.confirm_window, r.fusion_frames, r.threshold)
             if plan.touches("snapshots."):
                 self.snapshots = self._make_snapshots(plan.config.snapshots)
             if plan.touches("log_level"):

@@ -1,31 +1,38 @@
 """Faces followed across frames, and the votes that turn recognitions into decisions.
 
-A single frame's recognition is not trusted to open a door: each face is tracked from frame to
-frame, every recognition of the track is a vote, and an identity is confirmed only when the
-frame just seen recognises it and it has ``confirm_votes`` of the last ``confirm_window`` votes.
-Unknown faces raise one event per track (repeated at most every ``unknown_repeat_seconds`` while
-it stays), not one per frame.
+A single frame's recognition is not trusted to open a door: each face is tracked by box overlap
+(IoU) from frame to frame, every recognition of the track is a vote, and an identity is confirmed
+only when the frame just seen recognises it and it has ``confirm_votes`` of the last
+``confirm_window`` votes. Unknown faces raise one event per track (repeated at most every
+``unknown_repeat_seconds`` while it stays), not one per frame.
 
-A face continues a track when its box overlaps the track's (IoU) *and* it looks like the face
-the track has followed: its embedding is within ``same_person_distance`` of every embedding the
-track keeps. Someone who steps into the place of the person before them (within
-``max_age_seconds``) therefore starts a track of their own, with no votes and no embeddings of
-the person before — their votes never complete that person's confirmation, and an enrolled
-person who follows one already let in is decided on their own votes.
+Tracks follow boxes, not appearance: two live frames of one person a tenth of a second apart can
+lie farther apart than the recognition threshold (which is calibrated template against live
+frame), and a track split there would start that person afresh — let in, refused or reported
+again while they just stand there. Instead every decision is per identity:
+
+* A vote confirms only the identity it is for, on its own votes in the window: a stranger who
+  steps into an enrolled person's place votes for nobody (or for themselves), and never
+  completes the count of the person before.
+* An identity is confirmed at most once per track (:attr:`Track.confirmed_ids`): a person
+  standing there is let in once, however their votes come and go. Another enrolled person
+  confirmed on the same track is decided on their own (the door's decision for them is still to
+  make: not unlocked, refused or told about a second factor yet).
 
 With ``fusion_frames`` > 1 a track also keeps its last embeddings, and each vote is cast on their
 unit mean instead of the newest one alone: one blurred or half-turned frame moves the mean only a
-little, so a person who is enrolled is accepted on more frames. Only one track's own embeddings
-are averaged, never two faces' (the appearance check above: every pair a track keeps is one the
-matcher would call the same person), and every fused vote still has to pass the threshold and
-margin.
+little, so a person who is enrolled is accepted on more frames. Only one person's embeddings are
+averaged, never two faces': a face farther than ``same_person_distance`` (the recognition
+threshold) from the unit mean of the embeddings a track keeps clears them first (:meth:`Track.
+fuse`), so its vote is cast on its own embedding alone — a stranger in an enrolled person's place
+is never averaged with that person. For one person such a far frame only restarts the fusion.
+Every fused vote still has to pass the threshold and margin.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections import deque
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -56,7 +63,9 @@ class Track:
     first_seen: float
     last_seen: float
     votes: deque[str | None] = field(default_factory=deque)
-    confirmed: str | None = None
+    confirmed: str | None = None  # the identity confirmed last (the one the door decides on)
+    #: every identity confirmed on this track so far: none is ever confirmed on it again
+    confirmed_ids: set[str] = field(default_factory=set)
     unlocked: bool = False  # the door was opened for this track's confirmed identity
     denied: bool = False  # schedule or clock refused it (reported once; retried while it stays)
     #: confirmed, and told a second factor is needed (reported once; waits while it stays)
@@ -64,38 +73,45 @@ class Track:
     unknown_reported_at: float | None = None
     best_distance: float = float("inf")
     embeddings: deque[np.ndarray] = field(default_factory=lambda: deque(maxlen=1))
+    #: farthest a face may lie from the unit mean of ``embeddings`` to be fused with them
+    same_person_distance: float = DEFAULT_THRESHOLD
 
     def fuse(self, embedding: np.ndarray) -> np.ndarray:
-        """Remember ``embedding``; the unit mean of this track's last embeddings."""
+        """Remember ``embedding``; the unit mean of this track's last embeddings.
+
+        A face farther than ``same_person_distance`` from the unit mean of the embeddings kept
+        so far (someone else in this track's place, or a frame of the same person too poor to
+        vouch for them) clears them first: its vote is cast on its own embedding alone, never
+        on an average with another face. A broken embedding (NaN) is never within the limit:
+        it clears them too."""
+        if self.embeddings:
+            kept = mean_embedding(np.stack(self.embeddings))
+            if not float(np.linalg.norm(kept - embedding)) <= self.same_person_distance:
+                self.embeddings.clear()
         self.embeddings.append(embedding)
         if len(self.embeddings) == 1:
             return embedding
         return mean_embedding(np.stack(self.embeddings))
-
-    def looks_like(self, embedding: np.ndarray | None, limit: float) -> bool:
-        """Whether a face with ``embedding`` may continue this track: within ``limit`` of every
-        embedding the track keeps (the ones it would be averaged with). A face without an
-        embedding, or a track without any yet, can only be told by its box. A broken embedding
-        (NaN) is never within the limit: it starts a track of its own, which casts no vote that
-        could help anyone."""
-        if embedding is None or not self.embeddings:
-            return True
-        distances = np.linalg.norm(np.stack(self.embeddings) - embedding, axis=1)
-        return bool(np.all(distances <= limit))
 
     def vote(self, identity: str | None, needed: int) -> str | None:
         """Add this frame's recognition; return ``identity`` if this vote confirms it.
 
         Only the identity just recognised can be confirmed, on ``needed`` votes of its own in
         the window: a frame recognising nobody (or someone else) never completes an earlier
-        identity's count — not after a reload lowered ``confirm_votes``, nor for a person the
-        reload removed. An identity other than the confirmed one that wins its own votes is
-        confirmed in turn, with the door's decision for it still to make (not unlocked, denied
-        or told about a second factor yet): it is decided, never silently ignored."""
+        identity's count. An identity is confirmed at most once per track: one person whose
+        recognitions come and go (or flip between two look-alikes) is decided once each, not
+        at every change. An identity not yet confirmed here that wins its own votes is
+        confirmed in turn, with the door's decision for it still to make (not unlocked,
+        denied or told about a second factor yet): it is decided, never silently ignored."""
         self.votes.append(identity)
-        if identity is None or identity == self.confirmed or self.votes.count(identity) < needed:
+        if (
+            identity is None
+            or identity in self.confirmed_ids
+            or self.votes.count(identity) < needed
+        ):
             return None
         self.confirmed = identity
+        self.confirmed_ids.add(identity)
         self.unlocked = self.denied = self.awaiting_factor = False
         return identity
 
@@ -105,20 +121,11 @@ class Track:
 
 
 class FaceTracker:
-    """Greedy association of detections to tracks, by box overlap among the faces that look
-    like the track's (:meth:`Track.looks_like`); tracks expire when unseen.
+    """Greedy IoU association of detections to tracks; tracks expire when unseen.
 
     ``same_person_distance`` is the door's recognition threshold (``recognition.threshold``):
-    the distance up to which the door itself takes two embeddings for one person, at the
-    false-accept rate it was chosen for, so every pair of faces a track keeps (and fuses) is
-    one the door would take for the same person. Two frames of one person a fraction of a
-    second apart are far closer than that (the test portraits, int8 embedder: photos of Obama
-    taken years apart are 0.16–0.33 from each other, Biden 0.55–0.61 from each of them), so a
-    track is split only when the face really changed, or on a frame so poor that it would
-    hardly have voted for anyone — and a split costs only time (the votes are cast again),
-    never a wrong door opening. A stricter bound would split one person's track more often
-    for nothing; a laxer one than the threshold would let two people the door tells apart
-    share one track.
+    the distance up to which the door itself takes two embeddings for one person. A track fuses
+    a face with the ones it keeps only within it (:meth:`Track.fuse`).
     """
 
     def __init__(
@@ -136,20 +143,10 @@ class FaceTracker:
         self.same_person_distance = same_person_distance
         self.tracks: dict[int, Track] = {}
 
-    def update(
-        self,
-        detections: list[Detection],
-        now: float,
-        embeddings: Sequence[np.ndarray | None] | None = None,
-    ) -> list[Track]:
-        """The track of each detection (same order); expired tracks are dropped first.
-        ``embeddings`` (one per detection, None where a face has none) keep a track to one
-        person; without them tracks follow boxes alone."""
+    def update(self, detections: list[Detection], now: float) -> list[Track]:
+        """The track of each detection (same order); expired tracks are dropped first."""
         self._expire(now)
-        faces: list[np.ndarray | None] = (
-            list(embeddings) if embeddings is not None else [None] * len(detections)
-        )
-        assigned = self._associate(detections, faces)
+        assigned = self._associate(detections)
         result = []
         for index, detection in enumerate(detections):
             track = assigned.get(index) or self._new_track(detection.box, now)
@@ -158,6 +155,22 @@ class FaceTracker:
             result.append(track)
         return result
 
+    def restart_votes(self, window: int, fusion_frames: int, same_person_distance: float) -> None:
+        """Every track's votes and fusion start again, under these settings (a reload changed
+        the gallery or how votes are cast or counted): votes cast before must not help confirm
+        anyone afterwards (say, after ``confirm_votes`` was lowered, or for a person the reload
+        removed). The tracks themselves stay, with what the door decided for them — the
+        identities confirmed, unlocked, refused, waiting for a second factor, the last unknown
+        report — so a reload never lets in again, or reports again, a person just standing
+        there."""
+        self.window = window
+        self.fusion_frames = max(1, fusion_frames)
+        self.same_person_distance = same_person_distance
+        for track in self.tracks.values():
+            track.votes = deque(maxlen=self.window)
+            track.embeddings = deque(maxlen=self.fusion_frames)
+            track.same_person_distance = same_person_distance
+
     def _expire(self, now: float) -> None:
         """Forget tracks not seen for ``max_age_seconds``."""
         for track_id in [
@@ -165,12 +178,9 @@ class FaceTracker:
         ]:
             del self.tracks[track_id]
 
-    def _associate(
-        self, detections: list[Detection], faces: list[np.ndarray | None]
-    ) -> dict[int, Track]:
+    def _associate(self, detections: list[Detection]) -> dict[int, Track]:
         """Detection index → the existing track it continues: the largest overlaps first, each
-        track and detection used once, and only between a track and a face that looks like
-        it."""
+        track and detection used once."""
         pairs = sorted(
             (
                 (iou(track.box, detection.box), track.id, index)
@@ -186,10 +196,7 @@ class FaceTracker:
                 break
             if index in assigned or track_id in used:
                 continue
-            track = self.tracks[track_id]
-            if not track.looks_like(faces[index], self.same_person_distance):
-                continue  # someone else in this track's place: a track of their own
-            assigned[index] = track
+            assigned[index] = self.tracks[track_id]
             used.add(track_id)
         return assigned
 
@@ -202,6 +209,7 @@ class FaceTracker:
             now,
             deque(maxlen=self.window),
             embeddings=deque(maxlen=self.fusion_frames),
+            same_person_distance=self.same_person_distance,
         )
         self.tracks[track.id] = track
         return track
