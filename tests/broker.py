@@ -194,16 +194,21 @@ class Listener:
         return [json.loads(p) for p in self.payloads(topic)]
 
     def wait(self, predicate, timeout: float = 15.0) -> bool:  # type: ignore[no-untyped-def]
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if predicate():
-                return True
-            time.sleep(0.05)
-        return False
+        return wait_for(predicate, timeout)
 
     def close(self) -> None:
         self.client.loop_stop()
         self.client.disconnect()
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 3.0, step: float = 0.02) -> bool:
+    """Whether ``predicate()`` came true within ``timeout`` seconds (looked at every ``step``)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(step)
+    return False
 
 
 async def run_connected(service: Any, settle: float = 0.3) -> asyncio.Task[int]:

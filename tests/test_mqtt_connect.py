@@ -7,12 +7,11 @@ at stop is no warning."""
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from broker import Broker
+from broker import Broker, wait_for
 
 from edgeface.config import MqttConfig
 from edgeface.door import mqtt
@@ -32,15 +31,6 @@ def lines(caplog: pytest.LogCaptureFixture, level: int = logging.DEBUG) -> list[
         for r in caplog.records
         if r.name == "edgeface.door.mqtt" and r.levelno >= level
     ]
-
-
-def wait_for(predicate, timeout: float) -> bool:  # type: ignore[no-untyped-def]
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_a_broker_not_listening_is_logged_once_then_its_arrival(

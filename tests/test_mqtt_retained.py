@@ -15,10 +15,9 @@ import select
 import socket
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
-from broker import Broker, Listener, free_port, run_connected
+from broker import Broker, Listener, free_port, run_connected, wait_for
 from gpiozero.pins.mock import MockFactory
 from test_service import door_without_camera
 
@@ -88,15 +87,6 @@ def retained(port: int, topic: str) -> bytes | None:
         return values[-1] if values else None
     finally:
         listener.close()
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_a_value_in_flight_when_the_link_broke_does_not_outlive_the_reconnect(

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from broker import wait_for
 from gpiozero import Device
 from gpiozero.pins.mock import MockFactory
 
@@ -34,15 +35,6 @@ def factory() -> Iterator[MockFactory]:
 
 def level(factory: MockFactory) -> bool:
     return bool(factory.pin(PIN).state)
-
-
-def wait_for(predicate, timeout: float = 3.0) -> bool:  # type: ignore[no-untyped-def]
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return False
 
 
 def test_starts_locked_and_pulses_for_the_configured_time(factory: MockFactory) -> None:
