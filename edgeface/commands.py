@@ -472,6 +472,9 @@ def cmd_gallery_push(args: argparse.Namespace) -> int:
         raise EdgefaceError(f"--version must be from 1 to {MAX_VERSION}")
     key = load_signing_key(Path(args.key))
     host, port = parse_broker(args.broker)
+    if args.password_file and not args.username:
+        # MQTT sends a password only with a user name: it would be dropped without a word.
+        raise EdgefaceError("--password-file needs --username (MQTT sends no password alone)")
     password = read_password(Path(args.password_file)) if args.password_file else None
     client = PushClient(host, port, args.base_topic, args.username, password, args.tls_ca)
     try:

@@ -291,6 +291,11 @@ def test_refusals_before_anything_is_sent(
         password = push_args(tmp_path, broker, "--device", "a", "--username", "u")
         assert main([*password, "--password-file", str(tmp_path / "nope")]) == 2
         assert "cannot read password file" in capsys.readouterr().err
+        secret = tmp_path / "password"
+        secret.write_text("hunter2-admin\n")
+        alone = push_args(tmp_path, broker, "--device", "a", "--password-file", str(secret))
+        assert main(alone) == 2
+        assert "--password-file needs --username" in capsys.readouterr().err
         time.sleep(0.3)
         assert listener.payloads("edgeface/a/gallery/set") == []
     finally:
