@@ -179,3 +179,28 @@ def test_votes_cast_before_a_reload_that_changes_recognition_do_not_count_after_
     assert len(reloaded) == 1 and reloaded[0]["gallery_identities"] == (
         2 if change == "gallery" else 1
     )
+
+
+def test_votes_cast_before_a_gallery_push_do_not_count_after_it(
+    tmp_path: Path, photo_dir: Path, factory: MockFactory
+) -> None:
+    """A push swaps the gallery in without a reload: Obama's two votes, cast against the gallery
+    before, start again — he is let in on three frames after the push, not on the first."""
+    enrol(tmp_path / "gallery.json", photo_dir, {"obama": "obama.jpg"})
+    config_file = tmp_path / "edgeface.yaml"
+    config_file.write_text(config_text(tmp_path))
+    seen: list[list[str | None]] = []
+
+    async def scenario(door: FrameByFrame) -> None:
+        await door.show("obama3.jpg", 2)
+        pushed = Gallery.from_dict(door.service.gallery.to_dict())
+        pushed.add("carol", np.eye(128, dtype=np.float32)[0])
+        door.service.use_gallery(pushed)  # as GalleryPushes does once the push is stored
+        await door.show("obama3.jpg", 2)
+        seen.append(unlocked(door.events))
+        await door.show("obama3.jpg", 1)
+        await asyncio.sleep(0.05)
+
+    events = run_door(config_file, photo_dir, factory, scenario)
+    assert seen == [[]], "votes from before the push counted"
+    assert unlocked(events) == ["obama"]

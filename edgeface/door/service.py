@@ -93,20 +93,18 @@ VOTE_NEUTRAL_KEYS = (
 )
 
 
-def tracks_outdated(plan: ReloadPlan, running: Gallery, reloaded: Gallery) -> bool:
+def tracks_outdated(plan: ReloadPlan) -> bool:
     """Whether a reload leaves the tracks' votes and fused embeddings meaningless: cast against
-    another gallery, threshold or margin, counted under other confirmation settings, or made by
-    another embedder (any ``recognition.`` key but those in VOTE_NEUTRAL_KEYS). Votes from
-    before must not help confirm anyone afterwards (say, after ``confirm_votes`` was lowered),
-    so they start again (FaceTracker.restart_votes); the tracks and what the door decided for
-    them stay, so nobody standing there is let in or reported again."""
-    return (
-        any(
-            key.startswith("recognition.")
-            and not any(key == k or key.startswith(k + ".") for k in VOTE_NEUTRAL_KEYS)
-            for key in plan.applied
-        )
-        or running.to_dict() != reloaded.to_dict()
+    another threshold or margin, counted under other confirmation settings, or made by another
+    embedder (any ``recognition.`` key but those in VOTE_NEUTRAL_KEYS; another gallery is
+    DoorService.use_gallery's to see). Votes from before must not help confirm anyone
+    afterwards (say, after ``confirm_votes`` was lowered), so they start again
+    (FaceTracker.restart_votes); the tracks and what the door decided for them stay, so nobody
+    standing there is let in or reported again."""
+    return any(
+        key.startswith("recognition.")
+        and not any(key == k or key.startswith(k + ".") for k in VOTE_NEUTRAL_KEYS)
+        for key in plan.applied
     )
 
 
@@ -221,6 +219,8 @@ class DoorService:
         self.pipeline = make_pipeline(config.detector, config.recognition)
         #: rules that name nobody in the gallery, already reported (edgeface.door.rule_names)
         self._stray_rule_names: set[str] = set()
+        self.tracker = make_tracker(config.recognition)  # before the gallery: see use_gallery
+        self.gallery = Gallery()  # until the gallery file is read, just below
         self.use_gallery(read_gallery(config))
         self.schedule = AccessSchedule.from_config(config.recognition.schedules)
         self.schedule_clock = ScheduleClock(config.recognition.schedule_clock)
@@ -232,7 +232,6 @@ class DoorService:
             config.second_factor.required_for, config.second_factor.window_seconds
         )
         self.snapshots = self._make_snapshots(config.snapshots)
-        self.tracker = make_tracker(config.recognition)
         self.slot = FrameSlot()
         #: Set by a reload that changed the camera settings, and at stop: wakes the capture
         #: thread from its reconnect back-off (up to 30 s) so that a stop is not held up by it.
@@ -371,8 +370,14 @@ class DoorService:
             return None
 
     def use_gallery(self, gallery: Gallery) -> None:
-        """Recognise against ``gallery`` from the next frame on, and report its version."""
+        """Recognise against ``gallery`` from the next frame on, and report its version.
+
+        Votes cast against the gallery before (a push, a reload) do not count after it: every
+        track's votes start again when the people in it changed (FaceTracker.restart_votes),
+        what the door decided for each track stays."""
         r = self.config.recognition
+        if self.tracker.tracks and gallery.to_dict() != self.gallery.to_dict():
+            self.tracker.restart_votes(r.confirm_window, r.fusion_frames, r.threshold)
         self.gallery = gallery
         self.matcher = Matcher(gallery, r.threshold, r.margin)
         if self.mqtt:
@@ -712,7 +717,7 @@ class DoorService:
             if self.stop_requested.is_set():
                 log.info("reload not applied: the daemon is stopping (a restart reads the file)")
                 return
-            running, running_gallery = self.config, self.gallery
+            running = self.config
             self.config = plan.config
             self.use_gallery(gallery)
             self.schedule = AccessSchedule.from_config(plan.config.recognition.schedules)
@@ -726,7 +731,7 @@ class DoorService:
             r = plan.config.recognition
             if picture_changed(plan):
                 self.tracker = make_tracker(r)
-            elif tracks_outdated(plan, running_gallery, gallery):
+            elif tracks_outdated(plan):
                 self.tracker.restart_votes(r.confirm_window, r.fusion_frames, r.threshold)
             if plan.touches("snapshots."):
                 self.snapshots = self._make_snapshots(plan.config.snapshots)
