@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import cv2
 import numpy as np
@@ -55,7 +56,24 @@ def number_in(rgb: np.ndarray) -> int:
     return number
 
 
-class MjpegCamera:
+Served = TypeVar("Served", bound="LoopbackServer")
+
+
+class LoopbackServer:
+    """An HTTP server on 127.0.0.1 (``self.server``), serving in a thread inside ``with``."""
+
+    server: http.server.ThreadingHTTPServer
+
+    def __enter__(self: Served) -> Served:
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class MjpegCamera(LoopbackServer):
     """A network camera on loopback: ``fps`` numbered JPEG frames a second over HTTP
     (``multipart/x-mixed-replace``), sent on time whether the reader keeps up or not, as a real
     camera does. For ``refuse_seconds`` after the first request every request is refused
@@ -115,14 +133,9 @@ class MjpegCamera:
         except OSError:
             pass  # the reader closed the connection
 
-    def __enter__(self) -> MjpegCamera:
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
     def __exit__(self, *exc: object) -> None:
-        self.closing.set()
-        self.server.shutdown()
-        self.server.server_close()
+        self.closing.set()  # the streams end, so that the server's shutdown does not wait
+        super().__exit__(*exc)
 
 
 class TimedSlot(FrameSlot):

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import http.server
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,7 +21,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from test_camera_capture import MjpegCamera, kinds, number_in, numbered_jpeg, run_capture
+from test_camera_capture import (
+    LoopbackServer,
+    MjpegCamera,
+    kinds,
+    number_in,
+    numbered_jpeg,
+    run_capture,
+)
 from test_camera_capture import silent_camera as silent_camera_url
 from test_sources_special import door
 
@@ -34,7 +40,7 @@ from edgeface.door.sources import CaptureSource, redact, redact_text
 SECRET = "S3cretPw99"
 
 
-class Server:
+class Server(LoopbackServer):
     """A web server on loopback answering every GET with ``body()`` (``None``: 401), counting
     the requests."""
 
@@ -62,18 +68,10 @@ class Server:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.http = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
 
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.http.server_address[1]}/{path}"
-
-    def __enter__(self) -> Server:
-        threading.Thread(target=self.http.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.http.shutdown()
-        self.http.server_close()
+        return f"http://127.0.0.1:{self.server.server_address[1]}/{path}"
 
 
 def numbered_clip(path: Path, frames: int) -> None:
