@@ -304,3 +304,27 @@ def test_a_stop_while_a_silent_camera_is_opened_is_prompt(
     assert took < 5, f"the stop took {took:.1f} s"
     assert kinds(events)[-1] == "daemon_stopped"
     assert all(state.state is False for state in factory.pin(PIN).states)
+
+
+def test_a_camera_given_up_during_the_stop_is_not_reported_after_daemon_stopped(
+    tmp_path: Path, factory: MockFactory
+) -> None:
+    """The open of a silent camera times out while the daemon is stopping (after it said
+    ``daemon_stopped``, while it waits for the camera thread): ``daemon_stopped`` stays the
+    last event — a camera_lost after it read as a camera lost by a stopped door."""
+    events: list[dict[str, object]] = []
+    with silent_camera() as url:
+        config = Config(
+            state_dir=str(tmp_path / "state"),
+            camera=CameraConfig(source=url, stream_timeout_seconds=2),
+            recognition=RecognitionConfig(gallery=str(tmp_path / "none.json")),
+            relay=RelayConfig(pin=PIN),
+        )
+        service = DoorService(config, pin_factory=factory, on_event=events.append)
+
+        async def stop_soon() -> int:
+            asyncio.get_running_loop().call_later(1.2, service.stop_requested.set)
+            return await service.run()
+
+        assert asyncio.run(stop_soon()) == 0
+    assert kinds(events)[-1] == "daemon_stopped", kinds(events)

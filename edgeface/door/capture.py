@@ -96,21 +96,40 @@ class CameraEvents:
     def __init__(self, emit: Emit, mqtt: DoorMqtt | None) -> None:
         self.emit = emit
         self.mqtt = mqtt
+        #: Set by :meth:`close` just before ``daemon_stopped``.
+        self.closed = False
+
+    def close(self) -> None:
+        """The daemon is about to say ``daemon_stopped``: whatever the camera thread says
+        after it (an open of a silent camera timing out while the stop waits for the thread)
+        is only logged — an event after ``daemon_stopped`` reads as news from a stopped door."""
+        self.closed = True
+
+    def _open(self, what: str, detail: str = "") -> bool:
+        if self.closed:
+            suffix = f": {detail}" if detail else ""
+            log.info("camera %s after the stop, not reported%s", what, suffix)
+        return not self.closed
 
     def camera_lost(self, detail: str) -> None:
-        self.emit("camera_lost", detail=detail)
-        self._state("camera", "offline")
+        if self._open("lost", detail):
+            self.emit("camera_lost", detail=detail)
+            self._state("camera", "offline")
 
     def camera_restored(self, description: str) -> None:
-        self.emit("camera_restored", detail=description)
-        self._state("camera", "online")
+        if self._open("restored", description):
+            self.emit("camera_restored", detail=description)
+            self._state("camera", "online")
 
     def camera_online(self) -> None:
-        self._state("camera", "online")
+        if self._open("online"):
+            self._state("camera", "online")
 
     def view_changed(self, change: str, spread: float, seconds: float) -> None:
         """The picture went blank for ``seconds``, or came back
         (:mod:`edgeface.door.camera_view`); the door stays locked either way."""
+        if not self._open(f"view {change}"):
+            return
         if change == "blind":
             self.emit(
                 "camera_blind",
@@ -123,7 +142,8 @@ class CameraEvents:
         self.view_state(change)
 
     def view_state(self, state: str) -> None:
-        self._state("camera_view", state)
+        if self._open(f"view {state}"):
+            self._state("camera_view", state)
 
     def _state(self, name: str, value: str) -> None:
         if self.mqtt:

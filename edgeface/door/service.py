@@ -244,12 +244,13 @@ class DoorService:
         self.stop_requested = asyncio.Event()
         #: The camera thread's work (run() starts it): the current camera settings, the newest
         #: frame into the slot, and its news handed to the event loop as events.
+        self.camera_events = CameraEvents(self.emit, self.mqtt)
         self.camera = CameraCapture(
             lambda: self.config.camera,
             self.slot,
             self.stop_requested,
             self.camera_changed,
-            CameraEvents(self.emit, self.mqtt),
+            self.camera_events,
         )
         self.frames_done = 0
         self._fps = 0.0
@@ -884,6 +885,7 @@ class DoorService:
             ("relay", lambda: self.relay.close()),
             ("lock state", report_locked),
             ("gallery pushes", self.pushes.finish),
+            ("camera reports", self.camera_events.close),  # none after daemon_stopped
             ("daemon_stopped", lambda: self.emit("daemon_stopped", status=status, door="locked")),
             ("inputs", self.hardware.close_inputs),
             ("tasks", end_tasks),
