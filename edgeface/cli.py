@@ -154,7 +154,7 @@ def cmd_eval_lfw(args: argparse.Namespace) -> int:
         read_pairs,
         unique_images,
     )
-    from edgeface.eval.lfw_pipelines import PIPELINES, FallbackCounter
+    from edgeface.eval.lfw_pipelines import PIPELINES, FallbackCounter, pipeline_identity
 
     data = Path(args.data)
     if args.cache and Path(args.cache).exists() and not Path(args.cache).is_dir():
@@ -179,8 +179,9 @@ def cmd_eval_lfw(args: argparse.Namespace) -> int:
             show_progress=not args.quiet,
             cache_file=cache,
             counter=counter,
+            identity=pipeline_identity(pipeline),
         )
-        fallbacks[pipeline] = counter.fallbacks  # -1: from a cache that did not record it
+        fallbacks[pipeline] = counter.fallbacks
         for variant, embeddings in per_variant.items():
             results[variant] = evaluate_pairs(pairs, embeddings, far=args.far).as_dict()
         # A door stores a template once and compares plain live embeddings with it.
@@ -304,26 +305,29 @@ def cmd_audit(args: argparse.Namespace) -> int:
     """``edgeface audit verify``: is the hash chain of the audit trail intact? Exit 0 if so, 1
     with the first broken file:line and why if not, 2 when there is nothing to check."""
     from edgeface.door.audit import AuditFileError, log_files, parse_head, verify
+    from edgeface.errors import shown_value
 
+    keep = None  # known from the configuration only: then deleted oldest files are found
     if args.log:
         path = Path(args.log)
     else:
         from edgeface.config import load_config
 
-        path = load_config(args.config).audit_path
+        config = load_config(args.config)
+        path, keep = config.audit_path, config.audit.keep
     head = None
     if args.head:
         try:
             head = parse_head(args.head)
         except ValueError as exc:
             raise EdgefaceError(
-                f"--head {args.head!r}: {exc}; give SEQ:HASH or the JSON retained on "
-                "<base>/audit/head"
+                f"--head {shown_value(args.head)}: {exc}; give SEQ:HASH or the JSON retained "
+                "on <base>/audit/head"
             ) from None
     if not log_files(path):
         raise EdgefaceError(f"{path}: no audit log there")
     try:
-        report = verify(path, head)
+        report = verify(path, head, keep)
     except AuditFileError as exc:  # a FIFO, a device, a link loop: the message names it
         raise EdgefaceError(str(exc)) from None
     except OSError as exc:
@@ -496,6 +500,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="how each photo becomes a template: its chip only, + mirror image, or a 3x3 grid "
         "of alignments + mirrors, averaged (default: %(default)s; costs time only at enrolment)",
     )
+    enroll.add_argument(
+        "--threshold",
+        type=threshold_type,
+        default=recognition.DEFAULTS["door_threshold"],
+        help="the door's recognition.threshold: a photo the door would take for another "
+        "enrolled person is refused (default: %(default)s, the configuration's default)",
+    )
+    enroll.add_argument(
+        "--margin",
+        type=margin_type,
+        default=recognition.DEFAULTS["margin"],
+        help="the door's recognition.margin: a photo within threshold + margin of another "
+        "person is enrolled with a warning (default: %(default)s)",
+    )
+    enroll.add_argument(
+        "--force",
+        action="store_true",
+        help="enrol photos that do not look like NAME's templates (a changed look) or that "
+        "look like another enrolled person (twins), with a warning",
+    )
     enroll.set_defaults(func=recognition.cmd_enroll)
 
     identify = commands.add_parser(
@@ -611,6 +635,18 @@ def build_parser() -> argparse.ArgumentParser:
     checker.add_argument("--json", action="store_true", help="print JSON")
     audit.set_defaults(func=cmd_audit)
 
+    from edgeface.door import relay_lock
+
+    relay = commands.add_parser("relay", help="the door relay")
+    relay_actions = relay.add_subparsers(dest="action", metavar="ACTION", required=True)
+    locker = relay_actions.add_parser(
+        "lock",
+        help="drive the relay pin the daemon last claimed locked (what systemd runs after "
+        "every stop; nothing else is loaded)",
+    )
+    relay_lock.add_arguments(locker)
+    relay.set_defaults(func=relay_lock.cmd_relay_lock)
+
     run = commands.add_parser("run", help="run the door daemon")
     run.add_argument("--config", required=True, help="YAML configuration file")
     run.add_argument("--source", help="override camera.source (a file, folder, URL or index)")
@@ -709,7 +745,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=1e-3,
         help="false-accept rate for TAR (default: %(default)s)",
     )
-    lfw.add_argument("--cache", default=None, help="folder to cache embeddings in")
+    lfw.add_argument(
+        "--cache",
+        default=None,
+        help="folder to keep embeddings in between runs; an image's are reused only while the "
+        "data folder, the file and the models are the same",
+    )
     lfw.add_argument("--quiet", action="store_true", help="no progress bar")
     lfw.add_argument("--json", action="store_true", help="print JSON")
     lfw.set_defaults(func=cmd_eval_lfw)

@@ -12,24 +12,32 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
-from edgeface.config import is_device_id, push_group_problem
+from edgeface.config import RecognitionConfig, is_device_id, push_group_problem
 from edgeface.errors import EdgefaceError, ImageError, shown_value
 from edgeface.model_files import embedder_fingerprint
 from edgeface.output import emit
 from edgeface.pipeline import Face, FacePipeline, PipelineSettings
-from edgeface.recognition.enrolment import MAX_OUTSIDE_FRACTION, enrolment_face
+from edgeface.recognition.enrolment import (
+    MAX_OUTSIDE_FRACTION,
+    enrolment_face,
+    live_embedding,
+    resemblances,
+)
 from edgeface.recognition.gallery import (
     Gallery,
     GalleryError,
     GalleryStore,
+    NameIndex,
     read_json_file,
     validate_name,
+    write_private_file,
 )
 from edgeface.recognition.matcher import DEFAULT_MARGIN, DEFAULT_THRESHOLD, Matcher, verify
 from edgeface.vision.image_io import read_rgb
@@ -221,14 +229,18 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_enroll(args: argparse.Namespace) -> int:
-    """Enrol NAME from images: each must show exactly one face that passes the enrolment gate;
-    if any image is refused nothing is saved, so a gallery never holds half an enrolment."""
+    """Enrol NAME from images: each must show exactly one face that passes the enrolment gate
+    and look like NAME — like the templates NAME has, or the other photos — and like nobody
+    else enrolled (:func:`~edgeface.recognition.enrolment.resemblances`; ``--force`` enrols
+    anyway). If any image is refused nothing is saved: a gallery never holds half an
+    enrolment."""
     validate_name(args.name)  # before the models load and every photo is embedded for nothing
-    pipeline = pipeline_from(args)
     store = GalleryStore(args.gallery, embedder=embedder_fingerprint(args.precision))
     new_gallery = not Path(args.gallery).exists()  # said aloud: a mistyped --gallery starts one
     gallery = store.load()
-    accepted: list[tuple[str, Face]] = []
+    name = gallery.name_for(args.name)  # one that looks like an enrolled name: refused now too
+    pipeline = pipeline_from(args)
+    accepted: list[EnrolmentPhoto] = []
     results: list[dict[str, Any]] = []
     unreadable = 0
     for path in args.images:
@@ -244,43 +256,101 @@ def cmd_enroll(args: argparse.Namespace) -> int:
         except EdgefaceError as exc:
             results.append({"image": path, "ok": False, "reason": str(exc)})
             continue
-        accepted.append((path, face))
-        results.append({"image": path, "ok": True, "reason": ""})
-    refused = [r for r in results if not r["ok"]]
-    version = gallery.version
-    if not refused:
+        record: dict[str, Any] = {"image": path, "ok": True, "reason": ""}
+        accepted.append(EnrolmentPhoto(path, face, live_embedding(pipeline, face), record))
+        results.append(record)
+    version, saved = gallery.version, False
+    if all(r["ok"] for r in results):
         # Read again under the lock: another enrolment may have saved while these photos were
         # being embedded, and saving the copy read at the start would drop that person.
         with store.locked():
             gallery = store.load()
-            for path, face in accepted:
-                assert face.embedding is not None
-                gallery.add(
-                    args.name,
-                    face.embedding,
-                    source=Path(path).name,
-                    quality=face.quality.metrics,
-                    augmentation=args.augment,
-                )
-            version = store.save(gallery)
-    lines = [
-        f"  {'ok     ' if r['ok'] else 'REFUSED'} {r['image']}"
-        + (f": {r['reason']}" if r["reason"] else "")
-        for r in results
-    ]
-    head = (
-        f"enrolled {args.name!r} from {len(accepted)} image(s); "
-        + ("new gallery" if new_gallery else "gallery")
-        + f" {args.gallery} version {version}"
-        if not refused
-        else f"not enrolled: {len(refused)} of {len(results)} image(s) refused, nothing saved"
-    )
+            name = gallery.name_for(args.name)
+            if compare_with_gallery(gallery, name, accepted, args):
+                for photo in accepted:
+                    assert photo.face.embedding is not None
+                    gallery.add(
+                        name,
+                        photo.face.embedding,
+                        source=Path(photo.path).name,
+                        quality=photo.face.quality.metrics,
+                        augmentation=args.augment,
+                    )
+                version, saved = store.save(gallery), True
+    head = enrolment_head(args, name, version if saved else None, new_gallery, results)
     emit(
         args,
-        {"name": args.name, "enrolled": not refused, "gallery_version": version, "images": results},
-        "\n".join([head, *lines]),
+        {"name": name, "enrolled": saved, "gallery_version": version, "images": results},
+        "\n".join([head, *map(image_line, results)]),
     )
-    return 2 if unreadable else 1 if refused else 0
+    return 2 if unreadable else 0 if saved else 1
+
+
+@dataclass
+class EnrolmentPhoto:
+    """One photo ``enroll`` accepted: its face (whose ``embedding`` is the template), the
+    embedding the door would compute for it live, and its line of the report."""
+
+    path: str
+    face: Face
+    probe: np.ndarray
+    record: dict[str, Any]
+
+
+def compare_with_gallery(
+    gallery: Gallery, name: str, photos: list[EnrolmentPhoto], args: argparse.Namespace
+) -> bool:
+    """Compare each photo with ``gallery`` (:func:`resemblances`: with ``name``'s templates, or
+    the other photos for a new name; with everybody else through the door's threshold) and
+    note what is found in its record; whether the photos may be enrolled — none refused, or
+    ``--force``."""
+    enrolled = gallery.identities.get(name)
+    for position, photo in enumerate(photos):
+        if enrolled is not None:
+            own = enrolled.embeddings
+        else:
+            others = (p.face.embedding for i, p in enumerate(photos) if i != position)
+            own = [v for v in others if v is not None]
+        found = resemblances(photo.probe, name, gallery, own, args.threshold, args.margin)
+        blocking = [r for r in found if r.blocking and not args.force]
+        if blocking:
+            photo.record["ok"] = False
+            photo.record["reason"] = "; ".join(f"{r.fact()} — {r.advice(name)}" for r in blocking)
+        warnings = [r for r in found if r not in blocking]
+        if warnings:
+            forced = "enrolled anyway (--force): "
+            photo.record["warnings"] = [
+                (forced if r.blocking else "") + f"{r.fact()} — {r.advice(name)}" for r in warnings
+            ]
+        if found:
+            photo.record["resemblances"] = [r.record() for r in found]
+    return all(p.record["ok"] for p in photos)
+
+
+def enrolment_head(
+    args: argparse.Namespace,
+    name: str,
+    version: int | None,
+    new_gallery: bool,
+    results: list[dict[str, Any]],
+) -> str:
+    """The first line of ``enroll``'s report."""
+    if version is None:
+        refused = sum(not r["ok"] for r in results)
+        return f"not enrolled: {refused} of {len(results)} image(s) refused, nothing saved"
+    return (
+        f"enrolled {name!r} from {len(results)} image(s); "
+        + ("new gallery" if new_gallery else "gallery")
+        + f" {args.gallery} version {version}"
+    )
+
+
+def image_line(record: dict[str, Any]) -> str:
+    """One image's line of ``enroll``'s report (and its warnings, one line each)."""
+    line = f"  {'ok     ' if record['ok'] else 'REFUSED'} {record['image']}"
+    if record["reason"]:
+        line += f": {record['reason']}"
+    return "\n".join([line, *(f"    warning: {w}" for w in record.get("warnings", []))])
 
 
 # ----- identify -------------------------------------------------------------------------------
@@ -459,6 +529,10 @@ def cmd_gallery_push(args: argparse.Namespace) -> int:
     for name, *files in args.photos or []:
         if not files:
             raise EdgefaceError(f"--photos {name}: name the photo files after the person")
+        try:  # the doors enrol the photos under the enrolment name rules: say it here
+            name = validate_name(name)
+        except GalleryError as exc:
+            raise EdgefaceError(f"--photos: {exc}") from None
         photos[name] = [read_photo_bytes(Path(f)) for f in files]
     store = GalleryStore(args.gallery)
     if not photos and not store.exists():
@@ -585,31 +659,59 @@ def cmd_gallery_rollback(store: GalleryStore, args: argparse.Namespace) -> int:
 
     It is saved as a *new* version, newer than both, so versions stay monotonic (a door never
     goes back to a version number it has seen, and a replayed old push stays stale); rolling
-    back twice therefore undoes the rollback. It works when the current file is corrupt."""
-    previous_file = store.target.with_name(store.target.name + ".prev")
+    back twice therefore undoes the rollback. It works when the current file is corrupt.
+
+    After `gallery remove`, ``.prev`` no longer holds the person removed (GalleryStore.forget):
+    a rollback then does not bring them back."""
+    previous_file = store.sibling(".prev")
     if not previous_file.exists():
         raise EdgefaceError(f"no previous version to roll back to ({previous_file} is missing)")
     previous = load_gallery_file(previous_file)
+    keep_previous = True
     try:
         current_version = store.load().version
     except GalleryError:
-        # The current file is unreadable (that is why): keep it for inspection, out of the way,
-        # so the save below does not make it the new ".prev".
+        # The current file is unreadable (that is why): a copy is kept for inspection, and the
+        # save below replaces the file in place — keeping its mode and owner, which the daemon
+        # needs to read it — without making it the new ".prev".
         current_version = previous.version
-        corrupt = store.target.with_name(store.target.name + ".corrupt")
-        try:
-            os.replace(store.target, corrupt)
-        except OSError as exc:
-            raise GalleryError(f"cannot move {store.path} to {corrupt}: {exc.strerror}") from None
+        store.set_aside(".corrupt")
+        keep_previous = False
     restored_from = previous.version
     previous.version = max(current_version, previous.version)
-    version = store.save(previous)
+    version = store.save(previous, keep_previous=keep_previous)
     emit(
         args,
         {"restored_from_version": restored_from, "gallery_version": version},
         f"rolled back to the content of version {restored_from} "
         f"({len(previous.identities)} identities), saved as version {version}; "
         "send SIGHUP to a running daemon (systemctl reload edgeface)",
+    )
+    return 0
+
+
+def cmd_gallery_remove(store: GalleryStore, gallery: Gallery, args: argparse.Namespace) -> int:
+    """Remove a person from the gallery and from the files beside it that still hold their
+    templates (``.prev``, a ``.corrupt`` copy, temporary files of interrupted saves): a person
+    who asks to be removed, or who left, must not stay on the door's disk — nor come back with
+    `gallery rollback`."""
+    removed = gallery.remove(args.name)
+    name = removed.name
+    version = store.save(gallery)
+    try:
+        cleaned = store.forget(name, removed.embeddings)
+    except GalleryError as exc:
+        raise GalleryError(
+            f"removed {name!r} from the gallery (version {version}), but {exc}; delete the "
+            f"files beside {store.path} that hold them by hand"
+        ) from None
+    emit(
+        args,
+        {"removed": name, "gallery_version": version, "cleaned": cleaned},
+        # A running daemon keeps the gallery it read (and a push to it would be refused
+        # until it reads this one), as after a rollback.
+        "; ".join([f"removed {name!r}", *cleaned, f"gallery version {version}"])
+        + "; send SIGHUP to a running daemon (systemctl reload edgeface)",
     )
     return 0
 
@@ -643,7 +745,8 @@ def gallery_action(store: GalleryStore, args: argparse.Namespace) -> int:
             sys.stdout.write(text + "\n")
         else:
             try:
-                Path(args.out).write_text(text + "\n")
+                # 0600 like the gallery itself: it holds everybody's face templates.
+                write_private_file(Path(args.out), (text + "\n").encode())
             except OSError as exc:
                 raise EdgefaceError(f"cannot write {args.out}: {exc.strerror or exc}") from None
             print(f"exported {len(gallery.identities)} identities, version {gallery.version}")
@@ -660,12 +763,14 @@ def gallery_action(store: GalleryStore, args: argparse.Namespace) -> int:
                 "re-enrol those people with this install instead of importing"
             )
         gallery.embedder = ours or incoming.embedder
-        for name, identity in incoming.identities.items():
-            gallery.identities[name] = identity
+        # A person already enrolled is replaced; a new one must pass the enrolment name rules.
+        names = NameIndex.of(gallery)
+        for identity in incoming.identities.values():
+            gallery.adopt(identity, names, args.file)
         version = store.save(gallery)
         emit(
             args,
-            {"imported": sorted(incoming.identities), "gallery_version": version},
+            {"imported": sorted(names.added), "gallery_version": version},
             f"imported {len(incoming.identities)} identities; gallery version {version}",
         )
         return 0
@@ -693,17 +798,7 @@ def gallery_action(store: GalleryStore, args: argparse.Namespace) -> int:
         )
         return 0 if not (added or removed or changed) else 1
     if args.action == "remove":
-        gallery.remove(args.name)
-        version = store.save(gallery)
-        emit(
-            args,
-            {"removed": args.name, "gallery_version": version},
-            # A running daemon keeps the gallery it read (and a push to it would be refused
-            # until it reads this one), as after a rollback.
-            f"removed {args.name!r}; gallery version {version}; "
-            "send SIGHUP to a running daemon (systemctl reload edgeface)",
-        )
-        return 0
+        return cmd_gallery_remove(store, gallery, args)
     rows = [
         {
             "name": name,
@@ -734,4 +829,9 @@ def gallery_action(store: GalleryStore, args: argparse.Namespace) -> int:
     return 0
 
 
-DEFAULTS = {"threshold": DEFAULT_THRESHOLD, "margin": DEFAULT_MARGIN}
+DEFAULTS = {
+    "threshold": DEFAULT_THRESHOLD,
+    "margin": DEFAULT_MARGIN,
+    # What a door is configured with unless told otherwise (enroll compares with it).
+    "door_threshold": RecognitionConfig.threshold,
+}

@@ -6,7 +6,12 @@ Every mistake names the key path and the line: ``camera.fps (line 7): expected a
 file is refused while the door keeps running on the old configuration.
 
 Secrets never need to sit in the file: any string may be ``env:NAME`` (read from the environment,
-e.g. systemd's ``Environment=``/``LoadCredential=``) or ``file:/path`` (first line of a file).
+e.g. systemd's ``Environment=``/``LoadCredential=``) or ``file:/path`` (first line of a file) —
+except that ``camera.source`` reads a ``file://`` URL as the video it names.
+
+Relative paths (``state_dir``, ``recognition.gallery``, ``file:`` secrets ...) are read from the
+configuration file's folder, not from the current directory: ``doctor`` run from a home folder
+and the daemon, which systemd starts in ``/``, must mean the same files (:data:`PATH_KEYS`).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import os
 import re
 import types
 import typing
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
@@ -381,17 +387,26 @@ MAX_TOPIC_PREFIX_CHARS = 100
 # ----- loading ---------------------------------------------------------------------------------
 
 
-def load_config(path: str | os.PathLike[str]) -> Config:
-    """Read and validate a YAML file (raises :class:`ConfigError` with key and line)."""
+def load_config(
+    path: str | os.PathLike[str], *, unset_env: list[UnsetVariable] | None = None
+) -> Config:
+    """Read and validate a YAML file (raises :class:`ConfigError` with key and line).
+
+    Only a regular file is read, without waiting: a FIFO (or ``--config /dev/stdin`` under
+    systemd) blocked ``run``, ``doctor`` and a SIGHUP reload for ever — the reload's worker
+    thread holding the lock every gallery push waits for. Relative paths in it are read from
+    its folder (:data:`PATH_KEYS`). ``unset_env``: see :func:`parse_config`."""
     file = Path(path)
-    try:
-        with file.open("rb") as handle:
-            data = handle.read(MAX_CONFIG_BYTES + 1)  # one more byte tells "too large"
-    except OSError as exc:
-        raise ConfigError(f"cannot read configuration {file}: {exc.strerror}") from None
-    if len(data) > MAX_CONFIG_BYTES:
-        raise ConfigError(_too_large(str(file)))
-    return parse_config(_decode(data, str(file)), str(file))
+    data = read_regular_file(
+        file,
+        "configuration",
+        MAX_CONFIG_BYTES,
+        error=ConfigError,
+        too_large_hint="; a configuration is a few kilobytes — is this the right file?",
+    )
+    return parse_config(
+        _decode(data, str(file)), str(file), folder=file.absolute().parent, unset_env=unset_env
+    )
 
 
 def _too_large(source: str) -> str:
@@ -710,8 +725,83 @@ ConfigLoader.add_constructor("tag:yaml.org,2002:int", _number_or_clock)
 ConfigLoader.add_constructor("tag:yaml.org,2002:float", _number_or_clock)
 
 
-def parse_config(text: str, source: str = "<config>") -> Config:
-    """Parse and validate YAML text (raises :class:`ConfigError` naming ``source``, key, line)."""
+#: Settings that name a file or folder. A relative one is read from the configuration file's
+#: folder (:func:`load_config`), as are relative ``file:`` secrets and a ``camera.source`` that
+#: names a file or folder (not a camera index or a URL). Read from the current directory, they
+#: meant one thing to ``doctor``, run where the installer enrolled, and another to the daemon,
+#: which systemd starts in ``/``: ``gallery: gallery.json`` passed doctor ("1 people") and the
+#: door ran with an empty gallery, nobody let in.
+PATH_KEYS = frozenset(
+    {
+        "state_dir",
+        "recognition.gallery",
+        "audit.path",
+        "snapshots.folder",
+        "push.folder",
+        "mqtt.ca_file",
+    }
+)
+
+#: Settings whose ``file://`` value is a URL (a video file), not a ``file:`` secret.
+URL_KEYS = frozenset({"camera.source"})
+
+#: A URL's start (``rtsp://``, ``file://``): the same rule as the camera sources' own.
+_URL = re.compile(r"^[a-z][a-z0-9+.-]*://", re.I)
+
+
+@dataclass(frozen=True)
+class UnsetVariable:
+    """A setting written ``env:NAME`` whose variable this process does not have."""
+
+    key: str
+    variable: str
+
+
+class NotInEnvironment(str):
+    """The value of such a setting when the file is read for ``doctor`` (:func:`parse_config`'s
+    ``unset_env``): the text as written, ``env:NAME``, marked so that no check is made of a
+    value that is not known here. The service has the variable (from its EnvironmentFile); the
+    shell ``doctor`` runs in usually does not."""
+
+
+@dataclass(frozen=True)
+class _Reading:
+    """How the file being parsed is read (see :func:`parse_config`)."""
+
+    folder: Path | None = None
+    unset_env: list[UnsetVariable] | None = None
+
+
+#: The reading under way in this thread (a reload parses in a worker thread), if any.
+_READING: ContextVar[_Reading | None] = ContextVar("edgeface_config_reading", default=None)
+
+
+def _reading() -> _Reading:
+    """The reading under way; outside one (a setting checked on its own): the plain one."""
+    return _READING.get() or _Reading()
+
+
+def parse_config(
+    text: str,
+    source: str = "<config>",
+    *,
+    folder: Path | None = None,
+    unset_env: list[UnsetVariable] | None = None,
+) -> Config:
+    """Parse and validate YAML text (raises :class:`ConfigError` naming ``source``, key, line).
+
+    ``folder``: where relative paths are read from (None: as written, i.e. from the current
+    directory). ``unset_env`` is for ``doctor``: an ``env:NAME`` whose variable is not set is
+    added to it and read as :class:`NotInEnvironment`, so that doctor checks everything else;
+    without it (``run``, a reload) the file is refused, as the daemon cannot run without it."""
+    token = _READING.set(_Reading(folder, unset_env))
+    try:
+        return _parse(text, source)
+    finally:
+        _READING.reset(token)
+
+
+def _parse(text: str, source: str) -> Config:
     if len(text) > MAX_CONFIG_BYTES:
         raise ConfigError(_too_large(source))
     try:
@@ -771,6 +861,7 @@ def _build(cls: type, node: yaml.Node, prefix: str, source: str) -> Any:
         lines[key] = _line(value_node)
     built = cls(**values)
     if isinstance(built, MqttConfig):
+        _check_host(built, lines, source)
         _check_tls_files(built, lines, source)
     return built
 
@@ -878,13 +969,49 @@ def _convert(kind: Any, node: yaml.Node, name: str, source: str) -> Any:
             raise ConfigError(f"{where}: expected text, got {shown_value(value)}")
         # Text as written, not what YAML 1.1 makes of it: unquoted, a password 0123 would be
         # the octal number 83, a device id 007 would be "7", a name "yes" would be "True".
-        text = resolve_secret(typing.cast(yaml.ScalarNode, node).value, where)
+        text = resolve_secret(typing.cast(yaml.ScalarNode, node).value, where, name)
+        if isinstance(text, NotInEnvironment):
+            return text  # checked where the variable is set (doctor says so)
         check = TEXT_CHECKS.get(_LIST_INDEX.sub("[]", name))
         problem = check(text) if check else None
         if problem:
             raise ConfigError(f"{where}: {shown_value(text)} {problem}")
-        return text
+        return _in_folder(name, text)
     raise ConfigError(f"{where}: unsupported setting type {kind}")
+
+
+def _in_folder(key: str, text: str) -> str:
+    """``text`` with a relative path read from the configuration's folder, where ``key`` names
+    a file or folder (:data:`PATH_KEYS`)."""
+    folder = _reading().folder
+    if folder is None or not text or os.path.isabs(text):
+        return text
+    if key in PATH_KEYS or (key in URL_KEYS and _names_a_file(text)):
+        return str(folder / text)
+    return text
+
+
+def _names_a_file(source: str) -> bool:
+    """Whether a ``camera.source`` names a file or folder (not a camera index or a URL), as
+    :func:`edgeface.door.sources.open_source` reads it."""
+    return source == source.strip() and not source.isdigit() and not _URL.match(source)
+
+
+def _from_folder(path: Path) -> Path:
+    """A ``file:`` secret's path, a relative one read from the configuration's folder."""
+    folder = _reading().folder
+    return folder / path if folder is not None and not path.is_absolute() else path
+
+
+def _check_host(mqtt: MqttConfig, lines: dict[str, int], source: str) -> None:
+    """An empty ``mqtt.host`` (also one from an ``env:`` variable set to nothing) with MQTT on:
+    paho refused it in ``run`` with a ValueError traceback, after doctor had passed the file.
+    Only with MQTT on: a file with it off never connects, and loaded before."""
+    if mqtt.enabled and mqtt.host == "":
+        raise ConfigError(
+            f"{source}: mqtt.host (line {lines.get('host', '?')}): is empty; give the broker's "
+            "host name or IP address, or set mqtt.enabled: false"
+        )
 
 
 #: A number with an exponent as YAML 1.2 (and everyone) writes it, e.g. ``1e3``, ``2.5E-2``,
@@ -1008,7 +1135,9 @@ def _check_tls_files(mqtt: MqttConfig, lines: dict[str, int], source: str) -> No
     ``run`` at start with an ssl.SSLError traceback. First it is read as a bounded regular
     file, because OpenSSL would wait for ever on a FIFO and read ``/dev/zero`` until memory
     runs out."""
-    if not (mqtt.enabled and mqtt.tls and mqtt.ca_file):
+    if not (mqtt.enabled and mqtt.tls and mqtt.ca_file) or isinstance(
+        mqtt.ca_file, NotInEnvironment
+    ):
         return
     import ssl
 
@@ -1076,18 +1205,25 @@ def read_secret_file(path: Path, what: str = "secret file", *, regular_only: boo
     return lines[0].strip() if lines else ""
 
 
-def resolve_secret(value: str, where: str) -> str:
-    """``env:NAME`` → the environment variable; ``file:/path`` → that file's first line."""
+def resolve_secret(value: str, where: str, key: str = "") -> str:
+    """``env:NAME`` → the environment variable; ``file:/path`` → that file's first line (a
+    relative path is read from the configuration's folder). For ``key`` in :data:`URL_KEYS`
+    a ``file://`` URL is left as it is: ``camera.source: file:///srv/door.mp4`` is the video
+    README documents, which was read as a secret file and refused ("not text")."""
     if value.startswith("env:"):
         name = value[4:]
         if name not in os.environ:
-            raise ConfigError(f"{where}: environment variable {clip_text(name)} is not set")
+            unset = _reading().unset_env
+            if unset is None:
+                raise ConfigError(f"{where}: environment variable {clip_text(name)} is not set")
+            unset.append(UnsetVariable(key or where, name))
+            return NotInEnvironment(value)
         return os.environ[name]
-    if value.startswith("file:"):
+    if value.startswith("file:") and not (key in URL_KEYS and value.startswith("file://")):
         if not value[5:]:
             raise ConfigError(f"{where}: 'file:' needs the path of the file after it")
         try:
-            return read_secret_file(Path(value[5:]), regular_only=True)
+            return read_secret_file(_from_folder(Path(value[5:])), regular_only=True)
         except ConfigError as exc:
             raise ConfigError(f"{where}: {exc}") from None
     return value
@@ -1144,12 +1280,10 @@ def check_consistency(config: Config, source: str) -> None:
     except ValueError as exc:
         raise ConfigError(f"{source}: {exc}") from None
     if config.push.enabled:
+        # No key at all is a warning (config_warnings), not an error: a reload may revoke the
+        # door's only key, and the door must still start with that file after a power cut.
         if not config.mqtt.enabled and not config.push.folder:
             raise ConfigError(f"{source}: push.enabled needs mqtt.enabled or a push.folder")
-        if not config.push.keys and not config.push.public_keys:
-            raise ConfigError(
-                f"{source}: push.enabled needs at least one key in push.keys or push.public_keys"
-            )
         from edgeface.recognition.push import parse_public_key
 
         for key_id, text in config.push.public_keys.items():
@@ -1158,6 +1292,8 @@ def check_consistency(config: Config, source: str) -> None:
                     f"{source}: key id {shown_value(key_id)} is in both push.keys and "
                     "push.public_keys; a key id must name one key"
                 )
+            if isinstance(text, NotInEnvironment):
+                continue  # not known here (doctor says so)
             try:
                 parse_public_key(text)
             except ValueError as exc:
@@ -1166,6 +1302,8 @@ def check_consistency(config: Config, source: str) -> None:
                     f"({exc}); use the base64 line of the .pub file from edgeface keys generate"
                 ) from None
         for key_id, key in config.push.keys.items():
+            if isinstance(key, NotInEnvironment):
+                continue
             try:
                 if len(bytes.fromhex(key)) < 16:
                     raise ValueError
@@ -1209,7 +1347,7 @@ def _check_second_factor(config: Config, source: str) -> None:
             f"{source}: second_factor.required_for is set but second_factor.secret is empty; "
             "the sender of the factors must be authenticated"
         )
-    if len(f.secret) < MIN_FACTOR_SECRET:
+    if len(f.secret) < MIN_FACTOR_SECRET and not isinstance(f.secret, NotInEnvironment):
         raise ConfigError(
             f"{source}: second_factor.secret is {len(f.secret)} characters; use at least "
             f"{MIN_FACTOR_SECRET} (e.g. the output of: openssl rand -hex 16) — it is checked by "
@@ -1226,6 +1364,35 @@ def _check_second_factor(config: Config, source: str) -> None:
                 f"{source}: second_factor.required_for: write {shown_value(name)} as all "
                 "(lower case) to mean everybody"
             )
+
+
+def config_warnings(config: Config) -> list[str]:
+    """What the installer should change although the door runs with it: logged when the daemon
+    starts and at each reload, and warned about by ``doctor``. Warnings, not errors, because a
+    door whose file loaded before an upgrade must not stay shut after it."""
+    m, p = config.mqtt, config.push
+    warnings = []
+    secret = m.remote_unlock_secret
+    if (
+        m.enabled
+        and m.remote_unlock
+        and secret
+        and not isinstance(secret, NotInEnvironment)
+        and len(secret) < MIN_FACTOR_SECRET
+    ):
+        warnings.append(
+            f"mqtt.remote_unlock_secret has only {len(secret)} character(s); use at least "
+            f"{MIN_FACTOR_SECRET} (e.g. the output of: openssl rand -hex 16), as for "
+            "second_factor.secret: it opens the door without a face, and a short one is "
+            "guessed by sending codes (five wrong ones only pause codes for a minute, at most "
+            "an hour)"
+        )
+    if p.enabled and not p.keys and not p.public_keys:
+        warnings.append(
+            "push.enabled is on but push.keys and push.public_keys are empty: every gallery "
+            "push is refused; add a key, or set push.enabled: false"
+        )
+    return warnings
 
 
 def password_without_username(m: MqttConfig) -> str | None:

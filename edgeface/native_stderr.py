@@ -56,11 +56,16 @@ def native_stderr(claims: Callable[[str], bool]) -> Iterator[list[str]]:
                 os.close(saved)
                 captured.seek(0)
                 kept = []
+                after_claimed = False
                 for line in captured.read().splitlines(keepends=True):
                     text = line.decode("utf-8", "replace").strip()
                     if text and claims(text):
                         claimed.append(text)
-                    else:
+                        after_claimed = True
+                    elif text or not after_claimed:
                         kept.append(line)
+                        after_claimed = False
+                    # else: OpenCV ends each log record with an empty line; it goes with the
+                    # record claimed, not as stray blank lines before the next message.
                 if kept:
                     os.write(2, b"".join(kept))

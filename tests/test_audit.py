@@ -617,3 +617,17 @@ def test_daemon_audits_decisions_and_publishes_them_in_order(
     finally:
         listener.close()
         broker.kill()
+
+
+def test_a_lost_camera_is_in_the_audit_trail(tmp_path: Path) -> None:
+    """A door that cannot see lets nobody in: when and for how long matters afterwards as much
+    as a covered lens, yet camera_blind was audited and camera_lost was not."""
+    from gpiozero.pins.mock import MockFactory
+    from test_service import run_for
+
+    from edgeface.config import CameraConfig
+
+    camera = CameraConfig(source="/dev/video97", reconnect_min_seconds=0.2)
+    run_for(1.0, camera, tmp_path, MockFactory())
+    path = tmp_path / "state" / "audit.log"
+    assert "camera_lost" in [e["event"] for e in entries(path)] and verify(path).ok

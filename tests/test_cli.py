@@ -94,6 +94,28 @@ def test_eval_lfw_from_its_cache_reports_the_same_fallbacks(
     assert counts == [1, 1]
 
 
+def test_eval_lfw_cache_is_not_reused_for_another_data_set(tmp_path: Path, photo_dir: Path) -> None:
+    """The cache file is named after the pipeline (lfw-<pipeline>.npz) and was reused whenever
+    it held every image *name*: LFW, lfw-deepfunneled and a re-aligned copy use the same names,
+    so ``eval lfw --data OTHER --cache C`` silently reported the first data set's scores."""
+    make_mini_lfw(tmp_path / "a", photo_dir)
+    make_mini_lfw(tmp_path / "b", photo_dir)
+    # In b, "Barack_Obama 1 2" is really obama against biden.
+    shutil.copy(photo_dir / "biden.jpg", tmp_path / "b/images/Barack_Obama/Barack_Obama_0002.jpg")
+
+    def scores(data: str, *cache: str) -> dict[str, object]:
+        result = edgeface(
+            "eval", "lfw", "--data", str(tmp_path / data), "--pipelines", "edgeface",
+            "--quiet", "--json", *cache,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        return dict(json.loads(result.stdout)["results"])
+
+    cache = ("--cache", str(tmp_path / "cache"))
+    assert scores("a", *cache) == scores("a")
+    assert scores("b", *cache) == scores("b")
+
+
 def test_eval_lfw_runs_the_protocol_end_to_end(tmp_path: Path, photo_dir: Path) -> None:
     make_mini_lfw(tmp_path / "lfw", photo_dir)
     result = edgeface(

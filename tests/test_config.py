@@ -15,6 +15,7 @@ from edgeface.config import (
     Config,
     ConfigError,
     ConfigLoader,
+    config_warnings,
     load_config,
     parse_config,
 )
@@ -215,3 +216,44 @@ def test_malformed_files_are_a_config_error_naming_the_file(
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert str(info.value).startswith(str(path)) and message in str(info.value)
+
+
+@pytest.mark.parametrize("host", ["''", "env:EDGEFACE_TEST_EMPTY_HOST"])
+def test_an_empty_mqtt_host_is_refused_naming_the_key(
+    host: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``mqtt.host: ''`` (or an ``env:`` variable set to nothing in secrets.env) passed the
+    configuration check; paho then refused it in ``run`` with a ValueError traceback, and
+    stopping the MQTT part that never started raised a second one. With MQTT off it is
+    never used, and such files loaded before: still accepted."""
+    monkeypatch.setenv("EDGEFACE_TEST_EMPTY_HOST", "")
+    with pytest.raises(ConfigError, match=r"mqtt\.host \(line 3\): is empty; give the broker"):
+        parse_config(f"mqtt:\n  enabled: true\n  host: {host}\n")
+    assert parse_config(f"mqtt:\n  enabled: false\n  host: {host}\n").mqtt.host == ""
+
+
+def test_push_on_without_a_key_loads_with_a_warning() -> None:
+    """A reload may revoke the door's only push key (tests/test_reload.py); the door must
+    still start on that file after a power cut, so "push on, no key" is a warning — every
+    push refused — not an error that would keep the door shut."""
+    config = parse_config("push:\n  enabled: true\n  folder: /srv/pushes\n  keys: {}\n")
+    (warning,) = config_warnings(config)
+    assert warning.startswith("push.enabled is on but push.keys and push.public_keys are empty")
+    assert config_warnings(parse_config("")) == []
+
+
+@pytest.mark.parametrize(("secret", "warned"), [("'7'", True), ("0123456789abcdef", False)])
+def test_a_short_remote_unlock_secret_is_a_warning_not_an_error(secret: str, warned: bool) -> None:
+    """``remote_unlock_secret: 7`` opened the door without a face and without a word, where
+    second_factor.secret must have 16 characters: five wrong codes only pause codes for a
+    minute (at most an hour), so ten candidates are minutes' work. A warning (journal at start
+    and reload, doctor), not an error: a door whose file loaded before must not stay shut."""
+    config = parse_config(
+        f"mqtt:\n  enabled: true\n  remote_unlock: true\n  remote_unlock_secret: {secret}\n"
+    )
+    warnings = config_warnings(config)
+    assert bool(warnings) == warned
+    if warned:
+        assert warnings[0].startswith(
+            "mqtt.remote_unlock_secret has only 1 character(s); use at least 16"
+        )

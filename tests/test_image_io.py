@@ -141,6 +141,21 @@ def test_codec_capture_gives_back_everything_else(capfd: pytest.CaptureFixture) 
     assert capfd.readouterr().err == "2026-11-23 edgeface.door: unlocked for obama\n"
 
 
+def test_codec_capture_takes_the_blank_line_that_ends_an_opencv_record(
+    capfd: pytest.CaptureFixture,
+) -> None:
+    """OpenCV ends each log record with an empty line: given back alone, it put blank lines
+    on stderr before the one-line message about the photo. Other blank lines are given back."""
+    from edgeface.native_stderr import native_stderr
+    from edgeface.vision.image_io import codec_message
+
+    with native_stderr(codec_message) as claimed:
+        os.write(2, b"[ERROR:0@0.1] global loadsave.cpp:568 imread_ can't read header\n\n")
+        os.write(2, b"another thread's line\n\nand its next one\n")
+    assert claimed == ["[ERROR:0@0.1] global loadsave.cpp:568 imread_ can't read header"]
+    assert capfd.readouterr().err == "another thread's line\n\nand its next one\n"
+
+
 def damaged_mjpeg_clip(photo_dir: Path, path: Path) -> Path:
     """An MJPEG AVI whose every frame ends its image data early, as a USB camera's frames do
     when the bus drops bytes: libjpeg says "Corrupt JPEG data: premature end of data segment"
@@ -333,3 +348,55 @@ def test_a_format_the_memory_decoder_lacks_is_read_from_a_private_copy(
     assert list(scratch.iterdir()) == []  # the copies are gone
     with pytest.raises(ImageError, match="not a readable image"):
         decode_rgb(b"GIF89a not really", "pushed.gif")
+
+
+@pytest.mark.parametrize(
+    ("extension", "format_name"),
+    [(".avif", "AVIF"), (".jp2", "JPEG 2000"), (".png", "PNG"), (".tif", "TIFF")],
+)
+def test_a_cut_short_photo_is_named_by_its_format_not_by_opencv(
+    tmp_path: Path,
+    photo_dir: Path,
+    capfd: pytest.CaptureFixture,
+    caplog: pytest.LogCaptureFixture,
+    extension: str,
+    format_name: str,
+) -> None:
+    """A phone's AVIF cut short (an interrupted download) was reported with OpenCV's log line:
+    the path of a temporary copy ('/tmp/edgeface-decode-…/image', gone by then), the C++
+    source file, and blank lines on stderr before the message. The message is about the
+    user's file; OpenCV's own words stay at debug level, naming that file."""
+    import logging
+
+    import cv2
+
+    whole = tmp_path / f"phone{extension}"
+    if not cv2.imwrite(str(whole), cv2.imread(str(photo_dir / "obama.jpg"))):
+        pytest.skip(f"this OpenCV writes no {format_name}")
+    cut = tmp_path / f"cut{extension}"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size * 2 // 3])
+    with (
+        caplog.at_level(logging.DEBUG, "edgeface.vision.image_io"),
+        pytest.raises(ImageError) as caught,
+    ):
+        read_rgb(cut)
+    assert str(caught.value) == (
+        f"{cut}: not a readable image: truncated or corrupt {format_name}; download or save "
+        "it again"
+    )
+    assert capfd.readouterr().err == ""  # OpenCV's record and its blank line went together
+    assert "edgeface-decode-" not in caplog.text
+
+
+def test_a_photo_no_decoder_takes_is_named_by_its_format() -> None:
+    """An iPhone's HEIC: no OpenCV decoder takes it and none says a word, so the message was
+    "unknown format, truncated or corrupt", sending the user looking for damage instead of
+    saving the photo as JPEG."""
+    brands = b"heic" + b"\x00\x00\x00\x00" + b"mif1heic"
+    heic = (8 + len(brands)).to_bytes(4, "big") + b"ftyp" + brands + bytes(64)
+    with pytest.raises(ImageError) as caught:
+        decode_rgb(heic, "IMG_0001.HEIC")
+    assert str(caught.value) == (
+        "IMG_0001.HEIC: not a readable image: a HEIC file that cannot be decoded (truncated, "
+        "corrupt, or a kind of HEIC this OpenCV does not read); save it again as JPEG or PNG"
+    )

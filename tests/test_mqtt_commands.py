@@ -164,3 +164,43 @@ def test_commands_arriving_while_the_daemon_stops_are_ignored(
     assert kinds[-1] == "daemon_stopped", kinds[kinds.index("daemon_stopped") :]
     ignored = [r for r in caplog.records if "the daemon is stopping" in r.getMessage()]
     assert len(ignored) == 1, [r.getMessage() for r in ignored]  # one line, not one each
+
+
+def test_a_remote_lock_with_the_right_code_is_in_the_audit_trail(
+    tmp_path: Path, factory: MockFactory, broker: Broker
+) -> None:
+    """An authenticated LOCK ends a visitor's pulse early: who did it and when belongs in the
+    audit trail like a remote unlock (it left no entry and no event at all)."""
+    code = "lock-code-long-enough-4711"
+    events: list[dict[str, Any]] = []
+    service = DoorService(
+        door_without_camera(tmp_path, remote_unlock(broker, code)),
+        pin_factory=factory,
+        on_event=events.append,
+    )
+    sender = Listener(broker.port, "nothing", client_id="ha")
+
+    def kinds() -> list[str]:
+        return [e["event_type"] for e in events]
+
+    async def scenario() -> int:
+        task = await run_connected(service)
+        for action, seen in (("UNLOCK", "unlocked"), ("LOCK", "remote_lock")):
+            command = json.dumps({"action": action, "code": code})
+            sender.client.publish(f"{BASE}/command/lock", command, qos=1)
+            await asyncio.to_thread(sender.wait, lambda seen=seen: seen in kinds(), 5)
+        service.stop_requested.set()
+        return await task
+
+    try:
+        assert asyncio.run(scenario()) == 0
+    finally:
+        sender.close()
+    (lock,) = [e for e in events if e["event_type"] == "remote_lock"]
+    assert lock["was_unlocked"] is True
+    audited = [
+        json.loads(line)["event"]
+        for line in (tmp_path / "state" / "audit.log").read_text().splitlines()
+    ]
+    assert audited.index("unlocked") < audited.index("remote_lock"), audited
+    assert code not in (tmp_path / "state" / "audit.log").read_text()

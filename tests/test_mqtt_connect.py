@@ -104,3 +104,18 @@ def test_a_clean_stop_is_no_warning(
     client.stop()
     assert not lines(caplog, logging.WARNING)
     assert any("disconnected from the broker (stopping)" in line for line in lines(caplog))
+
+
+def test_stopping_a_connection_whose_start_never_ran_or_failed_raises_nothing(
+    tmp_path: Path,
+) -> None:
+    """The daemon stops MQTT on every way out, also when something failed before or inside
+    ``start()`` (paho refusing a host, say): stop() joined the outbox sender thread that was
+    never started, and "RuntimeError: cannot join thread before it is started" followed the
+    traceback that said what was wrong."""
+    never_started = door(1883, tmp_path)
+    never_started.stop(timeout=0.1)
+    refused = DoorMqtt(MqttConfig(enabled=True, host=""), "back", Outbox(tmp_path / "b.db"))
+    with pytest.raises(ValueError, match="Invalid host"):
+        refused.start()
+    refused.stop(timeout=0.1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +27,77 @@ def test_folder_per_identity_and_flat_prefix_layouts(tmp_path: Path) -> None:
         "yale/subject01": 2,
         "yale/subject02": 1,
     }
+
+
+def write_images(folder: Path, *names: str) -> list[Path]:
+    """Placeholder files named like images (load_identities only lists them)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        (folder / name).write_bytes(b"x")
+    return [folder / name for name in names]
+
+
+def test_two_data_folders_with_the_same_name_are_two_sets_of_people(tmp_path: Path) -> None:
+    """``eval identify --data att/faces yale/faces``: identities were keyed by the folder's
+    base name, so yale's s1 replaced att's s1 (a person and their photos silently dropped), and
+    two flat folders of the same name merged two people's photos into one identity."""
+    write_images(tmp_path / "att/faces/s1", "1.pgm", "2.pgm")
+    write_images(tmp_path / "yale/faces/s1", "1.gif", "2.gif")
+    write_images(tmp_path / "x/flat", "subject01.happy")
+    write_images(tmp_path / "y/flat", "subject01.sad")
+    folders = ["att/faces", "yale/faces", "x/flat", "y/flat"]
+    identities = load_identities([tmp_path / folder for folder in folders])
+    assert {k: len(v) for k, v in identities.items()} == {
+        "att/faces/s1": 2,
+        "yale/faces/s1": 2,
+        "x/flat/subject01": 1,
+        "y/flat/subject01": 1,
+    }
+
+
+def test_a_folder_given_twice_is_read_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The same folder given twice (or again through a link, or a path with ``..``) listed
+    every image twice: each probe then met its own copy in the gallery, a perfect match that
+    made the figures look better than the door would be."""
+    images = write_images(tmp_path / "yale", "subject01.happy", "subject01.sad")
+    (tmp_path / "link").symlink_to(tmp_path / "yale")
+    again = [tmp_path / "yale", tmp_path / "link", tmp_path / "link/../yale"]
+    with caplog.at_level("WARNING"):
+        identities = load_identities(again)
+    assert identities == {"yale/subject01": images}
+    assert caplog.text.count("given twice; its images are counted once") == 2
+
+
+def test_folder_paths_that_are_no_gallery_names_are_evaluated(tmp_path: Path) -> None:
+    """Identity labels are folder paths, and they were enrolled as gallery names: a folder
+    named 'photos #2', or two long paths told apart, ended the run with a gallery-name error
+    after every image had been embedded."""
+    paths, vectors = separable(tmp_path)
+    labelled = {f"photos #2/{'long' * 20}/{name}": images for name, images in paths.items()}
+    report = evaluate_open_set(labelled, vectors.__getitem__, trials=1, show_progress=False)
+    plain = evaluate_open_set(paths, vectors.__getitem__, trials=1, show_progress=False)
+    assert repr(report) == repr(plain)  # NaN (not measured) is equal only in its text
+    assert report.rank1 == 1.0
+
+
+def test_eval_identify_counts_a_folder_given_twice_once(tmp_path: Path, photo_dir: Path) -> None:
+    """End to end, on a flat folder as Yale's (``<identity>.<anything>``): the note is on
+    stderr, and the report counts each photo once (it counted 6)."""
+    from test_cli import edgeface
+
+    people = tmp_path / "people"
+    people.mkdir()
+    for number, name in enumerate(("obama.jpg", "obama2.jpg", "obama3.jpg"), start=1):
+        shutil.copy(photo_dir / name, people / f"obama.{number}.jpg")
+    result = edgeface(
+        "eval", "identify", "--data", str(people), str(people), "--unknown", "0",
+        "--trials", "1", "--enrol-augment", "none", "--json",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["images"] == 3
+    assert f"{people}: the same folder as {people}, given twice" in result.stderr
 
 
 def test_missing_folder_is_a_clear_error(tmp_path: Path) -> None:

@@ -171,7 +171,8 @@ def test_daemon_enrols_pushed_photos_and_reports_each_on_gallery_state(
     tmp_path: Path, photo_dir: Path, broker: Broker
 ) -> None:
     """Over the real broker, while the daemon runs its camera loop: the push is enrolled off the
-    event loop and the per-image results are on the retained gallery/state."""
+    event loop and the per-image results are on the retained gallery/state — with a warning
+    for a photo that looks like somebody the door has under another name."""
     from gpiozero.pins.mock import MockFactory
 
     from edgeface.config import CameraConfig, Config, MqttConfig, PushConfig, RecognitionConfig
@@ -207,6 +208,11 @@ def test_daemon_enrols_pushed_photos_and_reports_each_on_gallery_state(
         listener.client.publish("edgeface/front/gallery/set", delta({"eve": {"images": bad}}, 3))
         await asyncio.to_thread(listener.wait, lambda: state().get("push_version") == 3, 60)
         reports.append(state())
+        # Then obama's face as somebody else: applied (signed), with a warning naming him.
+        again = delta({"michelle": {"images": [photo(photo_dir, "obama3.jpg")]}}, 3)
+        listener.client.publish("edgeface/front/gallery/set", again)
+        await asyncio.to_thread(listener.wait, lambda: state().get("version") == 3, 60)
+        reports.append(state())
         service.stop_requested.set()
         return await runner
 
@@ -215,7 +221,7 @@ def test_daemon_enrols_pushed_photos_and_reports_each_on_gallery_state(
         assert asyncio.run(asyncio.wait_for(scenario(), timeout=120)) == 0
     finally:
         listener.close()
-    applied, rejected = reports
+    applied, rejected, warned = reports
     assert applied["version"] == 2
     assert [(i["index"], i["status"]) for i in applied["images"]] == [  # type: ignore[union-attr]
         (0, "enrolled"),
@@ -230,8 +236,12 @@ def test_daemon_enrols_pushed_photos_and_reports_each_on_gallery_state(
     ]
     reasons = [i["reason"] for i in rejected["images"]]  # type: ignore[union-attr]
     assert "2 faces found" in reasons[0] and "no face found" in reasons[1]
+    # The door compared the photo with its gallery, at its threshold (0.34 by default).
+    (image,) = warned["images"]  # type: ignore[misc]
+    assert image["status"] == "enrolled" and "looks like 'obama'" in image["warnings"][0]
+    assert "threshold 0.340" in image["warnings"][0]
     assert len(service.gallery.identities["obama"].embeddings) == 2
-    assert "eve" not in service.gallery.identities and service.gallery.version == 2
+    assert "eve" not in service.gallery.identities and service.gallery.version == 3
     stored = GalleryStore(tmp_path / "gallery.json").load()
-    assert stored.version == 2 and sorted(stored.identities) == ["obama"]
+    assert stored.version == 3 and sorted(stored.identities) == ["michelle", "obama"]
     assert all(s.state is False for s in service.relay.device.pin_factory.pin(17).states)

@@ -126,16 +126,21 @@ def test_a_push_does_not_undo_a_change_made_on_the_door(
 def test_a_push_whose_record_cannot_be_written_is_refused(tmp_path: Path) -> None:
     """Applied with only a logged error, the push was later refused as "stale or replayed"
     when the broker re-sent it (the record did not know it). Refused instead, nothing written;
-    once the record can be written the same push goes in and is then known as applied."""
+    once the record can be written the same push goes in and is then known as applied. The
+    refusal of a signed push is audited (gallery_rejected), as the error alone was not."""
     events: list[dict[str, Any]] = []
     service = door(tmp_path, events)
     record = tmp_path / "state" / "accepted-push.json"
     record.mkdir()  # a damaged state directory: the record cannot be replaced
     push = signed_full(5, "alice")
     asyncio.run(service.apply_gallery_push(push))
-    ((kind, version, detail),) = outcomes(events)
+    (kind, version, detail), rejected = outcomes(events)
     assert (kind, version) == ("error", None)
     assert "cannot record the accepted push in" in detail and "not applied" in detail
+    assert rejected[:2] == ("gallery_rejected", 0)
+    assert rejected[2].startswith("could not be stored: cannot record the accepted push")
+    audit = (tmp_path / "state" / "audit.log").read_text()
+    assert '"event":"gallery_rejected"' in audit and "could not be stored" in audit
     assert not (tmp_path / "state" / "gallery.json").exists()
     assert service.gallery.version == 0
 
@@ -170,7 +175,7 @@ def test_the_record_is_written_first_and_restores_or_goes_back(tmp_path: Path) -
     (blocked / "in-the-way").mkdir(parents=True)
     events.clear()
     asyncio.run(service.apply_gallery_push(signed_full(6, "bob")))
-    assert [kind for kind, *_ in outcomes(events)] == ["error"]
+    assert [kind for kind, *_ in outcomes(events)] == ["error", "gallery_rejected"]
     assert json.loads((state / "accepted-push.json").read_text())["version"] == 5
     (blocked / "in-the-way").rmdir()
     blocked.rmdir()

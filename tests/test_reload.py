@@ -7,20 +7,24 @@ recorded levels: the old pin never energised, the new one pulsed for the new len
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import logging
 import os
 import signal
+import typing
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from broker import Broker, Listener, run_connected
 from gpiozero import DigitalOutputDevice
 from gpiozero.pins.mock import MockFactory
 from test_service import make_clip
 
-from edgeface.config import Config, MqttConfig, RelayConfig, parse_config
+from edgeface.config import Config, MqttConfig, RelayConfig, load_config, parse_config
 from edgeface.door.demo import enrol
-from edgeface.door.reload import changed_keys, plan_reload
+from edgeface.door.reload import CommandLineOverrides, changed_keys, is_live, plan_reload
 from edgeface.door.service import DoorService
 
 
@@ -357,3 +361,281 @@ def test_a_reload_reads_the_file_off_the_event_loop(
     # applying the plan (3400 schedules, an error event per person not in the gallery).
     assert longest_stall < parse_seconds / 3, (longest_stall, parse_seconds)
     service.relay.close()
+
+
+# ----- revoking at once: push keys, remote unlock -----------------------------------------
+
+
+@pytest.mark.parametrize("push_after", ["true", "false"])
+def test_the_door_s_only_push_key_is_revoked_by_a_reload(
+    tmp_path: Path,
+    photo_dir: Path,
+    factory: MockFactory,
+    push_after: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """README: "revoke a key with a reload". A door usually has one key. Deleting it was
+    refused: with push still on the file was invalid ("push.enabled needs at least one key"),
+    and with push.enabled: false too the plan (push.enabled needs a restart) was "push on, no
+    key", refused as a whole — the leaked key stayed good until someone restarted the daemon.
+    Now the reload applies, and a push signed with that key is refused, saying why."""
+    from edgeface.recognition.gallery import GalleryStore
+    from edgeface.recognition.push import full_push, generate_key, sign
+
+    key = generate_key()
+    gallery = tmp_path / "gallery.json"
+    enrol(gallery, photo_dir / "obama.jpg", "obama")
+    push = f"push:\n  enabled: true\n  folder: {tmp_path / 'pushes'}\n  keys: {{k1: '{key}'}}\n"
+    clip = tmp_path / "clip.avi"
+    make_clip(clip, photo_dir, [("obama2.jpg", 3)])
+    config_file = tmp_path / "edgeface.yaml"
+    text = _config_text(tmp_path, clip, 17, 0.4, "x") + push
+    config_file.write_text(text)
+    events: list[dict[str, object]] = []
+    service = DoorService(parse_config(text), config_file, factory, events.append)
+    revoked = text.replace(f"keys: {{k1: '{key}'}}", "keys: {}").replace(
+        "  enabled: true\n  folder", f"  enabled: {push_after}\n  folder"
+    )
+    config_file.write_text(revoked)
+    leaked = sign(full_push(GalleryStore(gallery).load(), 9, {"device": "hall"}, 0), key, "k1")
+
+    async def scenario() -> None:
+        service._loop = asyncio.get_running_loop()
+        await service.apply_reload()
+        await service.apply_gallery_push(json.dumps(leaked).encode())
+
+    with caplog.at_level(logging.WARNING, logger="edgeface.door"):
+        asyncio.run(scenario())
+    service.relay.close()
+    assert not [e for e in events if e["event_type"] == "error"], events
+    said = {
+        "true": "reload: push.enabled is on but push.keys and push.public_keys are empty",
+        "false": "reload: push.enabled: false: no push key is accepted from now on",
+    }
+    assert said[push_after] in caplog.text  # the journal says why pushes are refused
+    (reloaded,) = [e for e in events if e["event_type"] == "config_reloaded"]
+    assert reloaded["applied"] == ["push.keys"]
+    expected_restart = ["push.enabled"] if push_after == "false" else []
+    assert reloaded["restart_required"] == expected_restart
+    (rejected,) = [e for e in events if e["event_type"] == "gallery_rejected"]
+    assert str(rejected["reason"]).startswith("no push key is accepted"), rejected
+    assert service.config.push.keys == {} and service.gallery.version != 9
+
+
+def test_a_reload_that_turns_push_off_accepts_no_key_until_the_restart() -> None:
+    """``push.enabled: false`` with the keys still listed: the subscriptions wait for a
+    restart, the keys do not — none is accepted from the reload on."""
+    keys = "{k1: '" + "ab" * 16 + "'}"
+    running = parse_config(f"push:\n  enabled: true\n  folder: /srv/p\n  keys: {keys}\n")
+    fresh = parse_config(f"push:\n  enabled: false\n  folder: /srv/p\n  keys: {keys}\n")
+    plan = plan_reload(running, fresh)
+    assert plan.config.push.enabled and plan.config.push.keys == {}
+    assert plan.applied == ("push.keys",) and plan.restart_required == ("push.enabled",)
+    assert "no push key is accepted from now on" in plan.notes[0]
+
+
+SECRET_A, SECRET_B = "correct-horse-battery-staple", "a-new-secret-after-the-leak"
+
+
+def _remote_door_text(tmp_path: Path, port: int, on: bool, secret: str) -> str:
+    return (
+        f"device_id: front\nstate_dir: {tmp_path / 'state'}\n"
+        "camera:\n  source: /dev/video97\n  reconnect_min_seconds: 0.2\n"
+        f"recognition:\n  gallery: {tmp_path / 'none.json'}\n"
+        "relay:\n  pin: 17\n  unlock_seconds: 0.3\n  cooldown_seconds: 0\n"
+        f"mqtt:\n  enabled: true\n  host: 127.0.0.1\n  port: {port}\n"
+        f"  remote_unlock: {str(on).lower()}\n  remote_unlock_secret: {secret}\n"
+    )
+
+
+def test_a_reload_changes_or_turns_off_remote_unlock_at_once(
+    tmp_path: Path, factory: MockFactory, broker: Broker
+) -> None:
+    """The remote-unlock secret leaked: the installer sets a new one, or remote_unlock: false,
+    and reloads. The whole mqtt section needed a restart, so the reload "succeeded" and the
+    leaked secret kept opening the door. Now: the old secret is refused at once, the new one
+    opens, remote unlock off refuses every code, and Home Assistant's lock entity becomes the
+    read-only sensor (the lock's discovery config withdrawn) without a restart."""
+    lock = "homeassistant/lock/edgeface_front/door/config"
+    sensor = "homeassistant/binary_sensor/edgeface_front/door_lock/config"
+    config_file = tmp_path / "edgeface.yaml"
+    text = _remote_door_text(tmp_path, broker.port, True, SECRET_A)
+    config_file.write_text(text)
+    events: list[dict[str, object]] = []
+    service = DoorService(parse_config(text), config_file, factory, events.append)
+    listener = Listener(broker.port)
+
+    def send(code: str) -> None:
+        payload = json.dumps({"action": "UNLOCK", "code": code})
+        listener.client.publish("edgeface/front/command/lock", payload, qos=1)
+
+    def count(kind: str) -> int:
+        return len([e for e in events if e["event_type"] == kind])
+
+    async def answered(kinds: tuple[str, ...], before: int) -> None:
+        deadline = asyncio.get_running_loop().time() + 10
+        while sum(count(k) for k in kinds) <= before:
+            assert asyncio.get_running_loop().time() < deadline, events
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)  # the pulse ends
+
+    async def scenario() -> int:
+        task = await run_connected(service)
+        kinds = ("unlocked", "remote_unlock_refused", "error")
+        send(SECRET_A)
+        await answered(kinds, 0)
+        config_file.write_text(_remote_door_text(tmp_path, broker.port, True, SECRET_B))
+        await service.apply_reload()
+        send(SECRET_A)  # the leaked one
+        await answered(kinds, 1)
+        send(SECRET_B)
+        await answered(kinds, 2)
+        config_file.write_text(_remote_door_text(tmp_path, broker.port, False, SECRET_B))
+        await service.apply_reload()
+        await asyncio.to_thread(listener.wait, lambda: listener.payloads(sensor))
+        send(SECRET_B)
+        await answered(kinds, 3)
+        service.stop_requested.set()
+        return await task
+
+    assert asyncio.run(asyncio.wait_for(scenario(), timeout=90)) == 0
+    listener.close()
+    answers = [
+        (e["event_type"], e.get("reason") or e.get("detail"))
+        for e in events
+        if e["event_type"] in ("unlocked", "remote_unlock_refused", "error")
+    ]
+    assert answers == [
+        ("unlocked", None),
+        ("remote_unlock_refused", "wrong code"),
+        ("unlocked", None),
+        ("error", "ignored a lock command: mqtt.remote_unlock is off"),
+    ], answers
+    reloads = [e for e in events if e["event_type"] == "config_reloaded"]
+    assert [r["applied"] for r in reloads] == [
+        ["mqtt.remote_unlock_secret"],
+        ["mqtt.remote_unlock"],
+    ]
+    assert all(r["restart_required"] == [] for r in reloads)
+    assert listener.payloads(lock)[-1] == b"", "the lock entity is withdrawn"
+    assert len([s for s in factory.pin(17).states if s.state]) == 2  # two pulses, no third
+
+
+def test_remote_unlock_turned_on_waits_for_mqtt_where_mqtt_waits_for_a_restart() -> None:
+    """Turning remote unlock on applies live where MQTT runs (the command topic is subscribed
+    whatever remote unlock says); on a door without MQTT it waits for the restart that
+    connects, together with mqtt.enabled. Turning it off is live either way."""
+    on = "  remote_unlock: true\n  remote_unlock_secret: " + SECRET_A + "\n"
+    with_mqtt = parse_config("mqtt:\n  enabled: true\n")
+    assert plan_reload(with_mqtt, parse_config("mqtt:\n  enabled: true\n" + on)).applied == (
+        "mqtt.remote_unlock",
+        "mqtt.remote_unlock_secret",
+    )
+    without = parse_config("mqtt:\n  enabled: false\n")
+    plan = plan_reload(without, parse_config("mqtt:\n  enabled: true\n" + on))
+    assert plan.applied == () and set(plan.restart_required) == {
+        "mqtt.enabled",
+        "mqtt.remote_unlock",
+        "mqtt.remote_unlock_secret",
+    }
+    assert not plan.config.mqtt.remote_unlock
+    off = plan_reload(parse_config("mqtt:\n  enabled: false\n" + on), without)
+    assert off.applied == ("mqtt.remote_unlock", "mqtt.remote_unlock_secret")
+
+
+# ----- what else a reload applies, and keeps ---------------------------------------------
+
+
+def test_door_alarm_settings_change_live(
+    tmp_path: Path, photo_dir: Path, factory: MockFactory
+) -> None:
+    """apply_reload set the door alarms from the plan, and README called them live, but the
+    plan put their running values back (they were not in LIVE_PREFIXES): the change landed in
+    restart_required and the alarms kept the old settings."""
+
+    def alarms(config_file: Path) -> None:
+        config_file.write_text(
+            config_file.read_text().replace(
+                "cooldown_seconds: 5\n",
+                "cooldown_seconds: 5\n  door_contact_pin: 22\n  held_open_seconds: 5\n"
+                "  door_forced_alarm: true\n",
+            )
+        )
+
+    service, events = reload_once(tmp_path, photo_dir, factory, alarms)
+    service.relay.close()
+    service.hardware.close_inputs()
+    (reloaded,) = [e for e in events if e["event_type"] == "config_reloaded"]
+    assert set(reloaded["applied"]) == {  # type: ignore[arg-type]
+        "relay.door_contact_pin",
+        "relay.held_open_seconds",
+        "relay.door_forced_alarm",
+    }
+    assert reloaded["restart_required"] == []
+    assert service.door_alarms.held_open_seconds == 5 and service.door_alarms.forced_alarm
+
+
+def test_a_reload_keeps_the_command_line_camera_and_pin_factory(
+    tmp_path: Path, photo_dir: Path, factory: MockFactory
+) -> None:
+    """``edgeface run --source clip --pin-factory mock`` replaces the file's settings; a
+    SIGHUP re-read the file and switched the camera back to the file's source ("applied"),
+    and reported the pin factory as changed, "takes effect only after a restart", though
+    nobody changed it. The command line's settings now apply to every reloaded file."""
+    clip = tmp_path / "clip.avi"
+    make_clip(clip, photo_dir, [("obama2.jpg", 3)])
+    config_file = tmp_path / "edgeface.yaml"
+    config_file.write_text(_config_text(tmp_path, photo_dir / "obama.jpg", 17, 0.4, "x"))
+    overrides = CommandLineOverrides(source=str(clip), pin_factory="mock")
+    config = overrides.apply(load_config(config_file))  # as run_service does
+    events: list[dict[str, object]] = []
+    service = DoorService(config, config_file, factory, events.append, overrides=overrides)
+    config_file.write_text(
+        config_file.read_text().replace("unlock_seconds: 0.4", "unlock_seconds: 0.6")
+    )
+
+    async def scenario() -> None:
+        service._loop = asyncio.get_running_loop()
+        await service.apply_reload()
+
+    asyncio.run(scenario())
+    service.relay.close()
+    (reloaded,) = [e for e in events if e["event_type"] == "config_reloaded"]
+    assert reloaded["applied"] == ["relay.unlock_seconds"] and reloaded["restart_required"] == []
+    assert service.config.camera.source == str(clip)
+    assert service.config.relay.pin_factory == "mock"
+
+
+def test_readme_names_every_setting_a_reload_does_not_apply() -> None:
+    """README listed device_id, state_dir, the mqtt section, push groups and the pin factory
+    as needing a restart — not push.enabled or the audit section, which a reload kept just
+    the same. The list is now checked against what plan_reload does."""
+    documented = {
+        "device_id": "`device_id`",
+        "state_dir": "`state_dir`",
+        "mqtt.": "the rest\nof the `mqtt` section",
+        "push.enabled": "`push.enabled`",
+        "push.groups": "`push.groups`",
+        "relay.pin_factory": "pin\nfactory",
+        "audit.": "the `audit` section",
+    }
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    paragraph = readme.split("**Changing settings:**", 1)[1].split("\n\n", 1)[0]
+    for words in documented.values():
+        assert words in paragraph, words
+
+    def leaves(cls: type, prefix: str = "") -> list[str]:
+        keys = []
+        for f in dataclasses.fields(cls):
+            kind = typing.get_type_hints(cls)[f.name]
+            if dataclasses.is_dataclass(kind):
+                keys += leaves(typing.cast(type, kind), f"{prefix}{f.name}.")
+            else:
+                keys.append(f"{prefix}{f.name}")
+        return keys
+
+    restart_only = {key for key in leaves(Config) if not is_live(key)}
+    covered = {
+        key for key in restart_only for name in documented if key == name or key.startswith(name)
+    }
+    assert restart_only == covered, restart_only - covered

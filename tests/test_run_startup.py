@@ -143,3 +143,25 @@ def test_an_empty_source_on_the_command_line_is_refused(tmp_path: Path, photo_di
     as a folder of images."""
     result = edgeface("run", "--config", str(played_once(tmp_path, photo_dir)), "--source", "")
     assert_one_line_error(result, "--source is empty; give a camera index")
+
+
+def test_an_empty_mqtt_host_stops_the_start_in_one_line(tmp_path: Path, photo_dir: Path) -> None:
+    """``mqtt.host: ''`` passed doctor's configuration check; ``run`` then stopped with paho's
+    ValueError traceback and, stopping MQTT that never started, a second one."""
+    config = played_once(tmp_path, photo_dir, "mqtt:\n  enabled: true\n  host: ''\n")
+    result = edgeface("run", "--config", str(config), timeout=180)
+    assert_one_line_error(result, "mqtt.host (line 11): is empty; give the broker's host name")
+
+
+def test_a_short_remote_unlock_secret_is_logged_at_start(
+    tmp_path: Path, photo_dir: Path, broker: Broker
+) -> None:
+    """A one-character remote-unlock secret opens the door without a face; the door still
+    starts with it (it did before), and the journal says to change it."""
+    extra = (
+        f"mqtt:\n  enabled: true\n  host: 127.0.0.1\n  port: {broker.port}\n"
+        "  remote_unlock: true\n  remote_unlock_secret: '7'\n"
+    )
+    code, _, stderr = run_once(played_once(tmp_path, photo_dir, extra))
+    assert code == 0
+    assert "configuration: mqtt.remote_unlock_secret has only 1 character(s)" in stderr

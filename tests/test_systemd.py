@@ -78,10 +78,11 @@ def test_unit_file_passes_systemd_analyze_verify(tmp_path: Path) -> None:
         "StateDirectory=edgeface",
         "ConfigurationDirectory=edgeface",
         "SupplementaryGroups=video gpio",
+        "ExecStopPost=-/opt/edgeface/venv/bin/python -m edgeface.door.relay_lock",
     ):
         assert directive in text
     copy = tmp_path / "edgeface.service"
-    copy.write_text(text.replace("/opt/edgeface/venv/bin/edgeface", str(executable)))
+    copy.write_text(text.replace("/opt/edgeface/venv/bin/", f"{executable.parent}/"))
     result = subprocess.run(
         [analyze, "verify", "--man=no", str(copy)], capture_output=True, text=True, timeout=60
     )
@@ -229,3 +230,40 @@ def test_run_with_a_missing_model_names_the_file(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "manifest" in result.stderr or ".tflite" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def unit_directives(name: str) -> list[str]:
+    """The values of ``name=`` in the shipped unit, in order."""
+    unit = Path(__file__).resolve().parent.parent / "systemd" / "edgeface.service"
+    prefix = name + "="
+    return [
+        line[len(prefix) :] for line in unit.read_text().splitlines() if line.startswith(prefix)
+    ]
+
+
+def test_lgpio_works_in_a_folder_the_service_may_write() -> None:
+    """lgpio (gpiozero's pin library on a Pi 5) creates a pipe in $LG_WD, else in the working
+    folder: "/" for a service, read-only under ProtectSystem=strict, so `import lgpio` failed
+    and gpiozero had no pin library for the relay. $LG_WD must be the service's runtime folder,
+    which systemd creates for the service user and keeps until after ExecStopPost (whose
+    `relay lock` opens the pin too)."""
+    environment = " ".join(unit_directives("Environment")).split()
+    lg_wd = [item.split("=", 1)[1] for item in environment if item.startswith("LG_WD=")]
+    assert lg_wd == ["/run/edgeface"]
+    assert unit_directives("RuntimeDirectory") == ["edgeface"]
+    assert unit_directives("RuntimeDirectoryPreserve") in ([], ["no"], ["restart"])
+    # lgpio makes $LG_WD the working folder: a core dump would go to that RAM-backed folder.
+    assert unit_directives("LimitCORE") == ["0"]
+
+
+def test_the_relay_is_locked_after_every_stop_with_the_daemons_configuration() -> None:
+    """A daemon that dies mid-pulse leaves a Raspberry Pi's output energised: ExecStopPost=
+    runs `relay lock` (tests/test_relay_lock.py runs this very line) with the configuration
+    the daemon was started with, and its failure never blocks a restart ("-")."""
+    start = unit_directives("ExecStart")[0].split()
+    post = unit_directives("ExecStopPost")
+    assert len(post) == 1 and post[0].startswith("-")
+    stop = post[0][1:].split()
+    assert stop[1:3] == ["-m", "edgeface.door.relay_lock"]
+    assert stop[stop.index("--config") + 1] == start[start.index("--config") + 1]
+    assert stop[0] == str(Path(start[0]).parent / "python")  # the daemon's own venv

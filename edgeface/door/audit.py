@@ -19,6 +19,11 @@ What is detected, by :func:`verify` (``edgeface audit verify``), at the first fi
       begins with entry 1 or a ``file_started`` header (``cannot begin a file``);
     * a missing rotated file: the same break, at line 1 of the file after the gap, with the
       missing ``seq`` range named;
+    * the oldest rotated files deleted, when ``keep`` is known (``verify --config``): a log that
+      has rotated away its first entries always holds ``keep - 1`` rotated files (rotation
+      deletes one only once it has made a new one), so fewer are missing files;
+    * an ``audit_rollback`` entry: the daemon found at start that the log had lost or changed
+      entries since the head it last published (see below);
     * an unreadable line that is not a recorded power cut (see below).
 
 What a keyless chain cannot show on its own
@@ -26,12 +31,20 @@ What a keyless chain cannot show on its own
     hash recomputed, is again a valid chain. Only a copy kept elsewhere shows that, which is why
     the daemon also publishes every entry over MQTT (through the durable outbox, in order) and
     keeps the newest ``{"seq", "hash"}`` retained on ``<base>/audit/head``:
-    ``verify --head SEQ:HASH`` checks the file against that outside copy. Likewise whole files
-    deleted from the old end look like rotation (``older entries rotated away`` is a warning).
+    ``verify --head SEQ:HASH`` checks the file against that outside copy. The daemon itself
+    compares the log with that retained head when it first reaches the broker, before it
+    publishes a head of its own (:meth:`AuditLog.compare_head`): a log behind it, or with
+    another entry at its ``seq``, is recorded as an ``audit_rollback`` entry naming both heads
+    (and reported as an ``error`` event), so that restarting the door does not overwrite the
+    evidence. That holds only while the broker is reachable at start and its copy is not
+    rewritten too; heads archived elsewhere are stronger evidence. Without ``keep`` (``verify
+    --log``), whole files deleted from the old end look like rotation (``older entries rotated
+    away`` is a warning).
 
 Rotation
     When the current file would grow past ``max_bytes`` it becomes ``audit.log.1`` (``.1`` →
-    ``.2`` …, ``keep`` files in all, the current one included) and the chain simply continues
+    ``.2`` …, ``keep`` files in all, the current one included; the oldest is deleted last, so
+    a power cut part way never leaves fewer) and the chain simply continues
     across files: the new file begins with a ``file_started`` header entry whose ``prev`` is the
     last hash of the file before (the anchor; the header is what lets ``verify`` tell the top
     of a file from lines deleted there). On opening, the chain resumes from the last entry of
@@ -44,7 +57,8 @@ Power cuts (torn lines)
     *during* the write can still leave the last line half written. Appending after it would
     bury a broken line in the middle of the log, indistinguishable from tampering, and a
     complete last entry missing only its newline would be glued to the next one. So on
-    opening (and before the next append after a failed write, e.g. a full disk):
+    opening (and before the next append after a failed write, e.g. a full disk — also when
+    the repair itself could not be written at opening: the log opens all the same):
 
     * a last line without its newline is terminated;
     * the unreadable lines at the end of the current file (torn writes) are named by the next
@@ -75,9 +89,10 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
-from edgeface.files import read_regular_file
+from edgeface.errors import clip_text
+from edgeface.files import FileReadError, open_regular_file, read_regular_file
 
 log = logging.getLogger(__name__)
 
@@ -89,12 +104,20 @@ RESERVED = ("seq", "time", "event", "prev", "hash")
 TORN = "torn_entry"
 #: The header entry of every file that continues the chain (after a rotation).
 FILE_STARTED = "file_started"
+#: The entry that records a log found behind the head the daemon had published.
+ROLLBACK = "audit_rollback"
 
 
 def canonical(entry: Mapping[str, Any]) -> bytes:
-    """The bytes that are hashed: sorted keys, compact, UTF-8 (everything except ``hash``)."""
+    """The bytes that are hashed: sorted keys, compact, UTF-8 (everything except ``hash``).
+
+    ``surrogatepass``: a line may hold the JSON escape of a lone surrogate (``"\\ud800"``),
+    valid JSON that strict UTF-8 cannot encode; it must hash (to a mismatch: the daemon never
+    writes one, :func:`plain` replaces them) rather than crash ``verify``. For every string
+    without one the bytes are the strict UTF-8 ones, so existing logs hash as before."""
     body = {k: v for k, v in entry.items() if k != "hash"}
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return text.encode("utf-8", "surrogatepass")
 
 
 def entry_hash(entry: Mapping[str, Any]) -> str:
@@ -118,8 +141,8 @@ def plain(value: Any) -> Any:
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else str(value)
-    if isinstance(value, Mapping):
-        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, Mapping):  # keys too: a file name may be one
+        return {plain(str(k)): plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [plain(v) for v in value]
     item = getattr(value, "item", None)  # numpy scalars
@@ -234,7 +257,24 @@ class AuditLog:
         path.parent.mkdir(parents=True, exist_ok=True)
         #: Set when a write failed (it may have left half a line): repair before the next one.
         self._needs_repair = True
-        self._repair()
+        #: Why the repair found at opening could not be written (a full disk): the log is open
+        #: all the same, and the repair is tried again before each entry until it is written —
+        #: a log that cannot record a torn line now must still record the unlocks to come.
+        self.repair_problem: OSError | None = None
+        torn, newline = self._find_end()  # OSError: the log cannot even be read
+        #: ``(seq, hash)`` of the last valid entry found at opening: what the log held when
+        #: the daemon started, which the head published before then must be part of.
+        self.opened = (self.seq, self.head)
+        try:
+            self._mend(torn, newline)
+        except OSError as exc:
+            self.repair_problem = exc
+            log.error(
+                "audit: %s needs a repair that cannot be written now (%s); tried again before "
+                "the next entry",
+                path,
+                exc,
+            )
 
     def append(self, event: str, /, **fields: Any) -> dict[str, Any]:
         """Write one entry (durably) and return it, ``seq``, ``prev`` and ``hash`` included.
@@ -279,8 +319,17 @@ class AuditLog:
 
     def _repair(self) -> None:
         """Find where the chain goes on; terminate a torn last line and record it."""
+        self._mend(*self._find_end())
+
+    def _find_end(self) -> tuple[list[int], bytes]:
+        """Resume the chain (``seq``, ``head``) from the files; the torn lines at the end and
+        the newline a torn last line lacks (reads only: raises OSError if it cannot)."""
         self.seq, self.head, torn = self._resume()
-        newline = b"" if self._ends_with_newline() else b"\n"
+        return torn, b"" if self._ends_with_newline() else b"\n"
+
+    def _mend(self, torn: list[int], newline: bytes) -> None:
+        """Terminate a torn last line and record the torn lines (writes: OSError if it cannot,
+        and the repair stays pending)."""
         if torn:
             if len(torn) > 2:
                 log.error(
@@ -299,6 +348,40 @@ class AuditLog:
         elif newline:
             self._write([], prefix=newline)
         self._needs_repair = False
+        self.repair_problem = None
+
+    def compare_head(self, seq: int, digest: str) -> str | None:
+        """Why this log does not hold the head published before it was opened (``seq``,
+        ``digest``, as retained on ``<base>/audit/head``), or None when it does — or when that
+        entry is older than the oldest one kept, and cannot be compared. An entry is published
+        only once it is durably written, so a log found behind its published head lost
+        entries."""
+        if seq > self.opened[0]:
+            return (
+                f"the published head is entry {seq} but the log ended at entry "
+                f"{self.opened[0]} when the daemon started: entries were removed from its end "
+                "(or the whole log)"
+            )
+        kept = self.hash_at(seq)
+        if kept is None:
+            log.info("audit: the published head, entry %d, is no longer kept: not compared", seq)
+            return None
+        if kept != digest.lower():
+            return f"entry {seq} differs from the published head: the log was rewritten"
+        return None
+
+    def hash_at(self, seq: int) -> str | None:
+        """The hash of entry ``seq`` in the files (None when it is not there)."""
+        for file in reversed(log_files(self.path)):
+            for raw in reversed(_lines(file)):
+                entry = _parse(raw)
+                if entry is None or _malformed(entry) is not None:
+                    continue
+                if entry["seq"] == seq:
+                    return str(entry["hash"])
+                if entry["seq"] < seq:
+                    return None  # gone past it
+        return None
 
     def _resume(self) -> tuple[int, str, list[int]]:
         """(seq, hash) of the last valid entry, and the line numbers of the unreadable lines
@@ -359,21 +442,39 @@ class AuditLog:
                     log.exception("audit: entry %d recorded but not handed on", entry["seq"])
 
     def _rotate(self) -> None:
-        """audit.log → .1 → .2 …, dropping the oldest. Renames only, each atomic: a crash part
-        way leaves a gap in the numbering, never a file out of order (``log_files`` sorts)."""
-        for number, old in _rotated(self.path):
-            if number >= self.keep - 1:  # beyond what is kept (also after keep was lowered)
-                old.unlink(missing_ok=True)
-        if self.keep == 1:
+        """audit.log → .1, the rotated files renumbered .2, .3 … in order, and only then the
+        oldest beyond ``keep`` deleted.
+
+        Renames only, each atomic, none over another file, in an order that keeps the numbers in
+        the chain's order at every step; deleting last means that a power cut part way leaves
+        at worst a file more than ``keep`` (deleted at the next rotation), never one less — so
+        ``verify`` can count them — and a gap in the numbering (a rotation cut short, by an
+        older version too) costs nothing: the survivors are renumbered, not deleted for
+        their number."""
+        rotated = _rotated(self.path)
+        if self.keep > 1:
+            self._renumber(rotated)
+            os.replace(self.path, self._numbered(1))
+        else:
             self.path.unlink()
-            _fsync_dir(self.path.parent)
-            return
-        for number in range(self.keep - 2, 0, -1):
-            older = self.path.with_name(f"{self.path.name}.{number}")
-            if older.exists():
-                os.replace(older, self.path.with_name(f"{self.path.name}.{number + 1}"))
-        os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
+        for _, old in reversed(_rotated(self.path)[self.keep - 1 :]):  # the oldest first
+            old.unlink(missing_ok=True)
         _fsync_dir(self.path.parent)
+
+    def _numbered(self, number: int) -> Path:
+        return self.path.with_name(f"{self.path.name}.{number}")
+
+    def _renumber(self, rotated: list[tuple[int, Path]]) -> None:
+        """Rename the rotated files (newest first) to .2, .3 … so that .1 is free.
+
+        The files whose number must rise are the newest ones numbered 1, 2 … without a gap:
+        each moves into the place of the next, which has moved on already (oldest first). Those
+        after a gap move down, into places left free (newest first)."""
+        moves = [(n, i + 2, old) for i, (n, old) in enumerate(rotated) if n != i + 2]
+        up = [m for m in moves if m[0] < m[1]]
+        down = [m for m in moves if m[0] > m[1]]
+        for _, target, old in [*reversed(up), *down]:
+            os.replace(old, self._numbered(target))
 
 
 @dataclass
@@ -406,21 +507,29 @@ class VerifyReport:
         return {**self.__dict__, "ok": self.ok}
 
 
-def verify(path: Path, expected_head: tuple[int, str] | None = None) -> VerifyReport:
+def verify(
+    path: Path, expected_head: tuple[int, str] | None = None, keep: int | None = None
+) -> VerifyReport:
     """Walk every file oldest to newest and report the first break (file:line: what).
 
     ``expected_head`` is ``(seq, hash)`` from an outside copy (the retained
-    ``<base>/audit/head``): the log must reach that entry, with that hash. Whatever the files
-    hold, the answer is a report, never an exception (OSError only if they cannot be read)."""
+    ``<base>/audit/head``): the log must reach that entry, with that hash. ``keep`` is
+    ``audit.keep`` when known: a log that has rotated away its first entries must hold that
+    many files. Whatever the files hold, the answer is a report, never an exception (OSError
+    only if they cannot be read). The files may be read while the daemon writes and rotates
+    them (:func:`_snapshot`)."""
     report = VerifyReport()
     previous: dict[str, Any] | None = None
     previous_file: Path | None = None
     unreadable: list[tuple[Path, int]] = []  # a run of unreadable lines not yet explained
     head_seen: tuple[str, str] | None = None  # (hash, file:line) of the expected head's seq
-    for file in log_files(path):
+    rollback: tuple[dict[str, Any], str] | None = None  # the first audit_rollback, and where
+    rotated_away = False  # the oldest entry kept is not the first entry ever
+    snapshot = _snapshot(path)
+    for file, file_lines in snapshot:
         report.files.append(str(file))
         started = False  # whether this file's first valid entry has been seen
-        for number, raw in enumerate(_lines(file), start=1):
+        for number, raw in enumerate(file_lines, start=1):
             where = f"{file}:{number}"
             entry = _parse(raw)
             if entry is None:
@@ -456,6 +565,7 @@ def verify(path: Path, expected_head: tuple[int, str] | None = None) -> VerifyRe
                 started = True
             if previous is None:
                 if entry["prev"] != GENESIS:
+                    rotated_away = True
                     report.warnings.append(
                         f"starts at entry {seq}: older entries were rotated away"
                     )
@@ -476,6 +586,8 @@ def verify(path: Path, expected_head: tuple[int, str] | None = None) -> VerifyRe
                 return report.fail(reason, where)
             if expected_head is not None and seq == expected_head[0]:
                 head_seen = (entry["hash"], where)
+            if entry["event"] == ROLLBACK and rollback is None:
+                rollback = (entry, where)
             previous, previous_file = entry, file
             report.entries += 1
     if unreadable:
@@ -497,9 +609,136 @@ def verify(path: Path, expected_head: tuple[int, str] | None = None) -> VerifyRe
         )
     if previous is not None:
         report.last_seq, report.head = int(previous["seq"]), str(previous["hash"])
+    if keep is not None and rotated_away:
+        _check_file_count(report, path, [file for file, _ in snapshot], keep)
+    if rollback is not None:
+        _check_rollback(report, *rollback)
     if expected_head is not None:
         _check_head(report, expected_head, head_seen)
     return report
+
+
+#: How often :func:`_snapshot` lists and opens the files again when they moved meanwhile.
+SNAPSHOT_TRIES = 20
+#: How long it waits, at most, for the current file's last line to be written in full.
+TAIL_WAIT_SECONDS = 0.2
+
+
+def _snapshot(path: Path) -> list[tuple[Path, list[bytes]]]:
+    """Every file's lines, oldest file first, read as one consistent set.
+
+    ``verify`` may run while the daemon writes (a cron job, ``doctor`` on a live door): a
+    rotation between listing the files and reading them made it read a file's new content in
+    its old place — a false "entries … are missing" or "does not follow" — or a file that no
+    longer existed. So the files are all opened first and held, then listed again: the same
+    names, each still the file opened, means the set held is one the daemon left at one
+    moment (rotated files never change; the current one only grows). Otherwise (bounded) it
+    starts again."""
+    for attempt in range(SNAPSHOT_TRIES):
+        files = log_files(path)
+        handles = _open_all(files)
+        if handles is None:
+            continue  # one was renamed away between listing and opening
+        try:
+            if _still_there(files, handles, path):
+                return [
+                    (file, _read_lines(handle, current=file == path))
+                    for file, handle in zip(files, handles, strict=True)
+                ]
+        finally:
+            for handle in handles:
+                handle.close()
+        time.sleep(0.002 * (attempt + 1))
+    raise AuditFileError(
+        f"audit log {path}: its files kept changing while they were read ({SNAPSHOT_TRIES} "
+        "tries); run the check again"
+    )
+
+
+def _open_all(files: list[Path]) -> list[BinaryIO] | None:
+    """The files opened for reading (None if one has gone meanwhile: list them again).
+    Anything but a regular file is refused, in one line (a FIFO would block for ever)."""
+    handles: list[BinaryIO] = []
+    try:
+        for file in files:
+            handles.append(open_regular_file(file, "audit log"))
+    except FileReadError as exc:
+        for handle in handles:
+            handle.close()
+        if exc.problem == "missing":
+            return None
+        raise AuditFileError(str(exc)) from None
+    except BaseException:
+        for handle in handles:
+            handle.close()
+        raise
+    return handles
+
+
+def _still_there(files: list[Path], handles: list[BinaryIO], path: Path) -> bool:
+    """Whether the files are listed as before, each name still the file opened under it."""
+    if log_files(path) != files:
+        return False
+    for file, handle in zip(files, handles, strict=True):
+        try:
+            named = os.stat(file)
+        except OSError:
+            return False
+        held = os.fstat(handle.fileno())
+        if (named.st_dev, named.st_ino) != (held.st_dev, held.st_ino):
+            return False
+    return True
+
+
+def _read_lines(handle: BinaryIO, current: bool) -> list[bytes]:
+    """A held file's lines. The current file's last line may be half written right now: it is
+    given a moment (``TAIL_WAIT_SECONDS``) to end, before it counts as torn."""
+    data = handle.read()
+    waited = 0.0
+    while current and data and not data.endswith(b"\n") and waited < TAIL_WAIT_SECONDS:
+        time.sleep(0.01)
+        waited += 0.01
+        data += handle.read()
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    return lines
+
+
+def _check_file_count(report: VerifyReport, path: Path, files: list[Path], keep: int) -> None:
+    """A log that has rotated its first entries away holds ``keep - 1`` rotated files: the
+    daemon deletes the oldest only once it has made a new one (and a power cut part way leaves
+    one more, never one less). Fewer means the oldest were deleted — which the chain alone
+    cannot tell from rotation."""
+    if report.problem is not None:
+        return
+    rotated = [file for file in files if file != path]
+    if len(rotated) >= keep - 1:
+        return
+    present = {file.name for file in rotated}
+    expected = [f"{path.name}.{n}" for n in range(1, keep)]
+    missing = [name for name in expected if name not in present]
+    report.fail(
+        f"audit.keep is {keep} and the log has rotated (it begins at entry {report.first_seq}, "
+        f"not 1), so {keep - 1} rotated files must be there, but {len(rotated)} are: "
+        f"{', '.join(missing)} missing in {path.parent} "
+        "(deleted? — or audit.keep was raised since the log last rotated)"
+    )
+
+
+def _check_rollback(report: VerifyReport, entry: dict[str, Any], where: str) -> None:
+    """An ``audit_rollback`` entry is the daemon's record that the log had lost or changed
+    entries before it started: a valid chain from there on, but not a complete record."""
+    if report.problem is not None:
+        return
+    published = f"{entry.get('published_seq')}:{entry.get('published_hash')}"
+    found = f"{entry.get('log_seq')}:{entry.get('log_hash')}"
+    report.fail(
+        f"entry {entry['seq']} records that the log had lost or changed entries since the head "
+        f"the daemon last published ({clip_text(published, 80)}; the log then ended at "
+        f"{clip_text(found, 80)}): {clip_text(str(entry.get('problem', '')), 200)}",
+        where,
+    )
 
 
 UNREADABLE = "unreadable entry (damaged or tampered; not a recorded power cut)"
@@ -552,7 +791,10 @@ def parse_head(text: str) -> tuple[int, str]:
     ``--head "$(mosquitto_sub -C 1 -t …/audit/head)"`` works). Raises ValueError."""
     text = text.strip()
     if text.startswith("{"):
-        data = json.loads(text)
+        try:
+            data = json.loads(text)
+        except RecursionError:  # "{"seq":[[[[…": whatever is retained there is passed in
+            raise ValueError("not a head: JSON nested too deeply") from None
         seq, digest = data.get("seq"), data.get("hash")
     else:
         seq_text, _, digest = text.partition(":")

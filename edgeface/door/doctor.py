@@ -22,7 +22,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edgeface.config import Config, MqttConfig, load_config, password_without_username
+from edgeface.config import (
+    Config,
+    MqttConfig,
+    NotInEnvironment,
+    UnsetVariable,
+    config_warnings,
+    load_config,
+    password_without_username,
+)
+from edgeface.door.service_unit import ServiceSandbox, read_service_sandbox, remedy
 from edgeface.errors import EdgefaceError, clip_text, shown_value
 from edgeface.files import PATH_CHARS, open_regular_file
 
@@ -45,12 +54,34 @@ def warned(name: str, detail: str) -> Check:
     return Check(name, True, f"warning: {detail}", warning=True)
 
 
-def check_config(path: Path) -> tuple[Check, Config | None]:
+def check_config(path: Path, unset: list[UnsetVariable]) -> tuple[Check, Config | None]:
+    """The file, read as ``run`` reads it, but for ``env:`` settings whose variable this shell
+    does not have: added to ``unset`` (see :func:`unset_variable_checks`), not a failure."""
     try:
-        config = load_config(path)
+        config = load_config(path, unset_env=unset)
     except EdgefaceError as exc:
         return Check("config", False, str(exc)), None
     return Check("config", True, f"{path} is valid"), config
+
+
+def unset_variable_checks(
+    unset: list[UnsetVariable], sandbox: ServiceSandbox | None
+) -> list[Check]:
+    """One warning per ``env:`` setting whose variable is not set here. The service reads its
+    secrets from the unit's EnvironmentFile (``/etc/edgeface/secrets.env``), which the shell
+    doctor runs in (``sudo -u edgeface edgeface doctor``) does not have: that made the whole
+    file "invalid" and skipped every other check. Now each is said, and everything else is
+    checked; what depends on the value is said to be unchecked."""
+    files = ", ".join(sandbox.environment_files) if sandbox else ""
+    where = f"its EnvironmentFile ({files})" if files else "its environment"
+    return [
+        warned(
+            "env",
+            f"{u.key}: environment variable {clip_text(u.variable)} is not set in this shell; "
+            f"the service reads it from {where}; what needs its value is not checked here",
+        )
+        for u in unset
+    ]
 
 
 def check_runtime() -> Check:
@@ -183,23 +214,104 @@ def check_camera(config: Config) -> Check:
 
 
 def check_gpio(config: Config) -> Check:
+    """The relay pin, driven locked and released, and the door contact and exit button pins
+    claimed as the daemon claims them (pulled up) and released: a pin another program holds,
+    or one the board lacks, stopped ``run`` at start after doctor had passed the relay alone."""
+    from gpiozero import Button
+
     from edgeface.door.relay import DoorRelay
     from edgeface.door.service import make_pin_factory
 
     r = config.relay
     try:
-        relay = DoorRelay(
-            r.pin, active_high=r.active_high, pin_factory=make_pin_factory(r.pin_factory)
-        )
+        factory = make_pin_factory(r.pin_factory)
+        relay = DoorRelay(r.pin, active_high=r.active_high, pin_factory=factory)
     except Exception as exc:  # gpiozero raises many kinds (BadPinFactory, PinInvalidPin, ...)
         return Check("gpio", False, f"relay pin {r.pin}: {exc.__class__.__name__}: {exc}")
-    relay.close()
+    try:
+        inputs = {"door contact": r.door_contact_pin, "exit button": r.exit_button_pin}
+        for name, pin in inputs.items():
+            if pin is None:
+                continue
+            try:
+                Button(pin, pull_up=True, pin_factory=factory).close()
+            except Exception as exc:  # as above
+                return Check("gpio", False, f"{name} pin {pin}: {exc.__class__.__name__}: {exc}")
+    finally:
+        relay.close()
     wiring = (
         ""
         if r.active_high and r.pin >= 9
         else (" (fail-secure wiring wants an active-high relay on GPIO 9-27, pulled down at boot)")
     )
-    return Check("gpio", True, f"relay on GPIO {r.pin} driven locked{wiring}")
+    claimed = "".join(f", {name} on GPIO {pin}" for name, pin in inputs.items() if pin is not None)
+    return Check("gpio", True, f"relay on GPIO {r.pin} driven locked{wiring}{claimed}")
+
+
+#: The false-accept rates README ("Choosing a threshold") measured for the thresholds the
+#: project ships: the LFW threshold at 1e-3 per comparison (matcher.DEFAULT_THRESHOLD, the
+#: command line's default) let 12.8 % of never-enrolled visitors through on the open-set test
+#: (60 people, 41 enrolled, grey low-resolution faces); the door's 0.34 held it near 0.5 %.
+STRANGERS_PASSING_AT_DEFAULT = "12.8 %"
+#: README: with recognition.fusion_frames 3 at 0.34, false accepts rose from 0.5 % to 3.3 %.
+FUSED_STRANGERS_AT_SHIPPED = "3.3 %"
+
+
+def check_recognition(config: Config) -> Check:
+    """Matching settings weaker than those the project ships and measured (README, "Choosing
+    a threshold"): any threshold below 2.0 is valid, and 0.9 lets nearly every stranger in
+    without a word from doctor. Warned, not refused: measured on the installer's own camera
+    (``edgeface eval identify``) a looser threshold may be right, and a door that ran must not
+    stay shut after an upgrade. Only what is really weaker than the shipped settings:
+    a threshold above the per-comparison calibrated one, a single vote deciding, and fusing
+    frames without lowering the threshold."""
+    from edgeface.config import RecognitionConfig
+    from edgeface.recognition.matcher import DEFAULT_THRESHOLD
+
+    r, shipped = config.recognition, RecognitionConfig()
+    problems = []
+    if r.threshold > DEFAULT_THRESHOLD:
+        problems.append(
+            f"recognition.threshold {r.threshold:g} is above {DEFAULT_THRESHOLD:g}, the LFW "
+            "threshold at 1 false accept in 1,000 comparisons; a door compares each visitor "
+            f"with everyone enrolled, and at {DEFAULT_THRESHOLD:g} already "
+            f"{STRANGERS_PASSING_AT_DEFAULT} of never-enrolled visitors were let in on the "
+            f"open-set test (the door ships {shipped.threshold:g}: about 0.5 %); higher lets "
+            "in more"
+        )
+    if r.confirm_votes == 1:
+        problems.append(
+            "recognition.confirm_votes is 1: a single frame's match opens the door (shipped: "
+            f"{shipped.confirm_votes} of {shipped.confirm_window}), so one false accept is "
+            "enough"
+        )
+    if r.fusion_frames > 1 and r.threshold >= shipped.threshold:
+        problems.append(
+            f"recognition.fusion_frames {r.fusion_frames} at threshold {r.threshold:g}: fused "
+            "frames bring strangers closer too (at 3 frames and 0.34, false accepts rose "
+            f"from 0.5 % to {FUSED_STRANGERS_AT_SHIPPED}); lower the threshold with it"
+        )
+    if problems:
+        return warned(
+            "matching",
+            "; ".join(problems)
+            + " — README, Choosing a threshold; measure with edgeface eval identify",
+        )
+    return Check(
+        "matching",
+        True,
+        f"threshold {r.threshold:g}, margin {r.margin:g}, "
+        f"{r.confirm_votes} of {r.confirm_window} votes",
+    )
+
+
+def check_settings(config: Config) -> Check:
+    """What ``run`` logs as a warning at start (and a reload again): settings that work but
+    should be changed (:func:`edgeface.config.config_warnings`)."""
+    warnings = config_warnings(config)
+    if warnings:
+        return warned("settings", "; ".join(warnings))
+    return Check("settings", True, "nothing to warn about")
 
 
 def check_broker(config: Config) -> Check:
@@ -546,25 +658,108 @@ def check_clock(config: Config) -> Check:
     return Check("clock", True, "synchronised: schedules apply")
 
 
-def run_checks(path: Path) -> list[Check]:
-    config_check, config = check_config(path)
-    checks = [config_check, check_runtime()]
+def daemon_paths(config: Config) -> list[tuple[str, str, bool]]:
+    """(what the setting is called, the path, whether the daemon writes there) of every file
+    and folder the daemon uses. It writes in state_dir, the audit log's folder (rotation
+    renames there), the snapshots folder, and the gallery's folder when it takes pushes
+    (a new gallery is written beside the old one and renamed); it only reads the gallery
+    otherwise, the push folder (its record is in state_dir) and the CA file."""
+    rec, p, m = config.recognition, config.push, config.mqtt
+    paths = [("state_dir", config.state_dir, True)]
+    if p.enabled:  # a push replaces what a link points to
+        gallery = Path(os.path.realpath(rec.gallery))
+        paths.append(("recognition.gallery's folder", str(gallery.parent), True))
+    else:
+        paths.append(("recognition.gallery", rec.gallery, False))
+    if config.audit.enabled:
+        named = "audit.path's folder" if config.audit.path else "the audit log's folder"
+        paths.append((named, str(config.audit_path.parent), True))
+    if config.snapshots.enabled:
+        named = "snapshots.folder" if config.snapshots.folder else "the snapshots folder"
+        paths.append((named, str(config.snapshot_folder), True))
+    if p.enabled and p.folder:
+        paths.append(("push.folder", p.folder, False))
+    if m.enabled and m.tls and m.ca_file:
+        paths.append(("mqtt.ca_file", m.ca_file, False))
+    # A path made of a setting this shell lacks (env:) is not known here (said on its own line).
+    return [entry for entry in paths if "env:" not in entry[1] or not _unknown(config)]
+
+
+def _unknown(config: Config) -> bool:
+    """Whether any path setting comes from an ``env:`` variable this shell does not have."""
+    settings = (
+        config.state_dir,
+        config.recognition.gallery,
+        config.audit.path,
+        config.snapshots.folder,
+        config.push.folder,
+        config.mqtt.ca_file,
+    )
+    return any(isinstance(value, NotInEnvironment) for value in settings)
+
+
+def check_sandbox(config: Config, sandbox: ServiceSandbox | None) -> Check:
+    """Each path the daemon uses against the systemd unit's sandbox (see
+    :mod:`edgeface.door.service_unit`): doctor, run as the installer, sees the file system
+    without it, so ``audit.path: /var/log/edgeface/audit.log`` passed here and the daemon then
+    ran without its audit trail. A warning: the unit may not be what starts the daemon."""
+    if sandbox is None:
+        return Check("sandbox", True, "no edgeface.service unit found: not checked")
+    problems = []
+    for named, path, writes in daemon_paths(config):
+        problem = sandbox.problem(path, writes=writes)
+        if problem:
+            problems.append(
+                f"{named} {clip_text(str(path), PATH_CHARS)}: {problem.reason}; "
+                + remedy(problem, Path(path), sandbox)
+            )
+    if problems:
+        return warned("sandbox", "; ".join(problems) + f" (the systemd unit: {sandbox.source})")
+    return Check("sandbox", True, f"the service may use every path ({sandbox.source})")
+
+
+def not_checked(name: str, needs: tuple[str, ...], unset: list[UnsetVariable]) -> Check | None:
+    """A warning in place of check ``name`` where it needs a setting whose ``env:`` variable
+    is not set here (the check would test the text ``env:NAME`` instead of the value)."""
+    missing = [u for u in unset if u.key in needs]
+    if not missing:
+        return None
+    said = ", ".join(f"{u.key} (environment variable {clip_text(u.variable)})" for u in missing)
+    return warned(name, f"not checked: {said} is not set in this shell")
+
+
+#: Each check after the configuration's: its name, what it does, the settings it needs.
+STEPS: list[tuple[str, Callable[[Config], Check], tuple[str, ...]]] = [
+    ("models", check_models, ()),
+    ("gallery", check_gallery, ("recognition.gallery",)),
+    ("clock", check_clock, ()),
+    ("camera", check_camera, ("camera.source",)),
+    ("gpio", check_gpio, ()),
+    ("mqtt", check_broker, ("mqtt.host", "mqtt.ca_file")),
+    ("discovery", check_discovery, ("device_id",)),
+    ("topics", check_topics, ("device_id", "mqtt.base_topic")),
+    ("state", check_state, ("state_dir",)),
+    ("storage", check_storage, ("state_dir", "snapshots.folder", "audit.path")),
+    ("snapshot", check_snapshots, ("state_dir", "snapshots.folder")),
+    ("push", check_push_folder, ("push.folder",)),
+    ("audit", check_audit, ("state_dir", "audit.path")),
+    ("matching", check_recognition, ()),
+    ("settings", check_settings, ()),
+]
+
+
+def run_checks(
+    path: Path, read_sandbox: Callable[[], ServiceSandbox | None] = read_service_sandbox
+) -> list[Check]:
+    """Every check, in the order printed. ``read_sandbox``: the systemd unit's sandbox (the
+    installed unit and its drop-ins, else the one shipped)."""
+    unset: list[UnsetVariable] = []
+    config_check, config = check_config(path, unset)
+    sandbox = read_sandbox()
+    checks = [config_check, *unset_variable_checks(unset, sandbox), check_runtime()]
     if config is None:
         return checks
-    steps: list[Callable[[Config], Check]] = [
-        check_models,
-        check_gallery,
-        check_clock,
-        check_camera,
-        check_gpio,
-        check_broker,
-        check_discovery,
-        check_topics,
-        check_state,
-        check_storage,
-        check_snapshots,
-        check_push_folder,
-        check_audit,
-    ]
-    checks += [step(config) for step in steps]
+    for name, step, needs in STEPS:
+        checks.append(not_checked(name, needs, unset) or step(config))
+    checks.append(check_sandbox(config, sandbox))
     return checks

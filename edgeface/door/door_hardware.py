@@ -3,11 +3,13 @@
 Claiming a pin can fail (a wrong number, a pin another process holds), and a reload can move any
 of them while the door runs. What must hold whatever happens lives here, apart from the daemon's
 life cycle: the relay is claimed before anything else and, when a reload moves it, the old
-output is driven locked and released before the new one is claimed (a released output on a
-fail-secure strike is locked), so the door is never left unlocked; an input that cannot be
-claimed is reported and left off, and the door runs on without it. A reload tells the door
-which settings the pins really run with, so that its configuration never names a pin nobody
-watches or drives.
+output is driven locked and released before the new one is claimed (gpiozero releases it as an
+input, pull off: the relay input's pull-down resistor keeps the relay off, README "Wiring"), so
+the door is never left unlocked; an input that cannot be claimed is reported and left off, and
+the door runs on without it. A reload tells the door which settings the pins really run with,
+so that its configuration never names a pin nobody watches or drives. Each relay pin claimed is
+recorded in the state directory (:mod:`edgeface.door.relay_lock`), for ``edgeface relay lock``
+to drive locked after a daemon that died mid-pulse.
 
 gpiozero calls the inputs' callbacks on its own thread. They are only handed over to the event
 loop (``call_soon_threadsafe``) and what a press or a door opening *means* — a pulse, an event,
@@ -18,6 +20,7 @@ its ``emit`` (:class:`edgeface.door.events.Emit`).
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -26,7 +29,10 @@ from typing import Any
 from edgeface.config import ConfigError, RelayConfig
 from edgeface.door.events import Emit
 from edgeface.door.relay import DoorRelay
+from edgeface.door.relay_lock import RECORD_NAME, RelayPin, factory_name, record_relay
 from edgeface.door.reload import ReloadPlan
+
+log = logging.getLogger(__name__)
 
 
 def make_pin_factory(name: str | None) -> Any:
@@ -75,7 +81,7 @@ class DoorHardware:
         self.exit_button = self._make_input(settings.exit_button_pin)
 
     def _make_relay(self, r: RelayConfig, cooldown_until: float = 0.0) -> DoorRelay:
-        return DoorRelay(
+        relay = DoorRelay(
             r.pin,
             active_high=r.active_high,
             unlock_seconds=r.unlock_seconds,
@@ -85,6 +91,27 @@ class DoorHardware:
             pin_factory=self.pin_factory,
             cooldown_until=cooldown_until,
         )
+        self._record(r, relay)
+        return relay
+
+    def _record(self, r: RelayConfig, relay: DoorRelay) -> None:
+        """Record the pin now claimed for ``edgeface relay lock`` (the unit's ExecStopPost),
+        which drives it locked after the daemon dies mid-pulse, when the configuration may
+        name another pin or be broken. A record that cannot be written never stops the relay;
+        ``relay lock`` then reads the configuration."""
+        factory = relay.device.pin_factory
+        try:
+            record_relay(
+                self.state_dir,
+                RelayPin(r.pin, r.active_high, factory_name(factory) or r.pin_factory),
+            )
+        except OSError as exc:
+            log.error(
+                "relay: cannot record the relay pin in %s (%s): after a crash, `edgeface relay "
+                "lock` will use the pin in the configuration file",
+                self.state_dir / RECORD_NAME,
+                exc.strerror or exc,
+            )
 
     def _make_input(self, pin: int | None) -> Any:
         """An optional switch to ground (pin low while closed): the door contact (a reed switch,
@@ -106,8 +133,8 @@ class DoorHardware:
         that swaps the relay's and the contact's pins is valid). The old output is then driven
         locked and released before the new pin is claimed; if the new pin cannot be claimed,
         only the relay's pin and polarity keep their running values (timings still change) and
-        the old pin is claimed again; if even that fails the door stays locked (a released
-        output on a fail-secure strike is locked) and it is reported. A new relay goes on with
+        the old pin is claimed again; if even that fails the door stays locked (the old
+        output was driven locked before its release) and it is reported. A new relay goes on with
         the old one's cooldown. The moved inputs are claimed last; one that cannot be claimed
         is off (None in the settings returned, so the next reload tries again). A new door
         contact is read at once and watched, like the one claimed at start.

@@ -20,7 +20,10 @@ AUDITED = frozenset(
         "denied",
         "unknown",
         "remote_unlock_refused",
+        "remote_lock",
         "code_lockout",
+        "camera_lost",  # a door that cannot see lets nobody in: when and how long, afterwards
+        "camera_restored",
         "camera_blind",
         "camera_view_restored",
         "clock_unsynchronised",

@@ -235,6 +235,11 @@ class GalleryPushes:
         """The verified push document (raises PushRejected), checked against this door."""
         door = self.door
         p = door.config.push
+        if not p.keys and not p.public_keys:  # revoked by a reload (edgeface.door.reload)
+            raise PushRejected(
+                "no push key is accepted: the configuration has push.enabled: false or no "
+                "push.keys / push.public_keys (the push topics stay subscribed until a restart)"
+            )
         floor = max(door.gallery.version, self.accepted.floor_for(digest))
         max_age = p.max_age_days * 86400.0
         if max_age and not door.schedule_clock.trusted():
@@ -385,7 +390,9 @@ class GalleryPushes:
             return True
 
     def _enroller(self, origin: str) -> ImageEnroller:
-        """The enroller of a push's photos, with the door's detector settings."""
+        """The enroller of a push's photos, with the door's detector settings; it compares
+        each photo with the door's gallery and threshold, and reports a photo that looks like
+        the wrong person as a warning of its result (the push is signed: not refused)."""
         config = self.door.config
         d = config.detector
         return ImageEnroller(
@@ -399,6 +406,9 @@ class GalleryPushes:
             ),
             origin,
             config.recognition.enrolment_augmentation,
+            gallery=self.door.gallery,
+            threshold=config.recognition.threshold,
+            margin=config.recognition.margin,
         )
 
     def _report_failure(
@@ -412,9 +422,9 @@ class GalleryPushes:
         if isinstance(exc, PushRejected):
             reason = exc.reason
         elif isinstance(exc, (OSError, EdgefaceError)):
+            # An error to be seen (a full disk), and a signed push turned away: audited below.
             door.emit("error", detail=f"gallery push could not be stored: {exc}")
-            self.report_state("rejected", f"could not be stored: {exc}", None, answer)
-            return
+            reason = f"could not be stored: {exc}"
         else:  # a defect must not end push handling for good
             log.error("gallery push from %s failed unexpectedly", origin, exc_info=exc)
             reason = f"internal error ({exc.__class__.__name__}); the gallery is unchanged"

@@ -12,7 +12,9 @@ Topics, with ``<base> = <base_topic>/<device_id>``:
   :mod:`edgeface.door.audit`), through the same outbox: in order, kept across outages and
   restarts (within the outbox's bound);
   ``<base>/audit/head`` — the newest entry's ``{"seq", "hash"}``, retained, for
-  ``edgeface audit verify --head``;
+  ``edgeface audit verify --head``. The daemon reads the head retained there when it first
+  reaches the broker and has the log compared with it before it publishes one of its own
+  (``on_audit_head``): a log cut short while the door was off must not overwrite the evidence;
 * ``<base>/state/<name>`` — retained current state (``lock`` LOCKED/UNLOCKED, ``last_person``,
   ``fps``, ``gallery_version`` …), republished on every reconnect (before ``online``) and
   again whenever the broker acknowledges a value that is no longer current;
@@ -53,6 +55,10 @@ OUTBOX_RETRY_SECONDS = (1.0, 10.0)
 OUTBOX_REMINDER_SECONDS = 600.0
 #: While the broker stays out of reach for the same reason, that is logged again this often.
 CONNECT_REMINDER_SECONDS = 600.0
+#: How long after connecting the retained audit head is waited for, at most (seconds) ...
+HEAD_WAIT_SECONDS = 2.0
+#: ... and after the broker acknowledged the subscription (it sends what it retains at once).
+HEAD_AFTER_SUBACK_SECONDS = 0.5
 
 EVENT_TYPES = (
     "recognised",
@@ -73,6 +79,7 @@ EVENT_TYPES = (
     "gallery_updated",
     "config_reloaded",
     "remote_unlock_refused",
+    "remote_lock",
     "code_lockout",
     "second_factor_required",
     "second_factor_accepted",
@@ -191,6 +198,7 @@ class DoorMqtt:
         door_contact: bool = False,
         gallery_groups: list[str] | None = None,
         on_gallery: Callable[[bytes], None] | None = None,
+        on_audit_head: Callable[[bytes | None], None] | None = None,
     ) -> None:
         self.config = config
         self.device_id = device_id
@@ -226,6 +234,15 @@ class DoorMqtt:
         #: An event the broker has acknowledged whose deletion from the outbox failed.
         self._delivered: int | None = None
         self._trouble = ConnectTrouble(f"{config.host}:{config.port}")
+        #: Called once (paho's or a timer's thread) with the audit head the broker retained
+        #: (None: none came in time); until release_audit_head(), no head is published.
+        self.on_audit_head = on_audit_head
+        self._head_guard = threading.Lock()
+        self._head_asked = False  # the retained head was handed to on_audit_head (or None)
+        self._head_released = on_audit_head is None
+        self._head_pending: dict[str, Any] | None = None  # the newest head, held until released
+        self._head_round = 0  # connections that asked: a timer of an older one is ignored
+        self._head_subscription: int | None = None  # mid of the SUBSCRIBE to the head
         self.client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
             client_id=f"edgeface-{device_id}",
@@ -245,6 +262,7 @@ class DoorMqtt:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_publish = self._on_publish
         self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
         self._drainer = threading.Thread(target=self._drain, name="mqtt-outbox", daemon=True)
 
     def topic(self, *parts: str) -> str:
@@ -258,7 +276,10 @@ class DoorMqtt:
         self._drainer.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Flush what can be flushed, say ``offline``, disconnect."""
+        """Flush what can be flushed, say ``offline``, disconnect. Also after a :meth:`start`
+        that never ran or failed half-way (the daemon stops on whatever failed before it):
+        joining the sender thread that was never started raised RuntimeError, a second
+        traceback on top of the one that said why."""
         deadline = time.monotonic() + timeout
         while self.connected.is_set() and self._backlog() and time.monotonic() < deadline:
             self._wake.set()
@@ -270,7 +291,8 @@ class DoorMqtt:
             info.wait_for_publish(timeout=2)
         self.client.disconnect()
         self.client.loop_stop()
-        self._drainer.join(timeout=2)
+        if self._drainer.ident is not None:  # started
+            self._drainer.join(timeout=2)
 
     def _backlog(self) -> int:
         """Events still to publish; 0 where the outbox cannot be read (nothing to wait for:
@@ -299,7 +321,56 @@ class DoorMqtt:
         ``<base>/audit/head``."""
         self.outbox.add(self.topic("audit"), entry, stamp=False)
         self._wake.set()
-        self.retained(self.topic("audit", "head"), {"seq": entry["seq"], "hash": entry["hash"]})
+        head = {"seq": entry["seq"], "hash": entry["hash"]}
+        with self._head_guard:
+            if not self._head_released:  # the broker's head is not compared yet: hold it
+                self._head_pending = head
+                return
+        self.retained(self.topic("audit", "head"), head)
+
+    def release_audit_head(self) -> None:
+        """The retained head has been compared with the log: publish ours from now on."""
+        with self._head_guard:
+            self._head_released = True
+            head, self._head_pending = self._head_pending, None
+        if head is not None:
+            self.retained(self.topic("audit", "head"), head)
+
+    def _ask_audit_head(self, client: mqtt.Client) -> None:
+        """Subscribe to our own retained head, once per connection until it is answered, and
+        bound the wait (the broker sends a retained message right after the SUBACK)."""
+        with self._head_guard:
+            if self.on_audit_head is None or self._head_asked:
+                return
+            self._head_round += 1
+            round_ = self._head_round
+        _, self._head_subscription = client.subscribe(self.topic("audit", "head"), qos=1)
+        self._head_timer(HEAD_WAIT_SECONDS, round_)
+
+    def _head_timer(self, seconds: float, round_: int) -> None:
+        timer = threading.Timer(seconds, self._head_wait_over, args=(round_,))
+        timer.daemon = True
+        timer.start()
+
+    def _head_wait_over(self, round_: int) -> None:
+        """No retained head came: nothing to compare — unless the connection dropped meanwhile
+        (then the next one asks again)."""
+        if round_ == self._head_round and self.connected.is_set():
+            self._head_answer(None)
+
+    def _head_answer(self, payload: bytes | None) -> None:
+        """Hand the broker's head (or None) on, once; stop listening to our own publishes."""
+        with self._head_guard:
+            if self._head_asked or self.on_audit_head is None:
+                return
+            self._head_asked = True
+            handler = self.on_audit_head
+        self.client.unsubscribe(self.topic("audit", "head"))
+        try:
+            handler(payload)
+        except Exception:  # never into paho's loop; the head would stay held: release it
+            log.exception("audit: the retained head could not be compared")
+            self.release_audit_head()
 
     def state(self, name: str, value: Any) -> None:
         """Set a retained state value under ``<base>/state/<name>``."""
@@ -384,6 +455,7 @@ class DoorMqtt:
         if self.on_gallery is not None:
             for topic in self.gallery_topics:
                 client.subscribe(topic, qos=1)
+        self._ask_audit_head(client)
         self._wake.set()
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
@@ -416,7 +488,17 @@ class DoorMqtt:
         if sent is not None:
             self._acknowledged(*sent)
 
+    def _on_subscribe(
+        self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any, properties: Any
+    ) -> None:
+        if mid == self._head_subscription:  # what the broker retains follows the SUBACK
+            self._head_timer(HEAD_AFTER_SUBACK_SECONDS, self._head_round)
+
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        if message.topic == self.topic("audit", "head"):
+            if message.retain:  # not our own publishes, forwarded while still subscribed
+                self._head_answer(bytes(message.payload))
+            return
         if message.topic == f"{self.config.discovery_prefix}/status":
             if message.payload == b"online":
                 self.publish_discovery()

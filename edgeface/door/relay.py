@@ -7,8 +7,9 @@ class energises the relay only for a bounded pulse and de-energises it on every 
 * an unlock pulse is timed by gpiozero's own background thread (``blink``), not by the event
   loop, so a stalled loop cannot hold the door open; its length is clamped to
   ``max_unlock_seconds`` whatever the caller asks;
-* ``lock()`` and ``close()`` drive the output inactive explicitly — a released GPIO becomes an
-  input, and on an active-low relay board a floating input may read as "energise";
+* ``lock()`` and ``close()`` drive the output inactive explicitly before the pin is released —
+  gpiozero releases a pin as an input with its pull switched off (floating), and on an
+  active-low relay board a floating input may read as "energise";
 * before energising, a marker file is written (and fsynced) in the state directory and removed
   after locking, so if the process is killed mid-pulse (SIGKILL, power cut) the next start finds
   the marker and reports the interrupted unlock. The marker only serves that report: one that
@@ -18,9 +19,16 @@ class energises the relay only for a bounded pulse and de-energises it on every 
   closed by a reload never touches the marker of the relay that replaced it, and the
   replacement is handed the cooldown still running (``cooldown_until``).
 
+What no code in the process can do is end a pulse when the process dies without closing the pin
+(SIGKILL, out of memory, a watchdog kill): a Raspberry Pi kernel keeps a released output at its
+last level (``pinctrl_bcm2835.persist_gpio_outputs``), so the strike stays energised until
+``edgeface relay lock`` (:mod:`edgeface.door.relay_lock`, the unit's ``ExecStopPost=``) drives
+the pin locked; with ``dtparam=strict_gpiod`` the kernel returns it to an input instead.
+
 Wiring that keeps the door locked while nothing drives the pin: an active-high relay on GPIO 9–27
-(pulled down at boot on a Raspberry Pi). Maglocks are fail-safe by nature (unlocked without
-power): this class cannot change that — use a fail-secure strike where that matters.
+with a pull-down resistor (10 kΩ to GND) on the relay input — the Pi's own pull-down holds it
+at boot, but gpiozero's release switches that off. Maglocks are fail-safe by nature (unlocked
+without power): this class cannot change that — use a fail-secure strike where that matters.
 
 >>> relay = DoorRelay(17, unlock_seconds=3, state_dir=Path("/var/lib/edgeface"))  # doctest: +SKIP
 >>> relay.unlock()   # True: pulse started; False while open or cooling down  # doctest: +SKIP

@@ -160,7 +160,10 @@ class RemoteCommands:
             return
         action = str(request["action"]).upper()
         if action == "LOCK":
+            # Authenticated, so audited like an unlock: who cut a visitor's pulse short, when.
+            was_open = not door.relay.locked
             door.relay.lock()
+            door.emit("remote_lock", was_unlocked=was_open)
         elif action == "UNLOCK":
             if door.pulse_relay("remote"):
                 door.emit("unlocked", identity=None, remote=True, seconds=door.relay.unlock_seconds)

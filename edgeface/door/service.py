@@ -1,7 +1,8 @@
 """The door daemon: capture → recognise → decide → act / publish, as asyncio tasks.
 
 Blocking work (OpenCV reads, TFLite invokes) runs in worker threads; the event loop only moves
-results around, so it never stalls and the systemd watchdog is fed while a frame is analysed.
+results around, so it never stalls and the systemd watchdog is fed while a frame is analysed
+(not once one has taken longer than WatchdogSec: recognition is then stuck, see ``_watchdog``).
 Only the newest frame is kept (a slow board skips frames instead of queueing them), so memory
 stays bounded and decisions are made on what the camera sees now.
 
@@ -42,21 +43,24 @@ from edgeface.config import (
     RecognitionConfig,
     SnapshotConfig,
     camera_source_problem,
+    config_warnings,
     load_config,
 )
-from edgeface.door.audit import AuditLog
+from edgeface.door.audit import ROLLBACK, AuditLog, parse_head
 from edgeface.door.capture import CameraCapture, CameraEvents, FrameSlot
 from edgeface.door.clock_sync import ScheduleClock
 from edgeface.door.code_lockout import CodeLockout
+from edgeface.door.daemon_lock import DaemonLock
 from edgeface.door.door_alarms import DoorAlarms
 from edgeface.door.door_hardware import DoorHardware, make_pin_factory
 from edgeface.door.events import AUDITED
 from edgeface.door.gallery_file import read_gallery
 from edgeface.door.gallery_pushes import GalleryPushes
+from edgeface.door.liveness import RecognitionLiveness
 from edgeface.door.mqtt import DoorMqtt
 from edgeface.door.outbox import Outbox
 from edgeface.door.relay import MARKER_NAME, DoorRelay
-from edgeface.door.reload import ReloadPlan, changed_keys, prepare_reload
+from edgeface.door.reload import CommandLineOverrides, ReloadPlan, changed_keys, prepare_reload
 from edgeface.door.remote_commands import RemoteCommands
 from edgeface.door.rule_names import rules_naming_strangers
 from edgeface.door.schedules import AccessSchedule
@@ -144,10 +148,13 @@ class DoorService:
         config_path: Path | None = None,
         pin_factory: Any = None,
         on_event: Callable[[dict[str, Any]], None] | None = None,
+        overrides: CommandLineOverrides | None = None,
     ) -> None:
         self.config = config
         self.config_path = config_path
         self.on_event = on_event
+        #: ``run --source/--pin-factory``: applied to the file at every reload as at start.
+        self.overrides = overrides or CommandLineOverrides()
         self.state_dir = Path(config.state_dir)
         try:
             self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -157,27 +164,39 @@ class DoorService:
                 "(the door keeps its relay state and unsent events there; "
                 "edgeface doctor checks it)"
             ) from None
+        # Before anything is claimed: a second daemon on this state_dir must not touch the
+        # relay, the outbox or the audit log of the one running (released at the end of _stop).
+        self.daemon_lock = DaemonLock(self.state_dir)
         self.notifier = SystemdNotifier()
-        factory = (
-            pin_factory if pin_factory is not None else make_pin_factory(config.relay.pin_factory)
-        )
-        # The relay first: whatever fails below, the door is already driven locked.
-        self.hardware = DoorHardware(
-            config.relay,
-            self.state_dir,
-            factory,
-            self.emit,
-            loop=lambda: self._loop,
-            on_exit_pressed=self._exit_pressed,
-            on_door_state=self._door_state,
-        )
+        try:
+            factory = (
+                pin_factory
+                if pin_factory is not None
+                else make_pin_factory(config.relay.pin_factory)
+            )
+            # The relay first: whatever fails below, the door is already driven locked.
+            self.hardware = DoorHardware(
+                config.relay,
+                self.state_dir,
+                factory,
+                self.emit,
+                loop=lambda: self._loop,
+                on_exit_pressed=self._exit_pressed,
+                on_door_state=self._door_state,
+            )
+        except BaseException:
+            self.daemon_lock.release()
+            raise
         try:
             self._set_up(config)
         except BaseException:
             try:
                 self.relay.close()  # whatever failed, the door is left driven locked ...
             finally:
-                self.hardware.close_inputs()  # ... and no input it claimed stays claimed
+                try:
+                    self.hardware.close_inputs()  # ... and no input it claimed stays claimed
+                finally:
+                    self.daemon_lock.release()
             raise
 
     @property
@@ -213,6 +232,7 @@ class DoorService:
                 door_contact=r.door_contact_pin is not None,
                 gallery_groups=config.push.groups,
                 on_gallery=self.pushes.from_thread if config.push.enabled else None,
+                on_audit_head=self._published_head if config.audit.enabled else None,
             )
         self.audit = self._open_audit(config)
         self._report_outbox()  # a repair at open; later news when it happens
@@ -254,6 +274,8 @@ class DoorService:
         )
         self.frames_done = 0
         self._fps = 0.0
+        #: whether recognition still finishes frames (the watchdog pings only while it does)
+        self.liveness = RecognitionLiveness()
 
     # ----- events ----------------------------------------------------------------------------
     def emit(self, event_type: str, **fields: Any) -> None:
@@ -261,9 +283,9 @@ class DoorService:
         afterwards to the audit trail, and hand to the caller (demo: print) — the caller last,
         so that one raising (a printer on a closed pipe) loses none of the stored copies."""
         record = {"event_type": event_type, "timestamp": round(time.time(), 3), **fields}
-        # An "error" event (a refused reload, a pin that cannot be claimed …) is a warning in the
-        # journal too, so `journalctl -p warning` shows it.
-        level = logging.WARNING if event_type == "error" else logging.INFO
+        # An "error" event (a refused reload, a pin that cannot be claimed …) is an error in the
+        # journal too: `journalctl -p err` shows it, and log_level: error does not hide it.
+        level = logging.ERROR if event_type == "error" else logging.INFO
         log.log(level, "event %s", json.dumps(record, default=str))
         if self.mqtt:
             try:
@@ -296,11 +318,82 @@ class DoorService:
         if not a.enabled:
             return None
         try:
-            return AuditLog(config.audit_path, a.max_bytes, a.keep, on_entry=self._copy_audit)
+            audit = AuditLog(config.audit_path, a.max_bytes, a.keep, on_entry=self._copy_audit)
         except OSError as exc:
             log.error("audit: cannot open %s, running without it: %s", config.audit_path, exc)
             self.emit("error", detail=f"audit log {config.audit_path} cannot be opened: {exc}")
             return None
+        if audit.repair_problem is not None:
+            # A full disk at start (the torn write may well be why) must not turn the trail off
+            # for the whole run: it stays open and repairs itself before the next entry.
+            self.emit(
+                "error",
+                detail=f"audit log {audit.path}: the line a power cut tore cannot be recorded "
+                f"now ({audit.repair_problem}); tried again before each entry, and each entry "
+                "that cannot be written is reported — free space where the log lives",
+            )
+        return audit
+
+    def _published_head(self, payload: bytes | None) -> None:
+        """The audit head the broker retained when the door first reached it (None: none
+        came), on paho's thread: compared with the log on the event loop."""
+        loop = self._loop
+        if loop is None:  # cannot happen (MQTT starts in run()); never hold the head for ever
+            if self.mqtt:
+                self.mqtt.release_audit_head()
+            return
+        with contextlib.suppress(RuntimeError):  # the loop has closed: the daemon stopped
+            loop.call_soon_threadsafe(self._compare_published_head, payload)
+
+    def _compare_published_head(self, payload: bytes | None) -> None:
+        """Record a log found behind the head published before, and only then publish ours:
+        restarting the door must not overwrite the evidence of a cut or rewritten log."""
+        try:
+            if payload is not None and self.audit is not None:
+                self._check_rollback(self.audit, payload)
+        finally:
+            if self.mqtt:
+                self.mqtt.release_audit_head()
+
+    def _check_rollback(self, audit: AuditLog, payload: bytes) -> None:
+        """An ``audit_rollback`` entry and an ``error`` event, both naming the published head
+        and the log's, when the log lost or changed entries since that head was published."""
+        try:
+            seq, digest = parse_head(payload.decode(errors="replace"))
+            problem = audit.compare_head(seq, digest)
+        except ValueError as exc:
+            log.warning("audit: the retained head is not one (%s): not compared", exc)
+            return
+        except OSError as exc:
+            self.emit(
+                "error",
+                detail=f"audit log {audit.path}: not compared with the "
+                f"published head, it cannot be read: {exc}",
+            )
+            return
+        if problem is None:
+            return
+        published, found = f"{seq}:{digest}", "{}:{}".format(*audit.opened)
+        try:
+            audit.append(
+                ROLLBACK,
+                published_seq=seq,
+                published_hash=digest,
+                log_seq=audit.opened[0],
+                log_hash=audit.opened[1],
+                problem=problem,
+            )
+            unrecorded = ""
+        except (OSError, ValueError) as exc:
+            unrecorded = f" (not recorded in the log: {exc})"
+        self.emit(
+            "error",
+            detail=f"audit log {audit.path} lost or changed entries since the last head "
+            f"published: {problem}{unrecorded}. Published head {published}, the log's head at "
+            f"start {found}; the entries published on the audit topic are the record",
+            published_head=published,
+            log_head=found,
+        )
 
     def _copy_audit(self, entry: dict[str, Any]) -> None:
         """The outside copy of each durably written entry (torn-line records included), which
@@ -462,7 +555,9 @@ class DoorService:
             rec = self.config.recognition  # read per frame: a reload may have changed them
             roi = self.config.camera.roi
             _, captured_at, frame = taken
-            faces = await asyncio.to_thread(self.pipeline.analyse, frame)
+            pipeline = self.pipeline  # a reload may swap in another while this frame runs
+            self.liveness.frame_started(pipeline)
+            faces = await asyncio.to_thread(pipeline.analyse, frame)
             if roi:
                 x, y, w, h = roi
                 faces = [
@@ -509,6 +604,7 @@ class DoorService:
                     )
             self.frames_done += 1
             self._fps = self.frames_done / max(now - started, 1e-6)
+            self.liveness.frame_done(pipeline)
 
     def _snapshot(self, chip: np.ndarray, event_type: str, track: int) -> None:
         if self.snapshots is not None:
@@ -664,8 +760,26 @@ class DoorService:
             await asyncio.sleep(0.05)
 
     async def _watchdog(self, interval: float) -> None:
+        """Ping systemd every ``interval`` (half of WatchdogSec) while recognition is alive: it
+        finished a frame, or is waiting for one, within WatchdogSec (:mod:`edgeface.door.
+        liveness`). A frame stuck longer (a model call that never returns) stops the pings,
+        said once in an error event, so that systemd restarts the daemon; they resume if the
+        frame ends first."""
+        timeout = 2 * interval
+        reported = False
         while not self.stop_requested.is_set():
-            self.notifier.watchdog()
+            stuck = self.liveness.stuck_for(timeout)
+            if stuck is None:
+                self.notifier.watchdog()
+                reported = False
+            elif not reported:
+                reported = True
+                self.emit(
+                    "error",
+                    detail=f"recognition has been stuck on one frame for {stuck:.0f} s "
+                    f"(WatchdogSec {timeout:g} s): no longer telling systemd the daemon is "
+                    "alive, so that it restarts it",
+                )
             await asyncio.sleep(interval)
 
     def reload(self) -> None:
@@ -692,7 +806,9 @@ class DoorService:
         a relay pin or an input that could not be claimed is reported apart and is not in it."""
         async with self._change_lock:
             try:
-                plan = await prepare_reload(self.config, self.config_path)  # parsed off the loop
+                plan = await prepare_reload(  # parsed off the loop
+                    self.config, self.config_path, self.overrides
+                )
                 gallery = read_gallery(plan.config, strict=True)
                 pipeline = None
                 if plan.touches("detector.") or plan.touches("recognition.embedder_precision"):
@@ -751,6 +867,7 @@ class DoorService:
                 self.camera_changed.set()
             if plan.touches("push.folder"):
                 self.pushes.use_folder_settings(plan.config)
+            self._use_remote_unlock(plan)
             self.emit(
                 "config_reloaded",
                 gallery_identities=len(self.matcher.names),
@@ -762,6 +879,24 @@ class DoorService:
                     "reload: %s changed; the change takes effect only after a restart",
                     ", ".join(plan.restart_required),
                 )
+            for note in plan.notes:
+                log.warning("reload: %s", note)
+
+    def _use_remote_unlock(self, plan: ReloadPlan) -> None:
+        """Remote unlock changed live (:mod:`edgeface.door.reload`): remote commands read the
+        door's configuration at each command, so it applies at once; Home Assistant's entity
+        follows — a lock with a command topic, or a read-only sensor — published now where
+        connected, and at every reconnect from MQTT's own copy, updated here."""
+        if self.mqtt is None or not plan.touches("mqtt.remote_unlock"):
+            return
+        m = plan.config.mqtt
+        self.mqtt.config = replace(
+            self.mqtt.config,
+            remote_unlock=m.remote_unlock,
+            remote_unlock_secret=m.remote_unlock_secret,
+        )
+        if self.mqtt.config.discovery and self.mqtt.connected.is_set():
+            self.mqtt.publish_discovery()
 
     # ----- life cycle ------------------------------------------------------------------------
     async def run(self) -> int:
@@ -890,6 +1025,7 @@ class DoorService:
             ("inputs", self.hardware.close_inputs),
             ("tasks", end_tasks),
             ("mqtt", stop_mqtt),
+            ("daemon lock", self.daemon_lock.release),  # last: the door is fully let go
         ]
         first: BaseException | None = None
         for name, step in steps:
@@ -942,16 +1078,17 @@ def run_service(
     pin_factory: str | None = None,
     print_events: bool = False,
 ) -> int:
-    """``edgeface run``: load and validate the configuration, then run until stopped."""
-    config = load_config(config_path)
+    """``edgeface run``: load and validate the configuration, then run until stopped.
+    ``source`` and ``pin_factory`` replace the file's settings, at start and at each reload."""
     if source is not None:
         problem = camera_source_problem(source)
         if problem:
             raise EdgefaceError(f"--source {problem}")
-        config = replace(config, camera=replace(config.camera, source=source))
-    if pin_factory is not None:
-        config = replace(config, relay=replace(config.relay, pin_factory=pin_factory))
+    overrides = CommandLineOverrides(source, pin_factory)
+    config = overrides.apply(load_config(config_path))
     configure_logging(config.log_level)
+    for warning in config_warnings(config):
+        log.warning("configuration: %s", warning)
     printer = (lambda e: print(json.dumps(e, default=str), flush=True)) if print_events else None
-    service = DoorService(config, config_path, on_event=printer)
+    service = DoorService(config, config_path, on_event=printer, overrides=overrides)
     return asyncio.run(service.run())

@@ -1,10 +1,12 @@
 """systemd's notify protocol: READY, WATCHDOG, STATUS, STOPPING — one datagram each.
 
 With ``Type=notify`` systemd waits for ``READY=1`` before calling the service started, and with
-``WatchdogSec`` it kills and restarts a service that stops sending ``WATCHDOG=1`` (the relay is
-then de-energised by the process exiting). The protocol is a datagram to the Unix socket named
-in ``$NOTIFY_SOCKET`` (a leading ``@`` means the abstract namespace); outside systemd the
-variable is unset and every call does nothing, so the daemon runs the same way in a terminal.
+``WatchdogSec`` it kills and restarts a service that stops sending ``WATCHDOG=1`` (the daemon
+sends it only while recognition works, and the unit's ``ExecStopPost=`` drives the relay locked
+after the kill: a killed process leaves a Raspberry Pi's output at its last level). The protocol
+is a datagram to the Unix socket named in ``$NOTIFY_SOCKET`` (a leading ``@`` means the abstract
+namespace); outside systemd the variable is unset and every call does nothing, so the daemon
+runs the same way in a terminal.
 """
 
 from __future__ import annotations

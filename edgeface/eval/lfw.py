@@ -7,9 +7,10 @@ int8 and fp32 embedders and dlib's own pipeline on identical pairs.
 
 from __future__ import annotations
 
+import os
 import zipfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -137,6 +138,115 @@ class FallbackCount(Protocol):
     fallbacks: int
 
 
+#: The cache's layout; a cache without it (or another) was written before images and models
+#: were recorded and is recomputed.
+CACHE_FORMAT = 2
+
+
+@dataclass
+class EmbeddingCache:
+    """What ``--cache`` keeps of one pipeline's run: the embeddings, and for each image what it
+    was computed from, so that an entry is reused only for the very same file. The data
+    directory and the pipeline's models are recorded too: LFW, lfw-deepfunneled and a
+    re-aligned copy all use the same image names, and one data set was scored with another's
+    embeddings."""
+
+    data_dir: str
+    identity: str
+    #: ``{variant: {image name: embedding}}``
+    embeddings: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    #: ``{image name: (size in bytes, mtime in ns, 1 if the pipeline fell back on it else 0)}``
+    images: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+
+    def holds(self, name: str, fingerprint: tuple[int, int]) -> bool:
+        """Whether ``name``'s embeddings are here and were made from the file as it is now."""
+        stored = self.images.get(name)
+        return (
+            stored is not None
+            and stored[:2] == fingerprint
+            and bool(self.embeddings)
+            and all(name in per_name for per_name in self.embeddings.values())
+        )
+
+
+def image_fingerprints(data_dir: Path, names: Sequence[str]) -> dict[str, tuple[int, int]]:
+    """``{name: (size, mtime in ns)}`` of every image: cheap (one stat each), and a file
+    replaced, re-aligned or copied anew changes one or the other. Refuses missing images."""
+    fingerprints: dict[str, tuple[int, int]] = {}
+    missing: list[str] = []
+    for name in names:
+        try:
+            status = (data_dir / name).stat()
+        except OSError:
+            missing.append(name)
+            continue
+        fingerprints[name] = (status.st_size, status.st_mtime_ns)
+    if missing:
+        raise EdgefaceError(
+            f"{len(missing)} LFW images named in pairs.txt are missing under {data_dir} "
+            f"(first: {missing[0]})"
+        )
+    return fingerprints
+
+
+def read_cache(cache_file: Path, data_dir: str, identity: str) -> EmbeddingCache:
+    """The cache in ``cache_file`` if it was made from ``data_dir`` by the pipeline
+    ``identity`` names, else an empty one (absent, older, or another data set or models: its
+    entries are recomputed and the file rewritten)."""
+    empty = EmbeddingCache(data_dir, identity)
+    if not cache_file.exists():
+        return empty
+    try:
+        with np.load(cache_file) as stored:
+            meta = {key: stored[key].item() for key in stored.files if key.startswith("meta|")}
+            if (
+                meta.get("meta|format") != CACHE_FORMAT
+                or meta.get("meta|data_dir") != data_dir
+                or meta.get("meta|identity") != identity
+            ):
+                return empty
+            cache = EmbeddingCache(data_dir, identity)
+            for key in stored.files:
+                kind, _, name = key.partition("|")
+                if kind == "image":
+                    size, mtime_ns, fell_back = (int(v) for v in stored[key])
+                    cache.images[name] = (size, mtime_ns, fell_back)
+                elif kind != "meta":
+                    cache.embeddings.setdefault(kind, {})[name] = stored[key]
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+        # A truncated or foreign file: numpy's own error (a zip or pickle complaint) says
+        # nothing about the cache, so name it and how to get rid of it.
+        raise EdgefaceError(
+            f"embedding cache {cache_file} is unreadable ({type(exc).__name__}: {exc}); "
+            f"delete it (rm {cache_file}) and run again to recompute it"
+        ) from None
+    return cache
+
+
+def write_cache(cache_file: Path, cache: EmbeddingCache) -> None:
+    """Store ``cache`` (keys ``variant|name``, ``image|name`` and ``meta|…``), replacing the
+    file in one step: an interrupted write leaves the previous cache, not half of one."""
+    flat: dict[str, np.ndarray] = {
+        "meta|format": np.asarray(CACHE_FORMAT),
+        "meta|data_dir": np.asarray(cache.data_dir),
+        "meta|identity": np.asarray(cache.identity),
+    }
+    flat.update({f"image|{n}": np.asarray(v, dtype=np.int64) for n, v in cache.images.items()})
+    for variant, per_name in cache.embeddings.items():
+        flat.update({f"{variant}|{n}": e for n, e in per_name.items()})
+    partial = cache_file.with_name(cache_file.name + ".partial")
+    try:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        with partial.open("wb") as handle:
+            np.savez(handle, **flat)  # type: ignore[arg-type]
+        os.replace(partial, cache_file)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise EdgefaceError(
+            f"cannot write the embedding cache {cache_file}: {exc.strerror or exc}"
+        ) from None
+
+
 def embed_all(
     data_dir: Path,
     names: Sequence[str],
@@ -145,64 +255,48 @@ def embed_all(
     show_progress: bool = True,
     cache_file: Path | None = None,
     counter: FallbackCount | None = None,
+    identity: str = "",
 ) -> dict[str, dict[str, np.ndarray]]:
     """Embed each image once → ``{variant: {image name: embedding}}``.
 
-    With ``cache_file`` the result is kept in an ``.npz`` (keys ``variant|name``) so a second
-    run with the same pipeline only re-scores. ``counter`` (how many images ``embed`` had to
-    fall back on, as it counts them) is stored with it (``meta|fallbacks``) and restored from
-    the cache, so a cached run does not report 0 for work it did not redo (-1: an older cache
-    that did not record it).
+    With ``cache_file`` the embeddings are kept in an ``.npz`` (see :class:`EmbeddingCache`),
+    so a second run only re-scores: an image is embedded again only when the cache was made
+    from another data directory or by other models (``identity``, see
+    :func:`edgeface.eval.lfw_pipelines.pipeline_identity`), or when the file changed since.
+    ``counter`` (how many images ``embed`` had to fall back on, as it counts them) ends with
+    the count over all ``names``, those from the cache included: a cached run does not report
+    0 for work it did not redo.
     """
-    if cache_file is not None and cache_file.exists():
-        try:
-            with np.load(cache_file) as cached:
-                restored: dict[str, dict[str, np.ndarray]] = {}
-                stored_fallbacks = -1
-                for key in cached.files:
-                    variant, _, name = key.partition("|")
-                    if key == "meta|fallbacks":
-                        stored_fallbacks = int(cached[key])
-                    elif variant != "meta":
-                        restored.setdefault(variant, {})[name] = cached[key]
-        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
-            # A truncated or foreign file: numpy's own error (a zip or pickle complaint) says
-            # nothing about the cache, so name it and how to get rid of it.
-            raise EdgefaceError(
-                f"embedding cache {cache_file} is unreadable ({type(exc).__name__}: {exc}); "
-                f"delete it (rm {cache_file}) and run again to recompute it"
-            ) from None
-        if restored and all(set(v) >= set(names) for v in restored.values()):
-            if counter is not None:
-                counter.fallbacks = stored_fallbacks
-            return restored
-    missing = [name for name in names if not (Path(data_dir) / name).exists()]
-    if missing:
-        raise EdgefaceError(
-            f"{len(missing)} LFW images named in pairs.txt are missing under {data_dir} "
-            f"(first: {missing[0]})"
-        )
-    bar = Progress(len(names), label, enabled=show_progress)
-    result: dict[str, dict[str, np.ndarray]] = {}
+    data_dir = Path(data_dir)
+    fingerprints = image_fingerprints(data_dir, names)
+    cache = EmbeddingCache(str(data_dir.resolve()), identity)
+    if cache_file is not None:
+        cache = read_cache(cache_file, cache.data_dir, identity)
+    todo = [name for name in names if not cache.holds(name, fingerprints[name])]
+    reused = len(names) - len(todo)
+    if reused:
+        label = f"{label} ({reused} from the cache)"
+    bar = Progress(len(todo), label, enabled=show_progress and bool(todo))
     try:
-        for name in names:
-            for variant, vector in embed(Path(data_dir) / name).items():
-                result.setdefault(variant, {})[name] = np.asarray(vector, dtype=np.float32)
+        for name in todo:
+            before = counter.fallbacks if counter is not None else 0
+            for variant, vector in embed(data_dir / name).items():
+                cache.embeddings.setdefault(variant, {})[name] = np.asarray(
+                    vector, dtype=np.float32
+                )
+            fell_back = int(counter is not None and counter.fallbacks > before)
+            cache.images[name] = (*fingerprints[name], fell_back)
             bar.advance()
     finally:
         bar.close()
-    if cache_file is not None:
-        flat = {f"{v}|{n}": e for v, per_name in result.items() for n, e in per_name.items()}
-        if counter is not None:
-            flat["meta|fallbacks"] = np.asarray(counter.fallbacks)
-        try:
-            cache_file.parent.mkdir(parents=True, exist_ok=True)
-            np.savez(cache_file, **flat)  # type: ignore[arg-type]
-        except OSError as exc:
-            raise EdgefaceError(
-                f"cannot write the embedding cache {cache_file}: {exc.strerror or exc}"
-            ) from None
-    return result
+    if counter is not None:
+        counter.fallbacks = sum(cache.images[name][2] for name in names)
+    if cache_file is not None and todo:
+        write_cache(cache_file, cache)
+    return {
+        variant: {name: per_name[name] for name in names}
+        for variant, per_name in cache.embeddings.items()
+    }
 
 
 def pair_distances(pairs: Sequence[Pair], embeddings: dict[str, np.ndarray]) -> np.ndarray:

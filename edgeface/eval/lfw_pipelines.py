@@ -17,6 +17,8 @@ taken as the face box (dlib), and the count of such images is reported.
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -156,6 +158,34 @@ def edgeface_grid_pipeline(
 ) -> Callable[[Path], dict[str, np.ndarray]]:
     """As ``edgeface``, plus the ``grid`` template (9 alignments + mirrors, 18 embeddings)."""
     return edgeface_pipeline(threads, counter, augmentations=("flip", "grid"))
+
+
+def pipeline_identity(pipeline: str) -> str:
+    """What a pipeline's embeddings depend on besides the images, as one hash for the
+    ``--cache``: its name, edgeface's version and the sha256 the manifest gives every shipped
+    model (each model is checked against it as it loads, so these are the weights that ran),
+    and for ``dlib`` the versions of dlib and of its model package. Another model or release
+    recomputes the embeddings instead of scoring the new one with the old one's."""
+    from edgeface import __version__
+    from edgeface.model_files import manifest
+
+    parts = [f"pipeline {pipeline}", f"edgeface {__version__}"]
+    models = manifest().get("models", {})
+    parts += [f"{name} {entry.get('sha256')}" for name, entry in sorted(models.items())]
+    if pipeline == "dlib":
+        parts += [f"{package} {_installed_version(package)}" for package in DLIB_PACKAGES]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+#: The packages the dlib pipeline's descriptors come from.
+DLIB_PACKAGES = ("dlib", "face_recognition_models")
+
+
+def _installed_version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "absent"
 
 
 PIPELINES = {

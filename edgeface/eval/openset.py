@@ -13,6 +13,8 @@ start with the identity and a dot (Yale: ``subject01.glasses``).
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,41 +28,88 @@ from edgeface.recognition.matcher import DEFAULT_THRESHOLD, Matcher
 from edgeface.vision.augment import mean_embedding
 from edgeface.vision.image_io import read_rgb
 
+log = logging.getLogger(__name__)
+
 SKIPPED_NAMES = {"readme", "readme.txt", "license", "license.txt"}
 
 
 def load_identities(folders: Sequence[Path]) -> dict[str, list[Path]]:
-    """``{"<folder>/<identity>": [image paths]}`` from each folder's layout."""
+    """``{"<folder>/<identity>": [image paths]}`` from each folder's layout.
+
+    ``<folder>`` is the folder's name, or as many of its parent folders as make it unique:
+    ``--data att/faces yale/faces`` gives ``att/faces/s1`` and ``yale/faces/s1``, two people,
+    where keying both by ``faces/s1`` replaced one with the other (or merged two people's
+    photos into one identity). A folder given twice (by any path to it) is read once, with a
+    warning: each image listed twice would be probed against its own copy."""
+    unique = _distinct_folders([Path(folder) for folder in folders])
+    labels = _folder_labels(unique)
     identities: dict[str, list[Path]] = {}
-    for folder in folders:
-        folder = Path(folder)
-        if not folder.is_dir():
-            raise EdgefaceError(f"{folder}: not a folder of identities")
-        files = [
-            p
-            for p in sorted(folder.iterdir())
-            if not p.name.startswith(".") and p.name.lower() not in SKIPPED_NAMES
-        ]
-        subfolders = [p for p in files if p.is_dir()]
-        if subfolders:
-            for sub in subfolders:
-                images = [
-                    p
-                    for p in sorted(sub.iterdir())
-                    if p.is_file()
-                    and not p.name.startswith(".")
-                    and p.name.lower() not in SKIPPED_NAMES
-                ]
-                if images:
-                    identities[f"{folder.name}/{sub.name}"] = images
-        else:
-            for path in files:
-                if path.is_file():
-                    identities.setdefault(f"{folder.name}/{path.name.split('.')[0]}", []).append(
-                        path
-                    )
+    for folder in unique:
+        for name, images in _folder_identities(folder).items():
+            identities[f"{labels[folder]}/{name}"] = images
     if not identities:
         raise EdgefaceError("no identities found in " + ", ".join(str(f) for f in folders))
+    return identities
+
+
+def _distinct_folders(folders: list[Path]) -> list[Path]:
+    """The folders in the order given, each once however it was named (a second path to one
+    folder, through a link or ``..``, is the same folder)."""
+    seen: dict[Path, Path] = {}
+    for folder in folders:
+        if not folder.is_dir():
+            raise EdgefaceError(f"{folder}: not a folder of identities")
+        resolved = folder.resolve()
+        if resolved in seen:
+            log.warning(
+                "%s: the same folder as %s, given twice; its images are counted once",
+                folder,
+                seen[resolved],
+            )
+            continue
+        seen[resolved] = folder
+    return list(seen.values())
+
+
+def _folder_labels(folders: list[Path]) -> dict[Path, str]:
+    """A readable unique label for each folder: its name as given, with as many parent
+    folders as it takes to tell it from the others (``att/faces``, ``yale/faces``). Folders
+    whose names differ keep their bare name, so the labels, their sorted order and so every
+    trial's split are what they were before two folders could share a name."""
+    absolute = {folder: Path(os.path.abspath(folder)).parts for folder in folders}
+    longest = max(len(parts) for parts in absolute.values())
+    for depth in range(1, longest + 1):
+        labels = {folder: "/".join(parts[-depth:]) for folder, parts in absolute.items()}
+        if len(set(labels.values())) == len(labels):
+            return labels
+    return {folder: str(folder) for folder in folders}
+
+
+def _folder_identities(folder: Path) -> dict[str, list[Path]]:
+    """``{identity: [image paths]}`` of one folder: a sub-folder per identity (AT&T), or a
+    flat folder whose file names start with the identity and a dot (Yale)."""
+    files = [
+        p
+        for p in sorted(folder.iterdir())
+        if not p.name.startswith(".") and p.name.lower() not in SKIPPED_NAMES
+    ]
+    subfolders = [p for p in files if p.is_dir()]
+    identities: dict[str, list[Path]] = {}
+    if subfolders:
+        for sub in subfolders:
+            images = [
+                p
+                for p in sorted(sub.iterdir())
+                if p.is_file()
+                and not p.name.startswith(".")
+                and p.name.lower() not in SKIPPED_NAMES
+            ]
+            if images:
+                identities[sub.name] = images
+    else:
+        for path in files:
+            if path.is_file():
+                identities.setdefault(path.name.split(".")[0], []).append(path)
     return identities
 
 
@@ -242,6 +291,10 @@ def evaluate_open_set(
     }
     rng = np.random.default_rng(seed)
     names = sorted(usable)
+    # Gallery keys stand for the labels: a label is a folder path (``att/faces/s1``), which
+    # may be longer than a gallery name may be or hold a character names may not. Numbered
+    # in the labels' order, so the gallery ranks identities as it ranked the labels.
+    keys = {name: f"identity{index:06d}" for index, name in enumerate(names)}
     genuine_d, genuine_ok, impostor_d = [], [], []
     counts = np.zeros(3)
     rank1_hits = rank1_total = 0
@@ -261,9 +314,9 @@ def evaluate_open_set(
                 impostors += fused_probes([vectors[p] for p in images], fuse)  # type: ignore[misc]
                 continue
             for path in images[:enrol]:
-                gallery.add(name.replace("/", ":"), templates[path])  # type: ignore[arg-type]
+                gallery.add(keys[name], templates[path])  # type: ignore[arg-type]
             probes = fused_probes([vectors[p] for p in images[enrol:]], fuse)  # type: ignore[misc]
-            genuine += [(name.replace("/", ":"), v) for v in probes]
+            genuine += [(keys[name], v) for v in probes]
         matcher = Matcher(gallery, threshold=threshold, margin=margin)
         counts += (len(gallery.identities), len(genuine), len(impostors))
         g_matches = matcher.identify(np.stack([v for _, v in genuine])) if genuine else []

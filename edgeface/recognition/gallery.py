@@ -18,11 +18,14 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import errno
 import fcntl
 import json
 import os
+import re
 import stat
 import tempfile
+import time
 import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -94,8 +97,14 @@ class Gallery:
         augmentation: str = "none",
     ) -> None:
         """Append one embedding of ``name``, recording where it came from and, as
-        ``augmentation``, how it was made (edgeface.vision.augment) for later audits."""
-        name = validate_name(name)
+        ``augmentation``, how it was made (edgeface.vision.augment) for later audits.
+
+        ``name`` must pass :func:`validate_name`; a new one is stored NFC-normalised (the same
+        letters typed in another Unicode form are the same person). Whether a new name looks
+        like another person's is for the caller to ask first (:meth:`name_for`): an
+        evaluation adds thousands of people, and each would be compared with all the others."""
+        valid = validate_name(name)
+        name = name if name in self.identities else valid
         vector = np.asarray(embedding, dtype=np.float32).reshape(-1)
         if vector.shape != (EMBEDDING_DIM,):
             raise GalleryError(f"embedding for {name!r} has shape {vector.shape}")
@@ -113,10 +122,65 @@ class Gallery:
             }
         )
 
-    def remove(self, name: str) -> None:
-        if name not in self.identities:
-            raise GalleryError(f"no identity named {name!r} in the gallery")
-        del self.identities[name]
+    def remove(self, name: str) -> Identity:
+        """Remove ``name`` (as stored, or as typed in another Unicode form: NFD from a Mac);
+        returns the identity removed. A name that differs only in case is not taken for it,
+        but named in the error."""
+        stored = name if name in self.identities else unicodedata.normalize("NFC", name)
+        if stored not in self.identities:
+            alike = NameIndex.of(self).keys.get(name_key(name))
+            hint = f" (did you mean {alike!r}?)" if alike else ""
+            raise GalleryError(f"no identity named {name!r} in the gallery{hint}")
+        return self.identities.pop(stored)
+
+    # ----- names --------------------------------------------------------------------------
+    def name_for(self, name: object, index: NameIndex | None = None) -> str:
+        """The key a person called ``name`` is added under: an enrolled name as it is stored
+        (older names keep the lenient rule of :func:`validate_stored_name`), else a new name
+        that passes :func:`validate_name`, NFC-normalised. ``index``: this gallery's
+        :class:`NameIndex`, when many people are added at once.
+
+        The same letters in another Unicode form are the same name ("José" typed on Linux is
+        NFC, pasted from a Mac NFD). A new name that differs from an enrolled one only in case
+        is refused: "josé" beside "José", or "Alice" beside "alice", are two people who look
+        like one in logs, events and Home Assistant, a configuration rule written for one
+        restricts nothing for the other, and `gallery remove` removed only one of them."""
+        if isinstance(name, str) and name in self.identities:
+            return name
+        valid = validate_name(name)
+        if valid in self.identities:
+            return valid
+        alike = (index or NameIndex.of(self)).keys.get(name_key(valid))
+        if alike is not None and alike != valid:
+            raise GalleryError(
+                f"identity name {valid!r} looks the same as {alike!r}, already enrolled "
+                f"({_spelling(valid, alike)}): to add photos of that person, give the name "
+                "exactly as enrolled (see edgeface gallery list); for another person, choose "
+                "a name that differs in more than case"
+            )
+        return valid
+
+    def adopt(self, identity: Identity, index: NameIndex, where: str) -> str:
+        """Add ``identity``, one of several that an import or a push adds at once, under
+        :meth:`name_for` its name (replacing an enrolled identity of that name); returns the
+        name. ``index`` (made by :meth:`NameIndex.of` before the first) also holds the names
+        added so far: two identities that come out under the same name (the same letters in
+        two Unicode forms) are refused, not one silently replacing the other."""
+        try:
+            name = self.name_for(identity.name, index)
+        except GalleryError as exc:
+            raise GalleryError(f"{where}: {exc}") from None
+        first = index.added.get(name)
+        if first is not None:
+            raise GalleryError(
+                f"{where}: identity names {first!r} and {identity.name!r} are the same name "
+                f"({_spelling(identity.name, first)}); keep one of them"
+            )
+        index.added[name] = identity.name
+        index.keys.setdefault(name_key(name), name)
+        identity.name = name
+        self.identities[name] = identity
+        return name
 
     # ----- matrix view for the matcher ----------------------------------------------------
     def matrix(self) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -172,6 +236,21 @@ class Gallery:
                 )
             gallery.identities[identity.name] = identity
         return gallery
+
+
+@dataclass
+class NameIndex:
+    """A gallery's names by :func:`name_key`, made once for an import or a push that adds
+    many people (each new name is looked up, not compared with every name), and the names
+    added so far (stored name → the name as given)."""
+
+    keys: dict[str, str]
+    added: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, gallery: Gallery) -> NameIndex:
+        """The index of ``gallery``'s names (of two that look the same, the first in order)."""
+        return cls({name_key(n): n for n in sorted(gallery.identities, reverse=True)})
 
 
 def parse_identity(name: object, raw: object, where: str) -> Identity:
@@ -243,8 +322,10 @@ def validate_name(name: object) -> str:
     A name is a key of the gallery, a rule's key in the configuration and what logs, events
     and Home Assistant show, so it must look like what it is: no control characters or
     bidirectional overrides, no spaces around it (" obama" would be another person than
-    "obama"), and not a word the configuration reserves."""
+    "obama"), and not a word the configuration reserves. It is returned NFC-normalised (see
+    :func:`name_key`), the form every new name is stored in."""
     name = validate_stored_name(name)
+    name = unicodedata.normalize("NFC", name)
     if name != name.strip():
         raise GalleryError(
             f"identity name {name!r} has white space around it, which would make it another person "
@@ -262,6 +343,38 @@ def validate_name(name: object) -> str:
     return name
 
 
+def name_key(name: str) -> str:
+    """What two names that look the same have in common: Unicode NFC normalisation (an
+    accent typed as one character or as a letter plus a combining mark) and case folding."""
+    return unicodedata.normalize("NFC", name).casefold()
+
+
+def _spelling(given: str, enrolled: str) -> str:
+    """How two names that look the same differ, for a message: the code points if only the
+    Unicode form differs (on screen they are identical), else "they differ only in case"."""
+    if unicodedata.normalize("NFC", enrolled) == unicodedata.normalize("NFC", given):
+        return f"the same letters in another Unicode form: {enrolled!a} and {given!a}"
+    return "they differ only in case"
+
+
+def pushed_names(incoming: Gallery, current: Gallery, where: str) -> Gallery:
+    """``incoming`` (a full push: the door's whole new gallery) with the identities that
+    ``current`` does not hold checked as a name being enrolled is (:meth:`Gallery.name_for`)
+    and stored NFC-normalised; those ``current`` holds keep their name as it is, so a gallery
+    enrolled before the name rules still loads and can still be pushed.
+
+    Enrolment refused "\u202eecila" (shown as "alice" reversed), but a push or an import —
+    which add people too — let the same name in by the lenient rule meant for old galleries."""
+    checked = Gallery(version=incoming.version, embedder=incoming.embedder)
+    checked.identities = {n: i for n, i in incoming.identities.items() if n in current.identities}
+    index = NameIndex.of(checked)
+    index.added = {n: n for n in checked.identities}
+    for name, identity in sorted(incoming.identities.items()):
+        if name not in current.identities:
+            checked.adopt(identity, index, where)
+    return checked
+
+
 def _invisible_character(name: str) -> str:
     """The first control character or bidirectional override in ``name``, as "U+202E at
     position 3" ("" if there is none)."""
@@ -275,16 +388,56 @@ def _invisible_character(name: str) -> str:
     return ""
 
 
+#: Largest gallery file read (bytes). A template with its enrolment record takes about 1 kB,
+#: so this is some 60 000 templates — far beyond a door's gallery — while a corrupt or
+#: tampered file of gigabytes was read whole: MemoryError and a traceback from the CLI, and
+#: the daemon died at start instead of running locked with an error.
+MAX_GALLERY_BYTES = 64 * 1024 * 1024
+
+
+class _DuplicateKey(Exception):
+    """A JSON object names one key twice."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object as a dict, or :class:`_DuplicateKey`: ``json`` keeps the last of two
+    equal keys without a word, so a hand merge of two exports naming one person twice lost
+    the first entry's templates silently."""
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise _DuplicateKey(key)
+        result[key] = value
+    return result
+
+
 def read_json_file(path: Path, what: str = "", hint: Callable[[], str] = str) -> Any:
     """The JSON document in ``path`` (a gallery, or a file to import), or a
     :class:`GalleryError` saying in one line why not; ``what`` says what the file is
     ("gallery"), ``hint`` adds where a previous version is, if there is one. Only a regular
     file is read (:func:`~edgeface.files.read_regular_file`): a FIFO would block for ever,
-    /dev/zero never ends, a directory is a mistake."""
-    data = read_regular_file(path, what, None, error=GalleryError)
+    /dev/zero never ends, a directory is a mistake; and at most :data:`MAX_GALLERY_BYTES`.
+    A key given twice in one object is refused (:func:`_refuse_duplicate_keys`)."""
+    data = read_regular_file(
+        path,
+        what,
+        MAX_GALLERY_BYTES,
+        error=GalleryError,
+        too_large_hint="; no gallery is that large — is it the right file, or damaged?" + hint(),
+    )
     name = f"{what} {path}".lstrip()
     try:
-        return json.loads(data.decode("utf-8"))
+        return json.loads(data.decode("utf-8"), object_pairs_hook=_refuse_duplicate_keys)
+    except _DuplicateKey as exc:
+        raise GalleryError(
+            f"{name} gives {shown_value(exc.key)} twice in one JSON object (a hand merge?): "
+            "only the last would count and the other's content — for an identity, its "
+            "templates — would be dropped without a word; merge the two entries into one" + hint()
+        ) from None
     except json.JSONDecodeError as exc:
         raise GalleryError(
             f"{name} is not valid JSON (line {exc.lineno}): {exc.msg}" + hint()
@@ -364,57 +517,231 @@ class GalleryStore:
         previous = self.target.with_name(self.target.name + ".prev")
         return f"; the previous version is in {previous.name}" if previous.exists() else ""
 
-    def save(self, gallery: Gallery, bump: bool = True) -> int:
+    def save(self, gallery: Gallery, bump: bool = True, keep_previous: bool = True) -> int:
         """Write ``gallery`` (as the next version, or with its own version when ``bump`` is
-        False — a push carries the version it was signed with); returns that version.
+        False — a push carries the version it was signed with); returns that version. The
+        file replaced becomes ``.prev`` unless ``keep_previous`` is False (a rollback of a
+        corrupt file keeps the good ``.prev`` it restores). The caller holds :meth:`locked`.
 
         An operating-system failure (read-only or missing directory, full disk) becomes a
         :class:`GalleryError` naming the file: the gallery on disk is then unchanged."""
         version = gallery.version + 1 if bump else gallery.version
         embedder = gallery.embedder or self.embedder
         document = {**gallery.to_dict(), "version": version, "embedder": embedder}
-        try:
-            self._write(json.dumps(document, indent=1).encode())
-        except OSError as exc:
-            raise GalleryError(
-                f"cannot save gallery {self.path}: {exc.strerror or exc}"
-                + (f" ({exc.filename})" if exc.filename not in (None, str(self.path)) else "")
-            ) from None
+        with self._os_errors("save gallery"):
+            self._write(json.dumps(document, indent=1).encode(), keep_previous)
         gallery.version, gallery.embedder = version, embedder
         return version
 
-    def _write(self, payload: bytes) -> None:
+    @contextlib.contextmanager
+    def _os_errors(self, action: str) -> Iterator[None]:
+        """An OSError inside becomes a :class:`GalleryError` naming the gallery (and the
+        file, where it is another one)."""
+        try:
+            yield
+        except OSError as exc:
+            raise GalleryError(
+                f"cannot {action} {self.path}: {exc.strerror or exc}"
+                + (f" ({exc.filename})" if exc.filename not in (None, str(self.path)) else "")
+            ) from None
+
+    def _write(self, payload: bytes, keep_previous: bool = True) -> None:
         """Atomically replace the file with ``payload``, keeping the old one as ``.prev``.
 
         The new file keeps the old one's mode and owner (where this user may set them): run as
         root, `enroll` made a 0640 edgeface-group gallery a 0600 root one the daemon could not
-        read. A new gallery is 0600 — it holds biometric templates."""
+        read. A new gallery is 0600 — it holds biometric templates. Temporary files that an
+        interrupted save (a power cut) left beside it go first: each holds a whole gallery."""
         path = self.target
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        with contextlib.suppress(OSError):  # tidying up: never a reason not to save
+            self._remove_leftovers(LEFTOVER_SECONDS)
+        previous = self.sibling(".prev") if keep_previous else None
+        replace_file(path, payload, previous)
+
+    def sibling(self, suffix: str) -> Path:
+        """``<gallery>.prev``, ``<gallery>.corrupt``: files kept beside the gallery."""
+        return self.target.with_name(self.target.name + suffix)
+
+    def set_aside(self, suffix: str = ".corrupt") -> Path:
+        """Keep a copy of the gallery file as ``<gallery><suffix>`` (for inspection), leaving
+        the file itself in place: a save over it then keeps its mode and owner. (Moved aside,
+        a rollback of a corrupt gallery saved a *new* file, 0600 and owned by whoever ran it:
+        run with sudo, the daemon could no longer read the gallery.)"""
+        kept = self.sibling(suffix)
+        with self._os_errors("keep a copy of"):
+            keep_copy(self.target, kept)
+        return kept
+
+    def forget(self, name: str, templates: list[np.ndarray]) -> list[str]:
+        """After ``name`` was removed from the gallery (and it was saved): remove them from
+        the files beside it too — ``.prev`` (which every save keeps, and `gallery rollback`
+        restores), a ``.corrupt`` copy that holds their templates, temporary files of
+        interrupted saves — so that nothing of their face stays on the door's disk. Returns
+        what was done, one phrase a file. The caller holds :meth:`locked`."""
+        # Their templates as the file spells them, and their name as a JSON key.
+        traces = {encode_embedding(v) for v in templates} | {json.dumps(name)}
+        done: list[str] = []
+        with self._os_errors("clean up beside"):
+            previous = self.sibling(".prev")
+            if previous.exists():
+                done += self._scrub(previous, name)
+            corrupt = self.sibling(".corrupt")
+            if corrupt.exists() and _holds_any(corrupt, traces):
+                corrupt.unlink()
+                done.append(f"deleted {corrupt.name}, a copy of a damaged gallery that held them")
+            left = self._remove_leftovers(0.0)
+            if left:
+                done.append(f"deleted {left} temporary file(s) of interrupted saves")
+        return done
+
+    def _scrub(self, path: Path, name: str) -> list[str]:
+        """Rewrite gallery file ``path`` without ``name`` (keeping its version, mode and
+        owner); deleted if it cannot be read. Returns what was done."""
         try:
-            if path.exists():
-                old = path.stat()
-                os.fchmod(fd, stat.S_IMODE(old.st_mode))
-                with contextlib.suppress(PermissionError):
-                    os.fchown(fd, old.st_uid, old.st_gid)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(payload)
-                handle.flush()
-                os.fsync(handle.fileno())
-            if path.exists():
-                # Keep the current version as .prev through a hard link, so the live path is
-                # never absent: a reader sees the old file or the new one, nothing in between.
-                link = path.with_name(f".{path.name}.prev-link")
-                link.unlink(missing_ok=True)
-                os.link(path, link)
-                os.replace(link, path.with_name(path.name + ".prev"))
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+            gallery = Gallery.from_dict(read_json_file(path), str(path))
+        except GalleryError:
+            path.unlink()
+            return [f"deleted {path.name}, which is unreadable"]
+        if gallery.identities.pop(name, None) is None:
+            return []
+        replace_file(path, json.dumps(gallery.to_dict(), indent=1).encode())
+        return [f"removed from {path.name} too (`gallery rollback` cannot bring them back)"]
+
+    def _remove_leftovers(self, older_than: float) -> int:
+        """Delete the temporary files and links that saves left beside the gallery when they
+        were interrupted (a power cut), if last changed more than ``older_than`` seconds ago
+        (a save under way is never that slow); returns how many."""
+        folder, name = self.target.parent, self.target.name
+        pattern = re.compile(
+            rf"\.{re.escape(name)}\.(?:prev\.)?[a-z0-9_]{{8}}"
+            rf"|\.{re.escape(name)}\.(?:prev|corrupt)\.link|\.{re.escape(name)}\.prev-link"
+        )
+        with os.scandir(folder) as entries:
+            found = [entry for entry in entries if pattern.fullmatch(entry.name)]
+        removed = 0
+        now = time.time()
+        for entry in found:
+            with contextlib.suppress(FileNotFoundError):
+                info = entry.stat(follow_symlinks=False)
+                if stat.S_ISREG(info.st_mode) and now - info.st_mtime >= older_than:
+                    os.unlink(entry.path)
+                    removed += 1
+        return removed
+
+
+#: How old a temporary file beside the gallery must be before a save takes it for a leftover
+#: of an interrupted save (a save takes well under a second; a clock step is no harm: the file
+#: is taken at the next save).
+LEFTOVER_SECONDS = 60.0
+
+
+def _holds_any(path: Path, texts: set[str]) -> bool:
+    """Whether file ``path`` (read up to :data:`MAX_GALLERY_BYTES`) contains one of ``texts``;
+    a file that cannot be read holds nothing found."""
+    try:
+        data = read_regular_file(path, "", MAX_GALLERY_BYTES, error=GalleryError)
+    except GalleryError:
+        return False
+    return any(text.encode() in data for text in texts if text)
+
+
+def replace_file(path: Path, payload: bytes, previous: Path | None = None) -> None:
+    """Atomically replace ``path`` with ``payload`` (a temporary file beside it, fsynced,
+    renamed over it; the folder fsynced), keeping the replaced file's mode and owner (where
+    this user may set them), else 0600. With ``previous``, the file replaced is kept there
+    (:func:`keep_copy`) before the rename, so the live path is never absent."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        if path.exists():
+            _take_mode_and_owner(fd, path.stat())
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if previous is not None and path.exists():
+            keep_copy(path, previous)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_folder(path.parent)
+
+
+def write_private_file(path: Path, payload: bytes) -> None:
+    """Write ``path`` atomically, readable by its owner only (0600) from the first byte on,
+    whatever file it replaces: an export holds everybody's face templates. A link is
+    followed (the file it names is replaced); anything but a regular file is refused
+    (:class:`GalleryError`), so `--out /dev/stdout` run as root could not replace the
+    device with a file. Raises OSError when it cannot be written."""
+    target = Path(os.path.realpath(path))
+    if target.is_dir():
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+    if target.exists() and not target.is_file():
+        raise GalleryError(
+            f"cannot write {path}: not a regular file; name a file (or '-' for standard output)"
+        )
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_folder(target.parent)
+
+
+#: What link(2) fails with where the file system has no hard links (vfat, exFAT: EPERM; some
+#: FUSE and network file systems: EOPNOTSUPP), or refuses one (fs.protected_hardlinks: EPERM).
+NO_HARD_LINK = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP})
+
+
+def keep_copy(source: Path, destination: Path) -> None:
+    """Make ``destination`` a copy of ``source``, atomically (a reader sees the old one or the
+    new one): a hard link where the file system has them, else a byte copy with the same mode
+    and owner (a gallery on a vfat USB stick could not be saved at all)."""
+    staging = destination.with_name(f".{destination.name}.link")
+    staging.unlink(missing_ok=True)
+    try:
+        os.link(source, staging)
+    except OSError as exc:
+        if exc.errno not in NO_HARD_LINK:
             raise
-        directory = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+        _copy_file(source, staging)
+    os.replace(staging, destination)
+
+
+def _copy_file(source: Path, destination: Path) -> None:
+    """Copy ``source`` to the new file ``destination``, created 0600 and then given the
+    source's mode and owner: a copy of a gallery is never readable by others, not even for
+    a moment."""
+    fd = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as handle, open(source, "rb") as original:
+            _take_mode_and_owner(handle.fileno(), os.fstat(original.fileno()))
+            while chunk := original.read(1 << 20):
+                handle.write(chunk)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        destination.unlink(missing_ok=True)
+        raise
+
+
+def _take_mode_and_owner(fd: int, old: os.stat_result) -> None:
+    """Give open file ``fd`` the mode of ``old`` and, where this user may, its owner."""
+    os.fchmod(fd, stat.S_IMODE(old.st_mode))
+    with contextlib.suppress(PermissionError):
+        os.fchown(fd, old.st_uid, old.st_gid)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename in ``folder`` durable."""
+    directory = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)

@@ -39,9 +39,11 @@ A door accepts a push only if it is signed with a key it holds, aimed at it (its
 id or one of its groups), newer than its gallery (so a captured push cannot be replayed and an
 old one cannot roll the gallery back), no larger than ``MAX_PUSH_BYTES``, and every embedding is
 128 finite values of unit length, made by the door's embedder model (as far as the push says:
-a full push's gallery names its model; a delta may). Anything else is rejected with a reason
-and the gallery is left exactly as it was: :func:`apply_push` builds a new gallery and never
-edits the current one.
+a full push's gallery names its model; a delta may), and every person it adds that the door
+does not have yet has a name ``edgeface enroll`` accepts (stored NFC-normalised; one that
+looks like another person's is refused: ``Gallery.name_for``). Anything else is rejected with
+a reason and the gallery is left exactly as it was: :func:`apply_push` builds a new gallery and
+never edits the current one.
 """
 
 from __future__ import annotations
@@ -72,7 +74,9 @@ from edgeface.recognition.gallery import (
     Gallery,
     GalleryError,
     Identity,
+    NameIndex,
     parse_identity,
+    pushed_names,
     validate_stored_name,
 )
 
@@ -436,6 +440,8 @@ def apply_push(
                 raise PushRejected("full push without a gallery")
             # (refuses an identity without embeddings, as for the door's own file)
             result = Gallery.from_dict({**raw_gallery, "version": version}, "push")
+            # A person the door does not have yet must have a name enrolment accepts.
+            result = pushed_names(result, current, "push")
             check_embedder(result.embedder, ours)
             result.embedder = ours or result.embedder
             return result
@@ -462,24 +468,28 @@ def apply_push(
             raise PushRejected("delta needs 'add' as a mapping and 'remove' as a list")
         for name in removals:
             result.identities.pop(validate_stored_name(name), None)
+        # An added person the door does not have yet must have a name enrolment accepts, and
+        # two added under one name (in two Unicode forms) are refused (Gallery.adopt).
+        names = NameIndex.of(result)
         for name, entry in additions.items():
             if isinstance(entry, dict) and "images" in entry:
                 if enrol_images is None:
                     raise PushRejected("this door cannot enrol images; push embeddings")
-                # Embeddings sent alongside are checked before any (slow) image is enrolled.
+                # Embeddings and the name are checked before any (slow) image is enrolled.
                 given = parse_identity(name, {"embeddings": [], **entry}, "push")
+                given.name = result.name_for(given.name, names)
                 enrolled = enrol_images(given.name, entry["images"])
                 if enrolled is not None:
                     given.embeddings.extend(enrolled.embeddings)
                     given.enrolments.extend(enrolled.enrolments)
                 if not given.embeddings:
                     raise PushRejected(f"no image of {name!r} could be enrolled")
-                result.identities[given.name] = given
+                result.adopt(given, names, "push")
                 continue
             identity = parse_identity(name, entry, "push")
             if not identity.embeddings:
                 raise PushRejected(f"added identity {name!r} has no embeddings")
-            result.identities[identity.name] = identity
+            result.adopt(identity, names, "push")
         return result
     except GalleryError as exc:
         raise PushRejected(str(exc)) from None

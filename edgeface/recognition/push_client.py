@@ -130,6 +130,12 @@ class PushOutcome:
                 for i in report.images
                 if i.get("status") == "rejected"
             ]
+            lines += [  # enrolled, but it looks like the wrong person (enrolment.push_warning)
+                f"  photo {i.get('identity')}[{i.get('index')}] warning: {warning}"
+                for i in report.images
+                if i.get("status") == "enrolled" and isinstance(i.get("warnings"), list)
+                for warning in i["warnings"]
+            ]
         if self.at_least is not None and self.applied < self.at_least:
             lines.append(f"{self.applied} of the {self.at_least} doors asked for applied it")
         return lines

@@ -14,6 +14,7 @@ face".
 from __future__ import annotations
 
 import logging
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -57,6 +58,83 @@ def damaged_data(line: str) -> bool:
     if line.startswith("Corrupt JPEG data"):
         return "extraneous bytes before marker" not in line
     return line.startswith("Premature end of JPEG file")
+
+
+#: Magic bytes → the format's name, for a message about a photo that would not decode: "a
+#: truncated AVIF" tells the user what to do; OpenCV's log line names a C++ source file.
+MAGIC_FORMATS: tuple[tuple[int, bytes, str], ...] = (
+    (0, b"\xff\xd8\xff", "JPEG"),
+    (0, b"\x89PNG\r\n\x1a\n", "PNG"),
+    (0, b"GIF87a", "GIF"),
+    (0, b"GIF89a", "GIF"),
+    (8, b"WEBP", "WebP"),
+    (0, b"II*\x00", "TIFF"),
+    (0, b"MM\x00*", "TIFF"),
+    (0, b"\x00\x00\x00\x0cjP  \r\n\x87\n", "JPEG 2000"),
+    (0, b"\xff\x4f\xff\x51", "JPEG 2000"),
+    (0, b"\x00\x00\x00\x0cJXL \r\n\x87\n", "JPEG XL"),
+    (0, b"\xff\x0a", "JPEG XL"),
+    (0, b"v/1\x01", "OpenEXR"),
+    (0, b"#?RADIANCE", "Radiance HDR"),
+    (0, b"#?RGBE", "Radiance HDR"),
+    (0, b"BM", "BMP"),
+)
+
+#: ISO base media (``ftyp`` box) brands of still-image formats phones write.
+HEIF_BRANDS = {
+    b"avif": "AVIF",
+    b"avis": "AVIF",
+    b"heic": "HEIC",
+    b"heix": "HEIC",
+    b"heim": "HEIC",
+    b"heis": "HEIC",
+    b"hevc": "HEIC",
+    b"mif1": "HEIF",
+    b"msf1": "HEIF",
+}
+
+#: Netpbm's ``P1`` … ``P7`` headers (the AT&T faces are PGM).
+NETPBM_FORMATS = {b"1": "PBM", b"2": "PGM", b"3": "PPM", b"4": "PBM", b"5": "PGM", b"6": "PPM"}
+
+#: The path of :func:`_decode_through_file`'s private copy, as OpenCV's log lines quote it.
+TEMPORARY_COPY = re.compile(r"[^\s'\"(]*edgeface-decode-[^/\s'\"]*/image")
+
+
+def image_format(data: bytes | memoryview) -> str | None:
+    """The name of the image format ``data`` starts like ("AVIF", "PNG" …), or None."""
+    head = bytes(data[:16])
+    if head[4:8] == b"ftyp":
+        return HEIF_BRANDS.get(head[8:12])
+    if head[:1] == b"P" and head[1:2] in NETPBM_FORMATS and head[2:3].isspace():
+        return NETPBM_FORMATS[head[1:2]]
+    if head[:4] == b"RIFF" and head[8:12] != b"WEBP":
+        return None
+    for offset, magic, name in MAGIC_FORMATS:
+        if head[offset : offset + len(magic)] == magic:
+            return name
+    return None
+
+
+def undecodable(source: str, header: bytes | memoryview, decoder_complained: bool) -> str:
+    """The sentence for bytes OpenCV returned no image for, about the user's file: its format
+    when the header names one, and what to do. When the format's decoder complained, the file
+    is damaged; when nothing was said, no decoder took it (a cut-off header, or a kind of that
+    format this OpenCV cannot read: an iPhone's HEIC)."""
+    name = image_format(header)
+    if name is None:
+        return (
+            f"{source}: not a readable image: unknown format, or its start is damaged; "
+            "save it again as JPEG or PNG"
+        )
+    if decoder_complained:
+        return (
+            f"{source}: not a readable image: truncated or corrupt {name}; download or save it "
+            "again"
+        )
+    return (
+        f"{source}: not a readable image: a {name} file that cannot be decoded (truncated, "
+        f"corrupt, or a kind of {name} this OpenCV does not read); save it again as JPEG or PNG"
+    )
 
 
 def to_rgb8(image: np.ndarray, source: str = "image", *, in_place: bool = False) -> np.ndarray:
@@ -303,10 +381,10 @@ def decode_rgb(
         # a face enrolled from that would not match its owner.
         raise ImageError(f"{source}: the image data is damaged ({damage}); download it again")
     for line in messages:
-        log.debug("%s: %s", source, line)
+        # OpenCV's own words, for a developer: they name C++ sources and the private copy.
+        log.debug("%s: %s", source, TEMPORARY_COPY.sub(source, line))
     if image is None:
-        why = f"{messages[-1]}" if messages else "unknown format, truncated or corrupt"
-        raise ImageError(f"{source}: not a readable image ({why})")
+        raise ImageError(undecodable(source, header, decoder_complained=bool(messages)))
     if image.shape[0] * image.shape[1] > max_pixels:
         raise ImageError(
             f"{source}: {image.shape[1]}x{image.shape[0]} is larger than the "
