@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from test_cli import edgeface
 
 from edgeface.pipeline import FacePipeline
 from edgeface.recognition.enrolment import ImageEnroller, enrolment_face
@@ -26,16 +24,6 @@ from edgeface.recognition.push_client import DoorReport, PushOutcome
 from edgeface.vision.image_io import read_rgb
 
 KEY = generate_key()
-
-
-def edgeface(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "edgeface", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-    )
 
 
 def enroll(gallery: Path, name: str, *photos: Path, extra: tuple[str, ...] = ()) -> dict:

@@ -7,14 +7,13 @@ import json
 import os
 import shutil
 import stat
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
+from embeddings import unit
+from test_cli import edgeface
 
 from edgeface.recognition.gallery import (
     MAX_GALLERY_BYTES,
@@ -23,21 +22,6 @@ from edgeface.recognition.gallery import (
     GalleryStore,
     encode_embedding,
 )
-
-
-def edgeface(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "edgeface", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-    )
-
-
-def unit(seed: int) -> np.ndarray:
-    vector = np.random.default_rng(seed).normal(size=128)
-    return (vector / np.linalg.norm(vector)).astype(np.float32)
 
 
 def saved(path: Path, *names: str) -> GalleryStore:

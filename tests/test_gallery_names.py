@@ -4,15 +4,13 @@ into the gallery (enroll, import, pushes). Real files, the real CLI and real sig
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 import unicodedata
 from pathlib import Path
 
-import numpy as np
 import pytest
+from embeddings import unit
+from test_cli import edgeface
 
 from edgeface.recognition.gallery import Gallery, GalleryError, GalleryStore, encode_embedding
 from edgeface.recognition.push import (
@@ -28,21 +26,6 @@ KEY = generate_key()
 NFC = unicodedata.normalize("NFC", "José")  # é as one character: typed on Linux
 NFD = unicodedata.normalize("NFD", "José")  # e + U+0301: pasted from a Mac
 BACKWARDS = "\u202eecila"  # shown as "alice" in logs and Home Assistant
-
-
-def edgeface(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "edgeface", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-    )
-
-
-def unit(seed: int) -> np.ndarray:
-    vector = np.random.default_rng(seed).normal(size=128)
-    return (vector / np.linalg.norm(vector)).astype(np.float32)
 
 
 def names_in(path: Path) -> list[str]:

@@ -5,14 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from embeddings import unit
 
 from edgeface.recognition.gallery import Gallery, GalleryError
 from edgeface.recognition.matcher import Matcher
-
-
-def unit(seed: int) -> np.ndarray:
-    vector = np.random.default_rng(seed).normal(size=128)
-    return (vector / np.linalg.norm(vector)).astype(np.float32)
 
 
 def near(vector: np.ndarray, distance: float, seed: int = 99) -> np.ndarray:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from embeddings import unit
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -28,11 +29,6 @@ from edgeface.recognition.push import (
 
 KEY = generate_key()
 KEYS = {"k1": KEY}
-
-
-def unit(seed: int) -> np.ndarray:
-    vector = np.random.default_rng(seed).normal(size=128)
-    return (vector / np.linalg.norm(vector)).astype(np.float32)
 
 
 def gallery_of(*names: str) -> Gallery:

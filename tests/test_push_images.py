@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 import pytest
 from broker import Broker, Listener
+from embeddings import unit
 from photos import face_free_photos
 
 from edgeface.pipeline import FacePipeline
@@ -65,11 +66,6 @@ def delta(add: dict[str, object], version: int = 2, base_version: int | None = N
 @pytest.fixture(scope="module")
 def pipeline() -> FacePipeline:
     return FacePipeline()
-
-
-def unit(seed: int) -> np.ndarray:
-    vector = np.random.default_rng(seed).normal(size=128)
-    return (vector / np.linalg.norm(vector)).astype(np.float32)
 
 
 def apply(raw: bytes, enroller: ImageEnroller | None, current: Gallery | None = None) -> Gallery:

@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from broker import Broker, Listener, run_connected
+from embeddings import unit
 from gpiozero.pins.mock import MockFactory
 
 from edgeface.cli import main
@@ -27,11 +27,6 @@ from edgeface.recognition.push_client import PushClient
 
 KEY = generate_key()
 SET, STATE = "edgeface/front/gallery/set", "edgeface/front/gallery/state"
-
-
-def unit(seed: int) -> np.ndarray:
-    vector = np.random.default_rng(seed).normal(size=128)
-    return (vector / np.linalg.norm(vector)).astype(np.float32)
 
 
 def gallery_of(*names: str) -> Gallery:

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from broker import Broker, Listener
+from embeddings import unit
 from gpiozero.pins.mock import MockFactory
 
 from edgeface.config import CameraConfig, Config, MqttConfig, PushConfig, RecognitionConfig
@@ -24,11 +24,6 @@ from edgeface.recognition.gallery import Gallery, GalleryStore
 from edgeface.recognition.push import full_push, generate_key, sign
 
 KEY = generate_key()
-
-
-def unit(seed: int) -> np.ndarray:
-    vector = np.random.default_rng(seed).normal(size=128)
-    return (vector / np.linalg.norm(vector)).astype(np.float32)
 
 
 def signed_full(version: int, *names: str) -> bytes:
