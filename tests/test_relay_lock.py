@@ -20,6 +20,7 @@ import pytest
 from gpiozero.pins.mock import MockFactory
 from test_door_pins import config_text, door, reload_once
 
+from edgeface.config import load_config
 from edgeface.door.relay import MARKER_NAME, DoorRelay
 from edgeface.door.relay_lock import (
     RECORD_NAME,
@@ -29,6 +30,7 @@ from edgeface.door.relay_lock import (
     read_record,
     record_relay,
 )
+from edgeface.door.service import DoorService
 
 PIN = 17
 UNIT = Path(__file__).resolve().parent.parent / "systemd" / "edgeface.service"
@@ -202,10 +204,61 @@ def test_a_record_that_cannot_be_written_does_not_stop_the_relay(
     try:
         assert service.relay.locked and service.relay.unlock()
         assert "cannot record the relay pin" in caplog.text
-        assert "will use the pin in the configuration file" in caplog.text
+        assert "the old record cannot be removed either" in caplog.text
     finally:
         service.relay.close()
         service.hardware.close_inputs()
+
+
+def test_a_record_that_cannot_be_rewritten_is_not_left_stale(
+    tmp_path: Path, factory: MockFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The relay moved from GPIO 17 to 22 and the door restarted on a card that refused the new
+    record: the old one, left in place, had `relay lock` drive GPIO 17 after a crash while the
+    strike on GPIO 22 stayed energised. It is removed, so the configuration names the pin."""
+    config_file, _, first = door(tmp_path, factory)  # records GPIO 17
+    first.relay.close()
+    first.hardware.close_inputs()
+    first.daemon_lock.release()
+    config_file.write_text(config_text(tmp_path, pin=22))
+    (tmp_path / "state" / f".{RECORD_NAME}.tmp").mkdir()  # the new record cannot be written
+    _, _, second = door(tmp_path, factory, pin=22)
+    second.relay.close()
+    second.hardware.close_inputs()
+    second.daemon_lock.release()
+    assert "will use the pin in the configuration file" in caplog.text
+    left_energised(factory, 22)  # killed mid-pulse
+    status, device = lock_relay(config_file, pin_factory=factory)
+    assert status == 0 and factory.pin(22).state is False
+    assert factory.pin(PIN).function == "input"  # the old pin is not driven
+    device.close()
+
+
+def test_a_broken_configuration_with_a_relative_state_dir_still_finds_the_record(
+    tmp_path: Path, factory: MockFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The daemon reads a relative state_dir from the configuration's folder; relay lock,
+    with the file since broken, read it from the current folder (/ under systemd), found no
+    record and drove nothing."""
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    config_file = etc / "edgeface.yaml"
+    text = config_text(tmp_path).replace(f"state_dir: {tmp_path}/state", "state_dir: state")
+    config_file.write_text(text)
+    assert "state_dir: state\n" in config_file.read_text()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    service = DoorService(load_config(config_file), config_file, factory)
+    assert (etc / "state" / RECORD_NAME).exists()
+    service.relay.close()
+    service.hardware.close_inputs()
+    service.daemon_lock.release()
+    left_energised(factory, PIN)
+    config_file.write_text(config_file.read_text() + "relay:\n  pin: seventeen\n")
+    status, device = lock_relay(config_file, pin_factory=factory)
+    assert status == 0 and factory.pin(PIN).state is False
+    device.close()
 
 
 def test_a_record_is_replaced_whole(tmp_path: Path) -> None:

@@ -98,19 +98,31 @@ class DoorHardware:
         """Record the pin now claimed for ``edgeface relay lock`` (the unit's ExecStopPost),
         which drives it locked after the daemon dies mid-pulse, when the configuration may
         name another pin or be broken. A record that cannot be written never stops the relay;
-        ``relay lock`` then reads the configuration."""
+        the old record is then removed (unlinking needs no free space), since ``relay lock``
+        trusts a record first: a stale one named the pin the relay was moved away from, and
+        the strike on the new pin stayed energised. Without a record it reads the
+        configuration."""
         factory = relay.device.pin_factory
+        path = self.state_dir / RECORD_NAME
         try:
             record_relay(
                 self.state_dir,
                 RelayPin(r.pin, r.active_high, factory_name(factory) or r.pin_factory),
             )
         except OSError as exc:
+            try:
+                path.unlink(missing_ok=True)
+                after = "`edgeface relay lock` will use the pin in the configuration file"
+            except OSError as gone:
+                after = (
+                    f"the old record cannot be removed either ({gone.strerror or gone}) and "
+                    f"names a pin that may no longer drive the strike: delete {path}"
+                )
             log.error(
-                "relay: cannot record the relay pin in %s (%s): after a crash, `edgeface relay "
-                "lock` will use the pin in the configuration file",
-                self.state_dir / RECORD_NAME,
+                "relay: cannot record the relay pin in %s (%s): after a crash, %s",
+                path,
                 exc.strerror or exc,
+                after,
             )
 
     def _make_input(self, pin: int | None) -> Any:

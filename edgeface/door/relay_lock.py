@@ -14,8 +14,10 @@ the relay, so the right pin is locked even when the configuration has since been
 name another pin, or broken. Without a record (the daemon never claimed one) the
 configuration's ``relay`` section is used.
 
-How: the pin is claimed through gpiozero at its locked level (no glitch: the level is set with
-the claim) and the process then ends holding it (:func:`exit_holding_the_pin`). gpiozero's own
+How: the pin is claimed through gpiozero at its locked level (RPi.GPIO sets the level with the
+claim; gpiozero 2.0's lgpio pins claim the line low, then write the level, so an active-low
+relay sees microseconds at its energise level — far too short to move a relay, and the same
+as at every daemon start) and the process then ends holding it (:func:`exit_holding_the_pin`). gpiozero's own
 close would turn the pin into an input with its pull switched off — floating — whereas a line
 still held at exit is handed back by the kernel as it is: driven locked on a Raspberry Pi
 kernel, or, with ``dtparam=strict_gpiod`` in config.txt, returned to an input (the relay input's
@@ -160,7 +162,9 @@ def _load_config(config_path: Path | None) -> tuple[Any, str | None]:
     from edgeface.errors import EdgefaceError
 
     try:
-        return load_config(config_path), None
+        # A shell without the service's EnvironmentFile (an admin running it by hand) lacks
+        # the env: secrets, which say nothing about the relay: read as doctor reads them.
+        return load_config(config_path, unset_env=[]), None
     except (EdgefaceError, OSError, ValueError) as exc:
         return None, str(exc)
 
@@ -177,7 +181,10 @@ def _raw_state_dir(config_path: Path | None) -> str | None:
     except Exception:  # any YAML or file error: the other places are still looked at
         return None
     value = data.get("state_dir") if isinstance(data, dict) else None
-    return value if isinstance(value, str) and value else None
+    if not (isinstance(value, str) and value):
+        return None
+    # Relative: from the configuration's folder, as load_config (and so the daemon) reads it.
+    return str(config_path.absolute().parent / value)
 
 
 def _state_dirs(state_dir: Path | None, config: Any, config_path: Path | None) -> list[Path]:
