@@ -16,14 +16,14 @@ configuration's ``relay`` section is used.
 
 How: the pin is claimed through gpiozero at its locked level (RPi.GPIO sets the level with the
 claim; gpiozero 2.0's lgpio pins claim the line low, then write the level, so an active-low
-relay sees microseconds at its energise level — far too short to move a relay, and the same
-as at every daemon start) and the process then ends holding it (:func:`exit_holding_the_pin`). gpiozero's own
-close would turn the pin into an input with its pull switched off — floating — whereas a line
-still held at exit is handed back by the kernel as it is: driven locked on a Raspberry Pi
-kernel, or, with ``dtparam=strict_gpiod`` in config.txt, returned to an input (the relay input's
-pull-down resistor then holds the relay off). Nothing is forced: a pin another process holds (the
-daemon still running; lgpio's claim is exclusive, and the recorded daemon's process is looked
-for) is left alone and reported.
+relay sees microseconds at its energise level — far too short to move a relay, and the same as
+at every daemon start) and the process then ends holding it (:func:`exit_holding_the_pin`).
+gpiozero's own close would turn the pin into an input with its pull switched off — floating —
+whereas a line still held at exit is handed back by the kernel as it is: driven locked on a
+Raspberry Pi kernel, or, with ``dtparam=strict_gpiod`` in config.txt, returned to an input (the
+relay input's pull-down resistor then holds the relay off). Nothing is forced: a pin another
+process holds (the daemon still running; lgpio's claim is exclusive, and the recorded daemon's
+process is looked for) is left alone and reported.
 
 Quick: the unit runs it as ``python -m edgeface.door.relay_lock``, which loads gpiozero, YAML
 and the configuration loader only — not the command line's OpenCV and numpy — since the strike
