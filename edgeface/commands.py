@@ -34,8 +34,8 @@ from edgeface.recognition.gallery import (
     Gallery,
     GalleryError,
     GalleryStore,
-    NameIndex,
     read_json_file,
+    refuse_disguised,
     validate_name,
     write_private_file,
 )
@@ -540,6 +540,8 @@ def cmd_gallery_push(args: argparse.Namespace) -> int:
     gallery = store.load()
     if not photos and not gallery.identities:
         raise EdgefaceError(f"{args.gallery}: the gallery is empty; nothing to push")
+    if not photos:
+        warn_disguised_names(gallery, str(args.gallery))
     if args.expect_count is not None and args.expect_count < 1:
         raise EdgefaceError("--expect-count must be at least 1")
     if args.version is not None and not 1 <= args.version <= MAX_VERSION:
@@ -608,6 +610,21 @@ def cmd_gallery_push(args: argparse.Namespace) -> int:
     return 0 if outcome.ok else 1
 
 
+def warn_disguised_names(gallery: Gallery, path: str) -> None:
+    """Say before a full push which of the gallery's names (enrolled by an older version) a
+    door refuses to take in (:func:`~edgeface.recognition.gallery.refuse_disguised`): a door
+    that holds the name already accepts the push, a new one rejects it."""
+    for name in sorted(gallery.identities):
+        try:
+            refuse_disguised(name, path)
+        except GalleryError as exc:
+            print(
+                f"warning: {exc}; until then a door that does not hold this name yet (a new "
+                "or rebuilt door) rejects the push",
+                file=sys.stderr,
+            )
+
+
 def check_push_target(option: str, value: str) -> str:
     """``--device`` or ``--group``, checked before anything is signed or sent, since paho
     refuses a wildcard only at publish time (after the survey) and an empty ``--device`` would
@@ -661,8 +678,8 @@ def cmd_gallery_rollback(store: GalleryStore, args: argparse.Namespace) -> int:
     goes back to a version number it has seen, and a replayed old push stays stale); rolling
     back twice therefore undoes the rollback. It works when the current file is corrupt.
 
-    After `gallery remove`, ``.prev`` no longer holds the person removed (GalleryStore.forget):
-    a rollback then does not bring them back."""
+    After `gallery remove`, or a push that removed somebody, ``.prev`` no longer holds the
+    person removed (GalleryStore.forget): a rollback then does not bring them back."""
     previous_file = store.sibling(".prev")
     if not previous_file.exists():
         raise EdgefaceError(f"no previous version to roll back to ({previous_file} is missing)")
@@ -699,7 +716,7 @@ def cmd_gallery_remove(store: GalleryStore, gallery: Gallery, args: argparse.Nam
     name = removed.name
     version = store.save(gallery)
     try:
-        cleaned = store.forget(name, removed.embeddings)
+        cleaned = store.forget({name: removed.embeddings})
     except GalleryError as exc:
         raise GalleryError(
             f"removed {name!r} from the gallery (version {version}), but {exc}; delete the "
@@ -763,14 +780,14 @@ def gallery_action(store: GalleryStore, args: argparse.Namespace) -> int:
                 "re-enrol those people with this install instead of importing"
             )
         gallery.embedder = ours or incoming.embedder
-        # A person already enrolled is replaced; a new one must pass the enrolment name rules.
-        names = NameIndex.of(gallery)
-        for identity in incoming.identities.values():
-            gallery.adopt(identity, names, args.file)
+        # A person already enrolled is replaced; names are copied as the file spells them
+        # (a backup of a gallery enrolled before the name rules restores), except a disguised
+        # one or one that looks like another person's here (Gallery.merge).
+        imported = gallery.merge(incoming, args.file)
         version = store.save(gallery)
         emit(
             args,
-            {"imported": sorted(names.added), "gallery_version": version},
+            {"imported": imported, "gallery_version": version},
             f"imported {len(incoming.identities)} identities; gallery version {version}",
         )
         return 0

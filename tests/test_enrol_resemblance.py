@@ -145,8 +145,9 @@ def pipeline() -> FacePipeline:
     return FacePipeline()
 
 
-def pushed(photo_dir: Path, **people: list[str]) -> dict[str, object]:
-    """A verified delta adding each person from their photos, for a door at version 1."""
+def pushed(photo_dir: Path, remove: tuple[str, ...] = (), **people: list[str]) -> dict[str, object]:
+    """A verified delta adding each person from their photos (and removing ``remove``), for a
+    door at version 1."""
     document = {
         "format": "edgeface-gallery-push",
         "kind": "delta",
@@ -160,7 +161,7 @@ def pushed(photo_dir: Path, **people: list[str]) -> dict[str, object]:
             }
             for name, photos in people.items()
         },
-        "remove": [],
+        "remove": list(remove),
     }
     raw = json.dumps(sign(document, KEY, "k1")).encode()
     return verify_push(raw, {"k1": KEY}, "front", (), 1)
@@ -201,3 +202,24 @@ def test_pushed_photos_of_the_wrong_person_are_enrolled_with_a_warning(
     plain = ImageEnroller(lambda: pipeline)
     apply_push(door, document, enrol_images=plain)
     assert not any("warnings" in r for r in plain.results)
+
+
+def test_a_rename_by_delta_is_not_reported_as_a_photo_taken_for_the_person_removed(
+    photo_dir: Path, pipeline: FacePipeline
+) -> None:
+    """remove "bob", add "robert" with bob's photos (a rename, as a delta spells it): each
+    photo was compared with the door's gallery before the push, and reported as one the door
+    would take for bob — who the same push removes. It is compared with the gallery the push
+    has made so far (its removals done); another enrolled person still counts."""
+    door = Gallery(version=1)
+    for name, photo in (("bob", "obama.jpg"), ("joe", "biden.jpg")):
+        face = enrolment_face(pipeline, read_rgb(photo_dir / photo))
+        assert face.embedding is not None
+        door.add(name, face.embedding)
+    enroller = ImageEnroller(lambda: pipeline, gallery=door, threshold=0.34, margin=0.04)
+    document = pushed(photo_dir, remove=("bob",), robert=["obama2.jpg"], joseph=["biden.jpg"])
+    result = apply_push(door, document, enrol_images=enroller)
+    assert sorted(result.identities) == ["joe", "joseph", "robert"]
+    by_name = {r["identity"]: r for r in enroller.results}
+    assert "warnings" not in by_name["robert"], by_name["robert"]["warnings"]
+    assert by_name["joseph"]["resemblances"][0]["identity"] == "joe"  # joe stays: said

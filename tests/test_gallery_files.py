@@ -17,10 +17,12 @@ from test_cli import edgeface
 
 from edgeface.recognition.gallery import (
     MAX_GALLERY_BYTES,
+    TEMPORARY_MARK,
     Gallery,
     GalleryError,
     GalleryStore,
     encode_embedding,
+    leftover_pattern,
 )
 
 
@@ -49,7 +51,7 @@ def test_gallery_remove_leaves_no_template_of_the_person_beside_the_gallery(
     store = saved(gallery, "obama", "biden")
     biden = templates_of(gallery, "biden")
     (tmp_path / "gallery.json.corrupt").write_text(gallery.read_text()[:-40])  # torn copy
-    (tmp_path / ".gallery.json.x1y2z3_4").write_text(gallery.read_text())  # cut save
+    (tmp_path / ".gallery.json.tmp-x1y2z3_4").write_text(gallery.read_text())  # cut save
     result = edgeface("gallery", "remove", "biden", "--gallery", str(gallery), "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
@@ -154,18 +156,65 @@ def test_temporary_files_of_interrupted_saves_are_removed_at_the_next_save(
     takes (a save under way beside it is left alone)."""
     gallery = tmp_path / "gallery.json"
     store = saved(gallery, "obama")
-    old = tmp_path / ".gallery.json.abcd_123"
-    fresh = tmp_path / ".gallery.json.efgh_456"
+    old = tmp_path / ".gallery.json.tmp-abcd_123"
+    old_prev = tmp_path / ".gallery.json.prev.tmp-x1y2z3_4"  # a cut scrub of .prev
+    fresh = tmp_path / ".gallery.json.tmp-efgh_456"
     link = tmp_path / ".gallery.json.prev.link"
     unrelated = tmp_path / ".gallery.json.lock.bak"
-    for path in (old, fresh, link, unrelated):
+    for path in (old, old_prev, fresh, link, unrelated):
         path.write_text(gallery.read_text())
     an_hour_ago = time.time() - 3600
-    for path in (old, link, unrelated):
+    for path in (old, old_prev, link, unrelated):
         os.utime(path, (an_hour_ago, an_hour_ago))
     store.save(store.load())
-    assert not old.exists() and not link.exists()
+    assert not old.exists() and not old_prev.exists() and not link.exists()
     assert fresh.exists() and unrelated.exists()
+    # What a save writes beside the gallery carries the mark the clean-up looks for.
+    assert leftover_pattern("gallery.json").fullmatch(
+        Path(tempfile.mkstemp(dir=tmp_path, prefix=f".gallery.json.{TEMPORARY_MARK}")[1]).name
+    )
+
+
+def test_a_save_does_not_delete_a_users_hidden_copy_beside_the_gallery(tmp_path: Path) -> None:
+    """`cp gallery.json .gallery.json.original` (or .snapshot, .20240101): any hidden file
+    named .<gallery>.<8 letters, digits or _> was taken for the temporary file of an
+    interrupted save and deleted — at the next save once an hour old, at once by `gallery
+    remove`. Temporary files now carry a mark of their own (.gallery.json.tmp-XXXXXXXX)."""
+    gallery = tmp_path / "gallery.json"
+    store = saved(gallery, "alice")
+    copies = [tmp_path / f".gallery.json.{s}" for s in ("original", "snapshot", "20240101")]
+    an_hour_ago = time.time() - 3600
+    for copy in copies:
+        copy.write_bytes(gallery.read_bytes())
+        os.utime(copy, (an_hour_ago, an_hour_ago))
+    people = store.load()
+    people.add("bob", unit(2))
+    with store.locked():
+        store.save(people)
+    result = edgeface("gallery", "remove", "bob", "--gallery", str(gallery), "--json")
+    assert result.returncode == 0, result.stderr
+    assert [c.name for c in copies if not c.exists()] == []
+
+
+def test_gallery_remove_names_an_older_temporary_file_that_holds_the_person(
+    tmp_path: Path,
+) -> None:
+    """Older versions named their temporary files .gallery.json.<8 letters, digits or _>,
+    which a user's copy may be named too: such a file is not deleted (it may be theirs), but
+    one that holds the person removed is named, so that their face is not left unawares."""
+    gallery = tmp_path / "gallery.json"
+    saved(gallery, "obama", "biden")
+    cut = tmp_path / ".gallery.json.k3j_9x2a"  # a save cut by a power failure, or a copy
+    cut.write_bytes(gallery.read_bytes())
+    other = tmp_path / ".gallery.json.original"  # a copy made before biden was enrolled
+    other.write_text(json.dumps({"identities": {"obama": {}}}))
+    result = edgeface("gallery", "remove", "biden", "--gallery", str(gallery), "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["cleaned"][-1] == (
+        "left .gallery.json.k3j_9x2a, which holds them too: a temporary file of a save cut "
+        "short by an older version, or a copy of yours — delete it unless it is needed"
+    )
+    assert cut.exists() and other.exists()
 
 
 def protected_hardlinks() -> bool:

@@ -315,3 +315,83 @@ def test_files_are_read_one_at_a_time_not_all_at_each_look(tmp_path: Path) -> No
     # Changed after the look: not taken half-written; looked at again next time.
     (folder / "1.json").write_bytes(b"{}")
     assert watcher.read(candidates[1]) is None
+
+
+def test_a_person_removed_by_a_push_does_not_stay_beside_the_gallery(
+    tmp_path: Path, photo_dir: Path
+) -> None:
+    """A push that removes somebody left their templates in the door's gallery.json.prev —
+    where `gallery remove` clears them — so their face stayed on the door's disk, and a
+    `gallery rollback` let them in again. And a delta's removal that named nobody on the door
+    (a typo: "carol" for "Carol") was applied without a word: gallery_updated now lists it
+    as not_found."""
+    import asyncio
+    import json
+
+    from embeddings import unit
+    from gpiozero.pins.mock import MockFactory
+
+    from edgeface.config import CameraConfig, Config, PushConfig, RecognitionConfig
+    from edgeface.door.service import DoorService
+    from edgeface.recognition.gallery import GalleryStore, encode_embedding
+    from edgeface.recognition.push import full_push, generate_key, sign
+
+    key = generate_key()
+    gallery, folder = obama_and_push_folder(tmp_path, photo_dir)
+    gallery_file = tmp_path / "state" / "gallery.json"
+    gallery_file.parent.mkdir()
+    running = GalleryStore(gallery_file).load()
+    running.identities.update(gallery.identities)
+    running.embedder = gallery.embedder
+    running.add("bob", unit(7))
+    running.version = 4
+    GalleryStore(gallery_file).save(running, bump=False)
+    bob = encode_embedding(unit(7))
+    delta = {
+        "format": "edgeface-gallery-push",
+        "kind": "delta",
+        "version": 5,
+        "base_version": 4,
+        "target": {"device": "front"},
+        "issued_at": time.time(),
+        "add": {},
+        "remove": ["carol"],
+    }
+    (folder / "10-without-carol.json").write_text(json.dumps(sign(delta, key, "k1")))
+    document = full_push(gallery, 6, {"device": "front"}, time.time())  # bob is removed
+    (folder / "20-without-bob.json").write_text(json.dumps(sign(document, key, "k1")))
+    for path in folder.iterdir():
+        _age(path, 5)
+    config = Config(
+        device_id="front",
+        state_dir=str(tmp_path / "state"),
+        camera=CameraConfig(source="/dev/video97", reconnect_min_seconds=5),
+        recognition=RecognitionConfig(gallery=str(gallery_file)),
+        push=PushConfig(
+            enabled=True, keys={"k1": key}, folder=str(folder), folder_poll_seconds=0.1
+        ),
+    )
+    events: list[dict[str, object]] = []
+    service = DoorService(config, pin_factory=MockFactory(), on_event=events.append)
+
+    def updates() -> list[tuple[object, object]]:
+        return [
+            (e["gallery_version"], e["not_found"])
+            for e in events
+            if e["event_type"] == "gallery_updated"
+        ]
+
+    async def run() -> int:
+        runner = asyncio.create_task(service.run())
+        deadline = time.monotonic() + 20
+        while len(updates()) < 2:
+            assert time.monotonic() < deadline, events
+            await asyncio.sleep(0.05)
+        service.stop_requested.set()
+        return await runner
+
+    assert asyncio.run(run()) == 0
+    assert updates() == [(5, ["carol"]), (6, [])]
+    assert sorted(GalleryStore(gallery_file).load().identities) == ["obama"]
+    holding_bob = [p.name for p in gallery_file.parent.iterdir() if bob in p.read_text("latin-1")]
+    assert holding_bob == []

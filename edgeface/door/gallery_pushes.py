@@ -34,8 +34,14 @@ from edgeface.door.throttle import RefusalReports
 from edgeface.errors import EdgefaceError
 from edgeface.pipeline import FacePipeline, PipelineSettings
 from edgeface.recognition.enrolment import ImageEnroller
-from edgeface.recognition.gallery import Gallery, GalleryError, GalleryStore, Identity
-from edgeface.recognition.push import PushRejected, apply_push, verify_push
+from edgeface.recognition.gallery import (
+    Gallery,
+    GalleryError,
+    GalleryStore,
+    Identity,
+    people_removed,
+)
+from edgeface.recognition.push import AppliedPush, PushRejected, push_result, verify_push
 
 log = logging.getLogger("edgeface.door")
 
@@ -56,8 +62,9 @@ STOP_GIVE_UP_SECONDS = 4.0
 #: What a door's ``gallery/state`` says of the push it answers: its claimed version and digest.
 PushAnswer = tuple[int | None, str]
 
-#: Turns a pushed identity's photos into an identity (ImageEnroller, or one that checks first).
-Enrol = Callable[[str, object], Identity | None]
+#: Turns a pushed identity's photos into an identity (ImageEnroller, or one that checks first),
+#: comparing them with the gallery as the push has made it so far.
+Enrol = Callable[[str, object, Gallery], Identity | None]
 
 
 class PushNotApplied(PushRejected):
@@ -210,7 +217,7 @@ class GalleryPushes:
         self.report_state("rejected", reason, None, answer)
 
     # ----- the worker thread ------------------------------------------------------------------
-    def _prepare(self, payload: bytes, digest: str, enroller: Enrol) -> tuple[dict, Gallery]:
+    def _prepare(self, payload: bytes, digest: str, enroller: Enrol) -> tuple[dict, AppliedPush]:
         """Worker thread: verify, apply (enrolling pushed images) and store; nothing is swapped.
 
         The push must be newer than the gallery and than every push accepted before (the
@@ -219,7 +226,7 @@ class GalleryPushes:
         document = self._verify(payload, digest)
         store = gallery_store(self.door.config.recognition)
         try:
-            updated = apply_push(
+            applied = push_result(
                 self.door.gallery,
                 document,
                 enrol_images=self._unless_closing(enroller),
@@ -228,8 +235,8 @@ class GalleryPushes:
         except PushRejected as exc:
             exc.authenticated = True  # verified above: its sender holds a key
             raise
-        self._store(store, updated, digest)
-        return document, updated
+        self._store(store, applied.gallery, digest)
+        return document, applied
 
     def _verify(self, payload: bytes, digest: str) -> dict:
         """The verified push document (raises PushRejected), checked against this door."""
@@ -277,10 +284,10 @@ class GalleryPushes:
         """``enroller``, looking before each identity's photos whether a stop gave up on this
         push: the stop then waits for one identity's photos, not for a whole push's."""
 
-        def enrol(name: str, images: object) -> Identity | None:
+        def enrol(name: str, images: object, gallery: Gallery) -> Identity | None:
             if self._closing:
                 raise PushNotApplied
-            return enroller(name, images)
+            return enroller(name, images, gallery)
 
         return enrol
 
@@ -310,6 +317,30 @@ class GalleryPushes:
             except GalleryError:
                 self._restore_record(previous)
                 raise
+            self._forget(store, updated)
+
+    def _forget(self, store: GalleryStore, updated: Gallery) -> None:
+        """After a push is saved: remove the people it removed from the files beside the
+        gallery too (:meth:`GalleryStore.forget`: ``.prev``, a ``.corrupt`` copy, leftovers),
+        as `gallery remove` does — their templates stayed in ``gallery.json.prev``, and a
+        `gallery rollback` let them in again. The push is applied whatever happens here."""
+        removed = people_removed(self.door.gallery, updated)
+        if not removed:
+            return
+        names = ", ".join(repr(name) for name in sorted(removed))
+        try:
+            done = store.forget(removed)
+        except GalleryError as exc:
+            log.error(
+                "gallery push removed %s, but %s; delete the files beside %s that hold them",
+                names,
+                exc,
+                store.path,
+            )
+            return
+        log.info(
+            "gallery push removed %s: %s", names, "; ".join(done) or "no file beside held them"
+        )
 
     def _check_file_unchanged(self, store: GalleryStore) -> None:
         """Refuse to save over a gallery file changed since the daemon read it: the push was
@@ -371,17 +402,19 @@ class GalleryPushes:
                 return True
             enroller = self._enroller(origin)
             try:
-                document, updated = await asyncio.to_thread(
+                document, applied = await asyncio.to_thread(
                     self._prepare, payload, answer[1], enroller
                 )
             except Exception as exc:
                 self._report_failure(exc, origin, answer, enroller.results)
                 return not isinstance(exc, PushNotApplied)
-            door.use_gallery(updated)
+            door.use_gallery(applied.gallery)
             door.emit(
                 "gallery_updated",
-                gallery_version=updated.version,
-                identities=len(updated.identities),
+                gallery_version=applied.gallery.version,
+                identities=len(applied.gallery.identities),
+                # a delta's removals that named nobody here (done nowhere: a typo?)
+                not_found=applied.not_found,
                 key_id=document["signature"]["key_id"],
                 origin=origin,
                 images=enroller.results,

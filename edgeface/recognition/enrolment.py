@@ -240,8 +240,13 @@ class ImageEnroller:
         #: Identities enrolled from this push's images so far (compared with the later ones).
         self._pushed: dict[str, Identity] = {}
 
-    def __call__(self, name: str, images: object) -> Identity | None:
-        """``name``'s identity from base64 images, or None if not one could be enrolled."""
+    def __call__(
+        self, name: str, images: object, gallery: Gallery | None = None
+    ) -> Identity | None:
+        """``name``'s identity from base64 images, or None if not one could be enrolled.
+        ``gallery``: the gallery as the push has made it so far (``apply_push`` passes it),
+        compared with instead of the door's: a person the push removes is nobody a photo can
+        be taken for (remove "bob" and add "robert" with bob's photos is a rename)."""
         if not isinstance(images, list) or not images:
             raise PushRejected(f"identity {name!r}: 'images' must be a non-empty list")
         if len(images) > MAX_IMAGES_PER_IDENTITY:
@@ -280,20 +285,26 @@ class ImageEnroller:
             probes.append((result, live_embedding(self.pipeline, face)))
         identity = next(iter(staging.identities.values()), None)
         if identity is not None:
-            self._warn(name, identity, probes)
+            self._warn(name, identity, probes, gallery)
             self._pushed[name] = identity
         return identity
 
     def _warn(
-        self, name: str, identity: Identity, probes: list[tuple[dict[str, Any], np.ndarray]]
+        self,
+        name: str,
+        identity: Identity,
+        probes: list[tuple[dict[str, Any], np.ndarray]],
+        gallery: Gallery | None,
     ) -> None:
         """Add ``warnings`` to the results of ``name``'s enrolled images that look like
         somebody else: the templates ``name`` had (which the push replaces), the other
-        photos of ``name`` in this push, other people of the gallery or of this push."""
+        photos of ``name`` in this push, other people of the gallery (``gallery``, else the
+        door's) or of this push."""
         if self.gallery is None:
             return
-        compared = Gallery({**self.gallery.identities, **self._pushed})
-        had = self.gallery.identities.get(name)
+        base = self.gallery if gallery is None else gallery
+        compared = Gallery({**base.identities, **self._pushed})
+        had = base.identities.get(name)
         for position, (result, probe) in enumerate(probes):
             if had is not None:
                 own = had.embeddings

@@ -27,7 +27,7 @@ import stat
 import tempfile
 import time
 import unicodedata
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -123,45 +123,62 @@ class Gallery:
         )
 
     def remove(self, name: str) -> Identity:
-        """Remove ``name`` (as stored, or as typed in another Unicode form: NFD from a Mac);
-        returns the identity removed. A name that differs only in case is not taken for it,
-        but named in the error."""
-        stored = name if name in self.identities else unicodedata.normalize("NFC", name)
-        if stored not in self.identities:
-            alike = NameIndex.of(self).keys.get(name_key(name))
-            hint = f" (did you mean {alike!r}?)" if alike else ""
-            raise GalleryError(f"no identity named {name!r} in the gallery{hint}")
+        """Remove ``name`` — as stored, or the same letters in another Unicode form
+        (:meth:`stored_name`: NFD pasted from a Mac, or a name stored NFD before names were
+        normalised, typed NFC) — and return the identity removed. A name that differs only in
+        case is not taken for it, but named in the error."""
+        index = NameIndex.of(self.identities)
+        stored = self.stored_name(name, index)
+        if stored is None:
+            raise GalleryError(
+                f"no identity named {name!r} in the gallery{_did_you_mean(index.alike(name))}"
+            )
         return self.identities.pop(stored)
 
     # ----- names --------------------------------------------------------------------------
-    def name_for(self, name: object, index: NameIndex | None = None) -> str:
-        """The key a person called ``name`` is added under: an enrolled name as it is stored
-        (older names keep the lenient rule of :func:`validate_stored_name`), else a new name
-        that passes :func:`validate_name`, NFC-normalised. ``index``: this gallery's
-        :class:`NameIndex`, when many people are added at once.
-
-        The same letters in another Unicode form are the same name ("José" typed on Linux is
-        NFC, pasted from a Mac NFD). A new name that differs from an enrolled one only in case
-        is refused: "josé" beside "José", or "Alice" beside "alice", are two people who look
-        like one in logs, events and Home Assistant, a configuration rule written for one
-        restricts nothing for the other, and `gallery remove` removed only one of them."""
-        if isinstance(name, str) and name in self.identities:
+    def stored_name(self, name: str, index: NameIndex | None = None) -> str | None:
+        """The enrolled name that ``name`` means: itself, else the one enrolled name that is the
+        same letters in another Unicode form ("José" typed NFC on Linux, stored NFD by a version
+        before names were normalised, or the reverse); None if there is none — or several
+        (enrolled before the rules: then only the exact spelling tells them apart).
+        ``index``: this gallery's :class:`NameIndex`, when many names are looked up."""
+        if name in self.identities:
             return name
+        same = (index or NameIndex.of(self.identities)).same_letters(name)
+        return same[0] if len(same) == 1 else None
+
+    def name_for(self, name: object, index: NameIndex | None = None) -> str:
+        """The key a person called ``name`` *as a person typed it* (``enroll``, ``gallery push
+        --photos``, a delta push's ``add``) is added under: an enrolled name as it is stored
+        (:meth:`stored_name`; older names keep the lenient rule of
+        :func:`validate_stored_name`), else a new name that passes :func:`validate_name`,
+        NFC-normalised. ``index``: this gallery's :class:`NameIndex`, when many people are added
+        at once. (A gallery document — an import — is copied, not typed: :meth:`merge`.)
+
+        A new name that differs from an enrolled one only in case is refused: "josé" beside
+        "José", or "Alice" beside "alice", are two people who look like one in logs, events and
+        Home Assistant, a configuration rule written for one restricts nothing for the other,
+        and `gallery remove` removed only one of them."""
+        index = index or NameIndex.of(self.identities)
+        if isinstance(name, str):
+            stored = self.stored_name(name, index)
+            if stored is not None:
+                return stored
         valid = validate_name(name)
         if valid in self.identities:
             return valid
-        alike = (index or NameIndex.of(self)).keys.get(name_key(valid))
-        if alike is not None and alike != valid:
+        alike = index.alike(valid)
+        if alike:
             raise GalleryError(
-                f"identity name {valid!r} looks the same as {alike!r}, already enrolled "
-                f"({_spelling(valid, alike)}): to add photos of that person, give the name "
+                f"identity name {valid!r} looks the same as {alike[0]!r}, already enrolled "
+                f"({_spelling(valid, alike[0])}): to add photos of that person, give the name "
                 "exactly as enrolled (see edgeface gallery list); for another person, choose "
                 "a name that differs in more than case"
             )
         return valid
 
     def adopt(self, identity: Identity, index: NameIndex, where: str) -> str:
-        """Add ``identity``, one of several that an import or a push adds at once, under
+        """Add ``identity``, one of several that a delta push adds at once, under
         :meth:`name_for` its name (replacing an enrolled identity of that name); returns the
         name. ``index`` (made by :meth:`NameIndex.of` before the first) also holds the names
         added so far: two identities that come out under the same name (the same letters in
@@ -177,9 +194,59 @@ class Gallery:
                 f"({_spelling(identity.name, first)}); keep one of them"
             )
         index.added[name] = identity.name
-        index.keys.setdefault(name_key(name), name)
+        index.include(name)
         identity.name = name
         self.identities[name] = identity
+        return name
+
+    def merge(self, incoming: Gallery, where: str) -> list[str]:
+        """Add the identities of gallery document ``incoming`` (an import: a backup restored
+        onto a new card, people enrolled on another machine), replacing those enrolled under
+        the same name; returns the names they are stored under. ``where`` names the document.
+
+        A document is copied, not typed again: its names keep their spelling, whatever rules
+        they were enrolled under — a backup restored into a fresh gallery is the gallery backed
+        up, so "Obama" beside "obama", " obama" or "all" enrolled by an older version come back
+        as they were (they were two people there, and stay two: no new ambiguity). A name this
+        gallery does not hold yet is refused when it disguises itself
+        (:func:`refuse_disguised`), or when it looks the same (case, Unicode form) as one this
+        gallery keeps beside it — an ambiguity the import would create. The same letters in
+        another Unicode form as exactly one enrolled name the document does not hold itself
+        are that person: replaced under the enrolled spelling."""
+        staying = NameIndex.of(n for n in self.identities if n not in incoming.identities)
+        placed: dict[str, str] = {}  # stored name -> the name in the document
+        for name in sorted(incoming.identities):
+            stored = self._merged_name(name, staying, where)
+            first = placed.setdefault(stored, name)
+            if first != name:
+                raise GalleryError(
+                    f"{where}: identity names {first!r} and {name!r} are both {stored!r}, "
+                    f"enrolled here ({_spelling(name, first)}); keep one of them"
+                )
+        for stored, name in placed.items():
+            identity = incoming.identities[name]
+            identity.name = stored
+            self.identities[stored] = identity
+        return sorted(placed)
+
+    def _merged_name(self, name: str, staying: NameIndex, where: str) -> str:
+        """The key identity ``name`` of an imported document goes under (see :meth:`merge`);
+        ``staying``: this gallery's names that the document does not hold."""
+        if name in self.identities:
+            return name
+        same = staying.same_letters(name)
+        if len(same) == 1:
+            return same[0]
+        refuse_disguised(name, where)
+        alike = staying.alike(name)
+        if alike:
+            raise GalleryError(
+                f"{where}: identity name {name!r} looks the same as {alike[0]!r}, enrolled in "
+                f"this gallery ({_spelling(name, alike[0])}), and would be two people who look "
+                f"like one in logs, events and Home Assistant: if they are one person, remove "
+                f"{alike[0]!r} (edgeface gallery remove) and import again; if not, enrol one of "
+                "them under a name that differs in more than case"
+            )
         return name
 
     # ----- matrix view for the matcher ----------------------------------------------------
@@ -240,17 +307,55 @@ class Gallery:
 
 @dataclass
 class NameIndex:
-    """A gallery's names by :func:`name_key`, made once for an import or a push that adds
-    many people (each new name is looked up, not compared with every name), and the names
-    added so far (stored name → the name as given)."""
+    """Names by :func:`name_key`, made once for an import or a push that adds or looks up many
+    people (each name is looked up, not compared with every name), and the names added so far
+    (stored name → the name as given)."""
 
-    keys: dict[str, str]
+    keys: dict[str, list[str]]
     added: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, gallery: Gallery) -> NameIndex:
-        """The index of ``gallery``'s names (of two that look the same, the first in order)."""
-        return cls({name_key(n): n for n in sorted(gallery.identities, reverse=True)})
+    def of(cls, names: Iterable[str]) -> NameIndex:
+        """The index of ``names`` (a gallery's ``identities``, or some of them)."""
+        keys: dict[str, list[str]] = {}
+        for name in sorted(names):
+            keys.setdefault(name_key(name), []).append(name)
+        return cls(keys)
+
+    def include(self, name: str) -> None:
+        """Index ``name`` too (just added to the gallery)."""
+        names = self.keys.setdefault(name_key(name), [])
+        if name not in names:
+            names.append(name)
+
+    def discard(self, name: str) -> None:
+        """Forget ``name`` (just removed from the gallery)."""
+        names = self.keys.get(name_key(name), [])
+        if name in names:
+            names.remove(name)
+
+    def alike(self, name: str) -> list[str]:
+        """The indexed names other than ``name`` that look the same as it (case, Unicode form)."""
+        return [n for n in self.keys.get(name_key(name), []) if n != name]
+
+    def same_letters(self, name: str) -> list[str]:
+        """The indexed names that are ``name``'s letters, in either Unicode form."""
+        letters = unicodedata.normalize("NFC", name)
+        return [
+            n
+            for n in self.keys.get(name_key(name), [])
+            if unicodedata.normalize("NFC", n) == letters
+        ]
+
+
+def _did_you_mean(alike: list[str]) -> str:
+    """The end of the message for a name not found: " (did you mean 'Alice'?)", naming those
+    that look like it (in code points where two of them print the same)."""
+    if not alike:
+        return ""
+    printed = {unicodedata.normalize("NFC", n) for n in alike}
+    shown = [repr(n) if len(printed) == len(alike) else ascii(n) for n in alike]
+    return f" (did you mean {' or '.join(shown)}?)"
 
 
 def parse_identity(name: object, raw: object, where: str) -> Identity:
@@ -357,22 +462,54 @@ def _spelling(given: str, enrolled: str) -> str:
     return "they differ only in case"
 
 
-def pushed_names(incoming: Gallery, current: Gallery, where: str) -> Gallery:
-    """``incoming`` (a full push: the door's whole new gallery) with the identities that
-    ``current`` does not hold checked as a name being enrolled is (:meth:`Gallery.name_for`)
-    and stored NFC-normalised; those ``current`` holds keep their name as it is, so a gallery
-    enrolled before the name rules still loads and can still be pushed.
+def refuse_new_disguised_names(incoming: Gallery, current: Gallery, where: str) -> None:
+    """Refuse gallery document ``incoming`` (a full push: the door's whole new gallery) if a
+    name ``current`` does not hold disguises itself (:func:`refuse_disguised`).
 
-    Enrolment refused "\u202eecila" (shown as "alice" reversed), but a push or an import —
-    which add people too — let the same name in by the lenient rule meant for old galleries."""
-    checked = Gallery(version=incoming.version, embedder=incoming.embedder)
-    checked.identities = {n: i for n, i in incoming.identities.items() if n in current.identities}
-    index = NameIndex.of(checked)
-    index.added = {n: n for n in checked.identities}
-    for name, identity in sorted(incoming.identities.items()):
+    Its other names are taken as they are spelled: a full push makes the door's gallery the
+    administrator's, whatever rules its names were enrolled under (see :meth:`Gallery.merge`);
+    refused, a gallery enrolled before the rules could not be pushed to a new door. A door that
+    holds a disguised name already keeps it: a push that removes somebody else must not wait
+    for its clean-up."""
+    for name in sorted(incoming.identities):
         if name not in current.identities:
-            checked.adopt(identity, index, where)
-    return checked
+            refuse_disguised(name, where)
+
+
+def refuse_disguised(name: str, where: str) -> None:
+    """Refuse ``name`` for a gallery that does not hold it yet (an import, a push) if it holds
+    a control character, bidirectional override or zero-width space: "\\u202eecila" shows as
+    "alice" in logs and Home Assistant. Older versions enrolled such names; a gallery that
+    has one keeps loading, but does not spread it. The message says how to clean it up."""
+    invisible = _invisible_character(name)
+    if invisible:
+        raise GalleryError(
+            f"{where}: identity name {_shell_word(name)} holds {invisible}, a control "
+            "character, bidirectional override or zero-width space that makes it show as "
+            "another name, and is not taken into a gallery that does not hold it yet: remove "
+            "that person from the gallery it comes from (edgeface gallery remove --gallery "
+            "FILE NAME, NAME as written here) and enrol them again under a plain name"
+        )
+
+
+def _shell_word(name: str) -> str:
+    """``name`` as a shell word that shows every character (``$'\\xe2\\x80\\xae...'``),
+    to paste into ``edgeface gallery remove`` (:func:`edgeface.door.doctor.shell_word`)."""
+    from edgeface.door.doctor import shell_word  # the one rule, where doctor lists such names
+
+    return shell_word(name)
+
+
+def people_removed(before: Gallery, after: Gallery) -> dict[str, list[np.ndarray]]:
+    """The people of ``before`` that ``after`` no longer holds, with their templates (what
+    :meth:`GalleryStore.forget` removes from the files beside the gallery). A name ``after``
+    holds in another Unicode form is the same person, still enrolled: not removed."""
+    kept = {unicodedata.normalize("NFC", n) for n in after.identities}
+    return {
+        name: identity.embeddings
+        for name, identity in before.identities.items()
+        if name not in after.identities and unicodedata.normalize("NFC", name) not in kept
+    }
 
 
 def _invisible_character(name: str) -> str:
@@ -573,19 +710,21 @@ class GalleryStore:
             keep_copy(self.target, kept)
         return kept
 
-    def forget(self, name: str, templates: list[np.ndarray]) -> list[str]:
-        """After ``name`` was removed from the gallery (and it was saved): remove them from
-        the files beside it too — ``.prev`` (which every save keeps, and `gallery rollback`
-        restores), a ``.corrupt`` copy that holds their templates, temporary files of
-        interrupted saves — so that nothing of their face stays on the door's disk. Returns
-        what was done, one phrase a file. The caller holds :meth:`locked`."""
-        # Their templates as the file spells them, and their name as a JSON key.
-        traces = {encode_embedding(v) for v in templates} | {json.dumps(name)}
+    def forget(self, people: Mapping[str, Sequence[np.ndarray]]) -> list[str]:
+        """After ``people`` (name → templates) were removed from the gallery and it was saved
+        (`gallery remove`, a push): remove them from the files beside it too — ``.prev`` (which
+        every save keeps, and `gallery rollback` restores), a ``.corrupt`` copy that holds
+        their templates, temporary files of interrupted saves — so that nothing of their face
+        stays on the door's disk. Returns what was done, one phrase a file. The caller holds
+        :meth:`locked`."""
+        # Their templates as the file spells them, and their names as JSON keys.
+        traces = {encode_embedding(v) for templates in people.values() for v in templates}
+        traces |= {json.dumps(name) for name in people}
         done: list[str] = []
         with self._os_errors("clean up beside"):
             previous = self.sibling(".prev")
             if previous.exists():
-                done += self._scrub(previous, name)
+                done += self._scrub(previous, people)
             corrupt = self.sibling(".corrupt")
             if corrupt.exists() and _holds_any(corrupt, traces):
                 corrupt.unlink()
@@ -593,17 +732,19 @@ class GalleryStore:
             left = self._remove_leftovers(0.0)
             if left:
                 done.append(f"deleted {left} temporary file(s) of interrupted saves")
+            done += self._older_leftovers_holding(traces)
         return done
 
-    def _scrub(self, path: Path, name: str) -> list[str]:
-        """Rewrite gallery file ``path`` without ``name`` (keeping its version, mode and
+    def _scrub(self, path: Path, people: Mapping[str, object]) -> list[str]:
+        """Rewrite gallery file ``path`` without ``people`` (keeping its version, mode and
         owner); deleted if it cannot be read. Returns what was done."""
         try:
             gallery = Gallery.from_dict(read_json_file(path), str(path))
         except GalleryError:
             path.unlink()
             return [f"deleted {path.name}, which is unreadable"]
-        if gallery.identities.pop(name, None) is None:
+        found = [name for name in people if gallery.identities.pop(name, None) is not None]
+        if not found:
             return []
         replace_file(path, json.dumps(gallery.to_dict(), indent=1).encode())
         return [f"removed from {path.name} too (`gallery rollback` cannot bring them back)"]
@@ -611,23 +752,58 @@ class GalleryStore:
     def _remove_leftovers(self, older_than: float) -> int:
         """Delete the temporary files and links that saves left beside the gallery when they
         were interrupted (a power cut), if last changed more than ``older_than`` seconds ago
-        (a save under way is never that slow); returns how many."""
-        folder, name = self.target.parent, self.target.name
-        pattern = re.compile(
-            rf"\.{re.escape(name)}\.(?:prev\.)?[a-z0-9_]{{8}}"
-            rf"|\.{re.escape(name)}\.(?:prev|corrupt)\.link|\.{re.escape(name)}\.prev-link"
-        )
-        with os.scandir(folder) as entries:
-            found = [entry for entry in entries if pattern.fullmatch(entry.name)]
+        (a save under way is never that slow); returns how many. Only names no one else would
+        choose (:func:`leftover_pattern`): ``.gallery.json.original``, a user's copy, stays."""
+        pattern = leftover_pattern(self.target.name)
         removed = 0
         now = time.time()
-        for entry in found:
+        for entry in self._beside(pattern):
             with contextlib.suppress(FileNotFoundError):
                 info = entry.stat(follow_symlinks=False)
                 if stat.S_ISREG(info.st_mode) and now - info.st_mtime >= older_than:
                     os.unlink(entry.path)
                     removed += 1
         return removed
+
+    def _older_leftovers_holding(self, traces: set[str]) -> list[str]:
+        """One phrase for each file beside the gallery named as older versions named their
+        temporary files (``.gallery.json.`` and 8 letters, digits or _) that holds one of
+        ``traces``: it may be a save cut by a power failure, or a copy of the user's own
+        (``.gallery.json.original``) — which is theirs to delete, so it is only named."""
+        pattern = re.compile(rf"\.{re.escape(self.target.name)}\.(?:prev\.)?[a-z0-9_]{{8}}")
+        return [
+            f"left {entry.name}, which holds them too: a temporary file of a save cut short "
+            "by an older version, or a copy of yours — delete it unless it is needed"
+            for entry in self._beside(pattern)
+            if entry.is_file(follow_symlinks=False) and _holds_any(Path(entry.path), traces)
+        ]
+
+    def _beside(self, pattern: re.Pattern[str]) -> list[os.DirEntry[str]]:
+        """The entries of the gallery's folder whose whole name matches ``pattern``."""
+        with os.scandir(self.target.parent) as entries:
+            return sorted(
+                (entry for entry in entries if pattern.fullmatch(entry.name)),
+                key=lambda entry: entry.name,
+            )
+
+
+def leftover_pattern(name: str) -> re.Pattern[str]:
+    """The names of what a save of gallery file ``name`` writes beside it for a moment, which
+    an interrupted save leaves: its temporary files (``.<name>.tmp-`` and :func:`tempfile.mkstemp`'s
+    8 letters, digits or _, also for ``.prev``; see :data:`TEMPORARY_MARK`), the links that
+    :func:`keep_copy` stages (``.<name>.prev.link``, ``.<name>.corrupt.link``) and the one
+    older versions staged (``.<name>.prev-link``)."""
+    n = re.escape(name)
+    return re.compile(
+        rf"\.{n}(?:\.prev)?\.{TEMPORARY_MARK}[a-z0-9_]{{8}}"
+        rf"|\.{n}\.(?:prev|corrupt)\.link|\.{n}\.prev-link"
+    )
+
+
+#: What the name of a temporary file beside a gallery (or an export) holds after ``.<name>.``:
+#: a mark of its own, so that clearing up after an interrupted save never takes a file of
+#: somebody else's — ``.gallery.json.original`` was deleted as a leftover.
+TEMPORARY_MARK = "tmp-"
 
 
 #: How old a temporary file beside the gallery must be before a save takes it for a leftover
@@ -651,7 +827,7 @@ def replace_file(path: Path, payload: bytes, previous: Path | None = None) -> No
     renamed over it; the folder fsynced), keeping the replaced file's mode and owner (where
     this user may set them), else 0600. With ``previous``, the file replaced is kept there
     (:func:`keep_copy`) before the rename, so the live path is never absent."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{TEMPORARY_MARK}")
     try:
         if path.exists():
             _take_mode_and_owner(fd, path.stat())
@@ -681,7 +857,7 @@ def write_private_file(path: Path, payload: bytes) -> None:
         raise GalleryError(
             f"cannot write {path}: not a regular file; name a file (or '-' for standard output)"
         )
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.{TEMPORARY_MARK}")
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(payload)

@@ -39,9 +39,12 @@ A door accepts a push only if it is signed with a key it holds, aimed at it (its
 id or one of its groups), newer than its gallery (so a captured push cannot be replayed and an
 old one cannot roll the gallery back), no larger than ``MAX_PUSH_BYTES``, and every embedding is
 128 finite values of unit length, made by the door's embedder model (as far as the push says:
-a full push's gallery names its model; a delta may), and every person it adds that the door
-does not have yet has a name ``edgeface enroll`` accepts (stored NFC-normalised; one that
-looks like another person's is refused: ``Gallery.name_for``). Anything else is rejected with
+a full push's gallery names its model; a delta may), and its names pass (:func:`push_result`):
+a full push's are the administrator's gallery's, as spelled, but a name that disguises itself
+(control characters, bidirectional overrides, zero-width spaces) is refused where the door does
+not hold it yet; a delta adds a person under an enrolled name or under a new one that
+``edgeface enroll`` accepts (stored NFC-normalised; one that looks like another person's is
+refused: ``Gallery.name_for``). Anything else is rejected with
 a reason and the gallery is left exactly as it was: :func:`apply_push` builds a new gallery and
 never edits the current one.
 """
@@ -57,7 +60,7 @@ import math
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +79,7 @@ from edgeface.recognition.gallery import (
     Identity,
     NameIndex,
     parse_identity,
-    pushed_names,
+    refuse_new_disguised_names,
     validate_stored_name,
 )
 
@@ -413,24 +416,62 @@ def check_embedder(theirs: str, ours: str) -> None:
         )
 
 
+#: A door's enroller of pushed photos (:class:`edgeface.recognition.enrolment.ImageEnroller`):
+#: ``(name, images, gallery)`` → the identity enrolled from them, or None if no image was good
+#: enough. ``gallery`` is the gallery as the push has made it so far (its removals done), which
+#: a photo is compared with.
+EnrolImages = Callable[[str, object, Gallery], Identity | None]
+
+
+@dataclass
+class AppliedPush:
+    """What a push makes of a door's gallery (:func:`push_result`)."""
+
+    #: The gallery after the push (a new one: the door's is not modified).
+    gallery: Gallery
+    #: Names a delta's ``remove`` gives that name nobody on this door (a fleet's delta removes
+    #: a person from every door, whether each had them or not: no reason to refuse it, but
+    #: worth saying — a misspelt name removes nobody).
+    not_found: list[str] = field(default_factory=list)
+
+
 def apply_push(
     current: Gallery,
     document: dict[str, Any],
-    enrol_images: Callable[[str, object], Identity | None] | None = None,
+    enrol_images: EnrolImages | None = None,
     embedder: str = "",
 ) -> Gallery:
-    """The gallery after ``document`` (already verified); ``current`` is never modified.
+    """The gallery after ``document`` (already verified): :func:`push_result`'s gallery."""
+    return push_result(current, document, enrol_images, embedder).gallery
+
+
+def push_result(
+    current: Gallery,
+    document: dict[str, Any],
+    enrol_images: EnrolImages | None = None,
+    embedder: str = "",
+) -> AppliedPush:
+    """The gallery after ``document`` (already verified), and what was not found to remove;
+    ``current`` is never modified.
 
     ``embedder`` is the door's embedder fingerprint: embeddings a push carries were made by the
     model its gallery (full) or its ``"embedder"`` field (delta) names, and one made by another
     model is refused rather than compared with the wrong one. A push that names none is taken
     as made by the door's own model.
 
+    Names: a full push is the administrator's gallery, taken as it is spelled (a gallery
+    enrolled before the name rules still pushes to a new door), except a disguised name the
+    door does not hold yet (:func:`~edgeface.recognition.gallery.refuse_new_disguised_names`).
+    A delta's names are typed by a person: each it adds is an enrolled name (as stored, or the
+    same letters in another Unicode form) or a new one under the enrolment rules
+    (:meth:`Gallery.name_for`), and each it removes is found as `gallery remove` finds it
+    (:meth:`Gallery.stored_name`); one that names nobody here removes nothing and is reported.
+
     A delta's added identity may carry ``"images"`` (base64 JPEG/PNG) instead of or besides
-    embeddings; ``enrol_images(name, images)`` — the door's enroller, which needs the vision
-    pipeline this module does not import — turns them into an identity, or None if no image was
-    good enough. An added identity left with no embedding at all rejects the whole push (a
-    person must not silently end up missing or half-enrolled)."""
+    embeddings; ``enrol_images`` — the door's enroller, which needs the vision pipeline this
+    module does not import — turns them into an identity. An added identity left with no
+    embedding at all rejects the whole push (a person must not silently end up missing or
+    half-enrolled)."""
     version = int(document["version"])
     ours = embedder or current.embedder
     try:
@@ -440,11 +481,10 @@ def apply_push(
                 raise PushRejected("full push without a gallery")
             # (refuses an identity without embeddings, as for the door's own file)
             result = Gallery.from_dict({**raw_gallery, "version": version}, "push")
-            # A person the door does not have yet must have a name enrolment accepts.
-            result = pushed_names(result, current, "push")
+            refuse_new_disguised_names(result, current, "push")
             check_embedder(result.embedder, ours)
             result.embedder = ours or result.embedder
-            return result
+            return AppliedPush(result)
         base = document.get("base_version")
         if not isinstance(base, int) or isinstance(base, bool):
             raise PushRejected("a delta must name the gallery version it changes (base_version)")
@@ -466,32 +506,55 @@ def apply_push(
         additions = document.get("add", {})
         if not isinstance(removals, list) or not isinstance(additions, dict):
             raise PushRejected("delta needs 'add' as a mapping and 'remove' as a list")
-        for name in removals:
-            result.identities.pop(validate_stored_name(name), None)
-        # An added person the door does not have yet must have a name enrolment accepts, and
-        # two added under one name (in two Unicode forms) are refused (Gallery.adopt).
-        names = NameIndex.of(result)
-        for name, entry in additions.items():
-            if isinstance(entry, dict) and "images" in entry:
-                if enrol_images is None:
-                    raise PushRejected("this door cannot enrol images; push embeddings")
-                # Embeddings and the name are checked before any (slow) image is enrolled.
-                given = parse_identity(name, {"embeddings": [], **entry}, "push")
-                given.name = result.name_for(given.name, names)
-                enrolled = enrol_images(given.name, entry["images"])
-                if enrolled is not None:
-                    given.embeddings.extend(enrolled.embeddings)
-                    given.enrolments.extend(enrolled.enrolments)
-                if not given.embeddings:
-                    raise PushRejected(f"no image of {name!r} could be enrolled")
-                result.adopt(given, names, "push")
-                continue
-            identity = parse_identity(name, entry, "push")
-            if not identity.embeddings:
-                raise PushRejected(f"added identity {name!r} has no embeddings")
-            result.adopt(identity, names, "push")
-        return result
+        not_found = _remove(result, removals)
+        _add(result, additions, enrol_images)
+        return AppliedPush(result, not_found)
     except GalleryError as exc:
         raise PushRejected(str(exc)) from None
     except (TypeError, AttributeError, ValueError) as exc:
         raise PushRejected(f"malformed push: {exc}") from None
+
+
+def _remove(gallery: Gallery, removals: list[object]) -> list[str]:
+    """Remove the people a delta's ``remove`` names from ``gallery``, each found as `gallery
+    remove` finds it (the stored name, or the same letters in another Unicode form: a delta
+    written on a Mac removes the "José" enrolled on Linux); returns the names that name nobody.
+    """
+    index = NameIndex.of(gallery.identities)
+    not_found: list[str] = []
+    for name in removals:
+        given = validate_stored_name(name)
+        stored = gallery.stored_name(given, index)
+        if stored is None:
+            if given not in not_found:
+                not_found.append(given)
+            continue
+        del gallery.identities[stored]
+        index.discard(stored)
+    return not_found
+
+
+def _add(gallery: Gallery, additions: dict[str, Any], enrol_images: EnrolImages | None) -> None:
+    """Add a delta's ``add`` to ``gallery`` (its removals done). An added person the door does
+    not have yet must have a name enrolment accepts, and two added under one name (in two
+    Unicode forms) are refused (Gallery.adopt)."""
+    names = NameIndex.of(gallery.identities)
+    for name, entry in additions.items():
+        if isinstance(entry, dict) and "images" in entry:
+            if enrol_images is None:
+                raise PushRejected("this door cannot enrol images; push embeddings")
+            # Embeddings and the name are checked before any (slow) image is enrolled.
+            given = parse_identity(name, {"embeddings": [], **entry}, "push")
+            given.name = gallery.name_for(given.name, names)
+            enrolled = enrol_images(given.name, entry["images"], gallery)
+            if enrolled is not None:
+                given.embeddings.extend(enrolled.embeddings)
+                given.enrolments.extend(enrolled.enrolments)
+            if not given.embeddings:
+                raise PushRejected(f"no image of {name!r} could be enrolled")
+            gallery.adopt(given, names, "push")
+            continue
+        identity = parse_identity(name, entry, "push")
+        if not identity.embeddings:
+            raise PushRejected(f"added identity {name!r} has no embeddings")
+        gallery.adopt(identity, names, "push")
