@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from broker import Broker, Listener
+from broker import Broker, Listener, free_port
 from photos import cache_dir, sdist_photo_dir
 
 
@@ -89,3 +89,19 @@ def test_bench_door_reports_unlock_latency_and_load() -> None:
     assert door["unlock_latency_ms"]["unlocked"] == 2
     assert door["unlock_latency_ms"]["median"] > 0
     assert door["steady_10fps"]["frames_per_second"] > 0 and door["steady_10fps"]["peak_rss_mb"] > 0
+
+
+def test_demo_with_no_broker_listening_says_so_in_one_line() -> None:
+    """`edgeface demo --broker localhost` without a broker ran the whole clip and then ended
+    in a ConnectionRefusedError traceback from the clean-up of the retained topics."""
+    port = free_port()  # nothing listens on it
+    result = subprocess.run(
+        [sys.executable, "-m", "edgeface", "demo", "--broker", f"127.0.0.1:{port}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert f"cannot reach the MQTT broker at 127.0.0.1:{port}" in result.stderr
+    assert "edgeface demo:" not in result.stdout  # refused before the clip was built

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import tempfile
 import threading
 import time
@@ -103,7 +104,13 @@ def clear_retained(host: str, port: int, prefix: str, quiet_seconds: float = 0.5
     client.on_message = on_message
     client.on_subscribe = on_subscribe
     client.on_connect = lambda c, *_: c.subscribe(f"{prefix}/#", qos=1)
-    client.connect(host, port)
+    try:
+        client.connect(host, port)
+    except (OSError, ValueError) as exc:  # gone since the demo started
+        raise EdgefaceError(
+            f"cannot reach the MQTT broker at {host}:{port} ({exc}); the demo's retained topics "
+            f"under {prefix} were not cleared"
+        ) from None
     client.loop_start()
     try:
         if not subscribed.wait(10.0):
@@ -119,6 +126,17 @@ def clear_retained(host: str, port: int, prefix: str, quiet_seconds: float = 0.5
     return len(topics)
 
 
+def reachable(host: str, port: int) -> None:
+    """Raise EdgefaceError unless something accepts TCP connections at ``host:port``."""
+    try:
+        socket.create_connection((host, port), timeout=5.0).close()
+    except OSError as exc:
+        raise EdgefaceError(
+            f"cannot reach the MQTT broker at {host}:{port} ({exc}): start it, or run the demo "
+            "without --broker"
+        ) from None
+
+
 def run_demo(broker: str | None = None, workdir: Path | None = None) -> int:
     """Build the clip, enrol, run the daemon on it, print events and the relay's history."""
     from gpiozero.pins.mock import MockFactory
@@ -126,8 +144,11 @@ def run_demo(broker: str | None = None, workdir: Path | None = None) -> int:
     from edgeface.door.service import DoorService
     from edgeface.recognition.push_client import parse_broker
 
-    # Checked before the photos are fetched and the clip is built: a typo is one line.
+    # Checked before the photos are fetched and the clip is built: a typo, or a broker that is
+    # not there, is one line (the daemon would only retry, and the clean-up at the end fail).
     address = parse_broker(broker) if broker else None
+    if address:
+        reachable(*address)
     cache = Path(
         os.environ.get("EDGEFACE_DEMO_CACHE", Path.home() / ".cache" / "edgeface" / "demo")
     )
