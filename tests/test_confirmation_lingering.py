@@ -24,6 +24,7 @@ from test_video_door import enrol_cli
 
 from edgeface.bench.frames import letterbox
 from edgeface.pipeline import FacePipeline
+from edgeface.recognition.gallery import GalleryStore
 from edgeface.vision.image_io import read_rgb
 
 
@@ -62,6 +63,47 @@ def test_a_person_whose_frames_change_is_let_in_once(
     assert len({e["track"] for e in events if e.get("track") is not None}) == 1
 
 
+def test_a_person_let_in_whose_frames_fall_just_above_the_threshold_is_not_unknown(
+    tmp_path: Path, photo_dir: Path, factory: MockFactory
+) -> None:
+    """Seen in a soak: a person recognised and let in, still standing there on the same track,
+    was then reported ``unknown`` (nearest: that person, at 0.358 and 0.389) — with an audit
+    entry and a stranger snapshot, a "stranger at the door" alert in Home Assistant — whenever
+    a window of their frames fell just above the threshold (a turned head, blur). Here Obama
+    (threshold 0.30, the strict setting README suggests with fusion) is let in on frames 0.16
+    from his template, then shows frames 0.32 from it: within the one-to-one limit (0.397) of
+    the person confirmed on his track, so still him. Biden then steps into his place (0.6:
+    clearly not him) and is reported unknown."""
+    enrol(tmp_path / "gallery.json", photo_dir, {"obama": "obama.jpg"})
+    config_file = tmp_path / "edgeface.yaml"
+    recognition = "  threshold: 0.30\n  unknown_repeat_seconds: 0.1\n"
+    config_file.write_text(config_text(tmp_path, recognition=recognition))
+    template = enrolled_embedding(tmp_path / "gallery.json")
+    turned = blurred(photo_dir, "obama2.jpg", 9)
+    (face,) = FacePipeline().analyse(turned)
+    assert face.embedding is not None
+    assert 0.30 < float(np.linalg.norm(face.embedding - template)) <= 0.397  # the test's point
+    marks: list[int] = []
+
+    sharp = blurred(photo_dir, "obama.jpg", 15)  # (the faces' boxes overlap: one track)
+
+    async def scenario(door: FrameByFrame) -> None:
+        await door.show_frame(sharp, 3)  # recognised and let in
+        await door.show_frame(turned, 8)  # still him: his frames just above the threshold
+        await door.show_frame(sharp)
+        await asyncio.sleep(0.2)  # longer than unknown_repeat_seconds
+        marks.append(len(door.events))
+        await door.show("biden.jpg", 6)  # a stranger in his place
+
+    events = run_door(config_file, photo_dir, factory, scenario)
+    assert unlocked(events) == ["obama"]
+    (track,) = {e["track"] for e in events if e["event_type"] == "recognised"}
+    while_obama = [e for e in events[: marks[0]] if e["event_type"] == "unknown"]
+    assert while_obama == [], "the person let in was reported as an unknown face"
+    stranger = [e for e in events[marks[0] :] if e["event_type"] == "unknown"]
+    assert stranger and all(e["track"] == track and e["distance"] > 0.5 for e in stranger)
+
+
 @pytest.mark.parametrize(
     "change",
     ["unknown_repeat_seconds", "threshold", "gallery"],
@@ -95,6 +137,12 @@ def test_a_reload_while_a_person_let_in_stands_there_does_not_let_them_in_again(
     assert [e["identity"] for e in events if e["event_type"] == "recognised"] == ["obama"]
 
 
+def enrolled_embedding(gallery: Path) -> np.ndarray:
+    """The one template of the one person in ``gallery``."""
+    (identity,) = GalleryStore(gallery).load().identities.values()
+    return np.asarray(identity.embeddings[0])
+
+
 def stage_frames(video: Path, first: int, last: int, step: int) -> list[np.ndarray]:
     """Frames ``first``..``last`` (every ``step``-th) of ``video``, RGB."""
     capture = cv2.VideoCapture(str(video))
@@ -119,13 +167,15 @@ def test_a_performer_lingering_on_stage_is_let_in_once(
     """hamilton_stage.mp4 at 10 frames/s (every third frame of 85–210, played forward, back and
     forward: 12.6 s), the performer enrolled from another photo of him: his consecutive frames
     are up to 0.39 apart, and his track used to split there — the door opened for him three
-    times while he stood on stage. Once."""
+    times while he stood on stage. Once; and his frames just above the threshold after that
+    (0.36-0.39 from his template) are not reported as an unknown face (a soak saw that)."""
     gallery = tmp_path / "gallery.json"
     enrol_cli(
         gallery, "lin-manuel-miranda", shared_data / "faces/face_recognition/lin-manuel-miranda.png"
     )
     config_file = tmp_path / "edgeface.yaml"
-    config_file.write_text(config_text(tmp_path, fusion_frames=fusion_frames))
+    repeat = "  unknown_repeat_seconds: 0.5\n"
+    config_file.write_text(config_text(tmp_path, fusion_frames=fusion_frames, recognition=repeat))
     forward = stage_frames(shared_data / "faces/videos/hamilton_stage.mp4", 85, 210, 3)
 
     async def scenario(door: FrameByFrame) -> None:
@@ -137,3 +187,5 @@ def test_a_performer_lingering_on_stage_is_let_in_once(
     assert [e["identity"] for e in events if e["event_type"] == "recognised"] == [
         "lin-manuel-miranda"
     ]
+    (track,) = {e["track"] for e in events if e["event_type"] == "recognised"}
+    assert not [e for e in events if e["event_type"] == "unknown" and e["track"] == track]

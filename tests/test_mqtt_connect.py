@@ -106,6 +106,25 @@ def test_a_clean_stop_is_no_warning(
     assert any("disconnected from the broker (stopping)" in line for line in lines(caplog))
 
 
+def test_a_broker_shutting_down_is_logged_as_such(
+    broker: Broker, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A broker stopped cleanly (a restart, an upgrade) closes the connection without a word
+    over MQTT 3.1.1, which paho reports as "Unspecified error": the door's journal said
+    "disconnected (Unspecified error)", as if something had failed."""
+    caplog.set_level(logging.INFO, logger="edgeface.door.mqtt")
+    client = door(broker.port, tmp_path)
+    client.start()
+    try:
+        assert client.connected.wait(10)
+        broker.stop()  # SIGTERM: mosquitto's clean shutdown
+        assert wait_for(lambda: lines(caplog, logging.WARNING), 5), "not one line"
+    finally:
+        client.stop(timeout=0.5)
+    (warning,) = lines(caplog, logging.WARNING)[:1]
+    assert "the broker closed the connection" in warning and "Unspecified" not in warning
+
+
 def test_stopping_a_connection_whose_start_never_ran_or_failed_raises_nothing(
     tmp_path: Path,
 ) -> None:

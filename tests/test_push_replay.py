@@ -19,8 +19,9 @@ from embeddings import unit
 from gpiozero.pins.mock import MockFactory
 
 from edgeface.config import CameraConfig, Config, MqttConfig, PushConfig, RecognitionConfig
+from edgeface.door.accepted_push import REMEMBERED_PUSHES, payload_digest
 from edgeface.door.service import DoorService
-from edgeface.recognition.gallery import Gallery, GalleryStore
+from edgeface.recognition.gallery import Gallery, GalleryStore, encode_embedding
 from edgeface.recognition.push import full_push, generate_key, sign
 
 KEY = generate_key()
@@ -31,6 +32,21 @@ def signed_full(version: int, *names: str) -> bytes:
     for seed, name in enumerate(names):
         gallery.add(name, unit(seed))
     document = full_push(gallery, version, {"device": "front"}, time.time())
+    return json.dumps(sign(document, KEY, "k1")).encode()
+
+
+def signed_delta(version: int, base_version: int, name: str, seed: int = 7) -> bytes:
+    """A delta adding ``name``: published without the retain flag, as `gallery push` does."""
+    document = {
+        "format": "edgeface-gallery-push",
+        "kind": "delta",
+        "version": version,
+        "base_version": base_version,
+        "target": {"device": "front"},
+        "issued_at": time.time(),
+        "add": {name: {"embeddings": [encode_embedding(unit(seed))]}},
+        "remove": [],
+    }
     return json.dumps(sign(document, KEY, "k1")).encode()
 
 
@@ -153,3 +169,97 @@ def test_the_retained_push_resent_at_reconnect_is_not_a_rejection(
     assert outcomes(second) == []  # the re-sent push is neither applied again nor rejected
     assert "rejected" not in statuses
     assert state()["version"] == 6 and state()["accepted_version"] == 6
+
+
+def test_the_retained_full_push_resent_after_a_delta_is_not_a_rejection(
+    tmp_path: Path, broker: Broker
+) -> None:
+    """Seen in a soak: `gallery push` (full, retained, v6), then `gallery push --photos` (a
+    delta, not retained, v7). From then on, at every reconnect and every start, the broker
+    re-sent the retained v6 and the door reported ``gallery_rejected`` "stale or replayed push:
+    version 6 is not newer than 7" — an alert in Home Assistant, an audit entry and a retained
+    gallery/state of "rejected" each time — because it remembered only the push it applied
+    last. It now remembers the pushes it applied recently, and the re-sent v6 is old news."""
+    listener = Listener(broker.port, "edgeface/front/gallery/state")
+
+    def state() -> dict[str, Any]:
+        payloads = listener.payloads("edgeface/front/gallery/state")
+        return json.loads(payloads[-1]) if payloads else {}
+
+    async def run_door(
+        events: list[dict[str, Any]],
+        until: Callable[[], bool],
+        then: Callable[[], object] | None = None,
+    ) -> None:
+        service = door(tmp_path, events, broker_port=broker.port)
+        runner = asyncio.create_task(service.run())
+        assert await asyncio.to_thread(listener.wait, until, 30)
+        if then is not None:
+            then()
+            assert await asyncio.to_thread(listener.wait, lambda: state().get("version") == 7, 30)
+        await asyncio.sleep(1.0)  # time for a re-sent retained push to be (mis)handled
+        service.stop_requested.set()
+        assert await runner == 0
+
+    def push_delta() -> None:
+        listener.client.publish("edgeface/front/gallery/set", signed_delta(7, 6, "bob"), qos=1)
+
+    first: list[dict[str, Any]] = []
+    second: list[dict[str, Any]] = []
+    try:
+        listener.client.publish(
+            "edgeface/front/gallery/set", signed_full(6, "alice"), qos=1, retain=True
+        )
+        asyncio.run(run_door(first, lambda: state().get("status") == "applied", push_delta))
+        mark = len(listener.payloads("edgeface/front/gallery/state"))
+        asyncio.run(run_door(second, lambda: state().get("status") in ("ready", "rejected")))
+        statuses = [
+            json.loads(p)["status"]
+            for p in listener.payloads("edgeface/front/gallery/state")[mark:]
+        ]
+    finally:
+        listener.close()
+    assert outcomes(first) == [("gallery_updated", 6, None), ("gallery_updated", 7, None)]
+    assert outcomes(second) == []  # the re-sent v6: neither applied again nor rejected
+    assert "rejected" not in statuses
+    assert state()["version"] == 7 and state()["accepted_version"] == 7
+    assert '"gallery_rejected"' not in (tmp_path / "state" / "audit.log").read_text()
+
+
+def test_a_push_record_from_before_the_history_loads_and_the_history_stays_short(
+    tmp_path: Path,
+) -> None:
+    """A door upgraded with an ``accepted-push.json`` that names only its last push must keep
+    its replay protection and recognise that push when it is re-sent; the pushes remembered
+    after it are bounded (the file is rewritten, fsynced, at every push). A push dropped from
+    the history, delivered again, is refused as stale: forgetting never lets one in."""
+    events: list[dict[str, Any]] = []
+    pushes = [signed_full(5, "alice")]
+    state = tmp_path / "state"
+    state.mkdir()
+    record = state / "accepted-push.json"
+    record.write_text(json.dumps({"version": 5, "digest": payload_digest(pushes[0])}))
+    service = door(tmp_path, events)
+
+    async def apply_all() -> None:
+        await service.apply_gallery_push(pushes[0])  # the gallery file was lost: restored
+        await service.apply_gallery_push(pushes[0])  # re-sent: already applied
+        for version in range(6, 6 + REMEMBERED_PUSHES):
+            pushes.append(signed_delta(version, version - 1, f"p{version}", seed=version))
+            await service.apply_gallery_push(pushes[-1])
+        await service.apply_gallery_push(pushes[1])  # v6, still remembered: old news
+        await service.apply_gallery_push(pushes[0])  # v5, forgotten: stale
+
+    asyncio.run(apply_all())
+    newest = 5 + REMEMBERED_PUSHES
+    assert outcomes(events) == [
+        *[("gallery_updated", version, None) for version in range(5, newest + 1)],
+        (
+            "gallery_rejected",
+            newest,
+            f"stale or replayed push: version 5 is not newer than {newest}",
+        ),
+    ]
+    written = json.loads(record.read_text())
+    assert written["version"] == newest and written["digest"] == payload_digest(pushes[-1])
+    assert [e["version"] for e in written["earlier"]] == list(range(newest - 1, 5, -1))

@@ -93,7 +93,7 @@ def run_for(
         return await service.run()
 
     assert asyncio.run(asyncio.wait_for(stop_soon(), timeout=seconds + 10)) == 0
-    assert np.isfinite(service._fps)
+    assert np.isfinite(service.fps)
     return events
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeface.door.tracker import FaceTracker
+from edgeface.door.tracker import FaceTracker, Track
 from edgeface.pipeline import Face, FacePipeline, PipelineSettings
 from edgeface.vision.detection import Detection
 from edgeface.vision.image_io import read_rgb
@@ -155,3 +155,47 @@ def test_restarted_votes_keep_the_tracks_and_their_decisions(faces: dict[str, Fa
     assert track.confirmed == "obama" and track.unlocked and track.unknown_reported_at == 0.0
     assert [track.vote("obama", 2) for _ in range(3)] == [None, None, None]  # not again
     assert tracker.update([faces["biden"].detection], 5.0)[0].votes.maxlen == 4  # new tracks
+
+
+def unknown_after(track: Track, frames: list[tuple[str | None, float]]) -> bool:
+    """Whether ``track`` has an unknown streak after frames recognising nobody, each given as
+    (nearest identity, distance)."""
+    for nearest, distance in frames:
+        assert track.vote(None, 3, nearest, distance) is None
+    return track.unknown_streak()
+
+
+@pytest.mark.parametrize(
+    ("threshold", "frames", "unknown"),
+    [
+        (0.34, [("obama", 0.358), ("obama", 0.389)] * 3, False),  # still him (seen in a soak)
+        (0.34, [("obama", 0.45)] * 5, True),  # clearly farther: someone else in his place
+        (0.34, [("biden", 0.36)] * 5, True),  # nearest to someone else
+        (0.34, [("obama", 0.36)] * 4 + [("obama", float("nan"))], False),  # one broken frame
+        (0.34, [("obama", float("nan"))] * 5, True),
+        (0.45, [("obama", 0.43)] * 5, False),  # a door's threshold above 0.397 is the limit
+    ],
+)
+def test_frames_just_above_the_threshold_of_the_person_confirmed_are_not_unknown(
+    threshold: float, frames: list[tuple[str | None, float]], unknown: bool
+) -> None:
+    """A person let in, still on their track, was reported unknown when a window of their
+    frames fell just above the threshold (0.358, 0.389): a stranger alert for a resident. A
+    frame nearest to the person confirmed on the track, within the one-to-one limit (0.397, or
+    the door's threshold if higher), is still theirs; nearest to someone else, or farther, or
+    broken, it counts towards an unknown face as before."""
+    tracker = FaceTracker(window=5, same_person_distance=threshold)
+    track = tracker.update([Detection(0, 0, 10, 10, 1.0)], 0.0)[0]
+    assert [track.vote("obama", 3) for _ in range(3)] == [None, None, "obama"]
+    assert unknown_after(track, frames) is unknown
+
+
+def test_frames_near_someone_not_confirmed_on_the_track_are_unknown() -> None:
+    """Before anyone is confirmed on a track, frames above the threshold are unknown whoever
+    is nearest; and a frame kept as the confirmed person's never confirms anyone else."""
+    track = FaceTracker(window=5).update([Detection(0, 0, 10, 10, 1.0)], 0.0)[0]
+    assert unknown_after(track, [("obama", 0.36)] * 5)
+    assert [track.vote("obama", 3) for _ in range(3)] == [None, None, "obama"]
+    assert [track.vote("biden", 3) for _ in range(2)] == [None, None]
+    assert track.vote(None, 3, "obama", 0.36) is None  # his, not a third vote for biden
+    assert track.vote("biden", 3) == "biden"  # biden's own third vote

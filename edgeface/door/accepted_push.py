@@ -1,4 +1,4 @@
-"""The newest gallery push this door has accepted, remembered apart from the gallery file.
+"""The gallery pushes this door has accepted, remembered apart from the gallery file.
 
 Replay protection compares a push's version with what the door has. If "what the door has"
 were only the version inside the gallery file, it would fall back to 0 whenever that file is
@@ -8,11 +8,17 @@ the broker (an old gallery that still admits a revoked person) would then be acc
 
 So each accepted push's version and the SHA-256 of its payload are written here, in the state
 directory — before the gallery file, and a push whose record cannot be written is not applied
-— and a push must be newer than both the gallery and this record. The digest lets the
-door recognise the very push it applied last when the broker delivers it again (a retained
-full push is re-sent at every reconnect): that is not a replay but the same content, so it is
-ignored quietly — or, if the gallery file was lost meanwhile (or a power cut came between the
-two writes), applied again to restore it.
+— and a push must be newer than both the gallery and the newest push recorded. The digests let
+the door recognise a push it applied before when the broker delivers it again: a full push is
+published retained and re-sent at every reconnect, also after a (not retained) delta has taken
+the door past it. That is not a replay but content the door has had, so it is ignored quietly
+— or, for the push applied last, applied again to restore the gallery if that file was lost
+meanwhile (or a power cut came between the two writes). An earlier push never restores: a
+later one may have removed somebody.
+
+The file keeps the newest push as ``version`` and ``digest`` (as records written before the
+history existed, which still load, and which an older daemon still reads) and the few before it,
+newest first, as ``earlier``.
 
 An installer who really wants to start a door's push history afresh deletes this file (the
 daemon logs its path when it refuses a push as stale).
@@ -25,10 +31,15 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from edgeface.door.state_files import write_json_atomic
 
 log = logging.getLogger(__name__)
+
+#: Pushes remembered (the newest and those before it): enough for the retained full push and
+#: the deltas sent after it, a few hundred bytes of file.
+REMEMBERED_PUSHES = 16
 
 
 def payload_digest(payload: bytes) -> str:
@@ -38,10 +49,28 @@ def payload_digest(payload: bytes) -> str:
 
 @dataclass(frozen=True)
 class AcceptedPush:
-    """Version and payload digest of the last push applied (version 0, no digest: none yet)."""
+    """Version and payload digest of one push applied (version 0, no digest: none yet)."""
 
     version: int = 0
     digest: str = ""
+
+
+#: Newest first; empty when no push was accepted yet.
+PushHistory = tuple[AcceptedPush, ...]
+
+
+def _push_from(data: Any) -> AcceptedPush:
+    """One recorded push (raises ValueError, KeyError or TypeError if it is not one)."""
+    version, digest = data["version"], data["digest"]
+    if not isinstance(version, int) or isinstance(version, bool) or version < 0:
+        raise ValueError(f"version {version!r} is not a non-negative integer")
+    if not isinstance(digest, str):
+        raise ValueError(f"digest {digest!r} is not text")
+    return AcceptedPush(version, digest)
+
+
+def _entry(push: AcceptedPush) -> dict[str, Any]:
+    return {"version": push.version, "digest": push.digest}
 
 
 class AcceptedPushRecord:
@@ -49,17 +78,19 @@ class AcceptedPushRecord:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.last = self._read()
+        self.history: PushHistory = self._read()
 
-    def _read(self) -> AcceptedPush:
+    @property
+    def last(self) -> AcceptedPush:
+        """The newest push accepted (version 0: none yet)."""
+        return self.history[0] if self.history else AcceptedPush()
+
+    def _read(self) -> PushHistory:
         try:
             data = json.loads(self.path.read_text())
-            version, digest = data["version"], data["digest"]
-            if not isinstance(version, int) or isinstance(version, bool) or version < 0:
-                raise ValueError(f"version {version!r} is not a non-negative integer")
-            return AcceptedPush(version, str(digest))
+            last = _push_from(data)
         except FileNotFoundError:
-            return AcceptedPush()
+            return ()
         except (OSError, ValueError, KeyError, TypeError) as exc:
             # Fall back to the gallery's own version: the protection a door had before this
             # record existed. Said loudly, because replays of older pushes are possible again.
@@ -69,7 +100,27 @@ class AcceptedPushRecord:
                 self.path,
                 exc,
             )
-            return AcceptedPush()
+            return ()
+        if last == AcceptedPush():
+            return ()  # (written when the first push's gallery could not be saved)
+        return (last, *self._read_earlier(data, last))
+
+    def _read_earlier(self, data: dict[str, Any], last: AcceptedPush) -> PushHistory:
+        """The pushes before the newest (none in a record written before they were kept). A
+        damaged list costs only the quiet handling of their re-sending: they stay refused."""
+        try:
+            earlier = tuple(_push_from(item) for item in data.get("earlier", []))
+            if any(push.version > last.version for push in earlier):
+                raise ValueError("a push newer than the newest")
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning(
+                "push record %s: the list of earlier pushes is unreadable (%s); a re-sent "
+                "earlier push is reported as stale",
+                self.path,
+                exc,
+            )
+            return ()
+        return earlier[: REMEMBERED_PUSHES - 1]
 
     def floor_for(self, digest: str) -> int:
         """The version a push with this payload digest must exceed. The last accepted push
@@ -79,20 +130,32 @@ class AcceptedPushRecord:
             return self.last.version - 1
         return self.last.version
 
-    def already_applied(self, digest: str, gallery_version: int) -> bool:
-        """True when this payload is the last accepted push and the gallery still holds it."""
-        return bool(digest) and digest == self.last.digest and gallery_version == self.last.version
+    def applied_before(self, digest: str, gallery_version: int) -> AcceptedPush | None:
+        """The push with this payload, if this door applied it before and its gallery is still
+        where the record says or past it (then the push is old news: no change, no rejection).
+        None when the gallery is behind the record (lost, an older backup): the last push then
+        restores it, and an earlier one is refused as stale, which tells the installer."""
+        if not digest or gallery_version < self.last.version:
+            return None
+        return next((push for push in self.history if push.digest == digest), None)
 
     def accepted(self, version: int, digest: str) -> None:
         """Remember an applied push (raises OSError if the state directory is not writable)."""
         if version < self.last.version:
             return  # cannot happen through verify_push; never lower the floor
-        write_json_atomic(self.path, {"version": version, "digest": digest})
-        self.last = AcceptedPush(version, digest)
+        pushed = AcceptedPush(version, digest)
+        others = tuple(push for push in self.history if push.digest != digest)
+        self._write((pushed, *others)[:REMEMBERED_PUSHES])
 
-    def restore(self, previous: AcceptedPush) -> None:
+    def restore(self, previous: PushHistory) -> None:
         """Go back to ``previous``: the record is written before the gallery file, and a push
         whose gallery could not be written must not raise the floor for every other push
         (raises OSError; the record then stays ahead, which refuses more, never less)."""
-        write_json_atomic(self.path, {"version": previous.version, "digest": previous.digest})
-        self.last = previous
+        self._write(previous)
+
+    def _write(self, history: PushHistory) -> None:
+        """Replace the file (atomically, durably), then what is held in memory."""
+        last = history[0] if history else AcceptedPush()
+        record = {**_entry(last), "earlier": [_entry(push) for push in history[1:]]}
+        write_json_atomic(self.path, record)
+        self.history = history

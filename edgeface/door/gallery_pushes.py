@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from edgeface.config import Config
-from edgeface.door.accepted_push import AcceptedPush, AcceptedPushRecord, payload_digest
+from edgeface.door.accepted_push import AcceptedPushRecord, PushHistory, payload_digest
 from edgeface.door.clock_sync import ScheduleClock
 from edgeface.door.gallery_file import gallery_store
 from edgeface.door.mqtt import DoorMqtt
@@ -304,7 +304,7 @@ class GalleryPushes:
             if self._closing:
                 raise PushNotApplied
             self._check_file_unchanged(store)
-            previous = self.accepted.last
+            previous = self.accepted.history
             try:
                 self.accepted.accepted(updated.version, digest)
             except OSError as exc:
@@ -362,7 +362,7 @@ class GalleryPushes:
             authenticated=True,
         )
 
-    def _restore_record(self, previous: AcceptedPush) -> None:
+    def _restore_record(self, previous: PushHistory) -> None:
         """The gallery could not be written after the record was: the record goes back."""
         try:
             self.accepted.restore(previous)
@@ -391,12 +391,16 @@ class GalleryPushes:
                 return False
             # Off the event loop: hashing and parsing a push of megabytes takes a while.
             answer = await asyncio.to_thread(push_answer, payload)
-            if self.accepted.already_applied(answer[1], door.gallery.version):
+            before = self.accepted.applied_before(answer[1], door.gallery.version)
+            if before is not None:
                 # The broker re-sends a retained push at every (re)subscription: the same
-                # bytes as the push applied last, so neither news nor a replay.
+                # bytes as a push applied here before (the last, or a full push a delta has
+                # since changed), so neither news nor a replay.
                 log.info(
-                    "gallery push from %s: version %d is already applied",
+                    "gallery push from %s: version %d was applied before (the gallery is at "
+                    "version %d); ignored",
                     origin,
+                    before.version,
                     door.gallery.version,
                 )
                 return True

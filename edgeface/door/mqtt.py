@@ -186,6 +186,20 @@ def tls_context(config: MqttConfig) -> ssl.SSLContext:
     return context
 
 
+def disconnect_reason(flags: Any, reason: Any) -> str:
+    """A lost connection in words. Over MQTT 3.1.1 a broker shutting down (a restart, an
+    upgrade) just closes the connection, which paho reports as "Unspecified error", as it does
+    a connection the network dropped: that read as a fault of the door or the broker."""
+    if getattr(flags, "is_disconnect_packet_from_server", False):
+        return f"the broker ended the connection: {reason}"
+    text = str(reason)
+    if text == "Keep alive timeout":
+        return "no answer from the broker within the keep-alive time"
+    if text == "Unspecified error":
+        return "the broker closed the connection, or the network dropped it"
+    return text
+
+
 class DoorMqtt:
     """The daemon's MQTT connection (paho runs its network loop in its own thread)."""
 
@@ -472,7 +486,10 @@ class DoorMqtt:
             if self._stop.is_set():  # stop() disconnecting: nothing wrong
                 log.info("mqtt: disconnected from the broker (stopping)")
             else:
-                log.warning("mqtt: disconnected (%s); events are kept in the outbox", reason)
+                log.warning(
+                    "mqtt: disconnected (%s); events are kept in the outbox",
+                    disconnect_reason(flags, reason),
+                )
         self.connected.clear()
 
     def _on_publish(

@@ -54,6 +54,7 @@ from edgeface.door.daemon_lock import DaemonLock
 from edgeface.door.door_alarms import DoorAlarms
 from edgeface.door.door_hardware import DoorHardware, make_pin_factory
 from edgeface.door.events import AUDITED
+from edgeface.door.frame_rate import FrameRate
 from edgeface.door.gallery_file import read_gallery
 from edgeface.door.gallery_pushes import GalleryPushes
 from edgeface.door.liveness import RecognitionLiveness
@@ -273,7 +274,8 @@ class DoorService:
             self.camera_events,
         )
         self.frames_done = 0
-        self._fps = 0.0
+        #: frames finished lately, for the "Frames per second" sensor and the STATUS line
+        self.frame_rate = FrameRate()
         #: whether recognition still finishes frames (the watchdog pings only while it does)
         self.liveness = RecognitionLiveness()
 
@@ -538,9 +540,15 @@ class DoorService:
         """The wrong-code lockout of each kind of remote command."""
         return self.commands.lockouts
 
+    @property
+    def fps(self) -> float:
+        """Frames finished per second lately (:mod:`edgeface.door.frame_rate`): 0 once frames
+        stop, where a figure since the start froze and hardly moved."""
+        return self.frame_rate.per_second()
+
     # ----- tasks -----------------------------------------------------------------------------
     async def _recognise(self, wake: asyncio.Event) -> None:
-        started = time.monotonic()
+        self.frame_rate.start()
         while not self.stop_requested.is_set():
             # Look at the slot before sleeping: the capture thread's last frame and its
             # end-of-file signal may arrive as one wake-up while a frame is being analysed,
@@ -574,7 +582,11 @@ class DoorService:
             probes = [t.fuse(f.embedding) for f, t in scored]  # type: ignore[arg-type]
             matches = self.matcher.identify(np.stack(probes)) if probes else []
             for (face, track), match in zip(scored, matches, strict=True):
-                confirmed = track.vote(match.identity, rec.confirm_votes)
+                # (a frame just above the threshold, nearest to the person confirmed on this
+                # track, is still theirs: not an unknown face, see Track.vote)
+                confirmed = track.vote(
+                    match.identity, rec.confirm_votes, match.candidate, match.distance
+                )
                 if confirmed:
                     self._snapshot(face.chip, "recognised", track.id)
                     self._recognised(
@@ -603,7 +615,7 @@ class DoorService:
                         detector=face.detection.detector,
                     )
             self.frames_done += 1
-            self._fps = self.frames_done / max(now - started, 1e-6)
+            self.frame_rate.frame_done()
             self.liveness.frame_done(pipeline)
 
     def _snapshot(self, chip: np.ndarray, event_type: str, track: int) -> None:
@@ -754,9 +766,10 @@ class DoorService:
             now = time.monotonic()
             if now - last_status > 5:
                 last_status = now
+                fps = self.fps  # over the last seconds: 0 once frames stop
                 if self.mqtt:
-                    self.mqtt.state("fps", round(self._fps, 1))
-                self.notifier.status(f"{'locked' if locked else 'UNLOCKED'}, {self._fps:.1f} fps")
+                    self.mqtt.state("fps", round(fps, 1))
+                self.notifier.status(f"{'locked' if locked else 'UNLOCKED'}, {fps:.1f} fps")
             await asyncio.sleep(0.05)
 
     async def _watchdog(self, interval: float) -> None:
@@ -851,6 +864,8 @@ class DoorService:
             elif tracks_outdated(plan):
                 self.tracker.restart_votes(r.confirm_window, r.fusion_frames, r.threshold)
             if plan.touches("snapshots."):
+                if self.snapshots is not None:
+                    self.snapshots.stop_pruning()  # (the new store prunes afresh)
                 self.snapshots = self._make_snapshots(plan.config.snapshots)
             if plan.touches("log_level"):
                 logging.getLogger().setLevel(plan.config.log_level.upper())
@@ -1010,6 +1025,11 @@ class DoorService:
             if self.mqtt:
                 await asyncio.to_thread(self.mqtt.stop)
 
+        async def stop_snapshot_pruning() -> None:
+            # in a worker thread: a prune under way ends between two files, waited for briefly
+            if self.snapshots is not None:
+                await asyncio.to_thread(self.snapshots.close)
+
         steps: list[tuple[str, Callable[[], Any]]] = [
             ("systemd notification", self.notifier.stopping),
             ("stop request", self.stop_requested.set),
@@ -1024,6 +1044,7 @@ class DoorService:
             ("daemon_stopped", lambda: self.emit("daemon_stopped", status=status, door="locked")),
             ("inputs", self.hardware.close_inputs),
             ("tasks", end_tasks),
+            ("snapshot pruning", stop_snapshot_pruning),  # after recognition: none starts then
             ("mqtt", stop_mqtt),
             ("daemon lock", self.daemon_lock.release),  # last: the door is fully let go
         ]

@@ -6,6 +6,15 @@ only when the frame just seen recognises it and it has ``confirm_votes`` of the 
 ``confirm_window`` votes. Unknown faces raise one event per track (repeated at most every
 ``unknown_repeat_seconds`` while it stays), not one per frame.
 
+A face is unknown after a full window of frames that recognise nobody — but not a person
+already recognised on the track whose later frames fall just above the threshold (a turned
+head, blur): a frame whose nearest identity is one confirmed on the track, within the one-to-one
+limit (:data:`~edgeface.recognition.matcher.DEFAULT_THRESHOLD`, or the door's threshold if
+higher), still counts as theirs (:meth:`Track.vote`). A resident let in and lingering at the
+door raised "stranger at the door" alerts, audit entries and snapshots for as long as their
+frames fell there. A face nearest to someone else, or clearly farther (a stranger who stepped
+into their place), is unknown as before.
+
 Tracks follow boxes, not appearance: two live frames of one person a tenth of a second apart can
 lie farther apart than the recognition threshold (which is calibrated template against live
 frame), and a track split there would start that person afresh — let in, refused or reported
@@ -76,6 +85,13 @@ class Track:
     #: farthest a face may lie from the unit mean of ``embeddings`` to be fused with them
     same_person_distance: float = DEFAULT_THRESHOLD
 
+    @property
+    def still_them_distance(self) -> float:
+        """How far a frame may lie from an identity confirmed on this track and still be taken
+        for them (not reported unknown; never a vote that confirms): the one-to-one limit
+        ``edgeface verify`` uses, or the door's threshold where that is higher."""
+        return max(DEFAULT_THRESHOLD, self.same_person_distance)
+
     def fuse(self, embedding: np.ndarray) -> np.ndarray:
         """Remember ``embedding``; the unit mean of this track's last embeddings.
 
@@ -93,8 +109,18 @@ class Track:
             return embedding
         return mean_embedding(np.stack(self.embeddings))
 
-    def vote(self, identity: str | None, needed: int) -> str | None:
+    def vote(
+        self,
+        identity: str | None,
+        needed: int,
+        nearest: str | None = None,
+        distance: float = float("inf"),
+    ) -> str | None:
         """Add this frame's recognition; return ``identity`` if this vote confirms it.
+
+        A frame recognising nobody whose ``nearest`` identity, at ``distance``, is one already
+        confirmed on this track within :attr:`still_them_distance` is kept as theirs: it breaks
+        an unknown streak, and (being confirmed already) confirms nobody.
 
         Only the identity just recognised can be confirmed, on ``needed`` votes of its own in
         the window: a frame recognising nobody (or someone else) never completes an earlier
@@ -103,6 +129,9 @@ class Track:
         at every change. An identity not yet confirmed here that wins its own votes is
         confirmed in turn, with the door's decision for it still to make (not unlocked,
         denied or told about a second factor yet): it is decided, never silently ignored."""
+        if identity is None and self._still_them(nearest, distance):
+            self.votes.append(nearest)
+            return None
         self.votes.append(identity)
         if (
             identity is None
@@ -115,8 +144,14 @@ class Track:
         self.unlocked = self.denied = self.awaiting_factor = False
         return identity
 
+    def _still_them(self, nearest: str | None, distance: float) -> bool:
+        """Whether a frame nearest to ``nearest`` at ``distance`` shows a person confirmed here
+        (written so that a NaN distance, a broken embedding, is never them)."""
+        return nearest in self.confirmed_ids and distance <= self.still_them_distance
+
     def unknown_streak(self) -> bool:
-        """A full window of votes and not one for an enrolled identity."""
+        """A full window of votes and not one for an enrolled identity (nor a frame kept as a
+        confirmed person's, see :meth:`vote`)."""
         return len(self.votes) == self.votes.maxlen and all(v is None for v in self.votes)
 
 
