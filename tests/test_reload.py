@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from broker import Broker, Listener, run_connected
+from embeddings import unit
 from gpiozero import DigitalOutputDevice
 from gpiozero.pins.mock import MockFactory
 from test_service import make_clip
@@ -26,6 +27,7 @@ from edgeface.config import Config, MqttConfig, RelayConfig, load_config, parse_
 from edgeface.door.demo import enrol
 from edgeface.door.reload import CommandLineOverrides, changed_keys, is_live, plan_reload
 from edgeface.door.service import DoorService
+from edgeface.recognition.gallery import GalleryStore
 
 
 def test_plan_applies_live_keys_and_keeps_restart_only_ones() -> None:
@@ -158,6 +160,49 @@ def test_reload_with_a_corrupt_gallery_keeps_the_running_one(
     assert refused and "reload refused" in str(refused[0]["detail"])
     assert service.matcher.names == ["obama"]  # still recognised
     service.relay.close()
+
+
+def test_a_gallery_changed_on_the_door_is_in_the_audit_trail_of_the_reload(
+    tmp_path: Path, photo_dir: Path, factory: MockFactory
+) -> None:
+    """`gallery remove obama`, `enroll mallory`, then a reload: audited only as
+    ``config_reloaded {gallery_identities: 1}`` before — one person swapped for another left
+    no trace of who may now enter until mallory's first unlock."""
+    gallery = tmp_path / "gallery.json"
+    enrol(gallery, photo_dir / "obama.jpg", "obama")
+
+    def swap_people(config_file: Path) -> None:
+        store = GalleryStore(gallery)
+        edited = store.load()
+        mallory = edited.identities.pop("obama")
+        mallory.name = "mallory"
+        edited.identities["mallory"] = mallory
+        edited.add("bob", unit(7))
+        store.save(edited)
+
+    service, events = reload_once(tmp_path, photo_dir, factory, swap_people)
+    service.relay.close()
+    (reloaded,) = [e for e in events if e["event_type"] == "config_reloaded"]
+    assert service.matcher.names == ["bob", "mallory"]
+    assert reloaded["gallery_version"] == 2 and reloaded["previous_gallery_version"] == 1
+    assert reloaded["people_added"] == ["bob", "mallory"]
+    assert reloaded["people_removed"] == ["obama"]
+    audited = [
+        json.loads(line)
+        for line in (tmp_path / "state" / "audit.log").read_text().splitlines()
+        if '"config_reloaded"' in line
+    ]
+    assert audited[-1]["people_removed"] == ["obama"]
+
+
+def test_a_reload_that_leaves_the_gallery_alone_names_nobody(
+    tmp_path: Path, photo_dir: Path, factory: MockFactory
+) -> None:
+    enrol(tmp_path / "gallery.json", photo_dir / "obama.jpg", "obama")
+    service, events = reload_once(tmp_path, photo_dir, factory, lambda _: None)
+    service.relay.close()
+    (reloaded,) = [e for e in events if e["event_type"] == "config_reloaded"]
+    assert "people_added" not in reloaded and "gallery_version" not in reloaded
 
 
 def test_reload_to_another_embedder_refuses_the_gallery_it_cannot_compare(

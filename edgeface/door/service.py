@@ -72,7 +72,7 @@ from edgeface.door.tracker import FaceTracker, Track
 from edgeface.errors import EdgefaceError
 from edgeface.logs import configure_logging
 from edgeface.pipeline import FacePipeline, PipelineSettings
-from edgeface.recognition.gallery import Gallery
+from edgeface.recognition.gallery import Gallery, gallery_changes
 from edgeface.recognition.matcher import Matcher
 
 log = logging.getLogger("edgeface.door")
@@ -849,6 +849,7 @@ class DoorService:
                 return
             running = self.config
             self.config = plan.config
+            gallery_changed = gallery_changes(self.gallery, gallery)
             self.use_gallery(gallery)
             self.schedule = AccessSchedule.from_config(plan.config.recognition.schedules)
             self.schedule_clock.policy = plan.config.recognition.schedule_clock
@@ -888,6 +889,7 @@ class DoorService:
                 gallery_identities=len(self.matcher.names),
                 applied=[key for key in plan.applied if key not in not_as_written],
                 restart_required=list(plan.restart_required),
+                **gallery_changed,  # a gallery edited on the door: who, in the audit trail
             )
             if plan.restart_required:
                 log.warning(

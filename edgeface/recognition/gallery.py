@@ -512,6 +512,34 @@ def people_removed(before: Gallery, after: Gallery) -> dict[str, list[np.ndarray
     }
 
 
+def gallery_changes(before: Gallery, after: Gallery) -> dict[str, Any]:
+    """What changed between two galleries, for the audit trail: the versions and who was
+    added, removed or given other templates (empty when nothing changed). A gallery edited on
+    the door (`enroll`, `gallery remove`) and taken in by a reload was audited only as a count
+    of people — `gallery remove obama` then `enroll mallory` left no trace before mallory's
+    first unlock."""
+    old, new = before.identities, after.identities
+    retemplated = [
+        name
+        for name in sorted(old.keys() & new.keys())
+        if len(old[name].embeddings) != len(new[name].embeddings)
+        or not all(
+            np.array_equal(a, b)
+            for a, b in zip(old[name].embeddings, new[name].embeddings, strict=True)
+        )
+    ]
+    added, removed = sorted(new.keys() - old.keys()), sorted(old.keys() - new.keys())
+    if not (added or removed or retemplated or before.version != after.version):
+        return {}
+    return {
+        "gallery_version": after.version,
+        "previous_gallery_version": before.version,
+        "people_added": added,
+        "people_removed": removed,
+        "people_changed": retemplated,
+    }
+
+
 def _invisible_character(name: str) -> str:
     """The first control character or bidirectional override in ``name``, as "U+202E at
     position 3" ("" if there is none)."""
