@@ -328,6 +328,56 @@ def test_a_retained_unlock_command_is_never_obeyed_and_is_cleared(
     late.close()
 
 
+def test_a_retained_unlock_published_while_connected_does_not_stay_on_the_broker(
+    tmp_path: Path, factory: MockFactory, broker: Broker
+) -> None:
+    """Under MQTT 3.1.1 the broker hands a subscribed client a retained publish unmarked: an
+    UNLOCK published with the retain flag while the door is connected is obeyed like a live
+    one (README says so) — and was left on the broker, the valid code readable there until the
+    next restart. The door clears the topic after every command with the right code."""
+    import time
+
+    import paho.mqtt.client as mqtt
+
+    topic = "edgeface/front/command/lock"
+    config = door_without_camera(
+        tmp_path,
+        MqttConfig(
+            enabled=True,
+            host="127.0.0.1",
+            port=broker.port,
+            remote_unlock=True,
+            remote_unlock_secret="s3cret-s3cret-s3cret",
+        ),
+    )
+    events: list[dict[str, object]] = []
+    service = DoorService(config, pin_factory=factory, on_event=events.append)
+
+    async def scenario() -> int:
+        task = await run_connected(service)
+        publisher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        publisher.connect("127.0.0.1", broker.port)
+        publisher.loop_start()
+        command = json.dumps({"action": "UNLOCK", "code": "s3cret-s3cret-s3cret"})
+        publisher.publish(topic, command, qos=1, retain=True).wait_for_publish(5)
+        publisher.loop_stop()
+        publisher.disconnect()
+        for _ in range(100):
+            if "unlocked" in [e["event_type"] for e in events]:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)
+        service.stop_requested.set()
+        return await task
+
+    assert asyncio.run(scenario()) == 0
+    assert "unlocked" in [e["event_type"] for e in events]
+    late = Listener(broker.port, topic)
+    time.sleep(0.5)
+    assert late.payloads(topic) == [], "the code stays retained on the broker"
+    late.close()
+
+
 def test_a_person_recognised_during_the_cooldown_is_let_in_when_it_ends(
     tmp_path: Path, photo_dir: Path, factory: MockFactory
 ) -> None:

@@ -386,6 +386,12 @@ class DoorMqtt:
             log.exception("audit: the retained head could not be compared")
             self.release_audit_head()
 
+    def clear_command(self, name: str) -> None:
+        """Delete what the broker retains on ``<base>/command/<name>`` (an empty retained
+        message; nothing to delete costs one small publish). Its echo to the door is empty and
+        ignored (:meth:`_on_message`)."""
+        self.client.publish(self.topic("command", name), b"", qos=1, retain=True)
+
     def state(self, name: str, value: Any) -> None:
         """Set a retained state value under ``<base>/state/<name>``."""
         self.retained(self.topic("state", name), value)

@@ -221,6 +221,11 @@ class RemoteCommands:
             return False
         if code_matches(code, secret):
             lockout.right()
+            if self.door.mqtt:
+                # Under MQTT 3.1.1 a command published with the retain flag while the door is
+                # connected arrives unmarked (obeyed like any live one); clear whatever the
+                # broker may keep on the topic, so a valid code never sits there retained.
+                self.door.mqtt.clear_command(command)
             return True
         self.refuse(refusal, reason="wrong code")
         seconds = lockout.wrong()
