@@ -585,7 +585,7 @@ class DoorService:
                 # (a frame just above the threshold, nearest to the person confirmed on this
                 # track, is still theirs: not an unknown face, see Track.vote)
                 confirmed = track.vote(
-                    match.identity, rec.confirm_votes, match.candidate, match.distance
+                    match.identity, rec.confirm_votes, match.candidate, match.distance, now
                 )
                 if confirmed:
                     self._snapshot(face.chip, "recognised", track.id)

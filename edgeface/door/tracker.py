@@ -10,10 +10,13 @@ A face is unknown after a full window of frames that recognise nobody — but no
 already recognised on the track whose later frames fall just above the threshold (a turned
 head, blur): a frame whose nearest identity is one confirmed on the track, within the one-to-one
 limit (:data:`~edgeface.recognition.matcher.DEFAULT_THRESHOLD`, or the door's threshold if
-higher), still counts as theirs (:meth:`Track.vote`). A resident let in and lingering at the
-door raised "stranger at the door" alerts, audit entries and snapshots for as long as their
-frames fell there. A face nearest to someone else, or clearly farther (a stranger who stepped
-into their place), is unknown as before.
+higher), still counts as theirs (:meth:`Track.vote`) — for :data:`STILL_THEM_SECONDS` after
+the track last recognised them outright. A resident let in and lingering at the door raised
+"stranger at the door" alerts, audit entries and snapshots for as long as their frames fell
+there. A face nearest to someone else, or clearly farther (a stranger who stepped into their
+place), is unknown as before; so is a look-alike (a sibling, 0.34–0.397 from the resident) who
+took their place: once the resident has not been recognised for that long, those frames count
+as nobody's again.
 
 Tracks follow boxes, not appearance: two live frames of one person a tenth of a second apart can
 lie farther apart than the recognition threshold (which is calibrated template against live
@@ -41,6 +44,7 @@ Every fused vote still has to pass the threshold and margin.
 from __future__ import annotations
 
 import itertools
+import time
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -51,6 +55,12 @@ from edgeface.vision.augment import mean_embedding
 from edgeface.vision.detection import Detection
 
 _track_ids = itertools.count(1)
+
+#: How long after a track last recognised a confirmed person outright its frames just above the
+#: threshold are still taken for them (:meth:`Track.vote`). A lingering resident is recognised
+#: outright every few frames; a look-alike in their place never is, and is reported unknown
+#: this long after the resident's last recognition at most.
+STILL_THEM_SECONDS = 10.0
 
 Box = tuple[float, float, float, float]
 
@@ -75,6 +85,8 @@ class Track:
     confirmed: str | None = None  # the identity confirmed last (the one the door decides on)
     #: every identity confirmed on this track so far: none is ever confirmed on it again
     confirmed_ids: set[str] = field(default_factory=set)
+    #: when each identity was last recognised outright on this track (monotonic seconds)
+    recognised_at: dict[str, float] = field(default_factory=dict)
     unlocked: bool = False  # the door was opened for this track's confirmed identity
     denied: bool = False  # schedule or clock refused it (reported once; retried while it stays)
     #: confirmed, and told a second factor is needed (reported once; waits while it stays)
@@ -115,12 +127,15 @@ class Track:
         needed: int,
         nearest: str | None = None,
         distance: float = float("inf"),
+        now: float | None = None,
     ) -> str | None:
         """Add this frame's recognition; return ``identity`` if this vote confirms it.
 
         A frame recognising nobody whose ``nearest`` identity, at ``distance``, is one already
-        confirmed on this track within :attr:`still_them_distance` is kept as theirs: it breaks
-        an unknown streak, and (being confirmed already) confirms nobody.
+        confirmed on this track within :attr:`still_them_distance`, and recognised outright on
+        it within :data:`STILL_THEM_SECONDS` before ``now`` (default: the monotonic clock), is
+        kept as theirs: it breaks an unknown streak, and (being confirmed already) confirms
+        nobody.
 
         Only the identity just recognised can be confirmed, on ``needed`` votes of its own in
         the window: a frame recognising nobody (or someone else) never completes an earlier
@@ -129,9 +144,12 @@ class Track:
         at every change. An identity not yet confirmed here that wins its own votes is
         confirmed in turn, with the door's decision for it still to make (not unlocked,
         denied or told about a second factor yet): it is decided, never silently ignored."""
-        if identity is None and self._still_them(nearest, distance):
+        at = time.monotonic() if now is None else now
+        if identity is None and self._still_them(nearest, distance, at):
             self.votes.append(nearest)
             return None
+        if identity is not None:
+            self.recognised_at[identity] = at
         self.votes.append(identity)
         if (
             identity is None
@@ -144,10 +162,14 @@ class Track:
         self.unlocked = self.denied = self.awaiting_factor = False
         return identity
 
-    def _still_them(self, nearest: str | None, distance: float) -> bool:
+    def _still_them(self, nearest: str | None, distance: float, at: float) -> bool:
         """Whether a frame nearest to ``nearest`` at ``distance`` shows a person confirmed here
-        (written so that a NaN distance, a broken embedding, is never them)."""
-        return nearest in self.confirmed_ids and distance <= self.still_them_distance
+        and recognised outright lately (written so that a NaN distance, a broken embedding, is
+        never them)."""
+        if nearest is None or nearest not in self.confirmed_ids:
+            return False
+        lately = at - self.recognised_at.get(nearest, float("-inf")) <= STILL_THEM_SECONDS
+        return lately and distance <= self.still_them_distance
 
     def unknown_streak(self) -> bool:
         """A full window of votes and not one for an enrolled identity (nor a frame kept as a
