@@ -133,3 +133,38 @@ def test_a_prune_reports_what_it_cannot_delete_and_stops_when_closed(
     chip = np.zeros((150, 150, 3), np.uint8)
     saved = store.save(chip, "unknown", 7)
     assert saved is not None and saved.exists() and not store.pruning
+
+
+def test_a_quiet_door_still_prunes_every_hour(tmp_path: Path, factory: MockFactory) -> None:
+    """The hourly prune started only when a snapshot was saved: a door that saw nobody kept
+    faces past retention_days for as long as it stayed quiet. Its timer task starts it."""
+    snaps = tmp_path / "state" / "snapshots"
+    snaps.mkdir(parents=True)
+    config = Config(
+        state_dir=str(tmp_path / "state"),
+        camera=CameraConfig(source="/dev/video97"),  # no camera: no face, no snapshot saved
+        recognition=RecognitionConfig(gallery=str(tmp_path / "none.json")),
+        relay=RelayConfig(pin=PIN),
+        snapshots=SnapshotConfig(enabled=True, retention_days=7),
+    )
+    service = DoorService(config, pin_factory=factory)
+    store = service.snapshots
+    assert store is not None
+
+    async def scenario() -> list[Path]:
+        task = asyncio.create_task(service.run())
+        while store.pruning or not service.relay.locked:
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.2)  # the start-up prune is over: these come after it
+        later = stale_files(snaps, "20261102T0", 20)
+        store.prune_interval = 0.0  # an hour has passed, and nobody came
+        for _ in range(100):
+            if not any(file.exists() for file in later):
+                break
+            await asyncio.sleep(0.05)
+        service.stop_requested.set()
+        assert await task == 0
+        return later
+
+    later = asyncio.run(asyncio.wait_for(scenario(), timeout=30))
+    assert not any(file.exists() for file in later), "expired faces kept by a quiet door"

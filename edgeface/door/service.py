@@ -733,13 +733,17 @@ class DoorService:
     async def _watch_time(self) -> None:
         """What happens by time passing rather than by an event, looked at twice a second: a
         second factor that ran out before its person's face was recognised, a door held open,
-        and (every ``clock_check_seconds``) the clock's synchronisation."""
+        (every ``clock_check_seconds``) the clock's synchronisation, and the hourly snapshot
+        prune of a door that saves none (it only ran after a save: a quiet door kept faces
+        past retention_days)."""
         clock_checked = float("-inf")
         while not self.stop_requested.is_set():
             now = time.monotonic()
             if now - clock_checked >= self.clock_check_seconds:
                 clock_checked = now
                 self._check_clock()
+            if self.snapshots is not None:
+                self.snapshots.prune_if_due()  # starts a worker thread, returns at once
             for identity in self.second_factors.expired():
                 self.emit(
                     "second_factor_expired",

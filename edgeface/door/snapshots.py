@@ -53,9 +53,13 @@ class SnapshotStore:
         if not ok:
             log.error("snapshots: cannot write %s", path)
             return None
-        if self._prune_due():
-            self.start_prune()
+        self.prune_if_due()
         return path
+
+    def prune_if_due(self) -> bool:
+        """Start the hourly prune when it is due (the daemon also asks from its timer task:
+        a quiet door saves nothing, and its old faces must still go after retention_days)."""
+        return self._prune_due() and self.start_prune()
 
     def _prune_due(self) -> bool:
         last = self._last_prune
