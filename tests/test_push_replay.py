@@ -231,8 +231,10 @@ def test_a_push_record_from_before_the_history_loads_and_the_history_stays_short
 ) -> None:
     """A door upgraded with an ``accepted-push.json`` that names only its last push must keep
     its replay protection and recognise that push when it is re-sent; the pushes remembered
-    after it are bounded (the file is rewritten, fsynced, at every push). A push dropped from
-    the history, delivered again, is refused as stale: forgetting never lets one in."""
+    after it are bounded (the file is rewritten, fsynced, at every push). A delta dropped from
+    the history, delivered again, is refused as stale: forgetting never lets one in. The newest
+    full push — the one the broker retains and re-sends at every reconnect — is remembered
+    apart, however many deltas follow it (after 16 it was "stale or replayed" again)."""
     events: list[dict[str, Any]] = []
     pushes = [signed_full(5, "alice")]
     state = tmp_path / "state"
@@ -244,22 +246,24 @@ def test_a_push_record_from_before_the_history_loads_and_the_history_stays_short
     async def apply_all() -> None:
         await service.apply_gallery_push(pushes[0])  # the gallery file was lost: restored
         await service.apply_gallery_push(pushes[0])  # re-sent: already applied
-        for version in range(6, 6 + REMEMBERED_PUSHES):
+        for version in range(6, 7 + REMEMBERED_PUSHES):
             pushes.append(signed_delta(version, version - 1, f"p{version}", seed=version))
             await service.apply_gallery_push(pushes[-1])
-        await service.apply_gallery_push(pushes[1])  # v6, still remembered: old news
-        await service.apply_gallery_push(pushes[0])  # v5, forgotten: stale
+        await service.apply_gallery_push(pushes[2])  # v7, still remembered: old news
+        await service.apply_gallery_push(pushes[0])  # v5, the full push: old news
+        await service.apply_gallery_push(pushes[1])  # v6, forgotten: stale
 
     asyncio.run(apply_all())
-    newest = 5 + REMEMBERED_PUSHES
+    newest = 6 + REMEMBERED_PUSHES
     assert outcomes(events) == [
         *[("gallery_updated", version, None) for version in range(5, newest + 1)],
         (
             "gallery_rejected",
             newest,
-            f"stale or replayed push: version 5 is not newer than {newest}",
+            f"stale or replayed push: version 6 is not newer than {newest}",
         ),
     ]
     written = json.loads(record.read_text())
     assert written["version"] == newest and written["digest"] == payload_digest(pushes[-1])
-    assert [e["version"] for e in written["earlier"]] == list(range(newest - 1, 5, -1))
+    assert [e["version"] for e in written["earlier"]] == list(range(newest - 1, 6, -1))
+    assert written["full"] == {"version": 5, "digest": payload_digest(pushes[0])}

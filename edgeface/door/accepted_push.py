@@ -17,8 +17,10 @@ meanwhile (or a power cut came between the two writes). An earlier push never re
 later one may have removed somebody.
 
 The file keeps the newest push as ``version`` and ``digest`` (as records written before the
-history existed, which still load, and which an older daemon still reads) and the few before it,
-newest first, as ``earlier``.
+history existed, which still load, and which an older daemon still reads), the few before it,
+newest first, as ``earlier``, and the newest *full* push as ``full``, kept whatever number of
+deltas followed it: only a full push is retained on the broker, and after 16 deltas it fell out
+of ``earlier`` and was a "stale or replayed push" at every reconnect again.
 
 An installer who really wants to start a door's push history afresh deletes this file (the
 daemon logs its path when it refuses a push as stale).
@@ -78,6 +80,8 @@ class AcceptedPushRecord:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        #: the newest full push applied (None: none recorded), kept apart from ``history``
+        self.full: AcceptedPush | None = None
         self.history: PushHistory = self._read()
 
     @property
@@ -103,7 +107,22 @@ class AcceptedPushRecord:
             return ()
         if last == AcceptedPush():
             return ()  # (written when the first push's gallery could not be saved)
+        self.full = self._read_full(data, last)
         return (last, *self._read_earlier(data, last))
+
+    def _read_full(self, data: dict[str, Any], last: AcceptedPush) -> AcceptedPush | None:
+        """The newest full push (none in a record written before it was kept); a damaged entry
+        costs only the quiet handling of its re-sending."""
+        if data.get("full") is None:
+            return None
+        try:
+            full = _push_from(data["full"])
+            if full.version > last.version:
+                raise ValueError("newer than the newest push")
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("push record %s: the full push entry is unreadable (%s)", self.path, exc)
+            return None
+        return full
 
     def _read_earlier(self, data: dict[str, Any], last: AcceptedPush) -> PushHistory:
         """The pushes before the newest (none in a record written before they were kept). A
@@ -137,25 +156,36 @@ class AcceptedPushRecord:
         restores it, and an earlier one is refused as stale, which tells the installer."""
         if not digest or gallery_version < self.last.version:
             return None
-        return next((push for push in self.history if push.digest == digest), None)
+        known = (*self.history, *([self.full] if self.full else []))
+        return next((push for push in known if push.digest == digest), None)
 
-    def accepted(self, version: int, digest: str) -> None:
-        """Remember an applied push (raises OSError if the state directory is not writable)."""
+    @property
+    def state(self) -> tuple[PushHistory, AcceptedPush | None]:
+        """Everything remembered, to go back to (:meth:`restore`)."""
+        return self.history, self.full
+
+    def accepted(self, version: int, digest: str, full: bool = False) -> None:
+        """Remember an applied push, a ``full`` one also as the newest full push (raises
+        OSError if the state directory is not writable)."""
         if version < self.last.version:
             return  # cannot happen through verify_push; never lower the floor
         pushed = AcceptedPush(version, digest)
         others = tuple(push for push in self.history if push.digest != digest)
-        self._write((pushed, *others)[:REMEMBERED_PUSHES])
+        self._write((pushed, *others)[:REMEMBERED_PUSHES], pushed if full else self.full)
 
-    def restore(self, previous: PushHistory) -> None:
-        """Go back to ``previous``: the record is written before the gallery file, and a push
-        whose gallery could not be written must not raise the floor for every other push
-        (raises OSError; the record then stays ahead, which refuses more, never less)."""
-        self._write(previous)
+    def restore(self, previous: tuple[PushHistory, AcceptedPush | None]) -> None:
+        """Go back to ``previous`` (:attr:`state`): the record is written before the gallery
+        file, and a push whose gallery could not be written must not raise the floor for every
+        other push (raises OSError; the record then stays ahead, which refuses more, never
+        less)."""
+        self._write(*previous)
 
-    def _write(self, history: PushHistory) -> None:
+    def _write(self, history: PushHistory, full: AcceptedPush | None) -> None:
         """Replace the file (atomically, durably), then what is held in memory."""
         last = history[0] if history else AcceptedPush()
         record = {**_entry(last), "earlier": [_entry(push) for push in history[1:]]}
+        if full is not None and history:
+            record["full"] = _entry(full)
         write_json_atomic(self.path, record)
         self.history = history
+        self.full = full if history else None

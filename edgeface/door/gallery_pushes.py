@@ -25,7 +25,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from edgeface.config import Config
-from edgeface.door.accepted_push import AcceptedPushRecord, PushHistory, payload_digest
+from edgeface.door.accepted_push import (
+    AcceptedPush,
+    AcceptedPushRecord,
+    PushHistory,
+    payload_digest,
+)
 from edgeface.door.clock_sync import ScheduleClock
 from edgeface.door.gallery_file import gallery_store
 from edgeface.door.mqtt import DoorMqtt
@@ -235,7 +240,7 @@ class GalleryPushes:
         except PushRejected as exc:
             exc.authenticated = True  # verified above: its sender holds a key
             raise
-        self._store(store, applied.gallery, digest)
+        self._store(store, applied.gallery, digest, full=document["kind"] == "full")
         return document, applied
 
     def _verify(self, payload: bytes, digest: str) -> dict:
@@ -291,7 +296,7 @@ class GalleryPushes:
 
         return enrol
 
-    def _store(self, store: GalleryStore, updated: Gallery, digest: str) -> None:
+    def _store(self, store: GalleryStore, updated: Gallery, digest: str, full: bool) -> None:
         """Write the accepted-push record, then the gallery — under the gallery file's lock,
         only while that file is still the version the door runs, and not once a stop gave up.
 
@@ -304,9 +309,9 @@ class GalleryPushes:
             if self._closing:
                 raise PushNotApplied
             self._check_file_unchanged(store)
-            previous = self.accepted.history
+            previous = self.accepted.state
             try:
-                self.accepted.accepted(updated.version, digest)
+                self.accepted.accepted(updated.version, digest, full)
             except OSError as exc:
                 raise GalleryError(
                     f"cannot record the accepted push in {self.accepted.path} "
@@ -362,7 +367,7 @@ class GalleryPushes:
             authenticated=True,
         )
 
-    def _restore_record(self, previous: PushHistory) -> None:
+    def _restore_record(self, previous: tuple[PushHistory, AcceptedPush | None]) -> None:
         """The gallery could not be written after the record was: the record goes back."""
         try:
             self.accepted.restore(previous)

@@ -19,7 +19,7 @@ import logging
 import math
 import traceback
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from edgeface.config import Config
 from edgeface.door.code_lockout import CodeLockout
@@ -27,6 +27,9 @@ from edgeface.door.relay import DoorRelay
 from edgeface.door.second_factor import SecondFactors
 from edgeface.door.throttle import RefusalReports
 from edgeface.recognition.gallery import Gallery
+
+if TYPE_CHECKING:  # (mqtt.py imports this module's neighbours; only the type is needed)
+    from edgeface.door.mqtt import DoorMqtt
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +73,9 @@ class CommandedDoor(Protocol):
 
     @property
     def stop_requested(self) -> asyncio.Event: ...
+
+    @property
+    def mqtt(self) -> DoorMqtt | None: ...
 
     def emit(self, event_type: str, **fields: Any) -> None: ...
 
