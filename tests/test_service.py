@@ -282,6 +282,37 @@ def test_remote_unlock_needs_the_shared_secret(
     listener.close()
 
 
+LOCK_TOPIC = "edgeface/front/command/lock"
+
+
+def publish_retained_unlock(broker: Broker, code: str) -> None:
+    """An UNLOCK published with the retain flag, as `mosquitto_pub -r` or a Home Assistant
+    lock misconfigured with ``retain: true`` sends it."""
+    import paho.mqtt.client as mqtt
+
+    publisher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    publisher.connect("127.0.0.1", broker.port)
+    publisher.loop_start()
+    command = json.dumps({"action": "UNLOCK", "code": code})
+    publisher.publish(LOCK_TOPIC, command, qos=1, retain=True).wait_for_publish(5)
+    publisher.loop_stop()
+    publisher.disconnect()
+
+
+def remote_unlock_door(tmp_path: Path, broker: Broker, secret: str) -> Config:
+    """A door without a camera that takes remote unlocks with ``secret``."""
+    return door_without_camera(
+        tmp_path,
+        MqttConfig(
+            enabled=True,
+            host="127.0.0.1",
+            port=broker.port,
+            remote_unlock=True,
+            remote_unlock_secret=secret,
+        ),
+    )
+
+
 def test_a_retained_unlock_command_is_never_obeyed_and_is_cleared(
     tmp_path: Path, factory: MockFactory, broker: Broker
 ) -> None:
@@ -290,28 +321,11 @@ def test_a_retained_unlock_command_is_never_obeyed_and_is_cleared(
     nobody there. The daemon ignores retained commands and deletes it from the broker."""
     import time
 
-    import paho.mqtt.client as mqtt
-
-    topic = "edgeface/front/command/lock"
-    publisher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-    publisher.connect("127.0.0.1", broker.port)
-    publisher.loop_start()
-    command = json.dumps({"action": "UNLOCK", "code": "s3cret"})
-    publisher.publish(topic, command, qos=1, retain=True).wait_for_publish(5)
-    publisher.loop_stop()
-    publisher.disconnect()
-    config = door_without_camera(
-        tmp_path,
-        MqttConfig(
-            enabled=True,
-            host="127.0.0.1",
-            port=broker.port,
-            remote_unlock=True,
-            remote_unlock_secret="s3cret",
-        ),
-    )
+    publish_retained_unlock(broker, "s3cret")
     events: list[dict[str, object]] = []
-    service = DoorService(config, pin_factory=factory, on_event=events.append)
+    service = DoorService(
+        remote_unlock_door(tmp_path, broker, "s3cret"), pin_factory=factory, on_event=events.append
+    )
 
     async def scenario() -> int:
         # by the end of the settling time the retained command has been delivered
@@ -322,9 +336,9 @@ def test_a_retained_unlock_command_is_never_obeyed_and_is_cleared(
     assert asyncio.run(scenario()) == 0
     assert "unlocked" not in [e["event_type"] for e in events]
     assert all(s.state is False for s in factory.pin(PIN).states)
-    late = Listener(broker.port, topic)  # a new subscriber gets no retained command
+    late = Listener(broker.port, LOCK_TOPIC)  # a new subscriber gets no retained command
     time.sleep(0.5)
-    assert late.payloads(topic) == []
+    assert late.payloads(LOCK_TOPIC) == []
     late.close()
 
 
@@ -337,31 +351,15 @@ def test_a_retained_unlock_published_while_connected_does_not_stay_on_the_broker
     next restart. The door clears the topic after every command with the right code."""
     import time
 
-    import paho.mqtt.client as mqtt
-
-    topic = "edgeface/front/command/lock"
-    config = door_without_camera(
-        tmp_path,
-        MqttConfig(
-            enabled=True,
-            host="127.0.0.1",
-            port=broker.port,
-            remote_unlock=True,
-            remote_unlock_secret="s3cret-s3cret-s3cret",
-        ),
-    )
+    secret = "s3cret-s3cret-s3cret"
     events: list[dict[str, object]] = []
-    service = DoorService(config, pin_factory=factory, on_event=events.append)
+    service = DoorService(
+        remote_unlock_door(tmp_path, broker, secret), pin_factory=factory, on_event=events.append
+    )
 
     async def scenario() -> int:
         task = await run_connected(service)
-        publisher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-        publisher.connect("127.0.0.1", broker.port)
-        publisher.loop_start()
-        command = json.dumps({"action": "UNLOCK", "code": "s3cret-s3cret-s3cret"})
-        publisher.publish(topic, command, qos=1, retain=True).wait_for_publish(5)
-        publisher.loop_stop()
-        publisher.disconnect()
+        await asyncio.to_thread(publish_retained_unlock, broker, secret)
         for _ in range(100):
             if "unlocked" in [e["event_type"] for e in events]:
                 break
@@ -372,9 +370,9 @@ def test_a_retained_unlock_published_while_connected_does_not_stay_on_the_broker
 
     assert asyncio.run(scenario()) == 0
     assert "unlocked" in [e["event_type"] for e in events]
-    late = Listener(broker.port, topic)
+    late = Listener(broker.port, LOCK_TOPIC)
     time.sleep(0.5)
-    assert late.payloads(topic) == [], "the code stays retained on the broker"
+    assert late.payloads(LOCK_TOPIC) == [], "the code stays retained on the broker"
     late.close()
 
 
