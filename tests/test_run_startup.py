@@ -18,6 +18,7 @@ import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from broker import Broker, Listener
 from test_cli import edgeface
 from test_cli_errors import assert_one_line_error
@@ -165,3 +166,22 @@ def test_a_short_remote_unlock_secret_is_logged_at_start(
     code, _, stderr = run_once(played_once(tmp_path, photo_dir, extra))
     assert code == 0
     assert "configuration: mqtt.remote_unlock_secret has only 1 character(s)" in stderr
+
+
+def test_run_makes_its_relative_arguments_absolute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """lgpio changes the working folder to $LG_WD once the relay is claimed: a relative
+    --config (read again at every SIGHUP) or --source file (reopened at every reconnect) then
+    named nothing. A camera index or a URL is not a path."""
+    from edgeface.door.service import absolute_arguments
+
+    (tmp_path / "clip.mp4").write_bytes(b"")
+    (tmp_path / "0").write_bytes(b"")  # a file named like camera 0 does not make it a file
+    monkeypatch.chdir(tmp_path)
+    assert absolute_arguments(Path("edgeface.yaml"), "clip.mp4") == (
+        tmp_path / "edgeface.yaml",
+        str(tmp_path / "clip.mp4"),
+    )
+    for source in ("0", "rtsp://cam/stream", "", None):
+        assert absolute_arguments(Path("/etc/e.yaml"), source) == (Path("/etc/e.yaml"), source)

@@ -1099,6 +1099,17 @@ def _task_name(future: asyncio.Future[Any]) -> str:
     return future.get_name() if isinstance(future, asyncio.Task) else "camera"
 
 
+def absolute_arguments(config_path: Path, source: str | None) -> tuple[Path, str | None]:
+    """``run``'s ``--config`` and a ``--source`` naming a file or folder, made absolute: lgpio
+    (gpiozero's pin library on a Pi) makes ``$LG_WD`` the working folder when the relay is
+    claimed, after which ``--config edgeface.yaml`` (read again at every SIGHUP) or ``--source
+    clip.mp4`` (opened again at every reconnect) named nothing. A camera index or a URL stays
+    as given."""
+    if source and not source.isdigit() and "://" not in source and Path(source).exists():
+        source = str(Path(source).absolute())
+    return Path(config_path).absolute(), source
+
+
 def run_service(
     config_path: Path,
     source: str | None = None,
@@ -1111,6 +1122,7 @@ def run_service(
         problem = camera_source_problem(source)
         if problem:
             raise EdgefaceError(f"--source {problem}")
+    config_path, source = absolute_arguments(config_path, source)
     overrides = CommandLineOverrides(source, pin_factory)
     config = overrides.apply(load_config(config_path))
     configure_logging(config.log_level)
