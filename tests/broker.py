@@ -22,6 +22,8 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 
+from edgeface.config import MqttConfig
+
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 
 
@@ -199,6 +201,17 @@ class Listener:
     def close(self) -> None:
         self.client.loop_stop()
         self.client.disconnect()
+
+
+def remote_unlock_mqtt(broker: Broker, secret: str) -> MqttConfig:
+    """A door's MQTT settings for ``broker`` with remote unlock on, opened by ``secret``."""
+    return MqttConfig(
+        enabled=True,
+        host="127.0.0.1",
+        port=broker.port,
+        remote_unlock=True,
+        remote_unlock_secret=secret,
+    )
 
 
 def wait_for(predicate: Callable[[], object], timeout: float = 3.0, step: float = 0.02) -> bool:

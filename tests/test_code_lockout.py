@@ -10,12 +10,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from broker import Broker, Listener, run_connected
+from broker import Broker, Listener, remote_unlock_mqtt, run_connected
 from gpiozero.pins.mock import MockFactory
 from manual_clock import ManualClock
 from test_service import PIN, door_without_camera
 
-from edgeface.config import MqttConfig
 from edgeface.door.code_lockout import CodeLockout
 from edgeface.door.service import DoorService
 
@@ -54,13 +53,7 @@ def test_guessing_the_remote_unlock_code_over_the_broker_is_stopped(
     would still answer guesses), one code_lockout alarm. Once it has passed, the right code
     opens."""
     listener = Listener(broker.port)
-    mqtt_config = MqttConfig(
-        enabled=True,
-        host="127.0.0.1",
-        port=broker.port,
-        remote_unlock=True,
-        remote_unlock_secret="4711",
-    )
+    mqtt_config = remote_unlock_mqtt(broker, "4711")
     config = door_without_camera(tmp_path, mqtt_config)
     events: list[dict[str, object]] = []
     locked_out_at: list[float] = []  # when the daemon reported the lockout (its own clock)

@@ -12,26 +12,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from broker import Broker, Listener, run_connected
+from broker import Broker, Listener, remote_unlock_mqtt, run_connected
 from gpiozero.pins.mock import MockFactory
 from test_service import door_without_camera
 
-from edgeface.config import MqttConfig, RecognitionConfig, RelayConfig, SecondFactorConfig
+from edgeface.config import RecognitionConfig, RelayConfig, SecondFactorConfig
 from edgeface.door.demo import enrol
 from edgeface.door.service import DoorService
 
 BASE = "edgeface/front"
 LOCK_CONFIG = "homeassistant/lock/edgeface_front/door/config"
-
-
-def remote_unlock(broker: Broker, secret: str) -> MqttConfig:
-    return MqttConfig(
-        enabled=True,
-        host="127.0.0.1",
-        port=broker.port,
-        remote_unlock=True,
-        remote_unlock_secret=secret,
-    )
 
 
 def home_assistant_render(template: str, value: str, code: str) -> str:
@@ -52,7 +42,7 @@ def test_home_assistant_unlocks_with_a_secret_holding_quotes_and_backslashes(
     secret = 'Tür "7" C:\\door\\key'
     events: list[dict[str, Any]] = []
     service = DoorService(
-        door_without_camera(tmp_path, remote_unlock(broker, secret)),
+        door_without_camera(tmp_path, remote_unlock_mqtt(broker, secret)),
         pin_factory=factory,
         on_event=events.append,
     )
@@ -90,7 +80,7 @@ def test_a_command_that_fails_keeps_its_code_out_of_the_journal(
             raise BrokenPipeError(32, "Broken pipe")
 
     service = DoorService(
-        door_without_camera(tmp_path, remote_unlock(broker, code)),
+        door_without_camera(tmp_path, remote_unlock_mqtt(broker, code)),
         pin_factory=factory,
         on_event=on_event,
     )
@@ -130,7 +120,7 @@ def test_commands_arriving_while_the_daemon_stops_are_ignored(
     enrol(gallery, photo_dir / "obama.jpg", "obama")
     config = door_without_camera(
         tmp_path,
-        remote_unlock(broker, secret),
+        remote_unlock_mqtt(broker, secret),
         recognition=RecognitionConfig(gallery=str(gallery)),
         relay=RelayConfig(pin=17, unlock_seconds=0.5),
         second_factor=SecondFactorConfig(required_for=["obama"], secret=secret),
@@ -174,7 +164,7 @@ def test_a_remote_lock_with_the_right_code_is_in_the_audit_trail(
     code = "lock-code-long-enough-4711"
     events: list[dict[str, Any]] = []
     service = DoorService(
-        door_without_camera(tmp_path, remote_unlock(broker, code)),
+        door_without_camera(tmp_path, remote_unlock_mqtt(broker, code)),
         pin_factory=factory,
         on_event=events.append,
     )

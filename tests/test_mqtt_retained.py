@@ -17,7 +17,7 @@ import threading
 import time
 from pathlib import Path
 
-from broker import Broker, Listener, free_port, run_connected, wait_for
+from broker import Broker, Listener, free_port, remote_unlock_mqtt, run_connected, wait_for
 from gpiozero.pins.mock import MockFactory
 from test_service import door_without_camera
 
@@ -190,13 +190,7 @@ def test_a_stop_during_a_pulse_leaves_locked_retained(
     """SIGTERM during a remote unlock: the relay is driven locked and daemon_stopped says
     door=locked — and the broker must say LOCKED too, not keep the UNLOCKED of the pulse."""
     secret = "0123456789abcdef-secret"
-    mqtt = MqttConfig(
-        enabled=True,
-        host="127.0.0.1",
-        port=broker.port,
-        remote_unlock=True,
-        remote_unlock_secret=secret,
-    )
+    mqtt = remote_unlock_mqtt(broker, secret)
     relay = RelayConfig(pin=17, unlock_seconds=10, max_unlock_seconds=30)
     service = DoorService(
         door_without_camera(tmp_path, mqtt, relay=relay), pin_factory=factory, on_event=None

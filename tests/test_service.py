@@ -11,7 +11,7 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-from broker import Broker, Listener, free_port, run_connected
+from broker import Broker, Listener, free_port, remote_unlock_mqtt, run_connected
 from gpiozero.pins.mock import MockFactory
 
 from edgeface.bench.frames import letterbox
@@ -301,16 +301,7 @@ def publish_retained_unlock(broker: Broker, code: str) -> None:
 
 def remote_unlock_door(tmp_path: Path, broker: Broker, secret: str) -> Config:
     """A door without a camera that takes remote unlocks with ``secret``."""
-    return door_without_camera(
-        tmp_path,
-        MqttConfig(
-            enabled=True,
-            host="127.0.0.1",
-            port=broker.port,
-            remote_unlock=True,
-            remote_unlock_secret=secret,
-        ),
-    )
+    return door_without_camera(tmp_path, remote_unlock_mqtt(broker, secret))
 
 
 def test_a_retained_unlock_command_is_never_obeyed_and_is_cleared(
