@@ -105,30 +105,31 @@ class CameraEvents:
         is only logged — an event after ``daemon_stopped`` reads as news from a stopped door."""
         self.closed = True
 
-    def _open(self, what: str, detail: str = "") -> bool:
+    def _reporting(self, what: str, detail: str = "") -> bool:
+        """Whether reports are still made (else ``what`` is only logged, see :meth:`close`)."""
         if self.closed:
             suffix = f": {detail}" if detail else ""
             log.info("camera %s after the stop, not reported%s", what, suffix)
         return not self.closed
 
     def camera_lost(self, detail: str) -> None:
-        if self._open("lost", detail):
+        if self._reporting("lost", detail):
             self.emit("camera_lost", detail=detail)
             self._state("camera", "offline")
 
     def camera_restored(self, description: str) -> None:
-        if self._open("restored", description):
+        if self._reporting("restored", description):
             self.emit("camera_restored", detail=description)
             self._state("camera", "online")
 
     def camera_online(self) -> None:
-        if self._open("online"):
+        if self._reporting("online"):
             self._state("camera", "online")
 
     def view_changed(self, change: str, spread: float, seconds: float) -> None:
         """The picture went blank for ``seconds``, or came back
         (:mod:`edgeface.door.camera_view`); the door stays locked either way."""
-        if not self._open(f"view {change}"):
+        if not self._reporting(f"view {change}"):
             return
         if change == "blind":
             self.emit(
@@ -142,7 +143,7 @@ class CameraEvents:
         self.view_state(change)
 
     def view_state(self, state: str) -> None:
-        if self._open(f"view {state}"):
+        if self._reporting(f"view {state}"):
             self._state("camera_view", state)
 
     def _state(self, name: str, value: str) -> None:
