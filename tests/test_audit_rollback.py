@@ -156,3 +156,48 @@ def test_a_restart_of_an_intact_log_is_no_rollback(tmp_path: Path, broker: Broke
     head = json.loads(retained_head(broker.port))
     assert head == {"seq": report.last_seq, "hash": report.head}
     assert cli_verify(path, json.dumps(head)).returncode == 0
+
+
+def test_a_log_that_grew_while_the_door_was_offline_is_no_rollback(
+    tmp_path: Path, broker: Broker
+) -> None:
+    """The common case after an outage: the broker holds a head older than the log's end (the
+    door kept recording while it could not publish). The entry is looked up in the files —
+    off the event loop — and found intact: nothing recorded, the new head published."""
+    path = log_path(tmp_path)
+    run_door(tmp_path, broker)
+    offline = AuditLog(path, max_bytes=4096, keep=20)
+    for n in range(60):  # rotates several times: the published entry is in a rotated file
+        offline.append("door_unlocked", name=f"person {n}")
+    events, _ = run_door(tmp_path, broker)
+    assert ROLLBACK not in [e["event"] for e in entries(path)]
+    assert not [e for e in events if e["event_type"] == "error"]
+
+
+def test_an_entry_is_found_while_the_log_rotates_under_the_search(tmp_path: Path) -> None:
+    """The lookup runs in a thread while the daemon may rotate the log: a file renamed
+    between the listing and the reading is searched again, not reported unreadable."""
+    import threading
+
+    path = tmp_path / "audit.log"
+    log = AuditLog(path, max_bytes=1000, keep=500)
+    first = log.append("daemon_started", identities=0)
+
+    def write() -> None:  # a rotation every few entries, far more often than any door
+        for _ in range(400):
+            log.append("door_unlocked", name="x" * 40)
+            time.sleep(0.001)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    searches = 0
+    try:
+        reader = AuditLog.__new__(AuditLog)
+        reader.path = path
+        while writer.is_alive():
+            assert reader.hash_at(first["seq"]) == first["hash"]
+            searches += 1
+    finally:
+        writer.join()
+    assert searches > 10
+    assert len(list(tmp_path.glob("audit.log.*"))) > 50

@@ -92,7 +92,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from edgeface.errors import clip_text
-from edgeface.files import FileReadError, open_regular_file, read_regular_file
+from edgeface.files import ErrorType, FileReadError, open_regular_file, read_regular_file
 
 log = logging.getLogger(__name__)
 
@@ -189,11 +189,12 @@ class AuditFileError(OSError):
         return str(self.strerror)
 
 
-def _lines(file: Path) -> list[bytes]:
+def _lines(file: Path, error: ErrorType = AuditFileError) -> list[bytes]:
     """A file's lines as bytes: a torn line may not even be UTF-8, and must still be counted.
     Not bounded in size (a log is as large as ``audit.max_bytes`` says), but it must be a
-    regular file, which ends."""
-    lines = read_regular_file(file, "audit log", None, error=AuditFileError).split(b"\n")
+    regular file, which ends. ``error`` is raised when it cannot be read (``FileReadError``
+    tells a file renamed away meanwhile)."""
+    lines = read_regular_file(file, "audit log", None, error=error).split(b"\n")
     if lines and lines[-1] == b"":
         lines.pop()  # the file ends with a newline, as it should
     return lines
@@ -362,7 +363,7 @@ class AuditLog:
                 f"{self.opened[0]} when the daemon started: entries were removed from its end "
                 "(or the whole log)"
             )
-        kept = self.hash_at(seq)
+        kept = self.opened[1] if seq == self.opened[0] else self.hash_at(seq)
         if kept is None:
             log.info("audit: the published head, entry %d, is no longer kept: not compared", seq)
             return None
@@ -371,9 +372,32 @@ class AuditLog:
         return None
 
     def hash_at(self, seq: int) -> str | None:
-        """The hash of entry ``seq`` in the files (None when it is not there)."""
+        """The hash of entry ``seq`` in the files (None when it is not there).
+
+        Read while the daemon may write (it runs off the event loop): a rotation renaming the
+        files during the search may hide the entry (a file read under its next name) or the
+        file itself; the search is then made again (bounded). A hash found is right whatever
+        moved: a chain holds each ``seq`` once."""
+        for attempt in range(SNAPSHOT_TRIES):
+            files = _identities(self.path)
+            try:
+                found = self._search(seq)
+            except FileReadError as exc:
+                if exc.problem != "missing" or attempt == SNAPSHOT_TRIES - 1:
+                    raise AuditFileError(str(exc)) from None
+            else:
+                if found is not None or _identities(self.path) == files:
+                    return found
+            time.sleep(0.002 * (attempt + 1))
+        raise AuditFileError(
+            f"audit log {self.path}: its files kept changing while entry {seq} was looked "
+            f"for ({SNAPSHOT_TRIES} tries)"
+        )
+
+    def _search(self, seq: int) -> str | None:
+        """One search for entry ``seq``, newest file first, newest line first."""
         for file in reversed(log_files(self.path)):
-            for raw in reversed(_lines(file)):
+            for raw in reversed(_lines(file, FileReadError)):
                 entry = _parse(raw)
                 if entry is None or _malformed(entry) is not None:
                     continue
@@ -653,6 +677,17 @@ def _snapshot(path: Path) -> list[tuple[Path, list[bytes]]]:
         f"audit log {path}: its files kept changing while they were read ({SNAPSHOT_TRIES} "
         "tries); run the check again"
     )
+
+
+def _identities(path: Path) -> list[tuple[Path, int, int]]:
+    """Each log file's name and identity (device, inode): what changes when a rotation
+    renames them."""
+    found = []
+    for file in log_files(path):
+        with contextlib.suppress(FileNotFoundError):
+            info = os.stat(file)
+            found.append((file, info.st_dev, info.st_ino))
+    return found
 
 
 def _open_all(files: list[Path]) -> list[BinaryIO] | None:

@@ -259,6 +259,8 @@ class DoorService:
         self.camera_changed = threading.Event()
         #: SIGHUP reloads not done yet (keeps the references; run()'s stop cancels them).
         self._reloads: set[asyncio.Task[None]] = set()
+        #: The comparison of the log with the audit head the broker retained (at most one).
+        self._head_checks: set[asyncio.Task[None]] = set()
         #: Whether the unlock-in-progress marker could not be written and that was reported:
         #: reported once until a marker is written again, not at every unlock of a full disk.
         self._marker_unwritable = False
@@ -349,20 +351,31 @@ class DoorService:
 
     def _compare_published_head(self, payload: bytes | None) -> None:
         """Record a log found behind the head published before, and only then publish ours:
-        restarting the door must not overwrite the evidence of a cut or rewritten log."""
+        restarting the door must not overwrite the evidence of a cut or rewritten log. The
+        comparison may read the log files (a head older than the log's end): that runs off
+        the event loop, which must keep recognising faces meanwhile."""
+        if payload is None or self.audit is None or self._loop is None:
+            if self.mqtt:
+                self.mqtt.release_audit_head()
+            return
+        task = self._loop.create_task(self._check_published_head(self.audit, payload))
+        self._head_checks.add(task)
+        task.add_done_callback(self._head_checks.discard)
+
+    async def _check_published_head(self, audit: AuditLog, payload: bytes) -> None:
+        """The comparison, then the head released to be published whatever happened."""
         try:
-            if payload is not None and self.audit is not None:
-                self._check_rollback(self.audit, payload)
+            await self._check_rollback(audit, payload)
         finally:
             if self.mqtt:
                 self.mqtt.release_audit_head()
 
-    def _check_rollback(self, audit: AuditLog, payload: bytes) -> None:
+    async def _check_rollback(self, audit: AuditLog, payload: bytes) -> None:
         """An ``audit_rollback`` entry and an ``error`` event, both naming the published head
         and the log's, when the log lost or changed entries since that head was published."""
         try:
             seq, digest = parse_head(payload.decode(errors="replace"))
-            problem = audit.compare_head(seq, digest)
+            problem = await asyncio.to_thread(audit.compare_head, seq, digest)
         except ValueError as exc:
             log.warning("audit: the retained head is not one (%s): not compared", exc)
             return
