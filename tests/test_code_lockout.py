@@ -37,6 +37,20 @@ def test_lockouts_start_after_five_wrong_codes_and_double() -> None:
         clock.now += expected
 
 
+def test_the_lockout_still_holds_after_more_than_a_thousand_lockouts() -> None:
+    """Slow guessing (five codes an hour, no right code for 43 days) used to raise
+    OverflowError at the 1,025th lockout — before the lockout was set, so from then on every
+    code was checked at broker speed. The hour-long lockout must hold for ever."""
+    clock = ManualClock()
+    lockout = CodeLockout(clock=clock)
+    for _ in range(1100):
+        seconds = [lockout.wrong() for _ in range(5)][-1]
+        assert seconds is not None and 60.0 <= seconds <= 3600.0
+        assert lockout.remaining() == seconds
+        clock.now += seconds
+    assert [lockout.wrong() for _ in range(5)][-1] == 3600.0
+
+
 def test_the_right_code_clears_the_count() -> None:
     lockout = CodeLockout(clock=ManualClock())
     for _ in range(4):

@@ -51,7 +51,10 @@ class CodeLockout:
         if self._wrong < self.attempts:
             return None
         seconds = min(self.first_seconds * 2.0**self._lockouts, self.max_seconds)
-        self._lockouts += 1
+        if seconds < self.max_seconds:
+            # Counted only while it still doubles: 2.0 ** 1024 overflows, and a count that
+            # grew without end (43 days of slow guessing) raised here and ended the lockouts.
+            self._lockouts += 1
         self._wrong = 0
         self._until = self._clock() + seconds
         return seconds
