@@ -4,9 +4,11 @@ the daemon's own unlocks."""
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
+from broker import Broker, remote_unlock_mqtt, run_connected
 from gpiozero.pins.mock import MockFactory
 from manual_clock import ManualClock
 from test_service import PIN, door_without_camera, enrolled_door
@@ -185,3 +187,37 @@ def test_one_pin_one_job() -> None:
     ):
         with pytest.raises(ConfigError, match=message):
             parse_config(text)
+
+
+def test_a_door_forced_right_after_a_remote_lock_is_reported(
+    tmp_path: Path, factory: MockFactory, broker: Broker
+) -> None:
+    """The owner unlocks remotely, sees who is at the door, and sends LOCK: the pulse is cut
+    short, and so is the entry it allowed. The door forced open a moment later raised no
+    alarm (the rest of the pulse plus its grace still counted as an entry)."""
+    secret = "a-long-remote-unlock-secret-0123"
+    relay = RelayConfig(
+        pin=PIN, unlock_seconds=5.0, door_contact_pin=CONTACT, door_forced_alarm=True
+    )
+    config = door_without_camera(tmp_path, remote_unlock_mqtt(broker, secret), relay=relay)
+    events: list[dict[str, object]] = []
+    service = DoorService(config, pin_factory=factory, on_event=events.append)
+    reed = factory.pin(CONTACT)
+    reed.drive_low()  # shut
+
+    async def scenario() -> int:
+        task = await run_connected(service)
+        service.command("lock", json.dumps({"action": "UNLOCK", "code": secret}).encode())
+        await asyncio.sleep(0.3)
+        service.command("lock", json.dumps({"action": "LOCK", "code": secret}).encode())
+        await asyncio.sleep(0.3)
+        assert factory.pin(PIN).state is False  # the strike is locked again
+        reed.drive_high()  # ... and the door is forced open
+        await asyncio.sleep(0.5)
+        service.stop_requested.set()
+        return await task
+
+    assert asyncio.run(asyncio.wait_for(scenario(), timeout=60)) == 0
+    kinds = [e["event_type"] for e in events]
+    assert "remote_lock" in kinds and "door_opened" in kinds
+    assert "door_forced" in kinds, kinds

@@ -47,6 +47,12 @@ class DoorAlarms:
         until = self._clock() + seconds + ENTRY_GRACE_SECONDS
         self._entry_until = max(self._entry_until, until)
 
+    def entry_ended(self) -> None:
+        """The pulse was cut short by a remote LOCK: an opening from now on is no entry. The
+        owner locks because someone must not come in; forcing the door a moment later must
+        still raise the alarm (the grace after a pulse is for a pulse that ran out)."""
+        self._entry_until = self._clock()
+
     def contact(self, closed: bool, initial: bool = False) -> bool:
         """The contact says the door is ``closed`` (or open). Returns whether the opening is
         forced. ``initial``: the state found at start-up or on a new contact pin — an open door
