@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from edgeface.config import Config
 from edgeface.door.code_lockout import CodeLockout
+from edgeface.door.door_alarms import DoorAlarms
 from edgeface.door.relay import DoorRelay
 from edgeface.door.second_factor import SecondFactors
 from edgeface.door.throttle import RefusalReports
@@ -70,6 +71,9 @@ class CommandedDoor(Protocol):
 
     @property
     def second_factors(self) -> SecondFactors: ...
+
+    @property
+    def door_alarms(self) -> DoorAlarms: ...
 
     @property
     def stop_requested(self) -> asyncio.Event: ...
