@@ -204,3 +204,42 @@ def test_votes_cast_before_a_gallery_push_do_not_count_after_it(
     events = run_door(config_file, photo_dir, factory, scenario)
     assert seen == [[]], "votes from before the push counted"
     assert unlocked(events) == ["obama"]
+
+
+def test_two_people_confirmed_on_one_pulse_are_both_in_the_audit_trail(
+    tmp_path: Path, photo_dir: Path, factory: MockFactory
+) -> None:
+    """Two enrolled people confirmed on the same frame walk in through one pulse. Only one
+    was named in the audit trail ("recognised" is not audited; the other was quietly retried):
+    the other is reported once, as ``relay_busy``, audited; and let in by a pulse of their own
+    when still there once the relay is free."""
+    import json
+
+    enrol(tmp_path / "gallery.json", photo_dir, {"obama": "obama.jpg", "biden": "biden.jpg"})
+    config_file = tmp_path / "edgeface.yaml"
+    config_file.write_text(config_text(tmp_path))
+    both = np.concatenate(
+        [
+            letterbox(read_rgb(photo_dir / "obama3.jpg"), (320, 480)),
+            letterbox(read_rgb(photo_dir / "biden.jpg"), (320, 480)),
+        ],
+        axis=1,
+    )
+
+    async def scenario(door: FrameByFrame) -> None:
+        await door.show_frame(both, 4)  # both confirmed on the third frame; one pulse
+        await asyncio.sleep(0.5)  # the 0.2 s pulse and its 0.1 s cooldown are over
+        await door.show_frame(both, 1)
+
+    events = run_door(config_file, photo_dir, factory, scenario)
+    busy = [e for e in events if e["event_type"] == "relay_busy"]
+    assert len(busy) == 1  # once per track, though retried on the fourth frame
+    first, second = unlocked(events)
+    assert {first, second} == {"obama", "biden"}
+    assert busy[0]["identity"] == second
+    audit = [json.loads(x) for x in (tmp_path / "state" / "audit.log").read_text().splitlines()]
+    assert [(e["event"], e["identity"]) for e in audit if e.get("identity")] == [
+        ("unlocked", first),
+        ("relay_busy", second),
+        ("unlocked", second),
+    ]

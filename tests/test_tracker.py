@@ -100,7 +100,8 @@ def test_another_identity_winning_its_votes_on_a_confirmed_track_is_confirmed() 
     be ignored for as long as a face stayed there (the track stayed Obama's)."""
     track = FaceTracker(window=5).update([Detection(0, 0, 10, 10, 1.0)], 0.0)[0]
     assert [track.vote("obama", 3) for _ in range(3)] == [None, None, "obama"]
-    track.unlocked = track.denied = track.awaiting_factor = True
+    track.unlocked = track.awaiting_factor = True
+    track.denied = {"outside schedule"}
     assert track.vote("obama", 3) is None  # confirmed once, not at every vote
     assert [track.vote("biden", 3) for _ in range(3)] == [None, None, "biden"]
     assert track.confirmed == "biden"

@@ -18,6 +18,7 @@ AUDITED = frozenset(
         "daemon_stopped",
         "unlocked",
         "denied",
+        "relay_busy",  # recognised while the relay was unlocked for someone else, or cooling
         "unknown",
         "remote_unlock_refused",
         "remote_lock",

@@ -87,6 +87,7 @@ EVENT_TYPES = (
     "second_factor_expired",
     "gallery_rejected",
     "denied",
+    "relay_busy",
     "error",
     "daemon_started",
     "daemon_stopped",

@@ -684,6 +684,11 @@ class DoorService:
                 frame_to_unlock_ms=round(latency * 1000, 1),
                 **({"second_factor": True} if needs_factor else {}),
             )
+        elif not self.stop_requested.is_set() and "relay busy" not in track.denied:
+            # Two people confirmed together walk through one pulse: the audit trail must
+            # name the second too ("recognised" is not audited). Retried while they stay.
+            track.denied.add("relay busy")
+            self.emit("relay_busy", track=track.id, identity=identity)
 
     def pulse_relay(self, identity: str) -> bool:
         """Unlock (False while a pulse or its cooldown runs, and once a stop is requested: the
@@ -714,9 +719,10 @@ class DoorService:
             )
 
     def _deny(self, track: Track, identity: str, reason: str) -> None:
-        """Refuse a recognised person, reported once per track (it is retried every frame)."""
-        if not track.denied:
-            track.denied = True
+        """Refuse a recognised person, each reason reported once per track (it is retried
+        every frame)."""
+        if reason not in track.denied:
+            track.denied.add(reason)
             self.emit("denied", track=track.id, identity=identity, reason=reason)
 
     def _check_clock(self) -> None:

@@ -88,7 +88,9 @@ class Track:
     #: when each identity was last recognised outright on this track (monotonic seconds)
     recognised_at: dict[str, float] = field(default_factory=dict)
     unlocked: bool = False  # the door was opened for this track's confirmed identity
-    denied: bool = False  # schedule or clock refused it (reported once; retried while it stays)
+    #: why the door stayed shut for the confirmed identity (schedule, clock, a relay busy
+    #: with someone else's pulse): each reason reported once; retried while it stays
+    denied: set[str] = field(default_factory=set)
     #: confirmed, and told a second factor is needed (reported once; waits while it stays)
     awaiting_factor: bool = False
     unknown_reported_at: float | None = None
@@ -159,7 +161,8 @@ class Track:
             return None
         self.confirmed = identity
         self.confirmed_ids.add(identity)
-        self.unlocked = self.denied = self.awaiting_factor = False
+        self.unlocked = self.awaiting_factor = False
+        self.denied = set()
         return identity
 
     def _still_them(self, nearest: str | None, distance: float, at: float) -> bool:
