@@ -631,3 +631,46 @@ def test_a_lost_camera_is_in_the_audit_trail(tmp_path: Path) -> None:
     run_for(1.0, camera, tmp_path, MockFactory())
     path = tmp_path / "state" / "audit.log"
     assert "camera_lost" in [e["event"] for e in entries(path)] and verify(path).ok
+
+
+def test_faces_shown_to_the_camera_fill_only_their_share_of_the_audit_trail(
+    tmp_path: Path,
+) -> None:
+    """A sheet of printed strangers moved about in front of the camera made an audited
+    ``unknown`` entry per face per position (58 in 7 s): the default trail rotated last night's
+    unlocks away within the hour. Such reports are audited at most six a minute, the next one
+    counting those left out; every event still reaches the log and MQTT, and decisions (an
+    unlock) are never held back."""
+    from gpiozero.pins.mock import MockFactory
+    from manual_clock import ManualClock
+
+    from edgeface.config import AuditConfig, Config, RecognitionConfig, RelayConfig
+    from edgeface.door.events import CAMERA_AUDIT_BURST
+    from edgeface.door.service import DoorService
+    from edgeface.door.throttle import ReportThrottle
+
+    events: list[dict[str, Any]] = []
+    config = Config(
+        state_dir=str(tmp_path / "state"),
+        recognition=RecognitionConfig(gallery=str(tmp_path / "gallery.json")),
+        relay=RelayConfig(pin=17),
+        audit=AuditConfig(path=str(tmp_path / "audit.log")),
+    )
+    service = DoorService(config, pin_factory=MockFactory(), on_event=events.append)
+    clock = ManualClock(1000.0)
+    service.camera_audit = ReportThrottle(burst=CAMERA_AUDIT_BURST, clock=clock)
+    try:
+        for n in range(40):
+            service.emit("unknown", track=n, distance=0.9, nearest="obama", detector="mtcnn")
+        service.emit("denied", track=99, identity="ivan", reason="outside schedule")
+        service.emit("unlocked", track=100, identity="obama", seconds=3.0)
+        clock.now += 60.0
+        service.emit("unknown", track=200, distance=0.9, nearest="obama", detector="mtcnn")
+    finally:
+        service.relay.close()
+    assert len([e for e in events if e["event_type"] == "unknown"]) == 41  # every event
+    audited = [e for e in entries(tmp_path / "audit.log") if e["event"] != "daemon_started"]
+    kinds = [e["event"] for e in audited]
+    assert kinds == ["unknown"] * CAMERA_AUDIT_BURST + ["unlocked", "unknown"]
+    assert audited[-1]["not_audited_before"] == 40 + 1 - CAMERA_AUDIT_BURST
+    assert verify(tmp_path / "audit.log").ok

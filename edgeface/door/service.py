@@ -53,7 +53,7 @@ from edgeface.door.code_lockout import CodeLockout
 from edgeface.door.daemon_lock import DaemonLock
 from edgeface.door.door_alarms import DoorAlarms
 from edgeface.door.door_hardware import DoorHardware, make_pin_factory
-from edgeface.door.events import AUDITED
+from edgeface.door.events import AUDITED, CAMERA_AUDIT_BURST, CAMERA_REPORTS
 from edgeface.door.frame_rate import FrameRate
 from edgeface.door.gallery_file import read_gallery
 from edgeface.door.gallery_pushes import GalleryPushes
@@ -68,6 +68,7 @@ from edgeface.door.schedules import AccessSchedule
 from edgeface.door.second_factor import SecondFactors
 from edgeface.door.snapshots import SnapshotStore
 from edgeface.door.systemd import SystemdNotifier, watchdog_interval
+from edgeface.door.throttle import ReportThrottle
 from edgeface.door.tracker import FaceTracker, Track
 from edgeface.errors import EdgefaceError
 from edgeface.logs import configure_logging
@@ -212,6 +213,8 @@ class DoorService:
         #: The running event loop (set by run()): where other threads hand their work over.
         self._loop: asyncio.AbstractEventLoop | None = None
         self.audit: AuditLog | None = None  # set below, once MQTT exists to copy it
+        #: The share of the audit trail that faces shown to the camera may fill.
+        self.camera_audit = ReportThrottle(burst=CAMERA_AUDIT_BURST)
         self.door_alarms = DoorAlarms(r.held_open_seconds, r.door_forced_alarm)
         self.hardware.claim_inputs(r)
         #: Reloads and gallery pushes change the gallery: one at a time, so a push prepared in
@@ -300,9 +303,10 @@ class DoorService:
                 # still logged above), never the door's operation.
                 log.error("mqtt outbox: %s not stored for publishing: %s", event_type, exc)
         unrecorded: str | None = None
-        if self.audit is not None and event_type in AUDITED:
+        audited = self._audited_fields(event_type, fields) if self.audit is not None else None
+        if self.audit is not None and audited is not None:
             try:
-                self.audit.append(event_type, **fields)  # copied to MQTT by _copy_audit
+                self.audit.append(event_type, **audited)  # copied to MQTT by _copy_audit
             except (OSError, ValueError) as exc:
                 # A full disk must not stop the door; it only loses this record (reported).
                 log.error("audit: %s not recorded: %s", event_type, exc)
@@ -313,6 +317,18 @@ class DoorService:
         finally:
             if unrecorded:  # after the event it is about, wherever the event is shown
                 self.emit("error", detail=unrecorded)
+
+    def _audited_fields(self, event_type: str, fields: dict[str, Any]) -> dict[str, Any] | None:
+        """What the audit trail records of this event: None when it is not audited, or is one
+        of the faces' reports beyond the minute's share (see ``CAMERA_REPORTS``)."""
+        if event_type not in AUDITED:
+            return None
+        if event_type not in CAMERA_REPORTS:
+            return fields
+        left_out = self.camera_audit.allow()
+        if left_out is None:
+            return None
+        return {**fields, "not_audited_before": left_out} if left_out else fields
 
     def _open_audit(self, config: Config) -> AuditLog | None:
         """The audit trail. Damage in it never stops the door (the chain goes on from the last
