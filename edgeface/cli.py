@@ -431,7 +431,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--detector",
         choices=("mtcnn", "haar", "auto"),
         default="auto",
-        help="face detector policy (default auto: MTCNN, Haar+O-Net when too slow)",
+        help="face detector policy (default auto: MTCNN, or the Haar cascade alone when MTCNN "
+        "cannot load; switching to Haar+O-Net when frames are too slow is the daemon's "
+        "detector.frame_budget_ms, which commands do not set)",
     )
     engine.add_argument(
         "--min-face",

@@ -113,17 +113,35 @@ def draw(rgb: np.ndarray, faces: list[Face], labels: list[str] | None = None) ->
 DRAW_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
-def check_draw_path(path: str, option: str = "--draw") -> None:
+def check_draw_path(path: str, option: str = "--draw", inputs: tuple[str, ...] = ()) -> None:
     """Refuse an output image name (``--draw``, ``bench --plot``) OpenCV cannot encode (it
     raises, rather than returning False, for an unknown extension) or whose folder is missing —
-    before the models run, not after."""
-    if Path(path).suffix.lower() not in DRAW_EXTENSIONS:
+    before the models run, not after. Also refused: an existing target that is not a regular
+    file (writing to a FIFO blocks until somebody reads it), and one of the ``inputs`` (the
+    photo being analysed would be overwritten with the drawing)."""
+    target = Path(path)
+    if target.suffix.lower() not in DRAW_EXTENSIONS:
         raise EdgefaceError(
             f"{option} {path}: unknown image type; end the name with one of "
             + ", ".join(DRAW_EXTENSIONS)
         )
-    if not Path(path).parent.is_dir():
-        raise EdgefaceError(f"{option} {path}: the folder {Path(path).parent} does not exist")
+    if not target.parent.is_dir():
+        raise EdgefaceError(f"{option} {path}: the folder {target.parent} does not exist")
+    if target.exists() and not target.is_file():
+        raise EdgefaceError(f"{option} {path}: exists and is not a regular file; name a new file")
+    for source in inputs:
+        if same_file(source, target):
+            raise EdgefaceError(
+                f"{option} {path}: would overwrite the input photo {source}; name another file"
+            )
+
+
+def same_file(a: str | Path, b: str | Path) -> bool:
+    """Whether two names are one existing file (links and other spellings included)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # either does not exist (or cannot be looked at): not one file
+        return False
 
 
 def write_drawing(path: str, canvas: np.ndarray) -> None:
@@ -139,7 +157,7 @@ def write_drawing(path: str, canvas: np.ndarray) -> None:
 
 def cmd_detect(args: argparse.Namespace) -> int:
     if args.draw:
-        check_draw_path(args.draw)
+        check_draw_path(args.draw, inputs=(args.image,))
     rgb = read_rgb(args.image)
     pipeline = pipeline_from(args)
     faces = pipeline.analyse(rgb, embed=False)
@@ -245,7 +263,7 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     unreadable = 0
     for path in args.images:
         try:
-            rgb = read_rgb(path)
+            rgb = read_rgb(path, transparency="refuse")  # see edgeface.recognition.enrolment
         except ImageError as exc:  # a file to fix (exit 2), not a photo refused (exit 1)
             unreadable += 1
             reason = str(exc).removeprefix(f"{path}: ")  # the line names the file already
@@ -358,7 +376,7 @@ def image_line(record: dict[str, Any]) -> str:
 
 def cmd_identify(args: argparse.Namespace) -> int:
     if args.draw:
-        check_draw_path(args.draw)
+        check_draw_path(args.draw, inputs=(args.image,))
     pipeline = pipeline_from(args)
     store = GalleryStore(args.gallery, embedder=embedder_fingerprint(args.precision))
     gallery = store.load()
@@ -484,7 +502,7 @@ def _write_private(path: Path, data: bytes) -> None:
 
 def read_photo_bytes(path: Path) -> bytes:
     """A photo to push, checked here (readable image) so a typo fails before anything is sent."""
-    rgb = read_rgb(path)  # raises ImageError naming the file
+    rgb = read_rgb(path, transparency="refuse")  # raises ImageError naming the file
     if min(rgb.shape[:2]) < 80:
         raise EdgefaceError(f"{path}: {rgb.shape[1]}x{rgb.shape[0]} is too small to enrol from")
     return path.read_bytes()

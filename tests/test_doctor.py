@@ -503,6 +503,25 @@ def test_a_door_named_fleet_is_warned_about_the_fleet_topics() -> None:
     assert check_topics(Config(device_id="fleet")) == Check("topics", True, "disabled")
 
 
+def test_a_broker_user_other_than_the_device_id_is_warned_about_the_readme_acl() -> None:
+    """The README's ACL lets a door write under ``edgeface/<its user name>/`` only: a door
+    logging in as ``front-door`` while its device_id is ``front`` had every event refused by
+    the broker (and, over MQTT 3.1.1, deleted from the outbox unseen). doctor says so and
+    passes (another ACL may allow it); the user named after the door is no warning."""
+    from edgeface.config import Config, MqttConfig
+    from edgeface.door.doctor import check_topics
+
+    other = MqttConfig(enabled=True, username="front-door", password="pw")
+    found = check_topics(Config(device_id="front", mqtt=other))
+    assert found.ok and found.warning
+    assert "mqtt.username 'front-door' is not the device_id 'front'" in found.detail
+    assert "pattern readwrite edgeface/%u/#" in found.detail
+    same = MqttConfig(enabled=True, username="front", password="pw")
+    assert check_topics(Config(device_id="front", mqtt=same)) == Check(
+        "topics", True, "edgeface/front/#"
+    )
+
+
 def test_the_camera_check_never_prints_the_camera_password(tmp_path: Path, photo_dir: Path) -> None:
     """doctor's output is what an installer pastes into a forum post: a network camera is named
     with its password masked, whether it answers or not."""

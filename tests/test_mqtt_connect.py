@@ -33,6 +33,11 @@ def lines(caplog: pytest.LogCaptureFixture, level: int = logging.DEBUG) -> list[
     ]
 
 
+def lost_connections(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
+    """The lost connections logged at ``level`` or above."""
+    return [line for line in lines(caplog, level) if "disconnected (" in line]
+
+
 def test_a_broker_not_listening_is_logged_once_then_its_arrival(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -138,3 +143,78 @@ def test_stopping_a_connection_whose_start_never_ran_or_failed_raises_nothing(
     with pytest.raises(ValueError, match="Invalid host"):
         refused.start()
     refused.stop(timeout=0.1)
+
+
+def test_two_doors_with_the_same_device_id_say_why_they_keep_dropping(
+    broker: Broker, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The second door is installed from a copy of the first one's file (or both keep the
+    example's device_id: door). The broker drops each as the other logs in with the same
+    client id (edgeface-door), every second, for ever: each door logged "the broker closed the
+    connection, or the network dropped it" at every drop, which points at the network, never
+    at the device_id. Now each says once, as an error, what the pattern means, and its drops
+    go to debug level while it lasts."""
+    caplog.set_level(logging.DEBUG, logger="edgeface.door.mqtt")
+    doors = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        doors.append(
+            DoorMqtt(
+                MqttConfig(enabled=True, host="127.0.0.1", port=broker.port),
+                "door",
+                Outbox(tmp_path / name / "outbox.db"),
+            )
+        )
+        # paho's reconnect delay (1 s) shortened: the same pattern, faster
+        doors[-1].client.reconnect_delay_set(0.1, 0.2)  # type: ignore[arg-type]
+    try:
+        for each in doors:
+            each.start()
+        # each door thrown off 8 times or so, well past the pattern's naming
+        assert wait_for(lambda: len(lost_connections(caplog, logging.DEBUG)) >= 16, 20), lines(
+            caplog
+        )
+    finally:
+        for each in doors:
+            each.stop(timeout=0.5)
+    errors = lines(caplog, logging.ERROR)
+    assert len(errors) == 2, (
+        f"{len(lost_connections(caplog, logging.WARNING))} drop warnings, errors: {errors}"
+    )
+    assert all("client id edgeface-door" in e and "same device_id" in e for e in errors)
+    # the drops before the pattern is named, then none: no line a second in the journal
+    assert len(lost_connections(caplog, logging.WARNING)) <= 2 * (
+        mqtt.SHORT_CONNECTIONS_TAKEOVER - 1
+    )
+
+
+def test_only_connections_closed_soon_after_their_start_count_as_taken_over(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A keep-alive timeout, a try that fails to connect (a broker restarting, the network)
+    or a connection that held a while is no other client with the door's id: the count of
+    short connections starts afresh, so a flaky network is not blamed on a device_id. A lasting
+    takeover is named again only every CONNECT_REMINDER_SECONDS."""
+    caplog.set_level(logging.INFO, logger="edgeface.door.mqtt")
+    short = mqtt.ShortConnections("edgeface-door", "broker:1883")
+
+    def drops(count: int, keepalive_timeout: bool = False) -> None:
+        for _ in range(count):
+            short.connected()
+            short.dropped(keepalive_timeout)
+
+    below = mqtt.SHORT_CONNECTIONS_TAKEOVER - 1
+    drops(below)
+    short.broken()
+    drops(below)
+    drops(5, keepalive_timeout=True)
+    drops(below)
+    monkeypatch.setattr(mqtt, "SHORT_CONNECTION_SECONDS", 0.0)  # every connection held long
+    drops(5)
+    monkeypatch.undo()
+    assert not short.suspected and lines(caplog) == []
+    drops(mqtt.SHORT_CONNECTIONS_TAKEOVER + 5)
+    assert short.suspected and len(lines(caplog, logging.ERROR)) == 1
+    monkeypatch.setattr(mqtt, "CONNECT_REMINDER_SECONDS", 0.0)
+    drops(1)
+    assert len(lines(caplog, logging.ERROR)) == 2

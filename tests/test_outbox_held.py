@@ -18,7 +18,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from broker import Broker, Listener, run_until_delivered
+from broker import Broker, Listener, free_port, run_until_delivered
 from gpiozero.pins.mock import MockFactory
 from test_outbox_runtime_damage import sender, started
 from test_outbox_salvage import TOPIC, kept_aside, numbers, written
@@ -282,3 +282,58 @@ def test_the_daemon_publishes_everything_while_its_outbox_disk_is_full(
 
 def kinds(events: list[dict[str, object]]) -> list[object]:
     return [e["event_type"] for e in events]
+
+
+def test_holding_is_announced_once_while_the_broker_takes_each_held_event(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A connected broker takes each held event at once. Holding used to end with the last
+    held event published, so the next event "began" it again: an error in the journal and
+    an ``error`` event (``on_hold``) for every event while the card stayed full — each such
+    event, stored and published, beginning it once more. Holding lasts until the file takes a
+    write again."""
+    monkeypatch.setattr(outbox_held, "RETRY_SECONDS", 3600.0)
+    path = written(tmp_path / "outbox.db", count=3)
+    announced: list[str] = []
+    box = Outbox(path, on_hold=announced.append)
+    full(box)
+    with caplog.at_level(logging.ERROR, logger="edgeface.door.outbox"):
+        first = fill(box, 3)  # seq first + 1 on: held
+        for n in range(100, 130):
+            box.add(TOPIC, {"event_type": "unknown", "n": n})
+            for event in box.pending(limit=10_000):  # the broker takes the held ones
+                if event.seq > first:
+                    box.acknowledge(event.seq)
+            assert box.held == 0
+    assert len(announced) == 1
+    assert len([r for r in caplog.records if "refuses events" in r.getMessage()]) == 1
+    box._db.execute(f"PRAGMA max_page_count = {NO_LIMIT}")
+    box._held._next_try = 0.0
+    seq = box.add(TOPIC, {"event_type": "unknown", "n": 130})  # the file takes it: over
+    assert box.held == 0 and stored_seqs(path)[-1] == seq
+    full(box)
+    fill(box, 131)
+    assert len(announced) == 2  # a new refusal, after the file took writes: said again
+    box.close()
+
+
+def test_stopping_mqtt_closes_the_outbox_naming_the_held_events_lost(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """README: events still held when the daemon stops are lost, "the journal naming their
+    seq" — said by ``Outbox.close``, which nothing in the daemon called. ``DoorMqtt.stop``
+    closes it now (also for a sender never started), closing twice does nothing, and a use
+    after the stop raises instead of holding events nobody will publish."""
+    path = written(tmp_path / "outbox.db", count=3)
+    box = Outbox(path)
+    full(box)
+    first = fill(box, 3)
+    door = sender(free_port(), box)  # never started
+    with caplog.at_level(logging.ERROR, logger="edgeface.door.outbox"):
+        door.stop(timeout=0.1)
+    [lost] = [r.getMessage() for r in caplog.records if "are lost" in r.getMessage()]
+    assert lost.startswith("outbox: 1 unpublished events") and f"seq {first + 1} to" in lost
+    box.close()
+    door.stop(timeout=0.1)
+    with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+        box.add(TOPIC, {"event_type": "unknown"})

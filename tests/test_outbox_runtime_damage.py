@@ -120,8 +120,9 @@ def test_pending_meets_damage_in_use_and_goes_on(tmp_path: Path) -> None:
 def test_an_add_that_meets_damage_keeps_its_event_after_those_carried_over(
     tmp_path: Path,
 ) -> None:
-    """Storing an event counts every stored one, and so meets damage anywhere: the event is
-    stored all the same, in the new file, numbered after every event carried over."""
+    """The first event stored after the start counts the stored ones, and so meets damage
+    anywhere (later ones keep the count as they go, and meet only the pages they touch): the
+    event is stored all the same, in the new file, numbered after every event carried over."""
     path = written(tmp_path / "outbox.db")
     box = Outbox(path)
     damage_in_use(path, event_page(1000))
@@ -190,11 +191,13 @@ def test_a_file_damaged_again_and_again_falls_back_to_memory(tmp_path: Path) -> 
     for round_ in range(REPAIRS_PER_HOUR):
         damage_in_use(path, event_page(40 + 60 * round_))
         seqs.append(box.add(TOPIC, {"event_type": "unknown", "n": 300 + round_}))
+        box.pending(limit=1000)  # the sender's next look meets it (an add, the newest page only)
         repair = only_repair(box)
         assert repair.running and repair.in_memory is None and not box.in_memory
         assert len(kept_aside(tmp_path)) == round_ + 1
     damage_in_use(path, event_page(40 + 60 * REPAIRS_PER_HOUR))
     seqs.append(box.add(TOPIC, {"event_type": "unknown", "n": 300 + REPAIRS_PER_HOUR}))
+    box.pending(limit=1000)
     repair = only_repair(box)
     assert box.in_memory and repair.set_aside is None
     assert repair.in_memory == f"damaged {REPAIRS_PER_HOUR + 1} times within an hour"
@@ -214,8 +217,8 @@ def test_a_file_damaged_again_and_again_falls_back_to_memory(tmp_path: Path) -> 
     assert len(kept_aside(tmp_path)) == REPAIRS_PER_HOUR + 1
     # ... and numbers on beyond every seq handed out in memory, which that file never saw (a
     # consumer that discards numbers it has seen would discard the new events)
-    # (reserved when the events went to memory: the first seq numbered there, and on)
-    reserved = seqs[REPAIRS_PER_HOUR] - 1 + SEQ_RESERVE
+    # (reserved when the events went to memory: after the last seq handed out then)
+    reserved = seqs[REPAIRS_PER_HOUR] + SEQ_RESERVE
     assert again.add(TOPIC, {"event_type": "unknown", "n": 400}) == reserved + 1 > seqs[-1]
     assert not (tmp_path / "outbox.db.seq-reserved").exists()  # in the file's sequence now
     again.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -398,7 +399,7 @@ def test_a_person_recognised_during_the_cooldown_is_let_in_when_it_ends(
 
 
 def test_a_full_outbox_disk_neither_stops_nor_hangs_the_daemon(
-    tmp_path: Path, photo_dir: Path, factory: MockFactory
+    tmp_path: Path, photo_dir: Path, factory: MockFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The outbox's disk is full from the start (SQLite's page limit stands for it): the first
     event used to raise before the daemon's ``try``, leaving it hung with the relay never
@@ -424,13 +425,17 @@ def test_a_full_outbox_disk_neither_stops_nor_hangs_the_daemon(
         if outbox.held:  # the disk refused one: held in memory from now on
             break
     assert outbox.held
-    assert run(service) == 0
+    with caplog.at_level(logging.ERROR, logger="edgeface.door.outbox"):
+        assert run(service) == 0
     kinds = [e["event_type"] for e in events]
     assert kinds[:2] == ["error", "daemon_started"] and kinds[-1] == "daemon_stopped"
     assert "unlocked" in kinds
     [refused] = [e for e in events if "cannot store events" in str(e.get("detail"))]
     assert refused["event_type"] == "error" and "database or disk is full" in str(refused["detail"])
     assert factory.pin(PIN).states[-1].state is False
+    # The stop closed the outbox (nothing did): the held events it lost are named.
+    [lost] = [r.getMessage() for r in caplog.records if "held in memory are lost" in r.getMessage()]
+    assert "database or disk is full" in lost and " seq " in lost
 
 
 def test_recognised_person_outside_their_schedule_is_denied(

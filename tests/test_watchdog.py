@@ -127,11 +127,11 @@ def test_the_watchdog_stops_when_recognition_is_stuck(
     hang, release = threading.Event(), threading.Event()
     stuck_since: list[float] = []
 
-    def hanging(frame: Any) -> Any:
+    def hanging(frame: Any, *args: Any) -> Any:
         if hang.is_set():
             stuck_since.append(time.monotonic())
             release.wait(30)
-        return analyse(frame)
+        return analyse(frame, *args)
 
     service.pipeline.analyse = hanging  # type: ignore[method-assign]
 
@@ -183,11 +183,11 @@ def test_a_slow_first_frame_keeps_the_watchdog_beating(
     analyse = service.pipeline.analyse
     first: list[float] = []
 
-    def slow_at_first(frame: Any) -> Any:
+    def slow_at_first(frame: Any, *args: Any) -> Any:
         if not first:
             first.append(time.monotonic())
             time.sleep(2.5)
-        return analyse(frame)
+        return analyse(frame, *args)
 
     service.pipeline.analyse = slow_at_first  # type: ignore[method-assign]
 

@@ -381,8 +381,9 @@ HA_DISCOVERY_ID = re.compile(r"[a-zA-Z0-9_-]+")
 
 def check_discovery(config: Config) -> Check:
     """Home Assistant discovery names this door's entities after its ``device_id`` (node id
-    ``edgeface_<device_id>`` in every discovery topic, and the unique ids; see
-    :meth:`edgeface.door.mqtt.DoorMqtt.discovery_messages`). The configuration accepts letters
+    ``edgeface_<device_id>`` in every discovery topic, and the unique ids, with the base topic
+    in it where that is not the default: :func:`edgeface.door.mqtt.discovery_node`). The
+    configuration accepts letters
     of any script in a device id (``tür-1``: it is a valid MQTT topic level, and files with
     such ids ran before), but Home Assistant accepts only ASCII letters, digits, _ and - there:
     the door runs and publishes, and no entity ever appears in Home Assistant. A warning,
@@ -390,7 +391,9 @@ def check_discovery(config: Config) -> Check:
     m = config.mqtt
     if not m.enabled or not m.discovery:
         return Check("discovery", True, "disabled")
-    node = f"edgeface_{config.device_id}"
+    from edgeface.door.mqtt import discovery_node
+
+    node = discovery_node(m, config.device_id)
     if HA_DISCOVERY_ID.fullmatch(node):
         return Check("discovery", True, f"Home Assistant device {node}")
     outside = dict.fromkeys(ch for ch in config.device_id if not HA_DISCOVERY_ID.fullmatch(ch))
@@ -415,7 +418,9 @@ def check_topics(config: Config) -> Check:
     fleet's group pushes (``<base>/fleet/<group>/gallery/set``): under the README's broker
     ACL (``pattern readwrite edgeface/%u/#``, each door logging in as its device id) that
     door's user may replace every group's retained push — a stolen door of that name could
-    hand the whole fleet an older gallery. The door itself works, hence a warning."""
+    hand the whole fleet an older gallery. A broker user name other than the device id does
+    not fit that ACL either: every event is refused (over MQTT 3.1.1 unseen, events lost).
+    The door itself works, hence a warning."""
     m = config.mqtt
     if not m.enabled:
         return Check("topics", True, "disabled")
@@ -426,6 +431,15 @@ def check_topics(config: Config) -> Check:
             f"device_id 'fleet' names the fleet's push topics ({m.base_topic}/fleet/<group>/"
             "gallery/set): with one broker user per door, as the README's ACL has it, this "
             "door could write every group's gallery push; give the door another name",
+        )
+    if m.username and m.username != config.device_id:
+        return warned(
+            "topics",
+            f"mqtt.username {shown_value(m.username)} is not the device_id "
+            f"{shown_value(config.device_id)}: the README's broker ACL (pattern readwrite "
+            f"{m.base_topic}/%u/#) lets a door write only under its user name, and the broker "
+            "refuses its events and state (the daemon logs each refusal); log in as the "
+            "device_id or write the ACL for this user",
         )
     return Check("topics", True, mine)
 
@@ -520,9 +534,10 @@ LOW_SPACE_BYTES = 64 * 1024 * 1024
 
 def check_storage(config: Config) -> Check:
     """Free space where the door writes (state_dir; the snapshot and audit folders where they
-    are elsewhere). A full card does not stop the door — the outbox holds events in memory,
-    an audit entry or a snapshot that cannot be written is reported — but what it cannot
-    write is at risk, so it is a warning, said before the card fills up, not after."""
+    are elsewhere). A full card does not stop the door, at start or while it runs — the outbox
+    holds events in memory (lost if the daemon stops before the broker has them), an audit
+    entry or a snapshot that cannot be written is reported — but what it cannot write is at
+    risk, so it is a warning, said before the card fills up, not after."""
     import shutil
 
     places = {"state_dir": Path(config.state_dir)}

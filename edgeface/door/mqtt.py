@@ -7,7 +7,8 @@ Topics, with ``<base> = <base_topic>/<device_id>``:
   will, so a crashed or unplugged door shows as unavailable);
 * ``<base>/event`` — one JSON document per event (``event_type`` recognised, unknown, unlocked,
   locked, door_opened, door_closed, camera_lost, camera_restored, error …, with ``timestamp``
-  and ``seq``), QoS 1, drained from the SQLite outbox in order and deleted only on PUBACK;
+  and ``seq``), QoS 1, drained from the SQLite outbox in order and deleted only on a PUBACK
+  that does not refuse it (MQTT 5 reason codes: a refused event stays, see :class:`Refusals`);
 * ``<base>/audit`` — every audit-trail entry, the same JSON object as in the log (see
   :mod:`edgeface.door.audit`), through the same outbox: in order, kept across outages and
   restarts (within the outbox's bound);
@@ -20,7 +21,13 @@ Topics, with ``<base> = <base_topic>/<device_id>``:
   again whenever the broker acknowledges a value that is no longer current;
 * ``<discovery_prefix>/<component>/<node>/<object>/config`` — Home Assistant discovery,
   retained, republished whenever Home Assistant announces ``online`` on
-  ``<discovery_prefix>/status``.
+  ``<discovery_prefix>/status`` or on ``homeassistant/status`` (its birth message's topic
+  whatever its discovery prefix, unless changed in its MQTT options); with discovery off,
+  every one of these topics is cleared (an empty retained message) at each connect instead.
+
+The node id is ``edgeface_<device_id>`` and the client id ``edgeface-<device_id>``; under a
+``base_topic`` other than ``edgeface`` both hold it too (``edgeface_<base_topic>_<device_id>``,
+see :func:`door_key`), so that two sites sharing a broker may each have a door ``front``.
 
 One event is in flight at a time: the next is published after the broker acknowledged the
 previous one, which keeps order across reconnects. After an outage the unacknowledged event is
@@ -31,6 +38,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sqlite3
 import ssl
 import struct
@@ -55,10 +63,34 @@ OUTBOX_RETRY_SECONDS = (1.0, 10.0)
 OUTBOX_REMINDER_SECONDS = 600.0
 #: While the broker stays out of reach for the same reason, that is logged again this often.
 CONNECT_REMINDER_SECONDS = 600.0
+#: Pauses of the outbox sender after the broker refused the oldest event (an MQTT 5 PUBACK
+#: reason code of 0x80 or more, such as "Not authorized": its ACL), doubling from the first to
+#: the last (seconds), cut short by a reconnect: an ACL is fixed by hand, and the event must
+#: then go out soon, yet one the broker keeps refusing must not be sent again and again.
+REFUSED_RETRY_SECONDS = (5.0, 60.0)
+#: The CONNACK reason code (0x84) of a broker that does not speak MQTT 5 (mosquitto before 1.6):
+#: the door then connects with MQTT 3.1.1 (:meth:`DoorMqtt._fall_back_to_mqtt311`).
+UNSUPPORTED_PROTOCOL_VERSION = 0x84
+#: The PUBACK reason code of a publish the broker's ACL refuses.
+NOT_AUTHORIZED = 0x87
 #: How long after connecting the retained audit head is waited for, at most (seconds) ...
 HEAD_WAIT_SECONDS = 2.0
 #: ... and after the broker acknowledged the subscription (it sends what it retains at once).
 HEAD_AFTER_SUBACK_SECONDS = 0.5
+#: A connection the broker closes within this many seconds of accepting it is a short one ...
+SHORT_CONNECTION_SECONDS = 10.0
+#: ... and this many short ones in a row (each try accepted) are taken for another client
+#: logging in with the door's client id (see :class:`ShortConnections`).
+SHORT_CONNECTIONS_TAKEOVER = 3
+
+#: ``mqtt.base_topic`` by default: a door under it keeps the client id and the Home Assistant
+#: ids of earlier versions (new ids would give Home Assistant every entity twice).
+DEFAULT_BASE_TOPIC = "edgeface"
+#: Where Home Assistant announces ``online`` by default, whatever its discovery prefix (its
+#: birth message has a setting of its own in Home Assistant's MQTT options).
+HA_BIRTH_TOPIC = "homeassistant/status"
+#: What Home Assistant does not accept in a discovery node id (anything but a-z A-Z 0-9 _ -).
+_NOT_IN_NODE_ID = re.compile(r"[^a-zA-Z0-9_-]")
 
 EVENT_TYPES = (
     "recognised",
@@ -172,6 +204,146 @@ class ConnectTrouble:
         self._reset()
 
 
+class PublishRefused(Exception):
+    """The broker refused the event the outbox sender published (its PUBACK's reason code)."""
+
+    def __init__(self, seq: int, topic: str, reason: Any) -> None:
+        super().__init__(f"event {seq} on {topic}: {reason}")
+        self.seq = seq
+        self.topic = topic
+        self.reason = reason
+
+
+class Refusals:
+    """Publishes the broker acknowledged with a refusal (an MQTT 5 PUBACK reason code of 0x80
+    or more: its ACL, a quota). Over MQTT 3.1.1 such a PUBACK looks like any other, and the
+    outbox deleted every event the broker dropped — a door user the ACL does not expect (the
+    README's ACL wants the device_id as user name) lost all its events without a word. Logged
+    as an error, naming the topic and the reason, when it begins or changes, every
+    ``CONNECT_REMINDER_SECONDS`` while it lasts and once when it ends; :meth:`refused` returns
+    how long to wait before the next try (``REFUSED_RETRY_SECONDS``, doubling)."""
+
+    def __init__(self, username: str | None) -> None:
+        self.username = username
+        self._reset()
+
+    def _reset(self) -> None:
+        self.problem: str | None = None  # what was refused, and why, as last logged
+        self.tries = 0
+        self.logged_at = 0.0  # time.monotonic()
+        self.pause = 0.0
+
+    def advice(self, topic: str, reason: Any) -> str:
+        """What to check, for the refusal an installer's ACL causes."""
+        if getattr(reason, "value", None) != NOT_AUTHORIZED:
+            return ""
+        user = f"user {self.username}" if self.username else "anonymous clients (no mqtt.username)"
+        return f": check the broker's ACL for {user} on topic {topic}"
+
+    def refused(self, problem: str, message: str, *args: Any) -> float:
+        """Note one refusal (``problem``: what tells refusals apart, so a new one is logged at
+        once); log ``message`` if it begins, changes or has lasted a while. Returns the pause."""
+        now = time.monotonic()
+        self.tries += 1
+        if problem != self.problem or now - self.logged_at >= CONNECT_REMINDER_SECONDS:
+            log.error(message, *args)
+            self.logged_at = now
+        self.problem = problem
+        first, last = REFUSED_RETRY_SECONDS
+        self.pause = min(max(self.pause * 2, first), last)
+        return self.pause
+
+    def cleared(self, what: str) -> None:
+        """A publish went through: say so once, if refused ones came before."""
+        if self.problem is not None:
+            log.warning("mqtt: the broker takes %s again (refused tries: %d)", what, self.tries)
+        self._reset()
+
+
+class ShortConnections:
+    """Connections the broker accepts and closes again within seconds, over and over: what two
+    clients with one client id get (MQTT: the broker closes an id's connection when another
+    logs in with it). Two doors left with the same ``device_id`` (a copied configuration, the
+    example's ``door``) throw each other off once a second, for ever, and each drop alone reads
+    as a network problem. The pattern is named once, as an error with the client id, again
+    every ``CONNECT_REMINDER_SECONDS`` while it lasts; its drops and reconnects are logged at
+    debug level only (:attr:`suspected`). A try that fails to connect, a keep-alive timeout or
+    a connection that held longer than ``SHORT_CONNECTION_SECONDS`` is no such pattern and
+    starts the count afresh. Used on paho's thread only."""
+
+    def __init__(self, client_id: str, where: str) -> None:
+        self.client_id = client_id
+        self.where = where
+        self.in_a_row = 0  # short connections, one after the other
+        self.since = 0.0  # time.monotonic() of the last connect
+        self.logged_at: float | None = None
+
+    @property
+    def suspected(self) -> bool:
+        """Whether the connections keep being closed as another client takes the id."""
+        return self.in_a_row >= SHORT_CONNECTIONS_TAKEOVER
+
+    def connected(self) -> None:
+        self.since = time.monotonic()
+
+    def broken(self) -> None:
+        """A try failed to connect: the broker or the network, not another client."""
+        self.in_a_row = 0
+
+    def dropped(self, keepalive_timeout: bool) -> None:
+        """The connection the broker accepted ended (not at the door's stop)."""
+        now = time.monotonic()
+        if keepalive_timeout or now - self.since >= SHORT_CONNECTION_SECONDS:
+            self.in_a_row = 0
+            return
+        self.in_a_row += 1
+        if not self.suspected:
+            return
+        if self.logged_at is None or now - self.logged_at >= CONNECT_REMINDER_SECONDS:
+            log.error(
+                "mqtt: %s closed this door's connection within seconds of accepting it, %d "
+                "times in a row: another door with the same device_id (or base_topic) on this "
+                "broker? Both log in as client id %s, and the broker lets only one at a time "
+                "stay. Give each door its own device_id (the broker's log shows the addresses "
+                "that log in as it); drops are logged at debug level while this lasts",
+                self.where,
+                self.in_a_row,
+                self.client_id,
+            )
+            self.logged_at = now
+
+
+def door_key(config: MqttConfig, device_id: str) -> str:
+    """What tells this door apart from every other on its broker, in its MQTT client id and
+    its Home Assistant node id: the device id, and under a ``base_topic`` other than the
+    default that too (its characters Home Assistant refuses in an id as ``_``). Two sites that
+    share a broker under their own base topics may then each call a door ``front``: with the
+    device id alone the broker threw one off whenever the other connected, and Home Assistant
+    showed one device whose topics were those of whichever published last."""
+    if config.base_topic == DEFAULT_BASE_TOPIC:
+        return device_id
+    return f"{_NOT_IN_NODE_ID.sub('_', config.base_topic)}_{device_id}"
+
+
+def client_id(config: MqttConfig, device_id: str) -> str:
+    """The door's MQTT client id (unique per broker: see :class:`ShortConnections`)."""
+    return f"edgeface-{door_key(config, device_id)}"
+
+
+def discovery_node(config: MqttConfig, device_id: str) -> str:
+    """The node id of the door's Home Assistant discovery topics, and its device identifier."""
+    return f"edgeface_{door_key(config, device_id)}"
+
+
+def birth_topics(config: MqttConfig) -> list[str]:
+    """Where Home Assistant says it (re)started: ``<discovery_prefix>/status`` and its
+    default birth topic, once each. Home Assistant's restart is when the door republishes its
+    discovery (a broker restarted without persistence has lost the retained configs); a door
+    with another discovery prefix listened only to the first topic, which Home Assistant does
+    not use unless told to in its MQTT options, and never heard it."""
+    return list(dict.fromkeys([f"{config.discovery_prefix}/status", HA_BIRTH_TOPIC]))
+
+
 def tls_context(config: MqttConfig) -> ssl.SSLContext:
     """The TLS settings the door connects with: the broker's certificate must be signed by
     ``ca_file`` (the system's CAs when null) and name the host. One function, because
@@ -249,6 +421,8 @@ class DoorMqtt:
         #: An event the broker has acknowledged whose deletion from the outbox failed.
         self._delivered: int | None = None
         self._trouble = ConnectTrouble(f"{config.host}:{config.port}")
+        self.client_id = client_id(config, device_id)
+        self._short = ShortConnections(self.client_id, f"{config.host}:{config.port}")
         #: Called once (paho's or a timer's thread) with the audit head the broker retained
         #: (None: none came in time); until release_audit_head(), no head is published.
         self.on_audit_head = on_audit_head
@@ -260,9 +434,16 @@ class DoorMqtt:
         self._head_subscription: int | None = None  # mid of the SUBSCRIBE to the head
         self.client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
-            client_id=f"edgeface-{device_id}",
-            protocol=mqtt.MQTTv311,
+            client_id=self.client_id,
+            # MQTT 5: its PUBACK says whether the broker took the event (see Refusals). A
+            # broker that speaks only 3.1.1 gets that instead (_fall_back_to_mqtt311).
+            protocol=mqtt.MQTTv5,
         )
+        self._event_refusals = Refusals(config.username)  # the sender thread's
+        self._retained_refusals = Refusals(config.username)  # paho's thread's
+        #: mid -> reason code of publishes the broker refused, until the sender looks.
+        self._refused_mids: dict[int, Any] = {}
+        self._connections = 0  # successful connects: a reconnect ends a pause after a refusal
         if config.username:
             self.client.username_pw_set(config.username, config.password)
         unused = password_without_username(config)
@@ -286,11 +467,26 @@ class DoorMqtt:
     # ----- life cycle ------------------------------------------------------------------------
     def start(self) -> None:
         """Connect in the background; a broker that is down now is retried forever."""
-        self.client.connect_async(self.config.host, self.config.port, self.config.keepalive_seconds)
+        # clean_start with no session expiry: no session is kept across connections, as with
+        # the clean session of 3.1.1 the door used before (paho itself sends again what the
+        # broker had not acknowledged when a connection broke).
+        self.client.connect_async(
+            self.config.host, self.config.port, self.config.keepalive_seconds, clean_start=True
+        )
         self.client.loop_start()
         self._drainer.start()
 
     def stop(self, timeout: float = 5.0) -> None:
+        """Disconnect (``_shut_down``), then close the outbox, whatever the disconnect
+        raised: events still held in memory get a last try at the file, and those it still
+        refuses are named in the journal (``Outbox.close``). Nothing called it, so they
+        vanished at every stop without a word. Closing twice does nothing."""
+        try:
+            self._shut_down(timeout)
+        finally:
+            self.outbox.close()  # after the sender thread: it uses the outbox no more
+
+    def _shut_down(self, timeout: float) -> None:
         """Flush what can be flushed, say ``offline``, disconnect. Also after a :meth:`start`
         that never ran or failed half-way (the daemon stops on whatever failed before it):
         joining the sender thread that was never started raised RuntimeError, a second
@@ -453,10 +649,17 @@ class DoorMqtt:
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any
     ) -> None:
         if reason.is_failure:
+            if reason.value == UNSUPPORTED_PROTOCOL_VERSION and client.protocol == mqtt.MQTTv5:
+                self._fall_back_to_mqtt311(client, reason)
+                return
+            self._short.broken()
             self._trouble.failed(f"the broker refused the connection: {reason}")
             return
         self._trouble.cleared()
-        log.info("mqtt: connected to %s:%d", self.config.host, self.config.port)
+        self._connections += 1
+        self._short.connected()
+        level = logging.DEBUG if self._short.suspected else logging.INFO
+        log.log(level, "mqtt: connected to %s:%d", self.config.host, self.config.port)
         # The current states under the lock, connected set with it: a change either waits for
         # this republish or was made before it (and is in it), never overwritten by an older copy.
         with self._lock:
@@ -464,8 +667,11 @@ class DoorMqtt:
                 self._publish_retained(topic, text)
             self.connected.set()
         if self.config.discovery:
-            client.subscribe(f"{self.config.discovery_prefix}/status", qos=1)
+            for topic in birth_topics(self.config):
+                client.subscribe(topic, qos=1)
             self.publish_discovery()
+        else:
+            self.withdraw_discovery()
         # Online last: after a crash mid-pulse the broker holds UNLOCKED, corrected just above;
         # announced first, the door would show as available and unlocked for a moment.
         client.publish(self.topic("availability"), "online", qos=1, retain=True)
@@ -479,11 +685,30 @@ class DoorMqtt:
         self._ask_audit_head(client)
         self._wake.set()
 
+    def _fall_back_to_mqtt311(self, client: mqtt.Client, reason: Any) -> None:
+        """The broker does not speak MQTT 5 (mosquitto before 1.6 answers "unsupported protocol
+        version"): connect with MQTT 3.1.1, from the next try on (paho retries at once), rather
+        than never. Said once, as a warning: over 3.1.1 a publish the broker's ACL refuses is
+        acknowledged like one it took, and the outbox deletes it unseen. paho has no setter for
+        the protocol; its own fall-back from 3.1.1 to 3.1 sets the same attribute."""
+        log.warning(
+            "mqtt: %s:%d does not speak MQTT 5 (%s); connecting with MQTT 3.1.1, over which "
+            "the broker acknowledges an event its ACL refuses as if it took it: such events "
+            "are deleted from the outbox and reach no one, unseen. Check the broker's ACL "
+            "(README, broker section) or upgrade the broker (mosquitto 1.6 or later)",
+            self.config.host,
+            self.config.port,
+            reason,
+        )
+        client._protocol = mqtt.MQTTv311
+        client._clean_session = True  # what 3.1.1 asks for instead of clean_start
+
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
         """A try that never reached the broker. paho calls this while handling the error
         (an OSError: refused, unreachable, TLS certificate not trusted) without passing it on:
         it is the exception being handled."""
         exc = sys.exc_info()[1]
+        self._short.broken()
         self._trouble.failed(f"{exc.__class__.__name__}: {exc}" if exc else "no reason given")
 
     def _on_disconnect(
@@ -493,23 +718,40 @@ class DoorMqtt:
             if self._stop.is_set():  # stop() disconnecting: nothing wrong
                 log.info("mqtt: disconnected from the broker (stopping)")
             else:
-                log.warning(
+                why = disconnect_reason(flags, reason)
+                self._short.dropped(keepalive_timeout=str(reason) == "Keep alive timeout")
+                log.log(
+                    logging.DEBUG if self._short.suspected else logging.WARNING,
                     "mqtt: disconnected (%s); events are kept in the outbox",
-                    disconnect_reason(flags, reason),
+                    why,
                 )
         self.connected.clear()
 
     def _on_publish(
         self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, properties: Any
     ) -> None:
+        refused = getattr(reason, "is_failure", False)  # MQTT 5: the broker did not take it
         with self._acks_lock:
+            if refused:
+                self._refused_mids[mid] = reason
             self._acked_mids.add(mid)
             self._acked.set()
         with self._flight_lock:
             sent = self._in_flight.pop(mid, None)
-            if sent is None and self._registering:
+            if sent is None and self._registering and not refused:
                 self._acked_early.add(mid)  # perhaps a retained value not registered yet
-        if sent is not None:
+        if sent is None:
+            return
+        if refused:  # the broker still holds the older value: the next connect sends it again
+            self._retained_refusals.refused(
+                str(reason),
+                "mqtt: the broker refused the retained value on %s (%s%s); sent again at the "
+                "next reconnect",
+                sent[0],
+                reason,
+                self._retained_refusals.advice(sent[0], reason),
+            )
+        else:
             self._acknowledged(*sent)
 
     def _on_subscribe(
@@ -523,7 +765,7 @@ class DoorMqtt:
             if message.retain:  # not our own publishes, forwarded while still subscribed
                 self._head_answer(bytes(message.payload))
             return
-        if message.topic == f"{self.config.discovery_prefix}/status":
+        if message.topic in birth_topics(self.config):
             if message.payload == b"online":
                 self.publish_discovery()
             return
@@ -566,7 +808,9 @@ class DoorMqtt:
         The thread never ends on an outbox error: every event behind it would wait, silently,
         until a restart. Damage is repaired by the outbox itself; what else SQLite says (a disk
         I/O error, a full disk, a lock) is logged when it begins, changes and ends, and the
-        outbox is tried again after a pause (``OUTBOX_RETRY_SECONDS``).
+        outbox is tried again after a pause (``OUTBOX_RETRY_SECONDS``). An event the broker
+        refuses stays in the outbox and is sent again after a pause too
+        (:meth:`_report_refusal`).
         """
         trouble = OutboxTrouble()
         while not self._stop.is_set():
@@ -577,8 +821,43 @@ class DoorMqtt:
             except sqlite3.Error as exc:
                 self._stop.wait(trouble.failed(exc))
                 self._wake.set()  # and straight on after the pause
+            except PublishRefused as refusal:
+                self._pause_after_refusal(self._report_refusal(refusal))
+                self._wake.set()
             else:
                 trouble.cleared()
+
+    def _report_refusal(self, refusal: PublishRefused) -> float:
+        """Log a refused event (rate-limited, see :class:`Refusals`); returns the pause.
+
+        The event stays the oldest in the outbox, and those behind it wait: order is kept, and
+        nothing is deleted that the broker did not take. A refusal that lasts is an error
+        logged every ``CONNECT_REMINDER_SECONDS`` until the broker's ACL is put right (or the
+        outbox, full, drops the oldest events as in any outage)."""
+        refusals = self._event_refusals
+        return refusals.refused(
+            f"{refusal.topic}: {refusal.reason}",
+            "mqtt: the broker refused event %s on %s (%s%s); it stays in the outbox, with "
+            "those behind it (%d events wait), and is sent again every %g s at most and at "
+            "each reconnect",
+            refusal.seq,
+            refusal.topic,
+            refusal.reason,
+            refusals.advice(refusal.topic, refusal.reason),
+            self._backlog(),
+            REFUSED_RETRY_SECONDS[1],
+        )
+
+    def _pause_after_refusal(self, seconds: float) -> None:
+        """Wait ``seconds`` before the refused event is sent again, or less: a stop or a new
+        connection (the broker restarted, perhaps with a mended ACL) ends the wait."""
+        connections = self._connections
+        deadline = time.monotonic() + seconds
+        while connections == self._connections and not self._stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._stop.wait(min(left, 0.5))
 
     def _send_stored(self) -> None:
         """Publish stored events one at a time while connected (see ``_drain``)."""
@@ -591,6 +870,7 @@ class DoorMqtt:
             event = pending[0]
             with self._acks_lock:  # never held across a paho call (paho holds its own
                 self._acked_mids.clear()  # locks while it runs on_publish)
+                self._refused_mids.clear()
                 self._acked.clear()
             try:
                 info = self.client.publish(event.topic, event.payload, qos=1, retain=event.retain)
@@ -615,7 +895,12 @@ class DoorMqtt:
                 self._acked.wait(timeout=0.5)
                 if self._stop.is_set():
                     return  # still in the outbox: sent again after the next start
+            with self._acks_lock:
+                refused = self._refused_mids.pop(info.mid, None)
+            if refused is not None:
+                raise PublishRefused(event.seq, event.topic, refused)
             self._forget(event.seq)
+            self._event_refusals.cleared("events")
 
     def _forget(self, seq: int) -> None:
         """Delete a delivered event from the outbox. Where that fails (a lock, a disk error)
@@ -633,10 +918,10 @@ class DoorMqtt:
     # ----- Home Assistant discovery -----------------------------------------------------------
     def discovery_messages(self) -> dict[str, dict[str, Any]]:
         """Discovery topic → config payload for this door's entities."""
-        prefix, node = self.config.discovery_prefix, f"edgeface_{self.device_id}"
+        prefix, node = self.config.discovery_prefix, discovery_node(self.config, self.device_id)
         device = {
             "identifiers": [node],
-            "name": f"edgeface {self.device_id}",
+            "name": f"edgeface {self.device_name()}",
             "manufacturer": "edgeface",
             "model": "face-recognition door controller",
             "sw_version": __version__,
@@ -730,12 +1015,47 @@ class DoorMqtt:
         """Discovery topics of entities that exist only with some settings (remote unlock
         switches the lock between a lock and a read-only sensor; the door contact is
         optional)."""
-        prefix, node = self.config.discovery_prefix, f"edgeface_{self.device_id}"
+        prefix, node = self.config.discovery_prefix, discovery_node(self.config, self.device_id)
         return [
             f"{prefix}/lock/{node}/door/config",
             f"{prefix}/binary_sensor/{node}/door_lock/config",
             f"{prefix}/binary_sensor/{node}/door/config",
         ]
+
+    def device_name(self) -> str:
+        """The door as Home Assistant names its device (and from that its entity ids): the
+        device id, under another base topic than the default with it (``house/front``), so
+        that two sites' doors ``front`` are told apart there too."""
+        if self.config.base_topic == DEFAULT_BASE_TOPIC:
+            return self.device_id
+        return f"{self.config.base_topic}/{self.device_id}"
+
+    def discovery_topics(self) -> list[str]:
+        """Every discovery topic this door may have published, whatever its settings."""
+        return list(dict.fromkeys([*self.discovery_messages(), *self.optional_discovery_topics()]))
+
+    def withdraw_discovery(self) -> None:
+        """With ``mqtt.discovery: false``, clear every discovery config this door may have
+        retained on the broker (an empty retained message each). Turning discovery off left the
+        configs of earlier runs there: Home Assistant kept the discovered entities, beside the
+        ones the installer then defined in its YAML, and created them again at every restart.
+        At each connect: one that did not reach the broker before is cleared at the next."""
+        for topic in self.discovery_topics():
+            self.client.publish(topic, b"", qos=1, retain=True)
+
+    def use_door_contact(self, present: bool) -> None:
+        """A reload added or removed the door contact (``present``: one is claimed now). Home
+        Assistant follows: the contact's entity is announced or withdrawn now where connected,
+        and at every reconnect from this flag. A removed contact's retained state is cleared
+        too (and again at each reconnect, until a contact is back): left on the broker, it read
+        as a door standing open, or shut, for ever."""
+        if present == self.door_contact:
+            return
+        self.door_contact = present
+        if not present:
+            self.state("door", "")  # an empty retained message deletes the retained one
+        if self.config.discovery and self.connected.is_set():
+            self.publish_discovery()
 
     def publish_discovery(self) -> None:
         """Announce this door's entities, and withdraw (an empty retained config) those that a

@@ -7,8 +7,11 @@ monotonically increasing ``seq`` in its payload so a consumer can discard the du
 may deliver after a reconnect (published, but the acknowledgement was lost).
 
 Bounded: beyond ``max_events`` the oldest events are dropped and counted (``dropped``, kept in
-the database, and logged as a warning at the first drop and every thousandth after it), so a
-door offline for weeks cannot fill the SD card.
+the database), so a door offline for weeks cannot fill the SD card. Each overflow (from its
+first drop until the broker has taken the whole backlog) is logged at its first drop and every
+``DROP_WARNING_EVERY`` after it, and reported once it is over (``take_overflows``; ``on_repair``
+says that there is news), for the daemon to publish: a consumer cannot tell dropped events from
+the gaps in ``seq`` that audit entries leave.
 
 Damaged: an outbox file SQLite cannot use (not a database, or one ``PRAGMA quick_check`` finds
 damaged: a power cut on an SD card, a file copied over it) is kept aside as
@@ -29,7 +32,10 @@ the events are kept in memory until the daemon restarts (see ``Outbox._fall_back
 Refused: a disk that is full, fails with an I/O error or is locked by another program does not
 lose the event being added either: it is held in memory, published in its turn, and written to
 the file once the file takes writes again (:mod:`edgeface.door.outbox_held`); ``on_hold`` says
-when holding begins.
+when holding begins. The same at open: a file that cannot be opened for such a reason (a
+full card cannot even size the write-ahead log's index of a file closed cleanly) does not stop
+the door; its events are held from the start and the file is opened when it can be
+(``Outbox._hold_until_open``).
 """
 
 from __future__ import annotations
@@ -45,8 +51,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from edgeface.door.outbox_held import MAX_HELD, HeldEvents, OutboxEvent
-from edgeface.door.outbox_repair import damage, move_aside, read_events, unusable
+from edgeface.door.outbox_held import (
+    MAX_HELD,
+    RETRY_SECONDS,
+    Backlog,
+    HeldEvents,
+    OutboxEvent,
+    refused,
+)
+from edgeface.door.outbox_repair import damage, move_aside, read_backlog, read_events, unusable
 from edgeface.door.state_files import write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -54,7 +67,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-#: After the first dropped event, a warning every this many more.
+#: After the first event an overflow drops, a warning every this many more.
 DROP_WARNING_EVERY = 1000
 #: Size the outbox's write-ahead log is cut back to after a checkpoint (bytes).
 WAL_LIMIT_BYTES = 256 * 1024
@@ -126,13 +139,33 @@ class OutboxRepair:
         return detail
 
 
+@dataclass(frozen=True)
+class OutboxOverflow:
+    """One overflow over: events dropped unpublished because the outbox was full, counted from
+    its first drop until the broker had taken the whole backlog, for the daemon to report."""
+
+    #: events dropped in it
+    dropped: int
+    #: the bound they were dropped at (``max_events``, or the held events' bound while the
+    #: disk refused writes)
+    limit: int
+
+    @property
+    def detail(self) -> str:
+        """What the daemon's error event says of it."""
+        return (
+            f"{self.dropped} events were dropped unpublished while the broker was out of reach "
+            f"(the event outbox was full at {self.limit} events; the oldest went first)"
+        )
+
+
 class Outbox:
     """A FIFO of MQTT messages persisted in SQLite; thread-safe (one connection, one lock).
 
     Damage met by any operation is repaired under the lock (``_use``); the repair is kept
     for ``take_repairs`` and announced through ``on_repair`` after the lock is released, so
     that a callback may store an event itself (reporting the repair) without waiting for the
-    lock its own thread holds."""
+    lock its own thread holds. An overflow over (``take_overflows``) is announced the same way."""
 
     def __init__(
         self,
@@ -145,13 +178,16 @@ class Outbox:
         if str(path) != MEMORY:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self.max_events = max_events
-        #: Called, on the thread that met the damage and without the outbox's lock, after a
-        #: damaged file was replaced in use; ``take_repairs`` tells what was done. Not called
-        #: for a repair at open: the caller finds that one when the constructor returns.
+        #: Called, on the thread that met it and without the outbox's lock, when there is news
+        #: for the daemon to report: a damaged file replaced in use (``take_repairs`` tells
+        #: what was done), an overflow over (``take_overflows``). Not called for a repair at
+        #: open: the caller finds that one when the constructor returns.
         self.on_repair = on_repair
         #: Called like ``on_repair`` when the disk first refuses an event (full, an I/O error,
         #: locked), with SQLite's words: from then on events are held in memory until the file
-        #: takes them again (see :mod:`edgeface.door.outbox_held`).
+        #: takes them again (see :mod:`edgeface.door.outbox_held`). Also called from the
+        #: constructor where the file cannot be opened for such a reason (events held from the
+        #: start).
         self.on_hold = on_hold
         self._held = HeldEvents(min(max_events, MAX_HELD))
         self._lock = threading.Lock()
@@ -167,9 +203,20 @@ class Outbox:
         #: start of its events); 0 when nothing was set aside.
         self.salvage_failed: int | None = 0
         self._repairs: list[OutboxRepair] = []  # not yet taken
+        self._overflows: list[OutboxOverflow] = []  # not yet taken
+        self._untold = False  # news recorded and not yet announced (guarded like _repairs)
         self._repairs_lock = threading.Lock()  # apart: taking them never waits for a salvage
         self._repaired_at: list[float] = []  # time.monotonic() of each file set aside
         self._in_memory = str(path) == MEMORY
+        #: Why the file could not be opened at start, while it still cannot (events are held
+        #: in memory meanwhile, and ``_db`` is an empty database in memory standing in for it).
+        self._unopened: str | None = None
+        #: Meanwhile, the events the file already held, read from it without writing.
+        self._backlog: Backlog | None = None
+        self._closed = False
+        #: Events the current overflow has dropped (0: none under way), and its bound.
+        self._overflow = 0
+        self._overflow_limit = max_events
         #: While events are kept in memory: the seq reserved up to in ``_reserve_file``.
         self._reserved_to = 0
         reserved = self._read_reservation()
@@ -177,14 +224,34 @@ class Outbox:
         #: the damaged file's own record of it cannot be read. At open, numbers reserved by a
         #: door that kept its events in memory count as handed out.
         self._last_seq = reserved
-        problem = self._open_checked()
-        if problem:
+        try:
+            opened = self._connect_checked()
+        except (sqlite3.Error, OSError) as exc:
+            if not refused(exc, self.path.parent):
+                raise
+            self._hold_until_open(str(exc))
+            return
+        if isinstance(opened, str):
             # A power cut on an SD card, or a file copied over it: the door must still run and
             # record what happens. The old file is kept beside it for whoever wants to look.
-            self._replace(problem, running=False)
+            self._replace(opened, running=False)
+        else:
+            self._db = opened
         self._last_seq = max(self._last_seq, self._numbered())
-        if reserved:
+        if reserved and not self._in_memory:
             self._number_after_reservation()
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        """The connection in use: to the file, or to the database in memory standing for it."""
+        return self._connection
+
+    @_db.setter
+    def _db(self, connection: sqlite3.Connection) -> None:
+        self._connection = connection
+        #: Events in the outbox table, kept as they are stored and deleted (None: to be
+        #: counted): counting 100,000 rows at every event took longer than storing it.
+        self._rows: int | None = None
 
     @property
     def in_memory(self) -> bool:
@@ -203,36 +270,132 @@ class Outbox:
             taken, self._repairs = self._repairs, []
         return taken
 
+    def take_overflows(self) -> list[OutboxOverflow]:
+        """The overflows over since the last call (oldest first), each handed out once."""
+        with self._repairs_lock:
+            taken, self._overflows = self._overflows, []
+        return taken
+
     # ----- opening and repairing ----------------------------------------------------------
-    def _open_checked(self) -> str | None:
-        """Open the file as ``self._db``; what is wrong with it (SQLite's words, the connection
-        then closed), or None. Errors other than damage (locked, unwritable) are raised."""
+    def _connect_checked(self) -> sqlite3.Connection | str:
+        """The file, open; or what is wrong with it (SQLite's words, the connection then
+        closed). Errors other than damage (locked, full, unwritable) are raised."""
         try:
-            self._db = self._open(str(self.path))
+            db = self._open(str(self.path))
         except sqlite3.DatabaseError as exc:
             if not unusable(exc) or not self.path.is_file():
                 raise
             return str(exc)
         if self._in_memory:
-            return None
+            return db
         try:
-            # SQLite finds damage only on reaching the page concerned: unnoticed here,
-            # it would fail every add() (trimming counts every event), or the backlog.
-            problem = damage(self._db)
+            # SQLite finds damage only on reaching the page concerned: unnoticed here, it
+            # would fail the backlog, or every add() once trimming reaches the page.
+            problem = damage(db)
         except BaseException:
-            self._db.close()
+            db.close()
             raise
         if problem:
-            self._db.close()
-        return problem
+            db.close()
+            return problem
+        return db
+
+    def _hold_until_open(self, problem: str) -> None:
+        """Start with the events held in memory: the file cannot be opened now, its disk being
+        full, failing or locked (``refused``). Stopping instead stopped the door: systemd
+        restarts it, on the same full card, for ever, and nobody gets in. The file is tried
+        again as held events are (``_store_held``), at most every ``RETRY_SECONDS``.
+
+        The events the file holds are read from it without writing and published first
+        (``Backlog``). Held events are numbered after any seq the file can have: its highest
+        where it can be read, else the time in milliseconds (as for a damaged file whose end
+        cannot be read, ``_salvage``); and reserved beside it as the in-memory fallback does
+        (``_reserve``), for a next start that finds them unwritten."""
+        log.error(
+            "outbox: %s cannot be opened (%s): events are held in memory and published in "
+            "turn, and the file is tried again every %g s (those unpublished are lost if the "
+            "daemon stops first)",
+            self.path,
+            problem,
+            RETRY_SECONDS,
+        )
+        self._db = self._open(MEMORY)  # stands in for the file: finds nothing, stores nothing
+        self._unopened = problem
+        reader, last = read_backlog(self.path)
+        if reader is not None:
+            self._backlog = Backlog(reader)
+        if last is None:
+            log.error(
+                "outbox: %s cannot be read either: its events wait until it opens, published "
+                "after those held now (numbered after the time in milliseconds)",
+                self.path,
+            )
+            last = max(self._last_seq, int(time.time() * 1000))
+        self._last_seq = max(self._last_seq, last)
+        self._reserve()
+        began = f"it cannot be opened: {problem}"
+        self._held.begin(began)
+        self._tell_hold(began)
+
+    def _open_late(self) -> None:
+        """Open the file the start could not open (raises what SQLite says where it still
+        cannot): numbering on after every event held meanwhile, published or not, the events
+        of its backlog the broker has taken deleted, the reservation forgotten."""
+        opened = self._connect_checked()
+        stand_in = self._db
+        if isinstance(opened, str):  # damaged: the one repair, as found in use
+            stand_in.close()
+            self._replace(opened, running=True)
+        else:
+            self._db = opened
+            try:
+                self._catch_up()
+            except BaseException:
+                opened.close()
+                self._db = stand_in
+                raise
+            stand_in.close()
+            self._drop_backlog()
+            self._unopened = None
+        self._last_seq = max(self._last_seq, self._numbered())
+        if self._in_memory:
+            return  # damaged, and could not be replaced: said by _fall_back
+        self._reserved_to = 0
+        with contextlib.suppress(OSError):
+            self._reserve_file.unlink()
+        log.warning("outbox: %s opened; events are stored in it again", self.path)
+
+    def _catch_up(self) -> None:
+        """In the file just opened late, in one transaction: the sequence past every seq
+        handed out meanwhile, and the backlog's events the broker has taken deleted."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            self._set_sequence(self._last_seq)
+            if self._backlog is not None and self._backlog.taken:
+                db.execute("DELETE FROM outbox WHERE seq <= ?", (self._backlog.taken,))
+            db.execute("COMMIT")
+        except BaseException:
+            self._roll_back()
+            raise
+
+    def _drop_backlog(self) -> None:
+        """Stop reading the unopened file's backlog (the file is open now, or replaced)."""
+        if self._backlog is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._backlog.close()
+            self._backlog = None
 
     def _replace(self, problem: str, running: bool) -> None:
         """Set the damaged outbox file aside (its connection already closed) and go on with a
         new one, carrying over every event that can still be read: the one repair, at open
         and in use alike. At open, a file that cannot be set aside or started anew is an
-        error (the daemon refuses to start, saying so); in use the door must go on, so the
-        events are then kept in memory (``_fall_back``), as they are when the file was damaged
-        too often."""
+        error (the daemon refuses to start, saying so), unless the disk refuses it for now
+        (full, failing: ``refused``); in use the door must go on; either way the events are
+        then kept in memory (``_fall_back``), as they are when the file was damaged too
+        often."""
+        self._unopened = None  # whatever follows, no longer the stand-in of an unopened file
+        self._drop_backlog()
         now = time.monotonic()
         self._repaired_at = [t for t in self._repaired_at if now - t < REPAIR_WINDOW_SECONDS]
         if running and len(self._repaired_at) >= REPAIRS_PER_HOUR:
@@ -243,9 +406,9 @@ class Outbox:
         try:
             aside = move_aside(self.path)
         except OSError as exc:  # a card the kernel has made read-only
-            if not running:
+            if not running and not refused(exc, self.path.parent):
                 raise
-            self._fall_back(problem, self.path, f"it could not be set aside: {exc}")
+            self._fall_back(problem, self.path, f"it could not be set aside: {exc}", None, running)
             return
         self._repaired_at.append(now)
         log.error(
@@ -258,14 +421,21 @@ class Outbox:
         try:
             self._db = self._open(str(self.path))
         except (sqlite3.Error, OSError) as exc:
-            if not running:
+            if not running and not refused(exc, self.path.parent):
                 raise
-            self._fall_back(problem, aside, f"no new file could be started: {exc}", aside)
+            self._fall_back(problem, aside, f"no new file could be started: {exc}", aside, running)
             return
         salvaged, failed = self._salvage(aside)
         self._record(OutboxRepair(problem, aside, salvaged, failed, running))
 
-    def _fall_back(self, problem: str, damaged: Path, why: str, aside: Path | None = None) -> None:
+    def _fall_back(
+        self,
+        problem: str,
+        damaged: Path,
+        why: str,
+        aside: Path | None = None,
+        running: bool = True,
+    ) -> None:
         """Keep the events in memory from now until the daemon restarts, carrying over those
         that can be read from ``damaged`` (the file left in place, or set aside as ``aside``).
 
@@ -291,7 +461,7 @@ class Outbox:
         )
         salvaged, failed = self._salvage(damaged)
         self._reserve()
-        self._record(OutboxRepair(problem, aside, salvaged, failed, True, in_memory=why))
+        self._record(OutboxRepair(problem, aside, salvaged, failed, running, in_memory=why))
 
     # ----- numbering across a restart from memory ------------------------------------------
     @property
@@ -362,6 +532,7 @@ class Outbox:
         self.salvaged, self.salvage_failed = repair.salvaged, repair.salvage_failed
         with self._repairs_lock:
             self._repairs.append(repair)
+            self._untold = self._untold or repair.running
 
     def _salvage(self, old: Path) -> tuple[int, int | None]:
         """Carry the events that can be read from the damaged file ``old`` over into the new
@@ -395,8 +566,8 @@ class Outbox:
                         "UPDATE counters SET value = value + ? WHERE name = 'dropped'",
                         (found.dropped,),
                     )
-                self._trim()
-                kept = int(db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+                count = int(db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+                kept, _ = self._trim(count)
                 db.execute("COMMIT")
             except BaseException:
                 self._roll_back()
@@ -404,6 +575,7 @@ class Outbox:
         except sqlite3.Error as exc:  # a full disk: the events stay in the set-aside file
             log.error("outbox: the events read from %s could not be stored: %s", old, exc)
             return 0, None if failed is None else failed + len(found.rows)
+        self._rows = kept
         self._last_seq = max(self._last_seq, floor)
         log.warning(
             "outbox: %d events carried over from %s (%s could not be read%s)",
@@ -437,11 +609,13 @@ class Outbox:
         either returns, raises something other than damage, or replaces the file, and after
         ``REPAIRS_PER_HOUR`` replacements the events are in memory, which has no pages to
         damage. Other errors (locked, a full disk, a disk I/O error) are the caller's: the
-        file is not damaged, and setting it aside would not help. The repair is announced
-        once the lock is released (see the class)."""
-        repaired = False
+        file is not damaged, and setting it aside would not help. News (a repair, an overflow
+        over) is announced once the lock is released (see the class). A closed outbox raises
+        sqlite3.ProgrammingError."""
         try:
             with self._lock:
+                if self._closed:
+                    raise sqlite3.ProgrammingError(f"the event outbox {self.path} is closed")
                 while True:
                     try:
                         return operation()
@@ -451,23 +625,34 @@ class Outbox:
                         with contextlib.suppress(sqlite3.Error):
                             self._db.close()
                         self._replace(str(exc), running=True)
-                        repaired = True
         finally:
-            if repaired:
-                self._announce()
+            self._tell()
 
-    def _announce(self) -> None:
-        callback = self.on_repair
-        if callback is None:
+    def _tell(self) -> None:
+        """Announce news recorded since the last announcement (``on_repair``), once."""
+        with self._repairs_lock:
+            untold, self._untold = self._untold, False
+        if not untold or self.on_repair is None:
             return
         try:
-            callback()
+            self.on_repair()
         except Exception:  # reporting must not lose the event that met the damage
             log.exception("outbox: the repair could not be announced")
 
+    def _tell_hold(self, problem: str) -> None:
+        """Announce that holding began (``on_hold``), without the lock."""
+        if self.on_hold is None:
+            return
+        try:
+            self.on_hold(problem)
+        except Exception:  # reporting must not lose the event being held
+            log.exception("outbox: holding events in memory could not be announced")
+
     def _roll_back(self) -> None:
         """End a failed transaction. A failed statement (a full disk) may already have ended
-        it, and a ROLLBACK on a damaged file may fail too: either would hide the real error."""
+        it, and a ROLLBACK on a damaged file may fail too: either would hide the real error.
+        The count of rows kept is counted again afterwards."""
+        self._rows = None
         if self._db.in_transaction:
             with contextlib.suppress(sqlite3.Error):
                 self._db.execute("ROLLBACK")
@@ -478,48 +663,47 @@ class Outbox:
     ) -> int:
         """Store one event; returns its sequence number, also written into the payload as
         ``seq`` unless ``stamp`` is False (an audit entry is published exactly as written)."""
-        seq, dropped, began = self._use(lambda: self._add(topic, payload, retain, stamp))
-        if began is not None and self.on_hold is not None:
-            try:
-                self.on_hold(began)
-            except Exception:  # reporting must not lose the event being held
-                log.exception("outbox: holding events in memory could not be announced")
-        if dropped and (dropped == 1 or dropped % DROP_WARNING_EVERY == 0):
-            log.warning(
-                "outbox %s is full (%d events unpublished): %d oldest dropped so far",
-                self.path,
-                self.max_events,
-                dropped,
-            )
+        seq, began = self._use(lambda: self._add(topic, payload, retain, stamp))
+        if began is not None:
+            self._tell_hold(began)
         return seq
 
     def _add(
         self, topic: str, payload: dict[str, Any], retain: bool, stamp: bool
-    ) -> tuple[int, int, str | None]:
-        """Store one event behind any held ones, or hold it where the disk refuses it: (its
-        seq, the dropped total if any went now, else 0, what the disk said if holding began
-        now, else None). Damage is raised, for ``_use`` to repair."""
+    ) -> tuple[int, str | None]:
+        """Store one event, or hold it (behind those held, or where the disk refuses it): (its
+        seq, what the disk said if holding began now, else None). Damage is raised, for
+        ``_use`` to repair."""
         try:
-            self._try_held()
-            if not self._held:
-                seq, dropped = self._insert(topic, payload, retain, stamp)
-                return seq, dropped, None
+            if self._takes_writes():
+                return self._insert(topic, payload, retain, stamp), None
             problem = self._held.problem or ""  # behind those still held, to keep the order
         except sqlite3.Error as exc:
             if not self._in_memory and unusable(exc):
                 raise
+            self._held.failed_again()  # holding already: not tried again before its time
             problem = str(exc)
         return self._hold(topic, payload, retain, stamp, problem)
 
+    def _takes_writes(self) -> bool:
+        """Whether the next event goes to the file: nothing is held back, or it is time to try
+        the file again and the held events (if any are left) were just written to it."""
+        if not self._held.holding:
+            return True
+        return self._try_held()
+
     def _hold(
         self, topic: str, payload: dict[str, Any], retain: bool, stamp: bool, problem: str
-    ) -> tuple[int, int, str | None]:
+    ) -> tuple[int, str | None]:
         """Keep one event in memory, numbered as the file would have numbered it."""
         seq = self._last_seq + 1
         stamped = {**payload, "seq": seq} if stamp else payload
         body = json.dumps(stamped, separators=(",", ":"), default=str)
+        before = self._held.dropped
         began = self._held.hold(OutboxEvent(seq, topic, body, retain, time.time()), problem)
         self._last_seq = seq
+        if self._reserved_to and seq >= self._reserved_to:
+            self._reserve()
         if began:
             log.error(
                 "outbox: %s refuses events (%s): event %d and those after it are held in memory "
@@ -528,16 +712,17 @@ class Outbox:
                 problem,
                 seq,
             )
-        return seq, self._dropped_total() if self._held.dropped else 0, problem if began else None
+        self._count_drops(self._held.dropped - before, self._held.max_events)
+        return seq, problem if began else None
 
-    def _dropped_total(self) -> int:
-        """The dropped count, held events dropped included; the file's part where it can be
-        read."""
-        try:
-            stored = self._dropped()
-        except sqlite3.Error:
-            stored = 0
-        return stored + self._held.dropped
+    def _store_held(self) -> None:
+        """Write the held events to the file, opening it first where the start could not
+        (raises what the file says where it still refuses them). With none left to write
+        (all published meanwhile), holding ends with the next event stored."""
+        if self._unopened is not None:
+            self._open_late()
+        if self._held:
+            self._write_held()
 
     def _write_held(self) -> None:
         """Write the held events to the file, all in one transaction (raises what the file
@@ -545,6 +730,7 @@ class Outbox:
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
+            before = self._row_count()
             db.executemany(
                 "INSERT INTO outbox (seq, topic, payload, retain, created) VALUES (?, ?, ?, ?, ?)",
                 [event.row() for event in self._held],
@@ -554,29 +740,33 @@ class Outbox:
                     "UPDATE counters SET value = value + ? WHERE name = 'dropped'",
                     (self._held.dropped,),
                 )
-            self._trim()
+            rows, trimmed = self._trim(before + len(self._held))
             db.execute("COMMIT")
         except BaseException:
             self._roll_back()
             raise
+        self._rows = rows
         log.warning(
             "outbox: %s takes events again; the %d held in memory are stored",
             self.path,
             len(self._held),
         )
         self._held.written()
+        self._count_drops(trimmed, self.max_events)
 
-    def _try_held(self) -> None:
-        """Write the held events to the file if it is time to try; a refusal leaves them held
-        (damage is raised, for ``_use`` to repair)."""
+    def _try_held(self) -> bool:
+        """Try the file again if it is time (``_store_held``); whether it takes writes now. A
+        refusal leaves the events held (damage is raised, for ``_use`` to repair)."""
         if not self._held.due():
-            return
+            return False
         try:
-            self._write_held()
+            self._store_held()
         except sqlite3.Error as exc:
             if not self._in_memory and unusable(exc):
                 raise
             self._held.failed_again()
+            return False
+        return True
 
     def _numbered(self) -> int:
         """The highest seq the file has handed out (0 where it cannot be read)."""
@@ -588,29 +778,41 @@ class Outbox:
             return 0
         return int(row[0]) if row else 0
 
-    def _insert(
-        self, topic: str, payload: dict[str, Any], retain: bool, stamp: bool
-    ) -> tuple[int, int]:
-        """One event in one transaction: (its seq, the dropped total if any went now, else 0)."""
-        self._db.execute("BEGIN IMMEDIATE")
+    def _insert(self, topic: str, payload: dict[str, Any], retain: bool, stamp: bool) -> int:
+        """One event in one transaction; its seq. Where events were held (and all published
+        before the file took writes again), their dropped count goes into the file with it,
+        and holding ends."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
         try:
-            cursor = self._db.execute(
+            before = self._row_count()
+            cursor = db.execute(
                 "INSERT INTO outbox (topic, payload, retain, created) VALUES (?, '', ?, ?)",
                 (topic, int(retain), time.time()),
             )
             seq = int(cursor.lastrowid or 0)
             stamped = {**payload, "seq": seq} if stamp else payload
             body = json.dumps(stamped, separators=(",", ":"), default=str)
-            self._db.execute("UPDATE outbox SET payload = ? WHERE seq = ?", (body, seq))
-            dropped = self._trim()
-            self._db.execute("COMMIT")
+            db.execute("UPDATE outbox SET payload = ? WHERE seq = ?", (body, seq))
+            if self._held.dropped:
+                db.execute(
+                    "UPDATE counters SET value = value + ? WHERE name = 'dropped'",
+                    (self._held.dropped,),
+                )
+            rows, trimmed = self._trim(before + 1)
+            db.execute("COMMIT")
         except BaseException:
             self._roll_back()
             raise
+        self._rows = rows
+        if self._held.holding:
+            log.warning("outbox: %s takes events again (event %d stored)", self.path, seq)
+            self._held.written()
         self._last_seq = max(self._last_seq, seq)
         if self._reserved_to and seq >= self._reserved_to:
             self._reserve()
-        return seq, dropped
+        self._count_drops(trimmed, self.max_events)
+        return seq
 
     def pending(self, limit: int = 100) -> list[OutboxEvent]:
         """The oldest unacknowledged events, in order: the file's, then the held ones (each
@@ -619,11 +821,14 @@ class Outbox:
 
     def _pending(self, limit: int) -> list[OutboxEvent]:
         self._try_held()
-        rows = self._db.execute(
-            "SELECT seq, topic, payload, retain, created FROM outbox ORDER BY seq LIMIT ?",
-            (limit,),
-        ).fetchall()
-        events = [OutboxEvent(int(r[0]), r[1], r[2], bool(r[3]), float(r[4])) for r in rows]
+        if self._backlog is not None:
+            events = self._backlog.first(limit)
+        else:
+            rows = self._db.execute(
+                "SELECT seq, topic, payload, retain, created FROM outbox ORDER BY seq LIMIT ?",
+                (limit,),
+            ).fetchall()
+            events = [OutboxEvent(int(r[0]), r[1], r[2], bool(r[3]), float(r[4])) for r in rows]
         held = self._held.first(limit - len(events))
         return events + held
 
@@ -632,15 +837,29 @@ class Outbox:
         self._use(lambda: self._acknowledge(seq))
 
     def _acknowledge(self, seq: int) -> None:
-        if not self._held.remove(seq):
-            self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
+        if self._held.remove(seq):
+            pass
+        elif self._backlog is not None:
+            self._backlog.take(seq)  # deleted from the file once it opens
+        else:
+            deleted = self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,)).rowcount
+            if self._rows is not None:
+                self._rows -= deleted
+        if self._overflow and not self._held and self._stored() == 0:
+            self._overflow_over()
 
     def __len__(self) -> int:
-        return self._use(
-            lambda: (
-                int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]) + len(self._held)
-            )
-        )
+        return self._use(lambda: self._stored() + len(self._held))
+
+    def _stored(self) -> int:
+        """Unpublished events in the file (its backlog, while it could not be opened)."""
+        return len(self._backlog) if self._backlog is not None else self._row_count()
+
+    def _row_count(self) -> int:
+        """Events in the outbox table (counted once, then kept as they come and go)."""
+        if self._rows is None:
+            self._rows = int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+        return self._rows
 
     @property
     def dropped(self) -> int:
@@ -653,12 +872,16 @@ class Outbox:
         return int(row[0])
 
     def close(self) -> None:
-        """Close the file, writing held events to it one last time; those it still refuses
-        are lost, and the log says how many and which."""
+        """Close the file, writing held events to it one last time (opening it first where
+        the start could not); those it still refuses are lost, and the log says how many and
+        which. Closing again does nothing; any other use afterwards raises."""
         with self._lock:
-            if self._held:
+            if self._closed:
+                return
+            self._closed = True
+            if self._held.holding:
                 with contextlib.suppress(sqlite3.Error):
-                    self._write_held()
+                    self._store_held()
             if self._held:
                 seqs = [event.seq for event in self._held]
                 log.error(
@@ -670,18 +893,54 @@ class Outbox:
                     seqs[0],
                     seqs[-1],
                 )
+            self._drop_backlog()
             self._db.close()
 
-    def _trim(self) -> int:
-        """Drop the oldest events beyond ``max_events``; the dropped total if any went now,
-        else 0."""
-        count = int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+    def _trim(self, count: int) -> tuple[int, int]:
+        """Drop the oldest events beyond ``max_events``, ``count`` being the events stored
+        now (in the transaction under way): (the events left, those dropped now)."""
         excess = count - self.max_events
         if excess <= 0:
-            return 0
-        self._db.execute(
+            return count, 0
+        dropped = self._db.execute(
             "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox ORDER BY seq LIMIT ?)",
             (excess,),
-        )
-        self._db.execute("UPDATE counters SET value = value + ? WHERE name = 'dropped'", (excess,))
-        return self._dropped()
+        ).rowcount
+        self._db.execute("UPDATE counters SET value = value + ? WHERE name = 'dropped'", (dropped,))
+        return count - dropped, dropped
+
+    # ----- overflows -----------------------------------------------------------------------
+    def _count_drops(self, dropped: int, limit: int) -> None:
+        """``dropped`` events just went over ``limit``: counted in the overflow under way, or
+        beginning one. Logged at its first drop and every ``DROP_WARNING_EVERY`` after it: a
+        warning at the lifetime total's round numbers only missed a second outage weeks later
+        that dropped fewer than a thousand."""
+        if dropped <= 0:
+            return
+        before, self._overflow = self._overflow, self._overflow + dropped
+        self._overflow_limit = limit
+        if before == 0:
+            log.warning(
+                "outbox %s is full (%d events unpublished): the oldest are dropped until the "
+                "broker has taken the backlog (%d so far)",
+                self.path,
+                limit,
+                self._overflow,
+            )
+        elif self._overflow // DROP_WARNING_EVERY > before // DROP_WARNING_EVERY:
+            log.warning(
+                "outbox %s still full (%d events unpublished): %d dropped in this overflow",
+                self.path,
+                limit,
+                self._overflow,
+            )
+
+    def _overflow_over(self) -> None:
+        """The broker has taken the whole backlog: the overflow is over, kept for the daemon
+        to report (an event now reaches the broker) and announced (``_tell``)."""
+        overflow = OutboxOverflow(self._overflow, self._overflow_limit)
+        self._overflow = 0
+        log.warning("outbox: backlog published; %s", overflow.detail)
+        with self._repairs_lock:
+            self._overflows.append(overflow)
+            self._untold = True

@@ -77,18 +77,51 @@ def check_file(path: Path, seconds: float = CHECK_SECONDS) -> str | None:
 
 
 def connect_read_only(
-    path: Path, immutable: bool | None = None, timeout: float = 5.0
+    path: Path, immutable: bool | None = None, timeout: float = 5.0, threads: bool = False
 ) -> sqlite3.Connection:
     """A connection that cannot change the SQLite file at ``path``. Without a write-ahead log
     beside it (or with ``immutable``) the file is read as it lies: a read-only connection to a
     file in WAL mode would create an empty log and index beside it and leave them there. With
-    a log, the log is read too: it holds the newest committed events."""
+    a log, the log is read too: it holds the newest committed events. With ``threads``, any
+    thread may use it (under the caller's own lock)."""
     if immutable is None:
         immutable = not os.path.lexists(f"{path}-wal")
     uri = Path(os.path.abspath(path)).as_uri() + "?mode=ro" + ("&immutable=1" if immutable else "")
-    db = sqlite3.connect(uri, uri=True, timeout=timeout)
+    db = sqlite3.connect(uri, uri=True, timeout=timeout, check_same_thread=not threads)
     db.execute("PRAGMA cell_size_check = ON")  # damage found where it is, not read as data
     return db
+
+
+def read_backlog(path: Path) -> tuple[sqlite3.Connection | None, int | None]:
+    """For an outbox file that cannot be opened for writing (a full card, another program
+    holding its lock): a connection reading its events without writing anything, and the
+    highest seq the file has handed out. (None, 0): no file, or none of its tables yet;
+    (None, None): it cannot be read. The file is read as it lies (``immutable``, nothing
+    created beside it) only where no write-ahead log beside it may hold newer events."""
+    if not os.path.lexists(path):
+        return None, 0
+    try:
+        newer = os.path.getsize(f"{path}-wal") > 0
+    except OSError:  # none
+        newer = False
+    try:
+        db = connect_read_only(path, immutable=not newer, threads=True)  # the MQTT sender's too
+    except sqlite3.Error:
+        return None, None
+    try:
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+        last = 0
+        if "sqlite_sequence" in tables:
+            row = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone()
+            last = int(row[0]) if row and isinstance(row[0], int) else 0
+        if "outbox" not in tables:
+            db.close()
+            return None, last
+        newest = db.execute("SELECT max(seq) FROM outbox").fetchone()[0]
+        return db, max(last, newest if isinstance(newest, int) else 0)
+    except sqlite3.Error:
+        db.close()
+        return None, None
 
 
 def move_aside(path: Path) -> Path:

@@ -75,6 +75,7 @@ from edgeface.logs import configure_logging
 from edgeface.pipeline import FacePipeline, PipelineSettings
 from edgeface.recognition.gallery import Gallery, gallery_changes
 from edgeface.recognition.matcher import Matcher
+from edgeface.vision.quality import DOOR
 
 log = logging.getLogger("edgeface.door")
 
@@ -241,6 +242,7 @@ class DoorService:
         self.audit = self._open_audit(config)
         self._report_outbox()  # a repair at open; later news when it happens
         self.pipeline = make_pipeline(config.detector, config.recognition)
+        self._report_detector()
         #: rules that name nobody in the gallery, already reported (edgeface.door.rule_names)
         self._stray_rule_names: set[str] = set()
         self.tracker = make_tracker(config.recognition)  # before the gallery: see use_gallery
@@ -436,8 +438,10 @@ class DoorService:
                 log.error("mqtt outbox: audit entry %s not stored: %s", entry.get("seq"), exc)
 
     def _open_outbox(self) -> Outbox:
-        """The durable outbox; one that cannot be opened at all stops the start in one line
-        (events must not be lost silently), a damaged one is set aside (see Outbox)."""
+        """The durable outbox; one that cannot be opened at all (permissions, a read-only card)
+        stops the start in one line (events must not be lost silently), a damaged one is set
+        aside, and one on a full, failing or locked disk holds its events in memory until it
+        can be opened (see Outbox): a full card must not stop the door."""
         path = self.state_dir / "outbox.db"
         try:
             return Outbox(path, on_repair=self._outbox_news, on_hold=self._outbox_refuses)
@@ -445,8 +449,9 @@ class DoorService:
             raise EdgefaceError(f"event outbox {path} cannot be opened: {exc}") from None
 
     def _outbox_news(self) -> None:
-        """Called by the outbox after it replaced a damaged file in use, or when its disk began
-        refusing events (``_outbox_refuses``), on whichever thread met it (the MQTT sender's,
+        """Called by the outbox after it replaced a damaged file in use, after an overflow ended
+        (the broker took the backlog), or when its disk began refusing events
+        (``_outbox_refuses``), on whichever thread met it (the MQTT sender's,
         or the event loop's inside emit) and without its lock: the report is handed to the
         event loop, never made here, so that it neither runs beside the loop's own events nor
         stores its event inside the add that met the problem. Before the loop runs (and after
@@ -465,13 +470,29 @@ class DoorService:
         self._outbox_refusal = problem
         self._outbox_news()
 
+    def _report_detector(self) -> None:
+        """An ``error`` event when MTCNN could not load (at start and at each reload): the
+        door keeps recognising with the Haar cascade alone (quality.DOOR), on landmarks from a
+        prior whose pose is never checked, and pushed photos cannot be enrolled — a door
+        that silently got worse is not one anybody repairs."""
+        failure = self.pipeline.detector.load_failure
+        if failure is not None:
+            self.emit(
+                "error",
+                detail=f"face detector degraded: MTCNN could not load ({failure}); faces are "
+                "found by the Haar cascade alone, with landmarks not measured (pose unchecked, "
+                "rougher recognition) and pushed photos are refused until it loads",
+            )
+
     def _report_outbox(self) -> None:
-        """An ``error`` event for each repair of the outbox not yet reported, and for the disk
-        beginning to refuse events."""
+        """An ``error`` event for each repair of the outbox not yet reported, for each overflow
+        over (events dropped unpublished), and for the disk beginning to refuse events."""
         if self.mqtt is None:
             return
         for repair in self.mqtt.outbox.take_repairs():
             self.emit("error", detail=repair.detail)
+        for overflow in self.mqtt.outbox.take_overflows():  # the backlog has reached the broker
+            self.emit("error", detail=overflow.detail)
         refusal, self._outbox_refusal = self._outbox_refusal, None
         if refusal is not None:
             self.emit(
@@ -594,7 +615,7 @@ class DoorService:
             _, captured_at, frame = taken
             pipeline = self.pipeline  # a reload may swap in another while this frame runs
             self.liveness.frame_started(pipeline)
-            faces = await asyncio.to_thread(pipeline.analyse, frame)
+            faces = await asyncio.to_thread(pipeline.analyse, frame, DOOR)
             if roi:
                 x, y, w, h = roi
                 faces = [
@@ -898,6 +919,7 @@ class DoorService:
                 self.second_factors.reconfigure(f.required_for, f.window_seconds)
             if pipeline is not None:
                 self.pipeline = pipeline
+            self._report_detector()  # still degraded after a reload: said again
             r = plan.config.recognition
             if picture_changed(plan):
                 self.tracker = make_tracker(r)
@@ -923,6 +945,8 @@ class DoorService:
             if plan.touches("push.folder"):
                 self.pushes.use_folder_settings(plan.config)
             self._use_remote_unlock(plan)
+            if self.mqtt is not None and plan.touches("relay.door_contact_pin"):
+                self.mqtt.use_door_contact(self.hardware.contact is not None)  # as claimed
             self.emit(
                 "config_reloaded",
                 gallery_identities=len(self.matcher.names),

@@ -4,6 +4,9 @@ and by doors that receive pushed images.
 An enrolment photo must show exactly one face that passes the strict enrolment quality gate
 (size, sharpness, pose, exposure): a gallery entry made from a blurred or turned face would
 either let the wrong person in or keep the right one out for as long as it stays enrolled.
+So nothing is enrolled while MTCNN cannot load (its landmarks are what the pose is judged
+from), nor from a photo with transparent pixels (what they hide is what the models would see,
+and what shows through depends on the viewer's background).
 
 Each new face is also compared with the gallery it joins (:func:`resemblances`): a photo of
 somebody else added to an enrolled name admits that somebody under the name, and a face
@@ -55,6 +58,7 @@ def enrolment_face(
     """The single good face of an enrolment image, else :class:`EnrolmentRefused`; its
     ``embedding`` is the gallery template ``augmentation`` makes (:mod:`edgeface.vision.augment`).
     """
+    refuse_unmeasured_landmarks(pipeline)
     found = pipeline.analyse(rgb, limits=ENROLMENT, embed=False)
     # A detection less than half the size of the largest face is someone far behind (or a
     # false positive in a poster or pattern), not a second subject: it does not make the
@@ -77,6 +81,19 @@ def enrolment_face(
         )
     face.embedding = pipeline.template_embedding(rgb, face, augmentation)
     return face
+
+
+def refuse_unmeasured_landmarks(pipeline: FacePipeline) -> None:
+    """Refuse to enrol with a detector that cannot measure landmarks (MTCNN failed to load and
+    ``auto`` fell back to the Haar cascade alone): the pose gate would judge the prior's
+    always-frontal landmarks, and a face turned away would be enrolled, its template cut from
+    a rough alignment. (The gate refuses such faces too; this says why in words.)"""
+    failure = pipeline.detector.load_failure
+    if failure is not None:
+        raise EnrolmentRefused(
+            f"MTCNN could not load ({failure}); without it the face's landmarks, from which "
+            "its pose is checked, are not measured, and nothing is enrolled"
+        )
 
 
 def live_embedding(pipeline: FacePipeline, face: Face) -> np.ndarray:
@@ -263,7 +280,7 @@ class ImageEnroller:
                     data = base64.b64decode(text, validate=True)
                 except (binascii.Error, ValueError):
                     raise EnrolmentRefused("not valid base64") from None
-                rgb = decode_rgb(data, f"image {index}")
+                rgb = decode_rgb(data, f"image {index}", transparency="refuse")
                 if self.pipeline is None:
                     self.pipeline = self.make_pipeline()
                 face = enrolment_face(self.pipeline, rgb, self.augmentation)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import ssl
 import threading
 import time
@@ -26,6 +27,11 @@ from edgeface.config import read_secret_file
 from edgeface.door.accepted_push import payload_digest
 from edgeface.errors import EdgefaceError
 from edgeface.recognition.push import MAX_VERSION
+
+log = logging.getLogger(__name__)
+
+#: The CONNACK reason code of a broker that does not speak MQTT 5 (mosquitto before 1.6).
+UNSUPPORTED_PROTOCOL_VERSION = 0x84
 
 
 def parse_broker(text: str) -> tuple[str, int]:
@@ -207,38 +213,79 @@ class PushClient:
         self.availability: dict[str, str] = {}
         self._connected = threading.Event()
         self._refusal = ""
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-        if username:
-            self.client.username_pw_set(username, password)
+        self._refusal_code: int | None = None
+        self.username = username
+        #: mid -> reason of publishes the broker refused (MQTT 5 PUBACK reason codes).
+        self._refused: dict[int, str] = {}
+        self.client = self._connect(host, port, password, ca_file, mqtt.MQTTv5)
+        if self._refusal_code == UNSUPPORTED_PROTOCOL_VERSION:
+            self.close()
+            log.warning(
+                "the MQTT broker at %s does not speak MQTT 5: connecting with MQTT 3.1.1, "
+                "over which a push its ACL refuses cannot be told from one it took",
+                self.address,
+            )
+            self._connected.clear()
+            self._refusal, self._refusal_code = "", None
+            self.client = self._connect(host, port, password, ca_file, mqtt.MQTTv311)
+        if self._refusal:
+            self.close()
+            raise EdgefaceError(
+                f"the MQTT broker at {self.address} did not accept the connection ({self._refusal})"
+            )
+
+    def _connect(
+        self,
+        host: str,
+        port: int,
+        password: str | None,
+        ca_file: str | None,
+        protocol: mqtt.MQTTProtocolVersion,
+    ) -> mqtt.Client:
+        """A connected client (or one the broker refused: ``_refusal``). MQTT 5 first: its
+        PUBACK says whether the broker took the push — over 3.1.1 a push the broker's ACL
+        refuses is acknowledged as well, and the pusher waited for doors that never got it."""
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=protocol)
+        if self.username:
+            client.username_pw_set(self.username, password)
         if ca_file:
             try:
-                self.client.tls_set(ca_certs=ca_file, cert_reqs=ssl.CERT_REQUIRED)
+                client.tls_set(ca_certs=ca_file, cert_reqs=ssl.CERT_REQUIRED)
             except (OSError, ssl.SSLError, ValueError) as exc:
                 raise EdgefaceError(f"cannot use {ca_file} as the broker's CA: {exc}") from None
-        self.client.on_connect = self._on_connect
-        self.client.on_message = self._on_message
+        client.on_connect = self._on_connect
+        client.on_message = self._on_message
+        client.on_publish = self._on_publish
         try:
-            self.client.connect(host, port, keepalive=30)
+            client.connect(host, port, keepalive=30)
         except (OSError, ssl.SSLError, ValueError) as exc:
             raise EdgefaceError(f"cannot reach the MQTT broker at {self.address}: {exc}") from None
-        self.client.loop_start()
-        if not self._connected.wait(10) or self._refusal:
-            self.close()
-            why = f" ({self._refusal})" if self._refusal else ""
-            raise EdgefaceError(
-                f"the MQTT broker at {self.address} did not accept the connection{why}"
-            )
+        client.loop_start()
+        if not self._connected.wait(10):
+            client.disconnect()
+            client.loop_stop()
+            raise EdgefaceError(f"the MQTT broker at {self.address} did not accept the connection")
+        return client
 
     def _on_connect(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any
     ) -> None:
         if reason.is_failure:
             self._refusal = str(reason)  # e.g. "Not authorized": say it, do not wait 10 s
+            self._refusal_code = reason.value
+            client.disconnect()  # no retrying: the refusal is reported
             self._connected.set()
             return
         client.subscribe(f"{self.base}/+/gallery/state", qos=1)
         client.subscribe(f"{self.base}/+/availability", qos=1)
         self._connected.set()
+
+    def _on_publish(
+        self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, props: Any
+    ) -> None:
+        if getattr(reason, "is_failure", False):
+            with self._lock:
+                self._refused[mid] = str(reason)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         parts = message.topic.split("/")
@@ -294,6 +341,15 @@ class PushClient:
         info.wait_for_publish(timeout=10)
         if not info.is_published():
             raise EdgefaceError(f"the broker at {self.address} did not take the push")
+        with self._lock:
+            refused = self._refused.pop(info.mid, None)
+        if refused is not None:
+            user = f"user {self.username}" if self.username else "anonymous clients"
+            raise EdgefaceError(
+                f"the broker at {self.address} refused the push on {topic} ({refused}): "
+                f"no door gets it; check the broker's ACL ({user} must be allowed to write "
+                f"{topic})"
+            )
         return payload_digest(payload)
 
     def wait_for(

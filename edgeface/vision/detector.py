@@ -3,10 +3,18 @@
 ``mtcnn`` always runs the full MTCNN cascade (best recall, landmarks from O-Net). ``haar`` runs
 OpenCV's Haar cascade and hands its boxes to O-Net for landmarks — much less work per frame on a
 slow board, at some cost in recall for turned or dim faces. ``auto`` runs MTCNN and falls back
-to Haar + O-Net when MTCNN cannot be loaded at all, or when frames keep taking longer than
-``frame_budget_ms`` (then it tries MTCNN again after ``retry_after_frames``), so a loaded Pi keeps
-up with the camera instead of falling ever further behind. Each detection says which detector
-produced it (``"mtcnn"`` or ``"haar+onet"``).
+to Haar + O-Net when frames keep taking longer than ``frame_budget_ms`` (the daemon's
+``detector.frame_budget_ms``; the command line sets none), then tries MTCNN again after
+``retry_after_frames``, so a loaded Pi keeps up with the camera instead of falling ever further
+behind.
+
+When MTCNN cannot be loaded at all (a damaged or missing model file), ``auto`` and ``haar`` run
+the Haar cascade alone: O-Net is part of MTCNN, so the landmarks are placed from a fixed prior
+inside the box, not measured. Such faces are marked ``"haar"``
+(:data:`~edgeface.vision.quality.PRIOR_LANDMARKS`): their pose is unknown, and the quality gate
+does not pass them on the prior's always-frontal landmarks (enrolment refuses them; only the
+door recognises on them, and reports :attr:`FaceDetector.load_failure`). Each detection says
+which detector produced it (``"mtcnn"``, ``"haar+onet"`` or ``"haar"``).
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from edgeface.vision.detection import Detection
 from edgeface.vision.haar import HaarProposer
 from edgeface.vision.mtcnn import MtcnnDetector
 from edgeface.vision.precision import DetectorPrecision
+from edgeface.vision.quality import PRIOR_LANDMARKS
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +39,8 @@ POLICIES: tuple[str, ...] = ("mtcnn", "haar", "auto")
 #: Where the 5 landmarks sit inside a Haar box (fractions of its width, from its top-left), when
 #: O-Net cannot be loaded: the median of O-Net's landmarks in 123 Haar boxes of real non-LFW
 #: faces (../shared/data/faces), made left/right symmetric; median absolute deviation ≈ 2 % of
-#: the box. Alignment from this prior is rough, so such faces are marked "haar" (no O-Net).
+#: the box. Alignment from this prior is rough and says nothing of the pose, so such faces are
+#: marked PRIOR_LANDMARKS ("haar": no O-Net).
 HAAR_LANDMARK_PRIOR = np.array(
     [[0.315, 0.385], [0.690, 0.385], [0.500, 0.605], [0.325, 0.780], [0.670, 0.780]],
     dtype=np.float32,
@@ -67,6 +77,8 @@ class FaceDetector:
         self._haar_frames_left = 0
         #: Why frames use Haar under "auto" (None while MTCNN is in use).
         self.fallback_reason: str | None = None
+        #: Why MTCNN could not be loaded (None if it was): every face then has prior landmarks.
+        self.load_failure: str | None = None
         self.mtcnn: MtcnnDetector | None
         try:
             self.mtcnn = MtcnnDetector(
@@ -78,6 +90,7 @@ class FaceDetector:
             # Degraded but running: Haar boxes with landmarks from a fixed prior. The reason is
             # kept so the daemon can report it (a door that silently got worse is not OK).
             self.mtcnn = None
+            self.load_failure = str(exc)
             self.fallback_reason = f"MTCNN unavailable, Haar only: {exc}"
             log.error("detector: %s", self.fallback_reason)
         # Without O-Net to weed out the cascade's false positives, ask the cascade for more
@@ -128,14 +141,17 @@ class FaceDetector:
         return faces
 
     def detect_haar_only(self, rgb: np.ndarray) -> list[Detection]:
-        """Haar boxes with prior landmarks: the mode of last resort when MTCNN cannot load."""
+        """Haar boxes with prior landmarks: the mode of last resort when MTCNN cannot load.
+        The landmarks are not measured, and the detections say so (PRIOR_LANDMARKS)."""
         assert self.haar is not None
         faces = []
         for x1, y1, x2, y2 in self.haar.propose(rgb):
             width = x2 - x1
             landmarks = HAAR_LANDMARK_PRIOR * width + np.array([x1, y1], dtype=np.float32)
             faces.append(
-                Detection(float(x1), float(y1), float(x2), float(y2), 1.0, landmarks, "haar")
+                Detection(
+                    float(x1), float(y1), float(x2), float(y2), 1.0, landmarks, PRIOR_LANDMARKS
+                )
             )
         return sorted(faces, key=lambda d: -d.area)
 

@@ -14,6 +14,7 @@ face".
 from __future__ import annotations
 
 import logging
+import math
 import re
 import tempfile
 from collections.abc import Iterator
@@ -137,28 +138,133 @@ def undecodable(source: str, header: bytes | memoryview, decoder_complained: boo
     )
 
 
-def to_rgb8(image: np.ndarray, source: str = "image", *, in_place: bool = False) -> np.ndarray:
-    """Convert a decoded OpenCV array (grey, BGR, BGRA; 8 or 16 bit) to RGB uint8.
+#: A decoded image may take at most this many bytes per pixel of the pixel cap: 8-bit RGBA at
+#: MAX_IMAGE_PIXELS (200 MB). The pixel cap alone let a 0.4 MB 7000x7000 16-bit RGBA PNG
+#: decode to 392 MB (8 bytes a pixel), and OpenCV's PNG decoder holds about twice the decoded
+#: size while it works: past what a 1 GB Pi has to spare.
+MAX_BYTES_PER_PIXEL = 4
+
+#: Rows converted at a time from a decoded array to the RGB result (16-bit depth, floats,
+#: alpha): the temporaries stay a few MB instead of the size of the photo.
+BLOCK_ROWS = 256
+
+#: What to do with an image's transparent pixels: put them on white, as a viewer shows them,
+#: or refuse the image (enrolment).
+Transparency = Literal["composite", "refuse"]
+
+#: Formats whose 16-bit samples use the whole 0..65535 range (Netpbm's maximum is in its
+#: header). Other decoders (AVIF, JPEG 2000 …) return 10- or 12-bit samples as 0..1023 or
+#: 0..4095 in 16 bits, and only the codec knows which.
+FULL_RANGE_16_BIT = ("PNG", "TIFF", "PGM", "PPM")
+
+#: Channels OpenCV returns for each PNG colour type decoded unchanged: grey, RGB, palette (BGRA
+#: when it has a transparent entry), grey + alpha (as BGRA), RGBA.
+PNG_CHANNELS = {0: 1, 2: 3, 3: 4, 4: 4, 6: 4}
+
+
+def to_rgb8(
+    image: np.ndarray,
+    source: str = "image",
+    *,
+    in_place: bool = False,
+    full_scale: float | None = None,
+    transparency: Transparency = "composite",
+) -> np.ndarray:
+    """Convert a decoded OpenCV array (grey, BGR, BGRA; 8 or 16 bit, or float) to RGB uint8.
+
+    ``full_scale`` is the sample value of full intensity: by default 255 for 8 bits, 65535 for
+    16, and 1.0 or 255 for floats, as their finite values say (one NaN pixel read the whole
+    0..1 image as 0..255: black). Transparent pixels are put on white, as a viewer shows the
+    image: the models see what the person who chose the photo saw, not colour values hidden
+    under transparent pixels (a photo that shows one man on a page can hold another's face
+    there). ``transparency="refuse"`` refuses an image with any pixel not fully opaque.
 
     ``in_place`` lets an 8-bit BGR array the caller owns become the result (channels swapped
-    where they are): a 48-megapixel photo then needs one 144 MB array, not two."""
+    where they are): a 48-megapixel photo then needs one 144 MB array, not two. Other images
+    are converted a block of rows at a time into the result: a 16-bit photo costs its decoded
+    array and the 8-bit result, no full-size temporary besides."""
+    full = sample_range(image, source) if full_scale is None else float(full_scale)
+    channels = channel_count(image, source)
+    if channels == 4 and transparency == "refuse":
+        refuse_transparency(image[..., 3], full, source)
+    if image.dtype == np.uint8 and full == 255 and channels != 4:
+        return rgb_from_8bit(image, in_place)
+    rgb = np.empty((*image.shape[:2], 3), np.uint8)
+    for top in range(0, image.shape[0], BLOCK_ROWS):
+        rgb[top : top + BLOCK_ROWS] = rgb8_rows(image[top : top + BLOCK_ROWS], full)
+    return rgb
+
+
+def sample_range(image: np.ndarray, source: str) -> float:
+    """The sample value of full intensity for ``image``'s pixel type (see :func:`to_rgb8`)."""
+    if image.dtype == np.uint8:
+        return 255.0
     if image.dtype == np.uint16:
-        image = (image >> 8).astype(np.uint8)
-    elif image.dtype in (np.float32, np.float64):
-        image = np.clip(image * (255.0 if image.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
-    elif image.dtype != np.uint8:
-        raise ImageError(f"{source}: unsupported pixel type {image.dtype}")
+        return 65535.0
+    if image.dtype in (np.float32, np.float64):
+        # NaN and ±inf say nothing about the range (a NaN max made a 0..1 image black).
+        finite_max = float(np.max(image, initial=-np.inf, where=np.isfinite(image)))
+        return 1.0 if finite_max <= 1.0 else 255.0
+    raise ImageError(f"{source}: unsupported pixel type {image.dtype}")
+
+
+def channel_count(image: np.ndarray, source: str) -> int:
+    """1 (grey), 3 (BGR) or 4 (BGRA); any other layout is refused."""
     if image.ndim == 2:
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
-    if image.ndim == 3 and image.shape[2] == 1:
-        return cv2.cvtColor(image[:, :, 0], cv2.COLOR_GRAY2RGB)
+        return 1
+    if image.ndim == 3 and image.shape[2] in (1, 3, 4):
+        return int(image.shape[2])
+    raise ImageError(f"{source}: unsupported image layout {image.shape}")
+
+
+def rgb_from_8bit(image: np.ndarray, in_place: bool) -> np.ndarray:
+    """An 8-bit grey or BGR array as RGB (camera frames and JPEGs: the common, fast path)."""
     if image.ndim == 3 and image.shape[2] == 3:
         if in_place and image.flags.c_contiguous and image.flags.writeable:
             return cv2.cvtColor(image, cv2.COLOR_BGR2RGB, dst=image)
         return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    if image.ndim == 3 and image.shape[2] == 4:
-        return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
-    raise ImageError(f"{source}: unsupported image layout {image.shape}")
+    return cv2.cvtColor(image.reshape(image.shape[:2]), cv2.COLOR_GRAY2RGB)
+
+
+def rgb8_rows(block: np.ndarray, full: float) -> np.ndarray:
+    """Some rows of a decoded image as RGB uint8: depth scaled, transparency put on white."""
+    eight = to_8bit(block, full)
+    if eight.ndim == 3 and eight.shape[2] == 4:
+        return composite_on_white(eight)
+    if eight.ndim == 3 and eight.shape[2] == 3:
+        return cv2.cvtColor(eight, cv2.COLOR_BGR2RGB)
+    return cv2.cvtColor(eight.reshape(eight.shape[:2]), cv2.COLOR_GRAY2RGB)
+
+
+def to_8bit(block: np.ndarray, full: float) -> np.ndarray:
+    """Samples of full intensity ``full`` as 0..255 uint8, rounded; NaN as 0, +inf as full."""
+    if block.dtype == np.uint8 and full == 255:
+        return block
+    if block.dtype.kind == "f":
+        finite = np.nan_to_num(block, nan=0.0, posinf=full, neginf=0.0)
+        return np.clip(finite * (255.0 / full) + 0.5, 0, 255).astype(np.uint8)
+    return cv2.convertScaleAbs(block, alpha=255.0 / full)
+
+
+def composite_on_white(bgra: np.ndarray) -> np.ndarray:
+    """8-bit BGRA over a white page, as RGB: what a browser, mail or chat app shows."""
+    alpha = bgra[..., 3:].astype(np.uint16)
+    shown = bgra[..., :3].astype(np.uint16) * alpha + (255 - alpha) * 255
+    return cv2.cvtColor(((shown + 127) // 255).astype(np.uint8), cv2.COLOR_BGR2RGB)
+
+
+def refuse_transparency(alpha: np.ndarray, full: float, source: str) -> None:
+    """Refuse an image with pixels that are not fully opaque. What shows through them depends
+    on the background of whatever displays it, so the face the models would see is not
+    surely the face the person choosing the photo saw."""
+    see_through = int(np.count_nonzero(~(alpha >= full)))  # NaN alpha counts as transparent
+    if see_through:
+        share = 100.0 * see_through / alpha.size
+        raise ImageError(
+            f"{source}: has transparent pixels ({share:.3g} % of it), which hide what the "
+            "models would see; flatten it onto a background first (save it as JPEG, or "
+            "export it without transparency)"
+        )
 
 
 def jpeg_segments(data: bytes | memoryview) -> Iterator[tuple[int, int, int]]:
@@ -199,6 +305,43 @@ def header_size(data: bytes | memoryview) -> tuple[int, int] | None:
             width = int.from_bytes(data[start + 3 : start + 5], "big")
             return width, height
     return None
+
+
+def decoded_bytes_per_pixel(data: bytes | memoryview) -> int | None:
+    """Bytes a pixel of a PNG or JPEG takes once OpenCV has decoded it unchanged (bit depth
+    and channels from its header), or None if unknown: a 16-bit RGBA PNG is 8, not 3."""
+    if bytes(data[:8]) == b"\x89PNG\r\n\x1a\n" and len(data) >= 26:
+        channels = PNG_CHANNELS.get(data[25])
+        return None if channels is None else channels * (2 if data[24] == 16 else 1)
+    for marker, start, end in jpeg_segments(data):
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC) and end - start >= 6:
+            precision, components = data[start], data[start + 5]
+            return min(max(components, 1), 4) * (2 if precision > 8 else 1)
+    return None
+
+
+def netpbm_maxval(data: bytes | memoryview) -> int | None:
+    """The maximum sample value a PGM or PPM header declares (OpenCV returns the samples as
+    stored, so a 10-bit PGM's 1023 is full white), or None."""
+    if image_format(data) not in ("PGM", "PPM"):
+        return None
+    head = re.sub(rb"#[^\r\n]*", b" ", bytes(data[:512]))  # comments may come between fields
+    fields = head.split(maxsplit=4)
+    if len(fields) < 4 or not fields[3].isdigit():
+        return None
+    maxval = int(fields[3])
+    return maxval if 1 <= maxval <= 65535 else None
+
+
+def too_many_bytes(source: str, width: int, height: int, per_pixel: int, max_pixels: int) -> str:
+    """The sentence for an image that would decode to more bytes than edgeface accepts."""
+    size = width * height * per_pixel / 1e6
+    limit = max_pixels * MAX_BYTES_PER_PIXEL / 1e6
+    return (
+        f"{source}: {width}x{height} at {per_pixel} bytes a pixel (16-bit samples or an alpha "
+        f"channel) decodes to {size:.0f} MB, more than the {limit:.0f} MB edgeface accepts; "
+        "save it as an 8-bit JPEG or PNG, or downscale it first"
+    )
 
 
 def truncated_jpeg(data: bytes | memoryview) -> bool:
@@ -302,8 +445,11 @@ def upright(image: np.ndarray, orientation: int) -> np.ndarray:
     return image
 
 
-def read_rgb(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+def read_rgb(
+    path: str | Path, max_pixels: int = MAX_PIXELS, *, transparency: Transparency = "composite"
+) -> np.ndarray:
     """Read ``path`` as an RGB uint8 array, or raise :class:`ImageError` saying why not.
+    ``transparency``: see :func:`to_rgb8` (enrolment refuses transparent photos).
 
     Read as every file a person names is (:func:`~edgeface.files.read_regular_file`): a FIFO,
     a device or a socket is refused without being opened (a FIFO would block for ever,
@@ -316,7 +462,7 @@ def read_rgb(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
         raise ImageError(f"{file}: {_unreadable(exc)}") from None
     if not data:
         raise ImageError(f"{file}: file is empty (0 bytes)")
-    return decode_rgb(data, str(file), max_pixels)
+    return decode_rgb(data, str(file), max_pixels, transparency=transparency)
 
 
 def _unreadable(exc: FileReadError) -> str:
@@ -346,23 +492,58 @@ def decode_rgb(
     data: np.ndarray | bytes,
     source: str = "image",
     max_pixels: int = MAX_PIXELS,
+    *,
+    transparency: Transparency = "composite",
 ) -> np.ndarray:
     """Encoded image bytes (JPEG, PNG, ...) → RGB uint8, with the same checks as a file: the
-    declared size is refused before decoding, so a pushed 100-megapixel image costs nothing."""
+    declared size is refused before decoding, so a pushed 100-megapixel image costs nothing.
+    At most ``max_pixels`` pixels and ``max_pixels`` × :data:`MAX_BYTES_PER_PIXEL` bytes
+    decoded; ``transparency``: see :func:`to_rgb8`."""
     buffer = np.frombuffer(data, dtype=np.uint8) if isinstance(data, bytes) else data
     if buffer.size == 0:
         raise ImageError(f"{source}: empty (0 bytes)")
     header = memoryview(buffer.data)
-    declared = header_size(header)
-    if declared is not None and declared[0] * declared[1] > max_pixels:
-        raise ImageError(
-            f"{source}: {declared[0]}x{declared[1]} is larger than the "
-            f"{max_pixels // 1_000_000} MP edgeface accepts; downscale it first"
-        )
+    refuse_declared_size(header, source, max_pixels)
     if truncated_jpeg(header):
         # libjpeg decodes what is there and fills the rest with grey: a face cut off below the
         # eyes was enrolled as "ok", a template that did not match the same man.
         raise ImageError(f"{source}: the JPEG is truncated (no end marker); download it again")
+    image = decode_unchanged(buffer, header, source, max_pixels)
+    if image.dtype == np.uint16 and image_format(header) not in FULL_RANGE_16_BIT:
+        image = codec_scaled(buffer, image)
+    rgb = to_rgb8(
+        image,
+        source,
+        in_place=True,
+        full_scale=netpbm_maxval(header),
+        transparency=transparency,
+    )
+    del image  # a 16-bit photo's decoded array is freed before a turned copy is made
+    return upright(rgb, exif_orientation(header))
+
+
+def refuse_declared_size(header: memoryview, source: str, max_pixels: int) -> None:
+    """Refuse an image whose header declares more pixels, or more decoded bytes, than edgeface
+    accepts, before anything is decoded."""
+    declared = header_size(header)
+    if declared is None:
+        return
+    width, height = declared
+    if width * height > max_pixels:
+        raise ImageError(
+            f"{source}: {width}x{height} is larger than the "
+            f"{max_pixels // 1_000_000} MP edgeface accepts; downscale it first"
+        )
+    per_pixel = decoded_bytes_per_pixel(header)
+    if per_pixel is not None and width * height * per_pixel > max_pixels * MAX_BYTES_PER_PIXEL:
+        raise ImageError(too_many_bytes(source, width, height, per_pixel, max_pixels))
+
+
+def decode_unchanged(
+    buffer: np.ndarray, header: memoryview, source: str, max_pixels: int
+) -> np.ndarray:
+    """The image as OpenCV decodes it unchanged (depth and alpha kept), or :class:`ImageError`
+    in one sentence: damaged data, an undecodable file, too many pixels or bytes."""
     try:
         with native_stderr(codec_message) as messages:
             image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED | cv2.IMREAD_ANYDEPTH)
@@ -385,9 +566,44 @@ def decode_rgb(
         log.debug("%s: %s", source, TEMPORARY_COPY.sub(source, line))
     if image is None:
         raise ImageError(undecodable(source, header, decoder_complained=bool(messages)))
-    if image.shape[0] * image.shape[1] > max_pixels:
+    height, width = image.shape[:2]
+    if width * height > max_pixels:
         raise ImageError(
-            f"{source}: {image.shape[1]}x{image.shape[0]} is larger than the "
+            f"{source}: {width}x{height} is larger than the "
             f"{max_pixels // 1_000_000} MP edgeface accepts; downscale it first"
         )
-    return to_rgb8(upright(image, exif_orientation(header)), source, in_place=True)
+    if image.nbytes > max_pixels * MAX_BYTES_PER_PIXEL:  # a format whose header is not read
+        per_pixel = image.nbytes // (width * height)
+        raise ImageError(too_many_bytes(source, width, height, per_pixel, max_pixels))
+    return image
+
+
+def codec_scaled(buffer: np.ndarray, image: np.ndarray) -> np.ndarray:
+    """8-bit BGR(A) for 16-bit ``image`` from a format whose samples may hold fewer bits: a
+    10-bit AVIF or 12-bit JPEG 2000 comes as 0..1023 or 0..4095, read as 0..65535 it was black.
+    The colour is the codec's own 8-bit decode (it knows the bit depth); an alpha channel is
+    scaled by the bit depth that decode shows."""
+    with native_stderr(codec_message):
+        colour = cv2.imdecode(buffer, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    if colour is None or colour.shape[:2] != image.shape[:2]:
+        # No second opinion: the smallest bit depth that holds every sample.
+        return cv2.convertScaleAbs(image, alpha=255.0 / (2 ** significant_bits(image) - 1))
+    if image.ndim == 2 or image.shape[2] != 4:
+        return colour
+    bits = significant_bits(image[..., :3], colour)
+    bgra = np.empty((*colour.shape[:2], 4), np.uint8)
+    bgra[..., :3] = colour
+    del colour
+    alpha = np.ascontiguousarray(image[..., 3])
+    bgra[..., 3] = cv2.convertScaleAbs(alpha, alpha=255.0 / (2**bits - 1))
+    return bgra
+
+
+def significant_bits(samples: np.ndarray, eight_bit: np.ndarray | None = None) -> int:
+    """Bits per sample (8 … 16) of 16-bit ``samples``: from how the codec's ``eight_bit``
+    decode of them scales (1023 → 255: 10 bits), else the fewest that hold the largest."""
+    largest = int(samples.max())
+    scaled = 0 if eight_bit is None else int(eight_bit.max())
+    if scaled < 16:  # (nearly) black: too few levels to tell the scale from
+        return min(16, max(8, largest.bit_length()))
+    return min(16, max(8, round(math.log2(largest / scaled * 255 + 1))))

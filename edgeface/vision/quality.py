@@ -8,12 +8,16 @@ is refused, so a person enrolling from a phone knows what to fix.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
 
 from edgeface.vision.detection import Detection
+
+#: The ``detector`` of a face whose landmarks were not measured but placed from a fixed prior
+#: inside a Haar box (MTCNN could not load): they are always frontal, so its pose is unknown.
+PRIOR_LANDMARKS = "haar"
 
 
 @dataclass(frozen=True)
@@ -30,10 +34,18 @@ class QualityThresholds:
     max_roll_deg: float = 30.0
     min_brightness: float = 35.0
     max_brightness: float = 225.0
+    #: Whether a face whose landmarks were not measured (:data:`PRIOR_LANDMARKS`) may pass with
+    #: its pose unchecked. Only the door's recognition allows it (:data:`DOOR`): with MTCNN
+    #: gone the door keeps working and says so; enrolment never learns such a face.
+    pose_unmeasured_ok: bool = False
 
 
 RECOGNITION = QualityThresholds()
 ENROLMENT = QualityThresholds(min_face_px=80.0, min_sharpness=40.0, max_yaw=0.25, max_roll_deg=20.0)
+#: The door's recognition: RECOGNITION, but faces of the Haar-only fallback are recognised on
+#: their prior landmarks (a door that stops recognising anybody is locked for everyone; the
+#: daemon reports the degraded detector as an error event instead).
+DOOR = replace(RECOGNITION, pose_unmeasured_ok=True)
 
 
 @dataclass(frozen=True)
@@ -62,6 +74,11 @@ def face_pose(landmarks: np.ndarray) -> tuple[float, float]:
     return yaw, roll
 
 
+def landmarks_measured(detection: Detection) -> bool:
+    """Whether ``detection``'s landmarks were measured (by O-Net), so its pose can be judged."""
+    return detection.detector != PRIOR_LANDMARKS
+
+
 def sharpness(chip: np.ndarray) -> float:
     """Variance of the Laplacian of the grey chip (higher = sharper)."""
     grey = cv2.cvtColor(chip, cv2.COLOR_RGB2GRAY)
@@ -71,29 +88,39 @@ def sharpness(chip: np.ndarray) -> float:
 def assess(
     detection: Detection, chip: np.ndarray, limits: QualityThresholds = RECOGNITION
 ) -> Quality:
-    """Measure one face and compare it with ``limits``."""
+    """Measure one face and compare it with ``limits``. A face whose landmarks were not
+    measured has no yaw or roll (those of the prior say "frontal" of every face): it fails
+    with "landmarks not measured" unless ``limits`` let it pass unchecked."""
     size = float(min(detection.width, detection.height))
-    yaw, roll = face_pose(np.asarray(detection.landmarks, dtype=np.float64))
     sharp = sharpness(chip)
     brightness = float(chip.mean())
+    metrics = {"face_px": size, "sharpness": sharp}
     reasons: list[str] = []
     if size < limits.min_face_px:
         reasons.append(f"face too small ({size:.0f} px < {limits.min_face_px:.0f} px)")
     if sharp < limits.min_sharpness:
         reasons.append(f"too blurred (sharpness {sharp:.0f} < {limits.min_sharpness:.0f})")
-    if abs(yaw) > limits.max_yaw:
-        reasons.append(f"face turned away (yaw {yaw:+.2f}, limit ±{limits.max_yaw:.2f})")
-    if abs(roll) > limits.max_roll_deg:
-        reasons.append(f"head tilted ({roll:+.0f}°, limit ±{limits.max_roll_deg:.0f}°)")
+    if landmarks_measured(detection):
+        yaw, roll = face_pose(np.asarray(detection.landmarks, dtype=np.float64))
+        metrics.update(yaw=yaw, roll_deg=roll)
+        reasons += pose_reasons(yaw, roll, limits)
+    elif not limits.pose_unmeasured_ok:
+        reasons.append(
+            "landmarks not measured (MTCNN could not load; Haar-only fallback): pose unknown"
+        )
+    metrics["brightness"] = brightness
     if brightness < limits.min_brightness:
         reasons.append(f"too dark (mean {brightness:.0f} < {limits.min_brightness:.0f})")
     if brightness > limits.max_brightness:
         reasons.append(f"too bright (mean {brightness:.0f} > {limits.max_brightness:.0f})")
-    metrics = {
-        "face_px": size,
-        "sharpness": sharp,
-        "yaw": yaw,
-        "roll_deg": roll,
-        "brightness": brightness,
-    }
     return Quality(ok=not reasons, reasons=tuple(reasons), metrics=metrics)
+
+
+def pose_reasons(yaw: float, roll: float, limits: QualityThresholds) -> list[str]:
+    """Why a face's measured pose fails ``limits`` (nothing if it passes)."""
+    reasons = []
+    if abs(yaw) > limits.max_yaw:
+        reasons.append(f"face turned away (yaw {yaw:+.2f}, limit ±{limits.max_yaw:.2f})")
+    if abs(roll) > limits.max_roll_deg:
+        reasons.append(f"head tilted ({roll:+.0f}°, limit ±{limits.max_roll_deg:.0f}°)")
+    return reasons
