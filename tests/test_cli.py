@@ -12,13 +12,16 @@ from pathlib import Path
 import pytest
 
 
-def edgeface(*args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
+def edgeface(
+    *args: str, timeout: int = 300, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The command line as a user runs it (``env``: variables added to this environment)."""
     return subprocess.run(
         [sys.executable, "-m", "edgeface", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})},
     )
 
 

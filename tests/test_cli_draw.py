@@ -5,21 +5,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-
-def edgeface(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "edgeface", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-    )
+from test_cli import edgeface
 
 
 @pytest.mark.parametrize("command", ["detect", "identify"])

@@ -11,15 +11,14 @@ keep working) but publishes an ``error`` event at start and at each reload."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from gpiozero.pins.mock import MockFactory
 from photos import SHARED_DATA
+from test_cli import edgeface as run_cli
 from test_confirmation_tracks import FrameByFrame, config_text, enrol, run_door, unlocked
 
 from edgeface.model_files import MODEL_FILES, models_dir
@@ -55,16 +54,8 @@ def pipeline_with(policy: Policy) -> Callable[[], FacePipeline]:
 
 
 def edgeface(*args: str, models: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    if models is not None:
-        env["EDGEFACE_MODELS_DIR"] = str(models)
-    return subprocess.run(
-        [sys.executable, "-m", "edgeface", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
+    """The command line, reading its models from ``models`` where given."""
+    return run_cli(*args, env={"EDGEFACE_MODELS_DIR": str(models)} if models else None)
 
 
 def test_haar_only_faces_do_not_pass_the_pose_gate_on_prior_landmarks(

@@ -9,30 +9,18 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from test_cli import edgeface
 
 from edgeface.commands import read_photo_bytes
 from edgeface.errors import ImageError
 from edgeface.pipeline import FacePipeline
 from edgeface.recognition.enrolment import ImageEnroller
 from edgeface.vision.image_io import read_rgb
-
-
-def edgeface(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "edgeface", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-    )
 
 
 def disguised_png(photo_dir: Path, hidden: str, shown: str, path: Path) -> np.ndarray:

@@ -5,32 +5,23 @@ hand the tool (each: a clear message and the documented exit status, never a tra
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 from photos import face_free_photos
+from test_cli import edgeface as run_cli
 
 from edgeface.pipeline import FacePipeline, PipelineSettings
 from edgeface.vision.image_io import read_rgb
 
 
 def edgeface(*args: str, gallery: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    if gallery is not None:
-        env["EDGEFACE_GALLERY"] = str(gallery)
-    return subprocess.run(
-        [sys.executable, "-m", "edgeface", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
+    """The command line, with ``gallery`` as the gallery file where one is given."""
+    return run_cli(*args, env={"EDGEFACE_GALLERY": str(gallery)} if gallery else None)
 
 
 def assert_clean_failure(result: subprocess.CompletedProcess[str], code: int, text: str) -> None:
