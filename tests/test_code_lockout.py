@@ -10,12 +10,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from broker import Broker, Listener, remote_unlock_mqtt, run_connected
 from gpiozero.pins.mock import MockFactory
 from manual_clock import ManualClock
 from test_service import PIN, door_without_camera
 
-from edgeface.door.code_lockout import CodeLockout
+from edgeface.door.code_lockout import CodeLockout, LockoutFile
 from edgeface.door.service import DoorService
 
 TOPIC = "edgeface/front/command/lock"
@@ -116,3 +117,96 @@ def test_guessing_the_remote_unlock_code_over_the_broker_is_stopped(
     # five a minute: counted, not reported on its own)
     assert refusals == ["wrong code"] * 5
     assert kinds.index("code_lockout") < kinds.index("unlocked")
+
+
+def test_a_restart_keeps_the_count_and_the_lockout(tmp_path: Path) -> None:
+    """Whoever can restart the daemon (cut its power) must not get five fresh guesses at each
+    boot: the count and the lockout's end are kept in the state directory."""
+    path = tmp_path / "code-lockouts.json"
+    wall = ManualClock()
+    wall.now = 1_800_000_000.0
+    before = {"lock": CodeLockout(clock=ManualClock(), wall_clock=wall)}
+    for _ in range(5):
+        before["lock"].wrong()
+    LockoutFile(path).save(before)
+    wall.now += 20.0  # the reboot
+    after = {"lock": CodeLockout(clock=ManualClock(), wall_clock=wall)}
+    LockoutFile(path).load(after)
+    assert after["lock"].remaining() == 40.0
+    wall.now += 40.0
+    later = {"lock": CodeLockout(clock=ManualClock(), wall_clock=wall)}
+    LockoutFile(path).load(later)
+    assert later["lock"].remaining() == 0
+    assert [later["lock"].wrong() for _ in range(5)][-1] == 120.0  # and it still doubles
+
+
+def test_a_clock_set_back_at_boot_does_not_stretch_the_lockout(tmp_path: Path) -> None:
+    """A Pi without a real-time clock boots with its clock behind: what is left of a lockout
+    is never more than its length, and half-counted wrong codes still count."""
+    path = tmp_path / "code-lockouts.json"
+    wall = ManualClock()
+    wall.now = 1_800_000_000.0
+    before = {"lock": CodeLockout(wall_clock=wall), "second_factor": CodeLockout(wall_clock=wall)}
+    for _ in range(5):
+        before["lock"].wrong()
+    for _ in range(4):
+        before["second_factor"].wrong()
+    LockoutFile(path).save(before)
+    wall.now = 1_000_000.0  # 1970 and a bit
+    after = {"lock": CodeLockout(wall_clock=wall), "second_factor": CodeLockout(wall_clock=wall)}
+    LockoutFile(path).load(after)
+    assert 59.0 < after["lock"].remaining() <= 60.0
+    assert after["second_factor"].wrong() == 60.0  # the fifth wrong code in a row
+
+
+def test_an_unusable_lockout_file_is_reported_and_counting_starts_afresh(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "code-lockouts.json"
+    path.write_text('{"lock": {"wrong": "x"}}')
+    lockouts = {"lock": CodeLockout()}
+    LockoutFile(path).load(lockouts)
+    assert "lock record unusable" in caplog.text
+    assert lockouts["lock"].remaining() == 0
+    path.write_text("{not json")
+    LockoutFile(path).load(lockouts)
+    assert "unreadable" in caplog.text
+
+
+def test_the_daemon_restarted_mid_lockout_still_refuses_the_right_code(
+    tmp_path: Path, factory: MockFactory, broker: Broker
+) -> None:
+    """Five wrong codes over the broker, the daemon stopped and started again: the right code
+    is still refused (the first lockout lasts a minute)."""
+    listener = Listener(broker.port)
+    config = door_without_camera(tmp_path, remote_unlock_mqtt(broker, "4711"))
+    events: list[dict[str, object]] = []
+
+    async def session(codes: list[str], until: Callable[[], bool]) -> None:
+        service = DoorService(config, pin_factory=factory, on_event=events.append)
+        task = await run_connected(service)
+        for code in codes:
+            payload = json.dumps({"action": "UNLOCK", "code": code})
+            listener.client.publish(TOPIC, payload, qos=1)
+        deadline = time.monotonic() + 10.0
+        while not until() and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        service.stop_requested.set()
+        await task
+
+    def kinds() -> list[object]:
+        return [e["event_type"] for e in events]
+
+    asyncio.run(session(["1", "2", "3", "4", "5"], lambda: "code_lockout" in kinds()))
+    assert "code_lockout" in kinds()
+    events.clear()
+    reasons = [e.get("reason") for e in events if e["event_type"] == "remote_unlock_refused"]
+
+    def refused() -> bool:
+        reasons[:] = [e.get("reason") for e in events if e["event_type"] == "remote_unlock_refused"]
+        return bool(reasons)
+
+    asyncio.run(session(["4711"], refused))
+    listener.close()
+    assert not factory.pin(PIN).state and "unlocked" not in kinds()
+    assert len(reasons) == 1 and str(reasons[0]).startswith("too many wrong codes")

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from edgeface.config import Config
-from edgeface.door.code_lockout import CodeLockout
+from edgeface.door.code_lockout import CodeLockout, LockoutFile
 from edgeface.door.door_alarms import DoorAlarms
 from edgeface.door.relay import DoorRelay
 from edgeface.door.second_factor import SecondFactors
@@ -90,7 +90,10 @@ class RemoteCommands:
     """The door's ``<base>/command/...`` topics: checked here, carried out on the door."""
 
     def __init__(
-        self, door: CommandedDoor, loop: Callable[[], asyncio.AbstractEventLoop | None]
+        self,
+        door: CommandedDoor,
+        loop: Callable[[], asyncio.AbstractEventLoop | None],
+        lockout_file: LockoutFile | None = None,
     ) -> None:
         self.door = door
         #: The running event loop, or None before the daemon runs: where paho hands over.
@@ -99,6 +102,10 @@ class RemoteCommands:
         #: share one throttle; pushes have their own).
         self.refuse = RefusalReports(door.emit)
         self.lockouts = {"lock": CodeLockout(), "second_factor": CodeLockout()}
+        #: Where the lockouts outlive a restart (None: in memory only).
+        self.lockout_file = lockout_file
+        if lockout_file is not None:
+            lockout_file.load(self.lockouts)
         #: Whether a command arriving during the stop was logged (once per stop).
         self._ignored_at_stop = False
 
@@ -221,6 +228,10 @@ class RemoteCommands:
             valid_seconds=factors.window_seconds,
         )
 
+    def _save_lockouts(self) -> None:
+        if self.lockout_file is not None:
+            self.lockout_file.save(self.lockouts)
+
     def _code_accepted(self, command: str, code: object, secret: str, refusal: str) -> bool:
         """Whether ``code`` is the secret and may be checked at all (:mod:`code_lockout`):
         during a lockout every code is refused unchecked; the wrong code that starts one is
@@ -231,7 +242,9 @@ class RemoteCommands:
             self.refuse(refusal, reason=f"too many wrong codes: refused for {math.ceil(left)} s")
             return False
         if code_matches(code, secret):
-            lockout.right()
+            if lockout.counting:
+                lockout.right()
+                self._save_lockouts()
             if self.door.mqtt:
                 # Under MQTT 3.1.1 a command published with the retain flag while the door is
                 # connected arrives unmarked (obeyed like any live one); clear whatever the
@@ -240,6 +253,7 @@ class RemoteCommands:
             return True
         self.refuse(refusal, reason="wrong code")
         seconds = lockout.wrong()
+        self._save_lockouts()
         if seconds is not None:
             self.door.emit(
                 "code_lockout",

@@ -49,7 +49,7 @@ from edgeface.config import (
 from edgeface.door.audit import ROLLBACK, AuditLog, parse_head
 from edgeface.door.capture import CameraCapture, CameraEvents, FrameSlot
 from edgeface.door.clock_sync import ScheduleClock
-from edgeface.door.code_lockout import CodeLockout
+from edgeface.door.code_lockout import LOCKOUT_NAME, CodeLockout, LockoutFile
 from edgeface.door.daemon_lock import DaemonLock
 from edgeface.door.door_alarms import DoorAlarms
 from edgeface.door.door_hardware import DoorHardware, make_pin_factory
@@ -223,7 +223,9 @@ class DoorService:
         self._change_lock = asyncio.Lock()
         # The parts MQTT hands messages to (on paho's thread, once run() has started it);
         # the pushes read their records (accepted push, push folder) from state_dir here.
-        self.commands = RemoteCommands(self, loop=lambda: self._loop)
+        self.commands = RemoteCommands(
+            self, loop=lambda: self._loop, lockout_file=LockoutFile(self.state_dir / LOCKOUT_NAME)
+        )
         self.pushes = GalleryPushes(self, lambda: self._loop, self._change_lock, self.state_dir)
         self.mqtt: DoorMqtt | None = None
         #: What the outbox's disk said when it began refusing events, not yet reported.
