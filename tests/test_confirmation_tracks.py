@@ -212,12 +212,13 @@ def test_two_people_confirmed_on_one_pulse_are_both_in_the_audit_trail(
     """Two enrolled people confirmed on the same frame walk in through one pulse. Only one
     was named in the audit trail ("recognised" is not audited; the other was quietly retried):
     the other is reported once, as ``relay_busy``, audited; and let in by a pulse of their own
-    when still there once the relay is free."""
+    when still there once the relay is free — with a snapshot of their face at that moment
+    (the one taken when they were confirmed showed a face a pulse earlier)."""
     import json
 
     enrol(tmp_path / "gallery.json", photo_dir, {"obama": "obama.jpg", "biden": "biden.jpg"})
     config_file = tmp_path / "edgeface.yaml"
-    config_file.write_text(config_text(tmp_path))
+    config_file.write_text(config_text(tmp_path) + "snapshots:\n  enabled: true\n")
     both = np.concatenate(
         [
             letterbox(read_rgb(photo_dir / "obama3.jpg"), (320, 480)),
@@ -243,3 +244,7 @@ def test_two_people_confirmed_on_one_pulse_are_both_in_the_audit_trail(
         ("relay_busy", second),
         ("unlocked", second),
     ]
+    second_track = next(e["track"] for e in events if e["event_type"] == "relay_busy")
+    saved = sorted(p.name.split("-", 1)[1] for p in (tmp_path / "state/snapshots").iterdir())
+    assert f"unlocked-track{second_track}.jpg" in saved
+    assert len([name for name in saved if name.startswith("recognised")]) == 2

@@ -653,6 +653,8 @@ class DoorService:
                     # visitor's pulse or cooldown, or the schedule was closed): still there and
                     # still recognised in this frame, so try again, quietly.
                     self._admit(track, track.confirmed, now - captured_at)
+                    if track.unlocked:  # the face that came in, as it was when it did
+                        self._snapshot(face.chip, "unlocked", track.id)
                 elif track.unknown_streak() and (
                     track.unknown_reported_at is None
                     or now - track.unknown_reported_at >= rec.unknown_repeat_seconds
