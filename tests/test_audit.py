@@ -672,5 +672,50 @@ def test_faces_shown_to_the_camera_fill_only_their_share_of_the_audit_trail(
     audited = [e for e in entries(tmp_path / "audit.log") if e["event"] != "daemon_started"]
     kinds = [e["event"] for e in audited]
     assert kinds == ["unknown"] * CAMERA_AUDIT_BURST + ["unlocked", "unknown"]
-    assert audited[-1]["not_audited_before"] == 40 + 1 - CAMERA_AUDIT_BURST
+    # the next entry of any kind counts those left out (the flood may end with no more faces)
+    assert audited[-2]["not_audited_before"] == 40 + 1 - CAMERA_AUDIT_BURST
+    assert "not_audited_before" not in audited[-1]
+    assert verify(tmp_path / "audit.log").ok
+
+
+def test_camera_reports_left_out_just_before_a_stop_are_counted_in_the_trail(
+    tmp_path: Path,
+) -> None:
+    """Twenty strangers in a moment, then the door is stopped: the count of the 14 left out
+    used to wait for the next camera report, which never came — the trail showed six unknown
+    faces and nothing more. ``daemon_stopped`` carries it (as any entry after the flood does),
+    and a count whose entry could not be written is carried on by the next."""
+    import asyncio
+
+    from gpiozero.pins.mock import MockFactory
+
+    from edgeface.config import AuditConfig, CameraConfig, Config, RecognitionConfig, RelayConfig
+    from edgeface.door.service import DoorService
+
+    config = Config(
+        state_dir=str(tmp_path / "state"),
+        camera=CameraConfig(source=str(tmp_path / "no-camera.mp4"), reconnect_min_seconds=0.2),
+        recognition=RecognitionConfig(gallery=str(tmp_path / "gallery.json")),
+        relay=RelayConfig(pin=17),
+        audit=AuditConfig(path=str(tmp_path / "audit.log")),
+    )
+    events: list[dict[str, Any]] = []
+    service = DoorService(config, pin_factory=MockFactory(), on_event=events.append)
+
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+
+        def flood() -> None:
+            for n in range(20):
+                service.emit("unknown", track=n, distance=0.9, nearest=None, detector="mtcnn")
+            loop.call_later(0.2, service.stop_requested.set)
+
+        loop.call_later(0.3, flood)
+        return await service.run()
+
+    assert asyncio.run(asyncio.wait_for(main(), timeout=30)) == 0
+    audited = entries(tmp_path / "audit.log")
+    kinds = [e["event"] for e in audited]
+    assert kinds.count("unknown") == 6 and kinds[-1] == "daemon_stopped"
+    assert audited[-1]["not_audited_before"] == 14
     assert verify(tmp_path / "audit.log").ok

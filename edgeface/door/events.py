@@ -46,8 +46,8 @@ AUDITED = frozenset(
 #: Audited reports that anyone can cause by showing faces to the camera (a sheet of printed
 #: strangers moved about made 58 entries in 7 s, and rotated last night's unlocks out of the
 #: trail within the hour). At most :data:`CAMERA_AUDIT_BURST` of them a minute are audited; the
-#: next one audited counts those left out (``not_audited_before``). Their events are not
-#: bounded: the log and MQTT still get every one.
+#: next entry audited (of any kind) counts those left out (``not_audited_before``). Their
+#: events are not bounded: the log and MQTT still get every one.
 CAMERA_REPORTS = frozenset({"unknown", "denied", "second_factor_required", "relay_busy"})
 CAMERA_AUDIT_BURST = 6
 

@@ -312,7 +312,9 @@ class DoorService:
             try:
                 self.audit.append(event_type, **audited)  # copied to MQTT by _copy_audit
             except (OSError, ValueError) as exc:
-                # A full disk must not stop the door; it only loses this record (reported).
+                # A full disk must not stop the door; it only loses this record (reported),
+                # and the count it carried goes to the next entry.
+                self.camera_audit.suppressed += audited.get("not_audited_before", 0)
                 log.error("audit: %s not recorded: %s", event_type, exc)
                 unrecorded = f"audit log {self.audit.path}: {event_type} not recorded: {exc}"
         try:
@@ -327,11 +329,14 @@ class DoorService:
         of the faces' reports beyond the minute's share (see ``CAMERA_REPORTS``)."""
         if event_type not in AUDITED:
             return None
-        if event_type not in CAMERA_REPORTS:
-            return fields
-        left_out = self.camera_audit.allow()
-        if left_out is None:
-            return None
+        if event_type in CAMERA_REPORTS:
+            left_out = self.camera_audit.allow()
+            if left_out is None:
+                return None
+        else:
+            # Any other entry carries the count too (daemon_stopped at the latest): waiting
+            # for the next camera report lost it whenever the flood ended before one came.
+            left_out, self.camera_audit.suppressed = self.camera_audit.suppressed, 0
         return {**fields, "not_audited_before": left_out} if left_out else fields
 
     def _open_audit(self, config: Config) -> AuditLog | None:
