@@ -97,6 +97,30 @@ def test_a_netpbm_photo_is_scaled_by_the_maximum_its_header_declares(photo_dir: 
     assert len(FacePipeline().analyse(rgb, embed=False)) == 1
 
 
+@pytest.mark.parametrize(("magic", "maxval"), [("P2", 100), ("P5", 100), ("P2", 1023)])
+def test_netpbm_in_ascii_or_binary_reads_at_the_photo_s_brightness(
+    photo_dir: Path, magic: str, maxval: int
+) -> None:
+    """OpenCV scales an ASCII file (P2) of maximum 255 or less itself, and returns the others'
+    samples as stored: scaled by the header's maximum as well, an ASCII scan of maximum 100
+    was washed out to white (mean 154 for a photo of 79)."""
+    grey = cv2.imread(str(photo_dir / "obama.jpg"), cv2.IMREAD_GRAYSCALE)
+    height, width = grey.shape
+    samples = grey.astype(np.uint32) * maxval // 255
+    if magic == "P2":
+        body = "\n".join(" ".join(str(v) for v in row) for row in samples).encode() + b"\n"
+    else:
+        body = samples.astype(np.uint8 if maxval < 256 else ">u2").tobytes()
+    data = b"%s\n%d %d\n%d\n" % (magic.encode(), width, height, maxval) + body
+    rgb = decode_rgb(data, "scan.pgm")
+    assert np.abs(rgb[..., 0].astype(np.int16) - grey).mean() < 3.0
+
+
+def test_a_tiny_ascii_ppm_keeps_its_grey_levels() -> None:
+    tiny = decode_rgb(b"P3\n2 1\n100\n50 50 50 100 100 100\n", "tiny.ppm")
+    assert tiny[0, :, 0].tolist() in ([127, 255], [128, 255])  # not [255, 255]
+
+
 def test_a_float_image_with_nan_and_inf_pixels_is_not_read_as_black(
     tmp_path: Path, photo_dir: Path
 ) -> None:

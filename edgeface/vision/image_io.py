@@ -321,15 +321,19 @@ def decoded_bytes_per_pixel(data: bytes | memoryview) -> int | None:
 
 
 def netpbm_maxval(data: bytes | memoryview) -> int | None:
-    """The maximum sample value a PGM or PPM header declares (OpenCV returns the samples as
-    stored, so a 10-bit PGM's 1023 is full white), or None."""
+    """The maximum sample value a PGM or PPM header declares where OpenCV returns the samples
+    as stored (a 10-bit PGM's 1023 is full white), or None. An ASCII file (P2, P3) of at most
+    255 OpenCV scales to 0..255 itself: None too, or it would be scaled twice (washed out)."""
     if image_format(data) not in ("PGM", "PPM"):
         return None
+    ascii_samples = bytes(data[:2]) in (b"P2", b"P3")
     head = re.sub(rb"#[^\r\n]*", b" ", bytes(data[:512]))  # comments may come between fields
     fields = head.split(maxsplit=4)
     if len(fields) < 4 or not fields[3].isdigit():
         return None
     maxval = int(fields[3])
+    if ascii_samples and maxval <= 255:
+        return None
     return maxval if 1 <= maxval <= 65535 else None
 
 
