@@ -247,7 +247,11 @@ def to_8bit(block: np.ndarray, full: float) -> np.ndarray:
 
 
 def composite_on_white(bgra: np.ndarray) -> np.ndarray:
-    """8-bit BGRA over a white page, as RGB: what a browser, mail or chat app shows."""
+    """8-bit BGRA over a white page, as RGB: what a browser, mail or chat app shows. Rows
+    with every pixel opaque (most PNGs that have an alpha channel) are only converted: the
+    arithmetic took 30 ms a 1080p frame of a folder camera instead of 0.3."""
+    if cv2.minMaxLoc(cv2.extractChannel(bgra, 3))[0] == 255:
+        return cv2.cvtColor(bgra, cv2.COLOR_BGRA2RGB)
     alpha = bgra[..., 3:].astype(np.uint16)
     shown = bgra[..., :3].astype(np.uint16) * alpha + (255 - alpha) * 255
     return cv2.cvtColor(((shown + 127) // 255).astype(np.uint8), cv2.COLOR_BGR2RGB)
