@@ -6,6 +6,7 @@ test says exactly which frames the door saw — none skipped by a loaded machine
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -248,3 +249,37 @@ def test_two_people_confirmed_on_one_pulse_are_both_in_the_audit_trail(
     saved = sorted(p.name.split("-", 1)[1] for p in (tmp_path / "state/snapshots").iterdir())
     assert f"unlocked-track{second_track}.jpg" in saved
     assert len([name for name in saved if name.startswith("recognised")]) == 2
+
+
+def test_a_person_whose_track_breaks_during_their_own_pulse_is_not_let_in_twice(
+    tmp_path: Path, photo_dir: Path, factory: MockFactory
+) -> None:
+    """Obama is let in, then his face jumps to another place in the picture (he turned, was
+    hidden a moment) and is confirmed again on a new track while his own pulse runs. That was
+    audited as ``relay_busy`` ("unlocked for someone else") and, still in view once the relay
+    was free, given a second pulse: the door unlocked again with him already through it."""
+    import json
+
+    enrol(tmp_path / "gallery.json", photo_dir, {"obama": "obama.jpg"})
+    config_file = tmp_path / "edgeface.yaml"
+    text = config_text(tmp_path).replace("unlock_seconds: 0.2", "unlock_seconds: 2.0")
+    config_file.write_text(text)
+    face = letterbox(read_rgb(photo_dir / "obama3.jpg"), (320, 480))
+    blank = np.full_like(face, 255)
+    left = np.concatenate([face, blank], axis=1)
+    right = np.concatenate([blank, face], axis=1)
+
+    async def scenario(door: FrameByFrame) -> None:
+        await door.show_frame(left, 3)  # confirmed, unlocked
+        await door.show_frame(right, 3)  # a new track, confirmed during the pulse
+        while time.monotonic() < door.service.relay.cooldown_until:
+            await door.show_frame(right)  # and still in view ...
+        await door.show_frame(right, 2)  # ... once the relay is free
+
+    events = run_door(config_file, photo_dir, factory, scenario)
+    recognised = [e["track"] for e in events if e["event_type"] == "recognised"]
+    assert len(set(recognised)) == 2  # two tracks, each confirmed
+    assert unlocked(events) == ["obama"]  # one pulse
+    assert not [e for e in events if e["event_type"] == "relay_busy"]
+    audit = [json.loads(x) for x in (tmp_path / "state" / "audit.log").read_text().splitlines()]
+    assert [e["event"] for e in audit if e.get("identity")] == ["unlocked"]

@@ -271,6 +271,8 @@ class DoorService:
         #: Whether the unlock-in-progress marker could not be written and that was reported:
         #: reported once until a marker is written again, not at every unlock of a full disk.
         self._marker_unwritable = False
+        #: Who the last pulse a face started was for, and when its cooldown ends.
+        self._face_pulse: tuple[str, float] | None = None
         self.stop_requested = asyncio.Event()
         #: The camera thread's work (run() starts it): the current camera settings, the newest
         #: frame into the slot, and its news handed to the event loop as events.
@@ -720,6 +722,7 @@ class DoorService:
             return
         if self.pulse_relay(identity):
             track.unlocked = True
+            self._face_pulse = (identity, self.relay.cooldown_until)
             if needs_factor:
                 self.second_factors.use(identity)
             self.emit(
@@ -730,6 +733,12 @@ class DoorService:
                 frame_to_unlock_ms=round(latency * 1000, 1),
                 **({"second_factor": True} if needs_factor else {}),
             )
+        elif self._own_pulse(identity):
+            # The pulse running (or cooling down) is this person's: their face left the track
+            # that confirmed them (turned away, hidden a moment) and came back as a new one.
+            # No second pulse for someone already let in, and no audited "relay_busy" saying
+            # the relay was unlocked for someone else.
+            track.unlocked = True
         elif not self.stop_requested.is_set() and "relay busy" not in track.denied:
             # Two people confirmed together walk through one pulse: the audit trail must
             # name the second too ("recognised" is not audited). Retried while they stay.
@@ -745,6 +754,12 @@ class DoorService:
         self.door_alarms.entry_allowed(self.relay.unlock_seconds)
         self._report_marker(self.relay.marker_problem)
         return True
+
+    def _own_pulse(self, identity: str) -> bool:
+        """Whether the relay's running pulse, or the cooldown after it, is the one a face
+        recognised as ``identity`` started (not a remote command's or the exit button's)."""
+        cooldown_until = self.relay.cooldown_until
+        return self._face_pulse == (identity, cooldown_until) and time.monotonic() < cooldown_until
 
     def _report_marker(self, problem: OSError | None, doing: str = "written") -> None:
         """The relay unlocked without its unlock-in-progress marker (a full disk, say), or
