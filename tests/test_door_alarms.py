@@ -221,3 +221,36 @@ def test_a_door_forced_right_after_a_remote_lock_is_reported(
     kinds = [e["event_type"] for e in events]
     assert "remote_lock" in kinds and "door_opened" in kinds
     assert "door_forced" in kinds, kinds
+
+
+def test_a_remote_lock_after_the_pulse_ran_out_leaves_the_entry_its_grace(
+    tmp_path: Path, factory: MockFactory, broker: Broker
+) -> None:
+    """A LOCK that cuts nothing short (an automation locking as the pulse runs out) must not
+    end the grace after the pulse: the person let in, still pushing the door a moment later,
+    was reported as ``door_forced``."""
+    secret = "a-long-remote-unlock-secret-0123"
+    relay = RelayConfig(
+        pin=PIN, unlock_seconds=0.3, door_contact_pin=CONTACT, door_forced_alarm=True
+    )
+    config = door_without_camera(tmp_path, remote_unlock_mqtt(broker, secret), relay=relay)
+    events: list[dict[str, object]] = []
+    service = DoorService(config, pin_factory=factory, on_event=events.append)
+    reed = factory.pin(CONTACT)
+    reed.drive_low()  # shut
+
+    async def scenario() -> int:
+        task = await run_connected(service)
+        service.command("lock", json.dumps({"action": "UNLOCK", "code": secret}).encode())
+        await asyncio.sleep(0.6)
+        assert factory.pin(PIN).state is False  # the pulse ran out
+        service.command("lock", json.dumps({"action": "LOCK", "code": secret}).encode())
+        reed.drive_high()  # the visitor opens the door within the grace
+        await asyncio.sleep(0.5)
+        service.stop_requested.set()
+        return await task
+
+    assert asyncio.run(asyncio.wait_for(scenario(), timeout=60)) == 0
+    kinds = [e["event_type"] for e in events]
+    assert "remote_lock" in kinds and "door_opened" in kinds
+    assert "door_forced" not in kinds, kinds

@@ -180,7 +180,8 @@ class RemoteCommands:
             # Authenticated, so audited like an unlock: who cut a visitor's pulse short, when.
             was_open = not door.relay.locked
             door.relay.lock()
-            door.door_alarms.entry_ended()
+            if was_open:  # a LOCK after the pulse ran out leaves the entry its grace
+                door.door_alarms.entry_ended()
             door.emit("remote_lock", was_unlocked=was_open)
         elif action == "UNLOCK":
             if door.pulse_relay("remote"):
